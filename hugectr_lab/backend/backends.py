@@ -1,0 +1,99 @@
+"""Backend objects: one per Session, so CPU and GPU runs can sit side by side in one notebook."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .ops import OpTable
+
+ENV_VAR = "HUGECTR_LAB_BACKEND"
+
+
+class Backend:
+    """An array module plus named ops. ``xp`` is ``numpy`` or ``cupy``."""
+
+    name = "abstract"
+
+    def __init__(self, xp, use_kernels):
+        self.xp = xp
+        self.ops = OpTable(xp, use_kernels)
+
+    def asarray(self, a, dtype=None):
+        """Move a host (or device) array onto this backend."""
+        return self.xp.asarray(a, dtype=dtype)
+
+    def to_host(self, a):
+        """A NumPy copy/view of ``a``."""
+        return np.asarray(a)
+
+    def synchronize(self):
+        """Wait for queued device work (no-op on NumPy)."""
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name}>"
+
+
+class NumpyBackend(Backend):
+    """The reference backend: every op is its NumPy reference. Runs anywhere."""
+
+    name = "numpy"
+
+    def __init__(self):
+        super().__init__(np, use_kernels=False)
+
+
+class CupyBackend(Backend):
+    """GPU backend: CUDA kernels where registered, otherwise the references run on ``cupy`` arrays."""
+
+    name = "cupy"
+
+    def __init__(self, device_ids=None):
+        import cupy
+
+        super().__init__(cupy, use_kernels=True)
+        self.device_ids = list(device_ids) if device_ids is not None else [0]
+
+    def to_host(self, a):
+        return self.xp.asnumpy(a) if isinstance(a, self.xp.ndarray) else np.asarray(a)
+
+    def synchronize(self):
+        self.xp.cuda.get_current_stream().synchronize()
+
+
+def visible_gpu_count():
+    """Number of usable CUDA devices, 0 when CuPy or a driver is missing."""
+    try:
+        import cupy
+
+        if not cupy.cuda.is_available():
+            return 0
+        return cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # ImportError, or a CUDA driver error when probing
+        return 0
+
+
+def get_backend(name=None, device_ids=None):
+    """Resolve ``"numpy" | "cupy" | "auto"`` (default: ``$HUGECTR_LAB_BACKEND`` or ``"numpy"``).
+
+    ``"auto"`` picks CuPy when a usable GPU exists, else NumPy; the choice is visible as
+    ``backend.name``. ``device_ids`` are checked against the visible GPUs for CuPy.
+    """
+    if isinstance(name, Backend):
+        return name
+    name = (name or os.environ.get(ENV_VAR) or "numpy").lower()
+    if name == "auto":
+        name = "cupy" if visible_gpu_count() > 0 else "numpy"
+    if name == "numpy":
+        return NumpyBackend()
+    if name == "cupy":
+        count = visible_gpu_count()
+        if count == 0:
+            raise RuntimeError("backend='cupy' needs CuPy and a CUDA GPU; none is usable here "
+                               "(install hugectr-lab[gpu] on a GPU machine, or use backend='numpy')")
+        bad = [d for d in (device_ids or [0]) if not 0 <= d < count]
+        if bad:
+            raise ValueError(f"vvgpu names GPU ids {bad} but the visible GPUs are {list(range(count))}")
+        return CupyBackend(device_ids)
+    raise ValueError(f"backend must be 'numpy', 'cupy' or 'auto', got {name!r}")

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+from hugectr_lab.backend import (InProcessCommunicator, NumpyBackend, get_backend, reference_op,
+                                 visible_gpu_count)
+from hugectr_lab.backend import ops as ops_module
+
+
+def test_numpy_backend_by_name_and_env(monkeypatch):
+    assert get_backend("numpy").name == "numpy"
+    monkeypatch.setenv("HUGECTR_LAB_BACKEND", "numpy")
+    assert get_backend().name == "numpy"
+    backend = NumpyBackend()
+    assert get_backend(backend) is backend
+
+
+@pytest.mark.skipif(visible_gpu_count() > 0, reason="checks the CPU-only answers")
+def test_auto_falls_back_to_numpy_and_cupy_explains_itself():
+    assert get_backend("auto").name == "numpy"
+    with pytest.raises(RuntimeError, match="needs CuPy and a CUDA GPU"):
+        get_backend("cupy")
+
+
+def test_unknown_backend_is_named():
+    with pytest.raises(ValueError, match="'tpu'"):
+        get_backend("tpu")
+
+
+def test_ops_bind_xp_and_report_missing(monkeypatch):
+    monkeypatch.setattr(ops_module, "REFERENCES", dict(ops_module.REFERENCES))
+
+    @reference_op
+    def probe_axpy(xp, a, x, y):
+        assert xp is np
+        return a * x + y
+
+    backend = get_backend("numpy")
+    np.testing.assert_array_equal(backend.ops.probe_axpy(2.0, np.ones(3), np.arange(3.0)), [2, 3, 4])
+    assert backend.ops.implementation("probe_axpy") == "reference"
+    with pytest.raises(AttributeError, match="no operation named 'nope'"):
+        backend.ops.nope
+
+
+def test_reference_names_are_unique(monkeypatch):
+    monkeypatch.setattr(ops_module, "REFERENCES", {})
+
+    def twin(xp):
+        return 1
+
+    reference_op(twin)
+    other = lambda xp: 2  # noqa: E731
+    other.__name__ = "twin"
+    with pytest.raises(ValueError, match="defined twice"):
+        reference_op(other)
+
+
+@pytest.mark.parametrize("g", [1, 2, 3])
+def test_in_process_collectives(g):
+    rng = np.random.default_rng(g)
+    comm = InProcessCommunicator(g)
+    b = 5
+    parts = [rng.normal(size=(g * b, 4)) for _ in range(g)]
+    total = sum(parts)
+    for out in comm.all_reduce(parts):
+        np.testing.assert_allclose(out, total)
+    for d, out in enumerate(comm.reduce_scatter(parts)):
+        np.testing.assert_allclose(out, total[d * b:(d + 1) * b])
+    shards = [rng.normal(size=(b, 2)) for _ in range(g)]
+    for out in comm.all_gather(shards):
+        np.testing.assert_array_equal(out, np.concatenate(shards))
+    sends = [[np.full(3, 10 * src + dst) for dst in range(g)] for src in range(g)]
+    recv = comm.all_to_all(sends)
+    for dst in range(g):
+        for src in range(g):
+            np.testing.assert_array_equal(recv[dst][src], 10 * src + dst)
+    for out in comm.broadcast(shards, root=g - 1):
+        np.testing.assert_array_equal(out, shards[g - 1])
+
+
+def test_collectives_check_device_count():
+    comm = InProcessCommunicator(2)
+    with pytest.raises(ValueError, match="2 devices got 1"):
+        comm.all_reduce([np.zeros(2)])
+    with pytest.raises(ValueError, match="divide evenly"):
+        comm.reduce_scatter([np.zeros((3, 1)), np.zeros((3, 1))])
