@@ -97,3 +97,15 @@ def get_backend(name=None, device_ids=None):
             raise ValueError(f"vvgpu names GPU ids {bad} but the visible GPUs are {list(range(count))}")
         return CupyBackend(device_ids)
     raise ValueError(f"backend must be 'numpy', 'cupy' or 'auto', got {name!r}")
+
+
+def array_module(xp=None):
+    """The array module named by ``xp``: an array module, a Backend (anything with ``.xp``) or None (numpy)."""
+    if xp is None:
+        return np
+    return getattr(xp, "xp", xp)
+
+
+def to_host(a):
+    """A NumPy array for a NumPy or CuPy array."""
+    return a if isinstance(a, np.ndarray) else a.get()

@@ -1,0 +1,325 @@
+"""Dense optimizers: one update over a flat float32 master-weight buffer of N parameters.
+
+Every optimizer first divides the gradient by the loss scaler S (``g = grad / S``), then
+(lr = current learning rate, all arithmetic in float32):
+
+=============  ==================================================================================
+SGD            w -= lr*g
+MomentumSGD    m = mu*m - lr*g;  w += m
+Nesterov       a_new = mu*a - lr*g;  w += -mu*a + (1+mu)*a_new
+Adam           t += 1;  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g;
+               alpha_t = lr*sqrt(1-b2**t)/(1-b1**t);  w -= alpha_t*m/(sqrt(v)+eps)
+AdaGrad        acc += g*g;  w -= lr*g/(sqrt(acc)+eps)
+=============  ==================================================================================
+
+With ``mixed_precision=True`` the states are stored in float16: each step widens them to float32,
+updates the weights with the float32 values and rounds the new states back to float16 (as
+HugeCTR's kernels do). Weights are always float32; gradients may be float32 or float16.
+
+The states are also the dense optimizer state file: their raw bytes concatenated in
+``state_names`` order (Adam: m then v), float32 or float16; SGD writes an empty file.
+
+Arrays live in the array module ``xp`` (numpy, or cupy) given at construction or to ``init``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+
+from ..backend import array_module, to_host
+
+
+class DenseOptimizer:
+    """Shared state management; subclasses set ``type_name``, ``state_names`` and ``_step``.
+
+    Constructors only store and check arguments. The states are allocated by ``init(N)`` or by
+    the first ``update``.
+    """
+
+    type_name = ""
+    state_names: tuple[str, ...] = ()
+
+    def __init__(self, learning_rate, *, scaler=1.0, mixed_precision=False, xp=None):
+        self.set_learning_rate(learning_rate)
+        if not scaler > 0:
+            raise ValueError(f"scaler must be > 0, got {scaler!r}")
+        self.scaler = np.float32(scaler)
+        self.mixed_precision = bool(mixed_precision)
+        self.xp = array_module(xp)
+        self._num_params = None
+        self._states = None  # name -> (N,) state array, once allocated
+
+    @property
+    def state_dtype(self):
+        return np.float16 if self.mixed_precision else np.float32
+
+    @property
+    def num_params(self):
+        """N, or None before ``init``/the first ``update``."""
+        return self._num_params
+
+    def set_learning_rate(self, lr):
+        """Set the lr used from the next ``update`` on.
+
+        Raises ValueError if ``lr <= 0``, as HugeCTR's dense optimizers do; a schedule that
+        decays to ``end_lr = 0`` therefore fails at its last step, in HugeCTR too.
+        """
+        if not lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {lr!r}")
+        self.learning_rate = np.float32(lr)
+
+    def init(self, num_params, xp=None):
+        """Allocate fresh states for ``num_params`` weights (in ``xp``, default: the constructor's)."""
+        if xp is not None:
+            self.xp = array_module(xp)
+        self._num_params = int(num_params)
+        self._states = {name: self._initial_state(name) for name in self.state_names}
+        return self
+
+    def _initial_state(self, name):
+        return self.xp.zeros(self._num_params, dtype=self.state_dtype)
+
+    def update(self, weights, grads, lr=None):
+        """One step in place. ``weights`` (N,) float32; ``grads`` (N,) float32 or float16.
+
+        ``lr``, if given, is set as by ``set_learning_rate`` first.
+        """
+        if lr is not None:
+            self.set_learning_rate(lr)
+        if self._states is None:
+            self.init(weights.size)
+        self._check_buffers(weights, grads)
+        g = grads.astype(np.float32)  # a copy: the caller's gradient stays intact
+        g /= self.scaler
+        self._step(weights, g, self.learning_rate)
+
+    def _check_buffers(self, weights, grads):
+        if weights.dtype != np.float32:
+            raise ValueError(f"weights must be float32, got {weights.dtype}")
+        if grads.dtype not in (np.float32, np.float16):
+            raise ValueError(f"grads must be float32 or float16, got {grads.dtype}")
+        if weights.shape != grads.shape or weights.size != self._num_params:
+            raise ValueError(f"{self.type_name}: weights {weights.shape} and grads {grads.shape} "
+                             f"must both hold the optimizer's {self._num_params} parameters")
+
+    def _step(self, weights, g, lr):
+        """Update ``weights`` in place from the float32 gradient ``g`` (already divided by S)."""
+        raise NotImplementedError
+
+    def _load(self, name):
+        """State ``name`` widened to float32 (a copy, so the stored dtype is kept)."""
+        return self._states[name].astype(np.float32)
+
+    def _store(self, name, value):
+        self._states[name][...] = value  # rounds to float16 in mixed precision
+
+    # -- state file ------------------------------------------------------------------------
+
+    def _require_states(self):
+        if self._states is None:
+            raise RuntimeError(f"{self.type_name} optimizer has no state yet: call init(num_params) "
+                               "or update() first")
+
+    def state_arrays(self):
+        """The live state arrays, in state-file order (``state_names``); [] for SGD."""
+        self._require_states()
+        return [self._states[name] for name in self.state_names]
+
+    def load_state_arrays(self, arrays):
+        """Copy ``arrays`` (state-file order, each (N,)) into the states, allocating if needed."""
+        arrays = list(arrays)
+        if len(arrays) != len(self.state_names):
+            raise ValueError(f"{self.type_name} has {len(self.state_names)} state arrays "
+                             f"{self.state_names}, got {len(arrays)}")
+        if self._states is None and arrays:
+            self.init(arrays[0].size)
+        for name, a in zip(self.state_names, arrays):
+            if a.size != self._num_params:
+                raise ValueError(f"{self.type_name} state {name!r} must have {self._num_params} "
+                                 f"elements, got {a.size}")
+            self._states[name][...] = self.xp.asarray(a).reshape(-1)
+
+    def state_bytes(self) -> bytes:
+        """The dense optimizer state file's content."""
+        return b"".join(to_host(a).tobytes() for a in self.state_arrays())
+
+    def load_state_bytes(self, data):
+        """Load a dense optimizer state file's content (bytes-like) after ``init``.
+
+        Its size must be exactly ``len(state_names) * N * itemsize``, itemsize 4 (float32) or
+        2 (float16 in mixed precision).
+        """
+        data = memoryview(data).cast("B")
+        if not self.state_names:
+            if len(data):
+                raise ValueError(f"{self.type_name} has no state, so its state file is empty; "
+                                 f"got {len(data)} bytes")
+            return
+        self._require_states()
+        n, dtype = self._num_params, np.dtype(self.state_dtype)
+        expected = len(self.state_names) * n * dtype.itemsize
+        if len(data) != expected:
+            raise ValueError(f"{self.type_name} dense optimizer state for {n} parameters must be "
+                             f"{expected} bytes ({' then '.join(self.state_names)}, {n} {dtype.name} "
+                             f"values each), got {len(data)}")
+        flat = np.frombuffer(data, dtype=dtype)
+        self.load_state_arrays([flat[i * n:(i + 1) * n] for i in range(len(self.state_names))])
+
+    def __repr__(self):
+        return (f"<{type(self).__name__} lr={float(self.learning_rate)} scaler={float(self.scaler)} "
+                f"mixed_precision={self.mixed_precision} num_params={self.num_params}>")
+
+
+class SGDOptimizer(DenseOptimizer):
+    """Plain SGD: ``w -= lr * g``. No state."""
+
+    type_name = "SGD"
+
+    def _step(self, weights, g, lr):
+        g *= lr
+        weights -= g
+
+
+class MomentumSGDOptimizer(DenseOptimizer):
+    """Momentum SGD: ``m = mu*m - lr*g; w += m``. State: momentum."""
+
+    type_name = "MomentumSGD"
+    state_names = ("momentum",)
+
+    def __init__(self, learning_rate, momentum_factor, **common):
+        super().__init__(learning_rate, **common)
+        self.momentum_factor = np.float32(momentum_factor)
+
+    def _step(self, weights, g, lr):
+        m = self._load("momentum")
+        m *= self.momentum_factor
+        m -= lr * g
+        self._store("momentum", m)
+        weights += m
+
+
+class NesterovOptimizer(DenseOptimizer):
+    """Nesterov momentum: ``a_new = mu*a - lr*g; w += -mu*a + (1+mu)*a_new``. State: accumulator."""
+
+    type_name = "Nesterov"
+    state_names = ("accumulator",)
+
+    def __init__(self, learning_rate, momentum_factor, **common):
+        super().__init__(learning_rate, **common)
+        self.momentum_factor = np.float32(momentum_factor)
+
+    def _step(self, weights, g, lr):
+        mu = self.momentum_factor
+        a_old = self._load("accumulator")
+        a_new = mu * a_old - lr * g
+        self._store("accumulator", a_new)
+        weights += (np.float32(1) + mu) * a_new - mu * a_old
+
+
+class AdamOptimizer(DenseOptimizer):
+    """Adam, epsilon-hat form. States: m then v.
+
+    ``t`` counts update calls (the first update uses t = 1). The state file does not hold ``t``,
+    so an optimizer that loads one restarts bias correction at t = 1, as HugeCTR does; set
+    ``t`` to the number of steps already taken to continue the original run exactly.
+    """
+
+    type_name = "Adam"
+    state_names = ("m", "v")
+
+    def __init__(self, learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-7, **common):
+        super().__init__(learning_rate, **common)
+        for name, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0 <= beta < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {beta!r}")
+        self.beta1 = np.float32(beta1)
+        self.beta2 = np.float32(beta2)
+        self.epsilon = np.float32(epsilon)
+        self.t = 0
+
+    def _step(self, weights, g, lr):
+        self.t += 1
+        b1, b2, one = self.beta1, self.beta2, np.float32(1)
+        m = self._load("m")
+        m *= b1
+        m += (one - b1) * g
+        v = self._load("v")
+        v *= b2
+        v += (one - b2) * g * g
+        self._store("m", m)
+        self._store("v", v)
+        # HugeCTR computes the bias-corrected step size in double, then rounds it to float.
+        alpha_t = np.float32(float(lr) * math.sqrt(1 - float(b2) ** self.t) / (1 - float(b1) ** self.t))
+        v = self.xp.sqrt(v, out=v)
+        v += self.epsilon
+        m *= alpha_t
+        m /= v
+        weights -= m
+
+
+class AdaGradOptimizer(DenseOptimizer):
+    """AdaGrad (HugeCTR 3.1): ``acc += g*g; w -= lr*g/(sqrt(acc)+eps)``. State: accumulator.
+
+    The accumulator starts at ``initial_accu_value`` (HugeCTR 3.1 memsets its bytes instead,
+    which gives 0 for values below 1 and tiny denormals otherwise).
+    """
+
+    type_name = "AdaGrad"
+    state_names = ("accumulator",)
+
+    def __init__(self, learning_rate, initial_accu_value=0.0, epsilon=1e-7, **common):
+        super().__init__(learning_rate, **common)
+        self.initial_accu_value = np.float32(initial_accu_value)
+        self.epsilon = np.float32(epsilon)
+
+    def _initial_state(self, name):
+        return self.xp.full(self._num_params, self.initial_accu_value, dtype=self.state_dtype)
+
+    def _step(self, weights, g, lr):
+        acc = self._load("accumulator")
+        acc += g * g
+        self._store("accumulator", acc)
+        denom = self.xp.sqrt(acc, out=acc)
+        denom += self.epsilon
+        g *= lr
+        g /= denom
+        weights -= g
+
+
+DENSE_OPTIMIZERS = {cls.type_name: cls for cls in (
+    AdamOptimizer, AdaGradOptimizer, MomentumSGDOptimizer, NesterovOptimizer, SGDOptimizer)}
+
+
+def _arguments(cls):
+    """Keyword names ``cls`` accepts, its own and DenseOptimizer's."""
+    names = set()
+    for fn in (cls.__init__, DenseOptimizer.__init__):
+        names.update(inspect.signature(fn).parameters)
+    return names - {"self", "common"}
+
+
+# atomic_update only affects sparse SGD; every type ignores the names it does not use, as
+# HugeCTR's CreateOptimizer does.
+HPARAM_NAMES = frozenset({"atomic_update"}.union(*map(_arguments, DENSE_OPTIMIZERS.values())))
+
+
+def create_dense_optimizer(type, **hparams) -> DenseOptimizer:
+    """Build a dense optimizer from its HugeCTR type name and hyper-parameters.
+
+    ``type``: "Adam", "AdaGrad", "MomentumSGD", "Nesterov" or "SGD". ``hparams``: learning_rate
+    (required), beta1, beta2, epsilon, momentum_factor, initial_accu_value, atomic_update,
+    scaler, mixed_precision, xp; names the type does not use are ignored.
+    """
+    if type not in DENSE_OPTIMIZERS:
+        raise ValueError(f"unknown dense optimizer type {type!r}; expected one of "
+                         f"{', '.join(DENSE_OPTIMIZERS)}")
+    unknown = sorted(set(hparams) - HPARAM_NAMES)
+    if unknown:
+        raise TypeError(f"unknown optimizer hyper-parameter(s) {unknown}; expected some of "
+                        f"{sorted(HPARAM_NAMES)}")
+    cls = DENSE_OPTIMIZERS[type]
+    accepted = _arguments(cls)
+    return cls(**{k: v for k, v in hparams.items() if k in accepted})
