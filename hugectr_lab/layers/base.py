@@ -1,0 +1,173 @@
+"""The layer interface, the build context, and small array helpers shared by the layers.
+
+Life cycle of a layer (the Network drives it; tests drive it directly):
+
+1. ``Layer(**params)`` only stores the params (the fields of the config's params dataclass).
+2. ``build(input_shapes, ctx) -> output_shapes`` checks shapes (errors name the layer) and decides
+   the weight shapes. Shapes include the batch dimension.
+3. ``weight_shapes()`` / ``weight_names()`` in HugeCTR's dense-model-file order;
+   ``init_weights(rng)`` draws them as float32 host arrays.
+4. ``bind(weights, grads)`` hands over views into the network's flat buffers.
+5. ``forward(inputs, training) -> outputs`` and ``backward(d_outputs) -> d_inputs``; backward writes
+   weight gradients into the bound grad views, accumulating (``+=``) except for the names listed in
+   ``grad_overwrites`` (``=``), as HugeCTR does.
+
+Arrays passed to ``forward``/``backward`` are read-only by convention: a layer never writes into an
+array it did not create (results may be views of its inputs, e.g. Reshape).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..backend import get_backend
+
+
+class LayerError(ValueError):
+    """A bad layer configuration or shape; the message starts with the layer's label."""
+
+
+@dataclass
+class BuildContext:
+    """What layers need to know about the network they are built into.
+
+    ``compute_dtype`` is float32 (FP32 mode), float16 (mixed precision: fp16 activations and
+    gradients, fp32 master weights) or float64 (verification only: finite-difference checks).
+    ``scaler`` is the loss scaler S, ``device_count`` the number of logical devices G (losses divide
+    their gradient by G), ``rng`` feeds Dropout, ``training`` says whether backward will run.
+    ``tf32`` is accepted for parity with ``enable_tf32_compute``; it has no effect on NumPy.
+    """
+
+    backend: Any = None
+    compute_dtype: Any = np.float32
+    scaler: float = 1.0
+    device_count: int = 1
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    training: bool = True
+    tf32: bool = False
+
+    def __post_init__(self):
+        self.backend = get_backend(self.backend or "numpy")
+        self.compute_dtype = np.dtype(self.compute_dtype)
+        if self.compute_dtype not in (np.float16, np.float32, np.float64):
+            raise ValueError(f"compute_dtype must be float16, float32 or float64, got {self.compute_dtype}")
+
+    @property
+    def xp(self):
+        return self.backend.xp
+
+    @property
+    def mixed_precision(self):
+        return self.compute_dtype == np.float16
+
+    @property
+    def master_dtype(self):
+        """Dtype of master weights and labels: float32, or float64 in verification mode."""
+        return np.dtype(np.float64) if self.compute_dtype == np.float64 else np.dtype(np.float32)
+
+
+class Layer:
+    """Base class. Subclasses set ``num_inputs`` and implement ``_build``, ``forward``, ``backward``."""
+
+    type_name: ClassVar[str] = "Layer"  # set by @register_layer
+    num_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max); None = unbounded
+    is_loss: ClassVar[bool] = False
+    # BatchNorm keeps fp32 weights in mixed precision: it binds to the master buffer, not the fp16 copy.
+    uses_master_weights: ClassVar[bool] = False
+
+    label: str | None = None  # e.g. 'layers[7] (Reshape "reshape1")', set by the Network
+
+    def error(self, message) -> LayerError:
+        return LayerError(f"{self.label or self.type_name}: {message}")
+
+    # -- build -------------------------------------------------------------------------------
+
+    def build(self, input_shapes, ctx: BuildContext):
+        """Check ``input_shapes`` (tuples incl. batch), decide weight shapes; return output shapes."""
+        lo, hi = self.num_inputs
+        n = len(input_shapes)
+        if n < lo or (hi is not None and n > hi):
+            expected = f"{lo}" if lo == hi else f"{lo} to {hi}" if hi else f"at least {lo}"
+            raise self.error(f"takes {expected} input tensors, got {n}")
+        self.ctx = ctx
+        self.xp = ctx.xp
+        self.dtype = ctx.compute_dtype
+        self.input_shapes = [tuple(int(d) for d in s) for s in input_shapes]
+        self._weight_specs = []  # [(name, shape)], filled by _build
+        self.output_shapes = [tuple(s) for s in self._build(self.input_shapes)]
+        return self.output_shapes
+
+    def _build(self, shapes):
+        raise NotImplementedError
+
+    def _add_weight(self, name, shape):
+        self._weight_specs.append((name, tuple(shape)))
+
+    def _require_rank(self, shape, ranks, what="input"):
+        if len(shape) not in ranks:
+            want = " or ".join(f"{r}-D" for r in ranks)
+            raise self.error(f"{what} must be {want}, got shape {list(shape)}")
+
+    # -- weights -----------------------------------------------------------------------------
+
+    def weight_shapes(self):
+        """Shapes of the weight tensors in dense-model-file order."""
+        return [shape for _, shape in self._weight_specs]
+
+    def weight_names(self):
+        return [name for name, _ in self._weight_specs]
+
+    def init_weights(self, rng):
+        """Float32 host arrays, one per ``weight_shapes()`` entry, drawn from ``rng`` in order."""
+        return []
+
+    def bind(self, weights, grads):
+        """Views into the network's flat weight and gradient buffers, in ``weight_shapes()`` order."""
+        self.weights = list(weights)
+        self.grads = list(grads)
+
+    @property
+    def grad_overwrites(self):
+        """Names of weights whose gradient backward overwrites instead of accumulating."""
+        return ()
+
+    def _write_grad(self, i, d_w):
+        """Accumulate ``d_w`` into grad ``i``, or overwrite it where HugeCTR does."""
+        if self._weight_specs[i][0] in self.grad_overwrites:
+            self.grads[i][...] = d_w
+        else:
+            self.grads[i] += d_w
+
+    # -- compute -----------------------------------------------------------------------------
+
+    def forward(self, inputs, training):
+        raise NotImplementedError
+
+    def backward(self, d_outputs):
+        raise NotImplementedError
+
+    def __repr__(self):
+        return f"<{self.type_name} {self.label or ''}>"
+
+
+# -- helpers (array methods only, so they work on numpy and cupy arrays alike) -------------------
+
+
+def matmul(a, b):
+    """``a @ b``; fp16 operands are multiplied with fp32 accumulation, as tensor cores do."""
+    if a.dtype == np.float16:
+        return (a.astype(np.float32) @ b.astype(np.float32)).astype(np.float16)
+    return a @ b
+
+
+def sum_rows(a, axis=0, keepdims=True):
+    """Sum over ``axis`` (default: the batch), accumulated in fp32 for fp16 arrays."""
+    return widen(a).sum(axis=axis, keepdims=keepdims).astype(a.dtype)
+
+
+def widen(a):
+    """fp16 arrays as float32 (the kernels accumulate fp16 data in fp32); other dtypes unchanged."""
+    return a.astype(np.float32) if a.dtype == np.float16 else a

@@ -1,0 +1,103 @@
+"""InnerProduct (fully connected) and FusedInnerProduct (fully connected + ReLU, mixed precision only).
+
+y = x·W + b with x (m, k), W (k, n), b (1, n); FusedInnerProduct applies ReLU on top.
+Backward: g = dy (masked by y > 0 when fused); dW += xᵀ·g; db = Σ_rows g; dx = g·Wᵀ.
+db is accumulated in FP32 mode and overwritten in fp16 (both FC variants), as in HugeCTR.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..backend import reference_op
+from .base import Layer, matmul, sum_rows
+from .initializers import check_kind, draw, normal, variance_scaling
+from .registry import register_layer
+
+
+@reference_op
+def bias_act_fwd(xp, y, b, relu):
+    """Epilogue of the FC GEMM: ``y (m, n) + b (1, n)``, then ReLU when ``relu``."""
+    z = y + b
+    return xp.maximum(z, 0) if relu else z
+
+
+@reference_op
+def bias_act_bwd(xp, d_y, y, relu):
+    """Backward of the epilogue: ``(d_pre (m, n), d_b (1, n))``; the ReLU mask is ``y > 0``."""
+    d_pre = d_y * (y > 0) if relu else d_y
+    return d_pre, sum_rows(d_pre)
+
+
+@register_layer("InnerProduct")
+class InnerProduct(Layer):
+    """Fully connected layer; weights W (k, n) then b (1, n)."""
+
+    fused_relu = False
+
+    def __init__(self, num_output, weight_init=None, bias_init=None):
+        self.num_output = num_output
+        self.weight_init = weight_init
+        self.bias_init = bias_init
+
+    def _build(self, shapes):
+        (shape,) = shapes
+        self._require_rank(shape, (2,))
+        n = self.num_output
+        if not (isinstance(n, int) and n > 0):
+            raise self.error(f"num_output must be a positive integer, got {n!r}")
+        check_kind(self, "weight_init", self.weight_init)
+        check_kind(self, "bias_init", self.bias_init)
+        m, k = shape
+        self._add_weight("W", (k, n))
+        self._add_weight("b", (1, n))
+        return [(m, n)]
+
+    def init_weights(self, rng):
+        (k, n), b_shape = self.weight_shapes()
+        w = draw(self.weight_init, rng, (k, n), k, n,
+                 default=lambda r, s: variance_scaling(r, s, k, n, "norm"))
+        b = draw(self.bias_init, rng, b_shape, 0, n,
+                 default=lambda r, s: normal(r, s, math.sqrt(1.0 / n)))
+        return [w, b]
+
+    @property
+    def grad_overwrites(self):
+        return ("b",) if self.ctx.mixed_precision else ()
+
+    def forward(self, inputs, training):
+        (x,) = inputs  # (m, k)
+        w, b = self.weights
+        self.x = x
+        self.y = self.ctx.backend.ops.bias_act_fwd(matmul(x, w), b, relu=self.fused_relu)  # (m, n)
+        return [self.y]
+
+    def backward(self, d_outputs):
+        (d_y,) = d_outputs
+        w, _ = self.weights
+        d_pre, d_b = self.ctx.backend.ops.bias_act_bwd(d_y, self.y, relu=self.fused_relu)
+        self._write_grad(0, matmul(self.x.T, d_pre))
+        self._write_grad(1, d_b)
+        return [matmul(d_pre, w.T)]
+
+
+@register_layer("FusedInnerProduct")
+class FusedInnerProduct(InnerProduct):
+    """y = ReLU(x·W + b); mixed precision only, per-device batch a multiple of 32, n a multiple of 64."""
+
+    fused_relu = True
+
+    def _build(self, shapes):
+        out = super()._build(shapes)
+        # float64 is the verification precision; only FP32 mode is refused, as HugeCTR does.
+        if self.ctx.compute_dtype == "float32":
+            raise self.error("FusedInnerProduct needs mixed precision; use InnerProduct + ReLU in FP32 mode")
+        m, n = out[0]
+        if m % 32 or n % 64:
+            raise self.error(f"needs a batch dimension that is a multiple of 32 and num_output a multiple "
+                             f"of 64, got batch {m} and num_output {n}")
+        return out
+
+    @property
+    def grad_overwrites(self):
+        return ("b",)

@@ -1,0 +1,96 @@
+"""MultiCross: the DCN cross network, L layers over x₀ (m, D).
+
+Forward: hₗ = xₗ·wₗ (one scalar per row), xₗ₊₁ = x₀ ⊙ hₗ + xₗ + bₗ; output x_L.
+Backward with g = dL/dx_L, for l = L−1..0: acc += g ⊙ hₗ; v = rowsum(g ⊙ x₀); dwₗ += Σ_rows xₗ ⊙ v;
+dbₗ = Σ_rows g (overwritten, as in HugeCTR); g = g + v·wₗ. Finally dx₀ = acc + g.
+Weights w₀, b₀, w₁, b₁, … each (1, D).
+"""
+
+from __future__ import annotations
+
+from ..backend import reference_op
+from .base import Layer, widen
+from .initializers import check_kind, constant, variance_scaling
+from .registry import register_layer
+
+
+@reference_op
+def multicross_fwd(xp, x0, w, b):
+    """x0 (m, D), w and b (L, D) → (y (m, D), xs (L, m, D) the inputs xₗ, hs (L, m, 1) the hₗ)."""
+    x0w, w, b = widen(x0), widen(w), widen(b)
+    xs, hs = [], []
+    x = x0w
+    for l in range(w.shape[0]):
+        h = x @ w[l][:, None]  # (m, 1)
+        xs.append(x)
+        hs.append(h)
+        x = x0w * h + x + b[l]
+    return x.astype(x0.dtype), xp.stack(xs), xp.stack(hs)
+
+
+@reference_op
+def multicross_bwd(xp, d_y, x0, xs, hs, w):
+    """→ (d_x0 (m, D), d_w (L, D), d_b (L, D)), from the saved ``xs``, ``hs`` of the forward."""
+    g, x0w, w = widen(d_y), widen(x0), widen(w)
+    d_w = xp.zeros(w.shape, g.dtype)
+    d_b = xp.zeros(w.shape, g.dtype)
+    acc = xp.zeros_like(g)
+    for l in reversed(range(w.shape[0])):
+        acc += g * hs[l]
+        v = (g * x0w).sum(axis=1, keepdims=True)  # (m, 1): dL/dhₗ
+        d_w[l] = (xs[l] * v).sum(axis=0)
+        d_b[l] = g.sum(axis=0)
+        g = g + v * w[l]
+    return (acc + g).astype(d_y.dtype), d_w.astype(d_y.dtype), d_b.astype(d_y.dtype)
+
+
+@register_layer("MultiCross")
+class MultiCross(Layer):
+    def __init__(self, num_layers, weight_init=None, bias_init=None):
+        self.num_layers = num_layers
+        self.weight_init = weight_init
+        self.bias_init = bias_init
+
+    def _build(self, shapes):
+        (shape,) = shapes
+        self._require_rank(shape, (2,))
+        if not (isinstance(self.num_layers, int) and self.num_layers >= 1):
+            raise self.error(f"num_layers must be an integer >= 1, got {self.num_layers!r}")
+        check_kind(self, "weight_init", self.weight_init)
+        check_kind(self, "bias_init", self.bias_init)
+        d = shape[1]
+        for l in range(self.num_layers):
+            self._add_weight(f"w{l}", (1, d))
+            self._add_weight(f"b{l}", (1, d))
+        return [shape]
+
+    def init_weights(self, rng):
+        # Only Zero is honoured; every other name falls back to the Default, as in HugeCTR.
+        d = self.input_shapes[0][1]
+        out = []
+        for i, shape in enumerate(self.weight_shapes()):
+            kind = (self.weight_init, self.bias_init)[i % 2]
+            if kind == "Zero" or i % 2:
+                out.append(constant(shape, 0.0))
+            else:
+                out.append(variance_scaling(rng, shape, d, d, "uniform"))  # U(±√(3/D))
+        return out
+
+    @property
+    def grad_overwrites(self):
+        return tuple(f"b{l}" for l in range(self.num_layers))
+
+    def forward(self, inputs, training):
+        (x0,) = inputs
+        self.x0 = x0
+        self.w = self.xp.concatenate(self.weights[0::2])  # (L, D)
+        y, self.xs, self.hs = self.ctx.backend.ops.multicross_fwd(x0, self.w, self.xp.concatenate(self.weights[1::2]))
+        return [y]
+
+    def backward(self, d_outputs):
+        (d_y,) = d_outputs
+        d_x0, d_w, d_b = self.ctx.backend.ops.multicross_bwd(d_y, self.x0, self.xs, self.hs, self.w)
+        for l in range(self.num_layers):
+            self._write_grad(2 * l, d_w[l:l + 1])
+            self._write_grad(2 * l + 1, d_b[l:l + 1])
+        return [d_x0]

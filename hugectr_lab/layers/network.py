@@ -1,0 +1,294 @@
+"""Network: an ordered graph of dense layers over named tensors, with flat weight/gradient buffers.
+
+Built from dense LayerSpecs (anything with ``.type``, ``.name``, ``.bottoms``, ``.tops``, ``.params``)
+and the shapes of the tensors fed to it (dense input, label, embedding outputs; per-device batch).
+It knows nothing about devices or embeddings: the Session builds one train and one eval Network per
+logical device, feeds embedding outputs as inputs and reads their gradients with ``input_grad``.
+
+Buffers (N = ``num_params``):
+
+* ``weights``: (N,) float32 master weights in dense-model-file order (layers in config order, each
+  layer's tensors in ``weight_shapes()`` order), so saving/loading the dense model is a flat copy.
+* In mixed precision, an fp16 copy of it refreshed from the master before every forward; layers bind
+  to views of that copy, except BatchNorm, which uses the fp32 master.
+* ``grads``: (N,) in the compute dtype. Each ``backward`` first fills it with the regularizer's
+  gradient (or zeros), then the layers accumulate into it (or overwrite, where HugeCTR does).
+
+One training step: ``loss = net.forward(feed)``; ``net.backward()``; optimizer on ``net.weights`` /
+``net.grads``; ``net.input_grad("sparse_embedding1")`` for the embedding's backward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .base import BuildContext, LayerError
+from .registry import create_layer
+
+
+@dataclass(frozen=True)
+class WeightSlot:
+    """Where one weight tensor lives in the flat buffers."""
+
+    layer: int  # index into Network.layers
+    name: str  # e.g. "W", "b", "gamma", "w0"
+    offset: int
+    shape: tuple
+
+
+@dataclass(frozen=True)
+class _Node:
+    layer: object
+    bottoms: tuple
+    tops: tuple
+
+
+def _names(value):
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+class Network:
+    """Dense graph + flat buffers. ``first_index`` numbers layers in messages (``layers[i]``) when the
+    specs do not carry an ``index`` themselves (e.g. 1 + number of embeddings for a JSON config)."""
+
+    def __init__(self, specs, input_shapes, ctx: BuildContext | None = None, *, first_index=0):
+        self.ctx = ctx or BuildContext()
+        self.xp = self.ctx.xp
+        self.input_shapes = {k: tuple(v) for k, v in input_shapes.items()}
+        self.nodes = []
+        self.loss = None
+        self.shapes = dict(self.input_shapes)  # tensor name -> shape
+        consumers = {}
+        for i, spec in enumerate(specs):
+            index = getattr(spec, "index", first_index + i)
+            named = f' "{spec.name}"' if spec.name else ""
+            label = f"layers[{index}] ({spec.type}{named})"
+            try:
+                layer = create_layer(spec.type, spec.params)
+            except (KeyError, TypeError) as e:
+                raise LayerError(f"{label}: {e.args[0]}") from None
+            layer.name, layer.label, layer.index = spec.name, label, index
+            bottoms, tops = _names(spec.bottoms), _names(spec.tops)
+            for b in bottoms:
+                if b not in self.shapes:
+                    raise LayerError(f'{label}: bottom "{b}" is neither a network input nor the top of an '
+                                     f'earlier layer')
+                if b in consumers:
+                    raise LayerError(f'{label}: tensor "{b}" is already consumed by {consumers[b]}; a tensor '
+                                     f'feeds one layer only (use a Slice with overlapping ranges to fan out)')
+                consumers[b] = label
+            out_shapes = layer.build([self.shapes[b] for b in bottoms], self.ctx)
+            if layer.is_loss:
+                if self.loss is not None:
+                    raise LayerError(f"{label}: a network has one loss layer, already have {self.loss.label}")
+                self.loss = layer
+            else:
+                if len(tops) != len(out_shapes):
+                    raise LayerError(f"{label}: has {len(out_shapes)} outputs but {len(tops)} tops {list(tops)}")
+                for t, shape in zip(tops, out_shapes):
+                    if t in self.shapes:
+                        raise LayerError(f'{label}: top "{t}" is already defined')
+                    self.shapes[t] = shape
+            self.nodes.append(_Node(layer, bottoms, tops))
+        self.label_names = {node.bottoms[1] for node in self.nodes if node.layer.is_loss}
+        self._allocate()
+        self._acts = {}
+        self._tensor_grads = {}
+        self._trained = False  # whether the last forward was a training one
+        self.predictions = None
+
+    # -- buffers -----------------------------------------------------------------------------
+
+    @property
+    def layers(self):
+        return [node.layer for node in self.nodes]
+
+    def _allocate(self):
+        xp, ctx = self.xp, self.ctx
+        self.layout = []
+        offset = 0
+        for i, layer in enumerate(self.layers):
+            for name, shape in zip(layer.weight_names(), layer.weight_shapes()):
+                self.layout.append(WeightSlot(i, name, offset, shape))
+                offset += int(np.prod(shape))
+        self.num_params = offset
+        self._master = xp.zeros(offset, ctx.master_dtype)
+        self._grads = xp.zeros(offset, ctx.compute_dtype)
+        self._compute = xp.zeros(offset, ctx.compute_dtype) if ctx.mixed_precision else self._master
+        for i, layer in enumerate(self.layers):
+            slots = [s for s in self.layout if s.layer == i]
+            source = self._master if layer.uses_master_weights else self._compute
+            layer.bind([self._view(source, s) for s in slots], [self._view(self._grads, s) for s in slots])
+            if layer.is_loss:
+                layer.bind_regularized(self._master)
+
+    @staticmethod
+    def _view(flat, slot):
+        return flat[slot.offset:slot.offset + int(np.prod(slot.shape))].reshape(slot.shape)
+
+    @property
+    def weights(self):
+        """The (N,) master weights (live: optimizers update it in place)."""
+        return self._master
+
+    @property
+    def grads(self):
+        """The (N,) weight gradients of the last backward, in the compute dtype (scaled by S)."""
+        return self._grads
+
+    def init_weights(self, rng):
+        """Draw every layer's weights from ``rng`` in graph order (the generator advances per layer)."""
+        for i, layer in enumerate(self.layers):
+            arrays = layer.init_weights(rng)
+            for slot, a in zip([s for s in self.layout if s.layer == i], arrays):
+                if a.shape != slot.shape:
+                    raise AssertionError(f"{layer.label}: initializer gave {a.shape} for {slot.name} {slot.shape}")
+                self._view(self._master, slot)[...] = self.ctx.backend.asarray(a)
+        self._refresh_compute_weights()
+
+    def load_weights(self, flat):
+        """Copy N master weights from a flat array (host or device); extra trailing values are ignored,
+        as HugeCTR reads exactly N floats from a dense model file."""
+        flat = self.ctx.backend.asarray(flat).ravel()
+        if flat.size < self.num_params:
+            raise ValueError(f"dense weights: got {flat.size} values, the network has {self.num_params}")
+        self._master[...] = flat[:self.num_params]
+        self._refresh_compute_weights()
+
+    def copy_weights_from(self, other):
+        """Copy master weights and BatchNorm running statistics from another Network of the same
+        layout (the train → eval copy)."""
+        if [(s.name, s.shape) for s in other.layout] != [(s.name, s.shape) for s in self.layout]:
+            raise ValueError("copy_weights_from: the two networks have different weight layouts")
+        self._master[...] = self.ctx.backend.asarray(other.weights)
+        self._refresh_compute_weights()
+        self.load_state(other.state)
+
+    def _refresh_compute_weights(self):
+        if self._compute is not self._master:
+            self._compute[...] = self._master
+
+    # -- non-trained state (BatchNorm running statistics) ---------------------------------------
+
+    @property
+    def has_state(self):
+        return any(hasattr(layer, "state_dict") for layer in self.layers)
+
+    @property
+    def state(self):
+        """``{"layers": [{"type": "BatchNorm", "mean": [...], "var": [...]}, ...]}`` (the .ntp.json)."""
+        return {"layers": [layer.state_dict() for layer in self.layers if hasattr(layer, "state_dict")]}
+
+    def load_state(self, state):
+        layers = [layer for layer in self.layers if hasattr(layer, "load_state_dict")]
+        entries = state.get("layers", [])
+        if len(entries) != len(layers):
+            raise ValueError(f"non-trained parameters: got {len(entries)} entries, the network has "
+                             f"{len(layers)} layers with running statistics")
+        for layer, entry in zip(layers, entries):
+            layer.load_state_dict(entry)
+
+    # -- compute -----------------------------------------------------------------------------
+
+    def _feed(self, feed, require_labels):
+        acts = {}
+        for name, shape in self.input_shapes.items():
+            if name not in feed:
+                if name in self.label_names and not require_labels:
+                    continue
+                raise KeyError(f'network input "{name}" is missing from the feed (have: {sorted(feed)})')
+            dtype = self.ctx.master_dtype if name in self.label_names else self.ctx.compute_dtype
+            a = self.ctx.backend.asarray(feed[name], dtype=dtype)
+            if a.shape != shape:
+                raise ValueError(f'network input "{name}" has shape {a.shape}, expected {shape}')
+            acts[name] = a
+        return acts
+
+    def _run(self, feed, training, with_loss):
+        self._refresh_compute_weights()
+        acts = self._feed(feed, require_labels=with_loss)
+        value = None
+        for node in self.nodes:
+            if node.layer.is_loss:
+                if with_loss:
+                    value = node.layer.forward([acts[b] for b in node.bottoms], training)
+                else:
+                    node.layer.predictions = node.layer.predict(acts[node.bottoms[0]])
+                continue
+            inputs = [acts[b] for b in node.bottoms]
+            for t, y in zip(node.tops, node.layer.forward(inputs, training)):
+                acts[t] = y
+        self._acts = acts
+        self._trained = training
+        if not training:
+            self.predictions = self.loss.predictions if self.loss else acts[self.nodes[-1].tops[-1]]
+        return value
+
+    def forward(self, feed, training=True):
+        """Run every layer on ``feed`` (tensor name -> array, labels included) and return the loss
+        value (mean + regularizer term) as a 0-d array. In eval (``training=False``) also sets
+        ``predictions``."""
+        if self.loss is None:
+            raise ValueError("this network has no loss layer; use predict()")
+        return self._run(feed, training, with_loss=True)
+
+    def predict(self, feed):
+        """Eval forward without labels: σ(logits) for BCE losses, else the last layer's output."""
+        self._run(feed, training=False, with_loss=False)
+        return self.predictions
+
+    def backward(self):
+        """Backprop the last training forward: fill ``grads`` (regularizer first), keep input grads."""
+        if not self.ctx.training:
+            raise RuntimeError("backward() on an evaluation copy (built with BuildContext(training=False))")
+        if self.loss is None or not self._trained:
+            raise RuntimeError("backward() needs a training forward() of a network with a loss layer")
+        self.loss.init_weight_grads(self._grads)
+        d = {}
+        for node in reversed(self.nodes):
+            if node.layer.is_loss:
+                d_inputs = node.layer.backward()
+            else:
+                d_outputs = [d.pop(t, None) for t in node.tops]
+                d_outputs = [self.xp.zeros(self.shapes[t], self.ctx.compute_dtype) if g is None else g
+                             for t, g in zip(node.tops, d_outputs)]
+                d_inputs = node.layer.backward(d_outputs)
+            for b, g in zip(node.bottoms, d_inputs):
+                if g is not None:
+                    d[b] = g
+        self._tensor_grads = d
+
+    def input_grad(self, name):
+        """dL/d(input tensor ``name``) from the last backward (zeros if no gradient reached it)."""
+        if name not in self.input_shapes:
+            raise KeyError(f'"{name}" is not a network input (inputs: {sorted(self.input_shapes)})')
+        g = self._tensor_grads.get(name)
+        return self.xp.zeros(self.input_shapes[name], self.ctx.compute_dtype) if g is None else g
+
+    def tensor(self, name):
+        """The activation ``name`` from the last forward (inputs included)."""
+        return self._acts[name]
+
+    # -- report ------------------------------------------------------------------------------
+
+    def summary(self, print_fn=None):
+        """A table of layers (# = the index in the config's ``layers``): type, name, bottoms, tops with
+        shapes, parameter count. Returned, and passed to ``print_fn`` (e.g. ``print``) if given."""
+        rows = [("#", "type", "name", "bottoms", "tops (shape)", "params")]
+        rows.append(("", "(inputs)", "", "", ", ".join(f"{k} {list(v)}" for k, v in self.input_shapes.items()), ""))
+        for node in self.nodes:
+            layer = node.layer
+            count = sum(int(np.prod(s)) for s in layer.weight_shapes())
+            tops = "(loss)" if layer.is_loss else ", ".join(f"{t} {list(self.shapes[t])}" for t in node.tops)
+            rows.append((str(layer.index), layer.type_name, layer.name or "", ", ".join(node.bottoms), tops,
+                         f"{count:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "-" * len(max(lines, key=len)))
+        lines.append(f"dense parameters: {self.num_params:,} ({self.ctx.compute_dtype} compute)")
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
