@@ -1,0 +1,421 @@
+"""What the three embedding types share: per-device tables, the train step, model and state I/O.
+
+One ``SparseEmbedding`` owns the tables of all G logical devices and talks to them through a
+``Communicator``. A training step is ``forward(row_offsets, keys, True)`` -> ``backward(d_outputs)``
+-> ``update(lr)``; the subclasses decide where keys live (``_route``, ``_place``) and how partial
+results travel between devices (``_exchange_forward``, ``_exchange_backward``).
+
+Per device: ``values`` (V, E) float32 master table, rows drawn at build time; a ``HashTable`` key -> row
+(not for OneHot); ``slot_ids`` (V,) for localized types; optimizer state arrays in the compute dtype.
+Optimizer state is addressed by key at every boundary (dump, load, reset), never by internal row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..backend import Communicator, InProcessCommunicator, get_backend
+from .combine import combiner_name, csr_row_ids, mean_row_scale
+from .hash_table import HashTable, as_keys, key_dtype
+from .sparse_optimizers import SparseAdam, SparseOptimizer
+
+EMBEDDING_TYPES: dict = {}
+MAX_VEC_SIZE = 1024
+INIT_BOUND = 0.05   # default table init: Uniform(-0.05, 0.05)
+
+
+@dataclass
+class Shard:
+    """One device's part of a global batch, as CSR over the device's (sample, slot) rows."""
+
+    keys: Any          # (K_g,) key dtype
+    row_offsets: Any   # (R_g+1,) int64
+    row_ids: Any       # (K_g,) int64, CSR row of each key
+    row_scale: Any     # (R_g,) float32 mean multipliers, or None for sum
+    slots: Any = None  # (K_g,) int64 global slot of each key (localized types)
+
+
+@dataclass
+class Device:
+    """Tables and per-step data of one logical device."""
+
+    values: Any                      # (V, E) float32
+    state: dict                      # optimizer state arrays
+    stash: StateStash
+    table: HashTable | None = None
+    slot_ids: Any = None             # (V,) int64, -1 = unassigned
+    batch: tuple | None = None       # (Shard, Lookup) of the last training forward
+    wgrad: Any = None                # (R_g, E) from backward, consumed by update
+    rng: np.random.Generator = field(default=None, repr=False)
+
+
+class StateStash:
+    """Optimizer state of keys that are not in the table: saved by ``reset`` (so a key that comes back
+    continues with its state) or loaded before the key itself. One per device, sorted by key."""
+
+    def __init__(self, xp):
+        self.xp = xp
+        self.keys = None
+        self.arrays = {}
+
+    def put(self, keys, arrays):
+        """Remember ``arrays`` (name -> (N, ...)) for ``keys`` (N,); newer entries win."""
+        xp = self.xp
+        if self.keys is not None:
+            keys = xp.concatenate([self.keys, keys])
+            arrays = {n: xp.concatenate([self.arrays[n], a]) for n, a in arrays.items()}
+        order = xp.argsort(keys, kind="stable")
+        keys = keys[order]
+        last = xp.ones(keys.size, dtype=bool)
+        last[:-1] = keys[1:] != keys[:-1]      # of equal keys keep the newest (stable sort keeps it last)
+        self.keys = keys[last]
+        self.arrays = {n: a[order][last] for n, a in arrays.items()}
+
+    def restore(self, keys, rows, state):
+        """Copy the stashed state of ``keys`` (N,) into ``state`` rows ``rows`` (N,) where stashed."""
+        if self.keys is None or not self.keys.size:
+            return
+        xp = self.xp
+        pos = xp.minimum(xp.searchsorted(self.keys, keys), self.keys.size - 1)
+        found = self.keys[pos] == keys
+        for name, array in self.arrays.items():
+            state[name][rows[found]] = array[pos[found]]
+
+
+class SparseEmbedding:
+    """Base of the embedding types; see the module docstring. Constructors only check and store.
+
+    ``comm`` is a ``Communicator`` or a device count G (in-process devices). ``key_type`` "I32"
+    (uint32 keys) or "I64" (int64). ``mixed_precision`` makes outputs, gradients and optimizer state
+    float16 (tables stay float32); ``scaler`` is the loss scaling factor S that gradients arrive
+    multiplied by. ``seed`` (int or ``numpy.random.SeedSequence``) seeds one host generator per device.
+    """
+
+    type_name = ""
+    uses_hash_table = True
+    has_slot_ids = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.type_name:
+            EMBEDDING_TYPES[cls.type_name] = cls
+
+    def __init__(self, *, slot_num, embedding_vec_size, combiner=0, max_vocabulary_size_per_gpu=None,
+                 slot_size_array=None, optimizer=None, name="sparse_embedding", comm=1, backend="numpy",
+                 key_type="I32", mixed_precision=False, scaler=1.0, seed=0):
+        self.name = name
+        self.slot_num = _positive_int(slot_num, "slot_num", name)
+        self.embedding_vec_size = _positive_int(embedding_vec_size, "embedding_vec_size", name)
+        if self.embedding_vec_size > MAX_VEC_SIZE:
+            raise ValueError(f"embedding '{name}': embedding_vec_size must be <= {MAX_VEC_SIZE}, "
+                             f"got {embedding_vec_size}")
+        self.combiner = combiner_name(combiner)
+        self.max_vocabulary_size_per_gpu = (None if max_vocabulary_size_per_gpu is None else
+                                            _positive_int(max_vocabulary_size_per_gpu,
+                                                          "max_vocabulary_size_per_gpu", name))
+        self.slot_size_array = tuple(int(s) for s in slot_size_array) if slot_size_array else None
+        self.optimizer = optimizer if optimizer is not None else SparseAdam()
+        self.comm = comm if isinstance(comm, Communicator) else InProcessCommunicator(int(comm))
+        self.num_devices = self.comm.size
+        self.backend = get_backend(backend)
+        self.key_dtype = key_dtype(key_type)
+        self.compute_dtype = np.dtype(np.float16 if mixed_precision else np.float32)
+        self.scaler = float(scaler)
+        self.seed = seed
+        self.step = 0   # update calls so far; Adam's bias correction uses it (HugeCTR's `times`)
+        self._devices = None
+        self._check_config()
+
+    @classmethod
+    def from_spec(cls, spec, optimizer_spec=None, **kwargs):
+        """Build from a config object with HugeCTR's embedding attributes (``type``, ``name``/``top``,
+        ``embedding_vec_size``, ``combiner``, ``max_vocabulary_size_per_gpu``, ``slot_size_array``,
+        ``optimizer``); ``optimizer_spec`` is used when the embedding has no optimizer of its own.
+        ``kwargs``: ``slot_num`` and the run-time arguments of the constructor."""
+        target = EMBEDDING_TYPES.get(spec.type)
+        if target is None or not issubclass(target, cls):
+            raise ValueError(f"embedding '{getattr(spec, 'name', None) or spec.top}': unknown embedding type "
+                             f"{spec.type!r} (known: {', '.join(EMBEDDING_TYPES)})")
+        opt_spec = getattr(spec, "optimizer", None) or optimizer_spec
+        return target(
+            name=getattr(spec, "name", None) or spec.top,
+            embedding_vec_size=spec.embedding_vec_size,
+            combiner=spec.combiner,
+            max_vocabulary_size_per_gpu=getattr(spec, "max_vocabulary_size_per_gpu", None),
+            slot_size_array=getattr(spec, "slot_size_array", None),
+            optimizer=SparseOptimizer.from_spec(opt_spec) if opt_spec is not None else None,
+            **kwargs)
+
+    # ---- subclass hooks -------------------------------------------------------------------------
+
+    def _check_config(self):
+        """Validate the constructor arguments (cheap; no arrays)."""
+
+    def _vocabulary_size(self, device):
+        """Rows V of the value table on ``device``."""
+        raise NotImplementedError
+
+    def _init_values(self, device, rng):
+        """(V, E) float32 host array of initial values for ``device``."""
+        return _uniform(rng, (self._vocabulary_size(device), self.embedding_vec_size), INIT_BOUND)
+
+    def _route(self, row_offsets, keys, row_ids):
+        """Split the global CSR into one ``Shard`` per device."""
+        raise NotImplementedError
+
+    def _place(self, keys, slot_ids):
+        """For model loading: (device of each key (N,), global slot of each key (N,) or None)."""
+        raise NotImplementedError
+
+    def _exchange_forward(self, partials):
+        """Per-device combined rows -> per-device outputs (b, S, E)."""
+        raise NotImplementedError
+
+    def _exchange_backward(self, d_outputs):
+        """Per-device output gradients (b, S, E) -> per-device row gradients (R_g, E)."""
+        raise NotImplementedError
+
+    def _lookup(self, device, keys, slots, insert):
+        """``Lookup`` of ``keys`` on ``device``; hash types insert new keys when ``insert``."""
+        dev = self.devices[device]
+        on_insert = None
+        if insert:
+            def on_insert(new_keys, new_rows, first):
+                if dev.slot_ids is not None and slots is not None:
+                    dev.slot_ids[new_rows] = slots[first]
+                dev.stash.restore(new_keys, new_rows, dev.state)
+        return dev.table.lookup(keys, insert, on_insert)
+
+    def _keys_and_rows(self, device):
+        """(keys, rows) held by ``device``, in row order."""
+        return self.devices[device].table.keys_and_rows()
+
+    # ---- build ----------------------------------------------------------------------------------
+
+    @property
+    def devices(self):
+        """The per-device tables, built (and randomly initialised) on first use."""
+        if self._devices is None:
+            seed = self.seed if isinstance(self.seed, np.random.SeedSequence) else np.random.SeedSequence(self.seed)
+            rngs = [np.random.default_rng(s) for s in seed.spawn(self.num_devices)]
+            self._devices = [self._build_device(g, rng) for g, rng in enumerate(rngs)]
+        return self._devices
+
+    def _build_device(self, device, rng):
+        xp = self.backend.xp
+        rows = self._vocabulary_size(device)
+        dev = Device(values=self.backend.asarray(self._init_values(device, rng)),
+                     state=self.optimizer.init_state(xp, rows, self.embedding_vec_size, self.compute_dtype),
+                     stash=StateStash(xp), rng=rng)
+        if self.uses_hash_table:
+            dev.table = HashTable(rows, self.key_dtype, self.backend)
+        if self.has_slot_ids:
+            dev.slot_ids = xp.full(rows, -1, dtype=xp.int64)
+        return dev
+
+    # ---- training step --------------------------------------------------------------------------
+
+    def forward(self, row_offsets, keys, training=True):
+        """Embed a global batch: CSR ``row_offsets`` (B*S+1,), ``keys`` (K,) with row = sample*S + slot.
+
+        Returns one (b, S, E) array per device in the compute dtype (b = B/G). Training inserts new
+        keys; evaluation (``training=False``) does not, and an unseen key contributes the zero vector.
+        """
+        xp, ops = self.backend.xp, self.backend.ops
+        row_offsets = self.backend.asarray(row_offsets, dtype=np.int64).reshape(-1)
+        keys = as_keys(self.backend, keys, self.key_dtype)
+        self._check_batch(row_offsets, keys)
+        shards = self._route(row_offsets, keys, csr_row_ids(xp, row_offsets, keys.size))
+        partials = []
+        for g, (dev, shard) in enumerate(zip(self.devices, shards)):
+            lookup = self._lookup(g, shard.keys, shard.slots, insert=training)
+            partials.append(ops.embedding_combine_fwd(dev.values, lookup.rows, shard.row_offsets,
+                                                      shard.row_scale, self.compute_dtype))
+            if training:
+                dev.batch, dev.wgrad = (shard, lookup), None
+        return self._exchange_forward(partials)
+
+    def backward(self, d_outputs):
+        """Take the gradients of the outputs, one (b, S, E) per device (compute dtype, times S)."""
+        if len(d_outputs) != self.num_devices:
+            raise ValueError(f"embedding '{self.name}': backward needs one gradient per device "
+                             f"({self.num_devices}), got {len(d_outputs)}")
+        d_outputs = [self.backend.asarray(d, dtype=self.compute_dtype) for d in d_outputs]
+        for g, (dev, wgrad) in enumerate(zip(self.devices, self._exchange_backward(d_outputs))):
+            if dev.batch is None:
+                raise RuntimeError(f"embedding '{self.name}': backward() needs a training forward() first")
+            row_scale = dev.batch[0].row_scale
+            dev.wgrad = wgrad if row_scale is None else (wgrad * row_scale[:, None]).astype(self.compute_dtype)
+
+    def update(self, lr=None):
+        """Apply the sparse optimizer to the gradients of the last ``backward`` (``lr`` sets the rate)."""
+        if lr is not None:
+            self.set_learning_rate(lr)
+        if any(dev.wgrad is None for dev in self.devices):
+            raise RuntimeError(f"embedding '{self.name}': update() needs a backward() first")
+        self.step += 1
+        for dev in self.devices:
+            shard, lookup = dev.batch
+            self.optimizer.apply(self.backend.ops, dev.values, dev.state, lookup, shard.row_ids, dev.wgrad,
+                                 self.optimizer.learning_rate, self.step, self.scaler)
+            dev.batch, dev.wgrad = None, None
+
+    def set_learning_rate(self, lr):
+        """Set the optimizer's learning rate (HugeCTR overrides the embedding's own lr this way)."""
+        self.optimizer.learning_rate = float(lr)
+
+    # ---- bookkeeping ----------------------------------------------------------------------------
+
+    def check_overflow(self):
+        """Raise ``EmbeddingOverflowError`` if any device was offered more keys than it can hold."""
+        for g, dev in enumerate(self.devices):
+            if dev.table is not None:
+                dev.table.check_overflow(f"embedding '{self.name}' on device {g}")
+
+    def num_keys(self):
+        """Keys held over all devices (``get_params_num`` counts num_keys() * E)."""
+        return sum(len(dev.table) for dev in self.devices)
+
+    def reset(self):
+        """Clear the hash tables and re-draw every value (model oversubscription between key sets).
+
+        The optimizer state of the cleared keys is kept per key and restored when a key is inserted
+        or loaded again (HugeCTR keeps the state arrays by row, so they no longer match their keys).
+        """
+        for g, dev in enumerate(self.devices):
+            keys, rows = self._keys_and_rows(g)
+            if dev.state and keys.size:
+                dev.stash.put(keys, {n: a[rows] for n, a in dev.state.items()})
+            dev.state = self.optimizer.init_state(self.backend.xp, dev.values.shape[0], self.embedding_vec_size,
+                                                  self.compute_dtype)
+            dev.values = self.backend.asarray(self._init_values(g, dev.rng))
+            if dev.table is not None:
+                dev.table.clear()
+            if dev.slot_ids is not None and dev.table is not None:
+                dev.slot_ids[...] = -1
+            dev.batch, dev.wgrad = None, None
+
+    # ---- model and optimizer-state I/O ----------------------------------------------------------
+
+    def dump(self):
+        """Host arrays ``(keys (N,), vectors (N, E) float32, slot_ids (N,) uint64 or None)``:
+        device 0's keys, then device 1's, ... each in row (insertion) order."""
+        keys, vectors, slots = [], [], []
+        for g, dev in enumerate(self.devices):
+            k, rows = self._keys_and_rows(g)
+            keys.append(self.backend.to_host(k))
+            vectors.append(self.backend.to_host(dev.values[rows]))
+            if dev.slot_ids is not None:
+                slots.append(self.backend.to_host(dev.slot_ids[rows]).astype(np.uint64))
+        return (np.concatenate(keys), np.concatenate(vectors).reshape(-1, self.embedding_vec_size),
+                np.concatenate(slots) if self.has_slot_ids else None)
+
+    def load(self, keys, vectors, slot_ids=None):
+        """Put ``vectors`` (N, E) for ``keys`` (N,) into the tables (localized types need ``slot_ids``).
+
+        New keys get the next free rows in the given order; keys already present are overwritten.
+        """
+        keys = as_keys(self.backend, keys, self.key_dtype)
+        vectors = self.backend.asarray(vectors, dtype=np.float32).reshape(-1, self.embedding_vec_size)
+        if vectors.shape[0] != keys.size:
+            raise ValueError(f"embedding '{self.name}': load got {keys.size} keys but {vectors.shape[0]} vectors")
+        for g, sel, slots in self._per_device(keys, slot_ids):
+            dev = self.devices[g]
+            rows = self._lookup(g, keys[sel], slots, insert=True).rows
+            if dev.table is not None:
+                dev.table.check_overflow(f"embedding '{self.name}' on device {g} (loading a sparse model)")
+            dev.values[rows] = vectors[sel]
+            if dev.slot_ids is not None:
+                dev.slot_ids[rows] = slots
+
+    def dump_optimizer_state(self):
+        """``{state name: host array (N, ...)}`` aligned with ``dump()``'s keys (empty for SGD)."""
+        names = self.optimizer.state_names
+        parts = {n: [] for n in names}
+        for g, dev in enumerate(self.devices):
+            _, rows = self._keys_and_rows(g)
+            for n in names:
+                parts[n].append(self.backend.to_host(dev.state[n][rows]))
+        return {n: np.concatenate(p) for n, p in parts.items()}
+
+    def load_optimizer_state(self, keys, states, slot_ids=None, step=None):
+        """Set the optimizer state of ``keys`` (N,) from ``states`` (name -> (N, ...)).
+
+        Keys not in the table yet keep their state until they are inserted or loaded. ``step`` sets
+        the update counter (Adam's bias correction).
+        """
+        expected = set(self.optimizer.state_names)
+        if set(states) != expected:
+            raise ValueError(f"embedding '{self.name}': optimizer state has arrays {sorted(states)}, but "
+                             f"{self.optimizer!r} needs {sorted(expected)}")
+        keys = as_keys(self.backend, keys, self.key_dtype)
+        states = {n: self.backend.asarray(a) for n, a in states.items()}
+        for g, sel, slots in self._per_device(keys, slot_ids):
+            dev = self.devices[g]
+            rows = self._lookup(g, keys[sel], slots, insert=False).rows
+            present = rows >= 0
+            for n, a in states.items():
+                dev.state[n][rows[present]] = a[sel][present]
+            if not bool(present.all()):
+                dev.stash.put(keys[sel][~present], {n: a[sel][~present] for n, a in states.items()})
+        if step is not None:
+            self.step = int(step)
+
+    def _per_device(self, keys, slot_ids):
+        """Yield ``(device, selection, slots of the selection or None)`` for keys placed by ``_place``."""
+        xp = self.backend.xp
+        slot_ids = None if slot_ids is None else self.backend.asarray(slot_ids).astype(xp.int64).reshape(-1)
+        if slot_ids is not None and slot_ids.size != keys.size:
+            raise ValueError(f"embedding '{self.name}': got {keys.size} keys but {slot_ids.size} slot ids")
+        device_of, slots = self._place(keys, slot_ids)
+        for g in range(self.num_devices):
+            sel = xp.flatnonzero(device_of == g)
+            yield g, sel, None if slots is None else slots[sel]
+
+    # ---- helpers --------------------------------------------------------------------------------
+
+    def _check_batch(self, row_offsets, keys):
+        rows = row_offsets.size - 1
+        if rows < 0 or rows % self.slot_num:
+            raise ValueError(f"embedding '{self.name}': row_offsets has {row_offsets.size} entries; expected "
+                             f"B*S+1 with S={self.slot_num} slots")
+        batch = rows // self.slot_num
+        if batch % self.num_devices:
+            raise ValueError(f"embedding '{self.name}': batch size {batch} is not divisible by the "
+                             f"{self.num_devices} devices")
+        if int(row_offsets[0]) != 0 or int(row_offsets[-1]) != keys.size:
+            raise ValueError(f"embedding '{self.name}': row_offsets must run from 0 to the number of keys "
+                             f"({keys.size}), got {int(row_offsets[0])}..{int(row_offsets[-1])}")
+
+    def _shard(self, keys, local_row_ids, num_rows, slots=None, counts=None):
+        """A ``Shard`` of ``keys`` placed in device rows ``local_row_ids`` (ascending) out of ``num_rows``.
+        The mean combiner divides by ``counts`` (R_g,), by default the shard's own key counts."""
+        xp = self.backend.xp
+        offsets = xp.zeros(num_rows + 1, dtype=xp.int64)
+        offsets[1:] = xp.cumsum(xp.bincount(local_row_ids, minlength=num_rows))
+        row_scale = None
+        if self.combiner == "mean":
+            row_scale = mean_row_scale(xp, offsets[1:] - offsets[:-1] if counts is None else counts)
+        return Shard(keys, offsets, local_row_ids, row_scale, slots)
+
+    def __repr__(self):
+        return (f"{type(self).__name__}(name={self.name!r}, slot_num={self.slot_num}, "
+                f"embedding_vec_size={self.embedding_vec_size}, combiner={self.combiner!r}, "
+                f"devices={self.num_devices}, optimizer={self.optimizer!r})")
+
+
+def _positive_int(value, what, name):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"embedding '{name}': {what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _uniform(rng, shape, bound):
+    """Uniform(-bound, bound) float32 drawn in float32 (no float64 temporary for large tables)."""
+    values = rng.random(shape, dtype=np.float32)
+    values *= 2 * bound
+    values -= bound
+    return values

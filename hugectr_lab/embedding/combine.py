@@ -1,0 +1,60 @@
+"""Embedding gather + combine (forward) and per-key gradient reduction (backward).
+
+A device sees its part of the batch as CSR: ``row_offsets`` (R+1,) over R (sample, slot) rows and,
+per key occurrence, the table row it maps to (-1 = no row: the key contributes the zero vector and
+receives no gradient). Sums accumulate in float32 whatever the output dtype, as HugeCTR does in fp16.
+"""
+
+from __future__ import annotations
+
+from ..backend import reference_op
+
+COMBINERS = {0: "sum", 1: "mean", "sum": "sum", "mean": "mean"}
+
+
+def combiner_name(combiner):
+    """0 / "sum" -> "sum", 1 / "mean" -> "mean" (JSON uses ints, the v3.1 Python API strings)."""
+    try:
+        return COMBINERS[combiner]
+    except (KeyError, TypeError):
+        raise ValueError(f"combiner must be 0 (sum) or 1 (mean), got {combiner!r}") from None
+
+
+def csr_row_ids(xp, row_offsets, num_keys):
+    """(K,) int64: the CSR row of every key occurrence."""
+    return xp.searchsorted(row_offsets, xp.arange(num_keys), side="right") - 1
+
+
+def mean_row_scale(xp, counts):
+    """(R,) float32 multipliers of the mean combiner: 1/count where count > 1, else 1."""
+    return (1.0 / xp.maximum(counts, 1)).astype(xp.float32)
+
+
+@reference_op
+def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
+    """Per CSR row, the sum of ``values[rows[k]]`` over its keys, times ``row_scale`` (mean) if given.
+
+    values (V, E) float32; rows (K,) int64, -1 = zero vector; row_offsets (R+1,) int64;
+    row_scale (R,) float32 or None. Returns (R, E) in ``out_dtype``, accumulated in float32.
+    """
+    num_rows = row_offsets.size - 1
+    out = xp.zeros((num_rows, values.shape[1]), dtype=xp.float32)
+    hit = rows >= 0
+    row_ids = csr_row_ids(xp, row_offsets, rows.size)
+    xp.add.at(out, row_ids[hit], values[rows[hit]])
+    if row_scale is not None:
+        out *= row_scale[:, None]
+    return out.astype(out_dtype, copy=False)
+
+
+@reference_op
+def embedding_reduce_grad(xp, wgrad, row_ids, inverse, num_unique, scaler):
+    """Gradient per distinct key: g[u] = sum of ``wgrad[row_ids[k]]`` over occurrences k with inverse[k] = u, / S.
+
+    wgrad (R, E) compute dtype (already scaled for mean rows); row_ids, inverse (K,) int64.
+    Returns (U, E) float32.
+    """
+    g = xp.zeros((num_unique, wgrad.shape[1]), dtype=xp.float32)
+    xp.add.at(g, inverse, wgrad[row_ids].astype(xp.float32))
+    g /= xp.float32(scaler)
+    return g

@@ -1,0 +1,52 @@
+"""DistributedSlotSparseEmbeddingHash: keys spread over the devices by value, whatever their slot."""
+
+from __future__ import annotations
+
+from .base import SparseEmbedding
+
+
+def key_device(xp, keys, num_devices):
+    """(K,) device of each key: |k mod G| with C's sign rule for negative I64 keys, as HugeCTR routes."""
+    return xp.abs(xp.fmod(keys.astype(xp.int64), num_devices))
+
+
+class DistributedSlotSparseEmbeddingHash(SparseEmbedding):
+    """Key k lives on device |k mod G|. Forward: every device combines its own keys for every
+    (sample, slot) of the global batch -- (B*S, E) partial sums -- and a reduce-scatter hands device g
+    the totals of its b samples. The mean divides by the slot's key count over all devices. Backward:
+    an all-gather gives every device the (B*S, E) top gradient; each updates its own keys.
+
+    Needs ``max_vocabulary_size_per_gpu`` (rows per device, all initialised Uniform(-0.05, 0.05)).
+    """
+
+    type_name = "DistributedSlotSparseEmbeddingHash"
+
+    def _check_config(self):
+        if self.max_vocabulary_size_per_gpu is None:
+            raise ValueError(f"embedding '{self.name}': {self.type_name} needs max_vocabulary_size_per_gpu")
+
+    def _vocabulary_size(self, device):
+        return self.max_vocabulary_size_per_gpu
+
+    def _route(self, row_offsets, keys, row_ids):
+        xp = self.backend.xp
+        num_rows = row_offsets.size - 1
+        counts = row_offsets[1:] - row_offsets[:-1]
+        if self.num_devices == 1:
+            return [self._shard(keys, row_ids, num_rows, counts=counts)]
+        owner = key_device(xp, keys, self.num_devices)
+        shards = []
+        for g in range(self.num_devices):
+            sel = xp.flatnonzero(owner == g)
+            shards.append(self._shard(keys[sel], row_ids[sel], num_rows, counts=counts))
+        return shards
+
+    def _place(self, keys, slot_ids):
+        return key_device(self.backend.xp, keys, self.num_devices), None
+
+    def _exchange_forward(self, partials):
+        shape = (-1, self.slot_num, self.embedding_vec_size)
+        return [out.reshape(shape) for out in self.comm.reduce_scatter(partials)]   # (b, S, E) each
+
+    def _exchange_backward(self, d_outputs):
+        return self.comm.all_gather([d.reshape(-1, self.embedding_vec_size) for d in d_outputs])  # (B*S, E)

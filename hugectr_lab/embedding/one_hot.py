@@ -1,0 +1,91 @@
+"""LocalizedSlotSparseEmbeddingOneHot: localized placement without a hash table, one key per slot."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Device
+from .hash_table import Lookup
+from .localized import LocalizedSlotSparseEmbeddingHash
+from .sparse_optimizers import SparseSGD
+
+
+class LocalizedSlotSparseEmbeddingOneHot(LocalizedSlotSparseEmbeddingHash):
+    """Slot placement and exchanges as the localized hash embedding, but keys are already offset per
+    slot (slot s uses keys [offset_s, offset_s + size_s), offset = prefix sum of ``slot_size_array``)
+    and the row is computed: key - offset_s + (rows of the device's earlier slots). Every (sample, slot)
+    holds exactly one key. Only SGD with ``atomic_update`` is supported; there is no optimizer state.
+    """
+
+    type_name = "LocalizedSlotSparseEmbeddingOneHot"
+    uses_hash_table = False
+
+    def _check_config(self):
+        if self.slot_size_array is None:
+            raise ValueError(f"embedding '{self.name}': {self.type_name} needs slot_size_array")
+        super()._check_config()
+        if not (isinstance(self.optimizer, SparseSGD) and self.optimizer.atomic_update):
+            raise ValueError(f"embedding '{self.name}': {self.type_name} supports only SGD with "
+                             f"atomic_update=true, got {self.optimizer!r}")
+        sizes = np.asarray(self.slot_size_array, dtype=np.int64)
+        self._slot_size = sizes
+        self._slot_offset = np.concatenate([[0], np.cumsum(sizes)[:-1]])   # first key of each slot
+        self._slot_row = np.zeros_like(sizes)                              # first row of each slot on its device
+        for g in range(self.num_devices):
+            owned = list(self.owned_slots(g))
+            self._slot_row[owned] = np.concatenate([[0], np.cumsum(sizes[owned])[:-1]])
+
+    def _vocabulary_size(self, device):
+        return self._owned_size(device)
+
+    def _build_device(self, device, rng):
+        dev: Device = super()._build_device(device, rng)
+        owned = list(self.owned_slots(device))
+        dev.slot_ids[...] = self.backend.asarray(np.repeat(owned, self._slot_size[owned]))
+        return dev
+
+    def num_keys(self):
+        return sum(self._owned_size(g) for g in range(self.num_devices))
+
+    def check_overflow(self):
+        """Nothing can overflow: every key has its row."""
+
+    def _route(self, row_offsets, keys, row_ids):
+        counts = row_offsets[1:] - row_offsets[:-1]
+        bad = self.backend.xp.flatnonzero(counts != 1)
+        if bad.size:
+            r = int(bad[0])
+            raise ValueError(f"embedding '{self.name}': {self.type_name} needs exactly one key per slot; sample "
+                             f"{r // self.slot_num} slot {r % self.slot_num} has {int(counts[r])} keys")
+        return super()._route(row_offsets, keys, row_ids)
+
+    def _lookup(self, device, keys, slots, insert):
+        xp = self.backend.xp
+        keys = keys.astype(xp.int64)
+        offset = self.backend.asarray(self._slot_offset)[slots]
+        outside = xp.flatnonzero((keys < offset) | (keys >= offset + self.backend.asarray(self._slot_size)[slots]))
+        if outside.size:
+            i = int(outside[0])
+            s = int(slots[i])
+            raise ValueError(f"embedding '{self.name}': key {int(keys[i])} in slot {s} is outside the slot's key "
+                             f"range [{self._slot_offset[s]}, {self._slot_offset[s] + self._slot_size[s]}) "
+                             "(one-hot keys must be offset by the preceding slots' sizes)")
+        rows = keys - offset + self.backend.asarray(self._slot_row)[slots]
+        return Lookup(rows, None, None)
+
+    def _keys_and_rows(self, device):
+        xp = self.backend.xp
+        slots = self.devices[device].slot_ids
+        rows = xp.arange(slots.size, dtype=xp.int64)
+        keys = self.backend.asarray(self._slot_offset)[slots] + rows - self.backend.asarray(self._slot_row)[slots]
+        return keys.astype(self.key_dtype), rows
+
+    def _place(self, keys, slot_ids):
+        xp = self.backend.xp
+        keys = keys.astype(xp.int64)
+        total = int(self._slot_size.sum())
+        if keys.size and (int(keys.min()) < 0 or int(keys.max()) >= total):
+            raise ValueError(f"embedding '{self.name}': one-hot keys must lie in [0, {total}) "
+                             f"(the sum of slot_size_array), got {int(keys.min())}..{int(keys.max())}")
+        slots = xp.searchsorted(self.backend.asarray(self._slot_offset), keys, side="right") - 1
+        return slots % self.num_devices, slots

@@ -1,0 +1,298 @@
+"""Sparse (embedding) optimizers: HugeCTR's per-key update rules for every update type.
+
+Per device and step, ``g_r`` = (sum of the top gradients of all occurrences of row r's key) / S, in
+float32. "Local" updates the touched rows, "Global" every row of the table (decaying the state of
+untouched rows), "LazyGlobal" (Adam only) applies that decay to a row the next time it is touched.
+Tables are float32; state arrays (V, E) have the compute dtype (float16 in mixed precision) and are
+read into float32 for the arithmetic. Every update op below changes ``values`` and the state in place.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..backend import reference_op
+
+UPDATE_TYPES = ("Local", "Global", "LazyGlobal")
+SPARSE_OPTIMIZERS: dict = {}
+
+
+class SparseOptimizer:
+    """Hyper-parameters and update rule; the state arrays live with the embedding, one set per device.
+
+    Subclasses set ``type_name``, ``ops_by_update_type`` (update type -> reference op name; a missing
+    update type is rejected) and ``hparams``; the step counter ``step`` is owned by the embedding.
+    """
+
+    type_name = ""
+    ops_by_update_type: dict = {}
+    state_names: tuple = ()
+    hparam_names: tuple = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.type_name:
+            SPARSE_OPTIMIZERS[cls.type_name] = cls
+
+    def __init__(self, learning_rate=0.001, update_type="Local"):
+        if update_type not in UPDATE_TYPES:
+            raise ValueError(f"update_type must be one of {', '.join(UPDATE_TYPES)}, got {update_type!r}")
+        self.learning_rate = float(learning_rate)
+        self.update_type = update_type
+        if update_type not in self.ops_by_update_type:
+            raise ValueError(f"sparse optimizer {self.type_name} does not support update_type {update_type!r} "
+                             f"(supported: {', '.join(self.ops_by_update_type)})")
+
+    @staticmethod
+    def from_spec(spec):
+        """Build from an object with HugeCTR's optimizer attributes (``type``, ``update_type``,
+        ``learning_rate``, ``beta1``, ``beta2``, ``epsilon``, ``momentum_factor``, ``atomic_update``,
+        ``initial_accu_value``); attributes that are missing or None take the defaults."""
+        try:
+            cls = SPARSE_OPTIMIZERS[spec.type]
+        except KeyError:
+            raise ValueError(f"unknown optimizer type {spec.type!r} for an embedding "
+                             f"(known: {', '.join(SPARSE_OPTIMIZERS)})") from None
+        names = ("learning_rate", "update_type") + cls.hparam_names
+        kwargs = {n: getattr(spec, n) for n in names if getattr(spec, n, None) is not None}
+        return cls(**kwargs)
+
+    @property
+    def update_op(self):
+        """Name of the reference op that this optimizer's update type runs."""
+        return self.ops_by_update_type[self.update_type]
+
+    def init_state(self, xp, num_rows, vec_size, dtype):
+        """Fresh state arrays of one device: ``{name: (V, E) array}``."""
+        return {name: xp.zeros((num_rows, vec_size), dtype=dtype) for name in self.state_names}
+
+    def hparams(self, lr, step):
+        """Keyword arguments of the update op besides the arrays."""
+        return {"lr": lr}
+
+    def apply(self, ops, values, state, lookup, row_ids, wgrad, lr, step, scaler):
+        """One update of one device's table from the top gradient of the batch.
+
+        values (V, E) float32; lookup: the ``Lookup`` of the batch's keys on this device; row_ids (K,)
+        CSR row of each key occurrence; wgrad (R, E) per (sample, slot) row, compute dtype, times S.
+        """
+        g = ops.embedding_reduce_grad(wgrad, row_ids, lookup.inverse, lookup.unique_rows.size, scaler)
+        rows = lookup.unique_rows
+        valid = rows >= 0
+        if not bool(valid.all()):
+            rows, g = rows[valid], g[valid]
+        getattr(ops, self.update_op)(values, *(state[n] for n in self.state_names), rows, g,
+                                     **self.hparams(lr, step))
+
+    def __repr__(self):
+        params = ", ".join(f"{n}={getattr(self, n)!r}" for n in ("learning_rate", "update_type") + self.hparam_names)
+        return f"{type(self).__name__}({params})"
+
+
+class SparseSGD(SparseOptimizer):
+    """w_r -= lr * g_r. With ``atomic_update`` every key occurrence adds -(lr/S) * wgrad directly
+    (HugeCTR's atomicAdd path; any update type, LazyGlobal included)."""
+
+    type_name = "SGD"
+    ops_by_update_type = {"Local": "sparse_sgd_update", "Global": "sparse_sgd_update"}
+    hparam_names = ("atomic_update",)
+
+    def __init__(self, learning_rate=0.001, update_type="Local", atomic_update=False):
+        self.atomic_update = bool(atomic_update)
+        if self.atomic_update:
+            # HugeCTR checks atomic_update before the update type, so every update type runs it.
+            self.ops_by_update_type = dict.fromkeys(UPDATE_TYPES, "sparse_sgd_atomic_update")
+        super().__init__(learning_rate, update_type)
+
+    def apply(self, ops, values, state, lookup, row_ids, wgrad, lr, step, scaler):
+        if not self.atomic_update:
+            return super().apply(ops, values, state, lookup, row_ids, wgrad, lr, step, scaler)
+        return ops.sparse_sgd_atomic_update(values, lookup.rows, row_ids, wgrad, lr / scaler)
+
+
+class _Momentum(SparseOptimizer):
+    """Shared hyper-parameter of MomentumSGD and Nesterov: the momentum factor mu."""
+
+    hparam_names = ("momentum_factor",)
+
+    def __init__(self, learning_rate=0.001, update_type="Local", momentum_factor=0.1):
+        super().__init__(learning_rate, update_type)
+        self.momentum_factor = float(momentum_factor)
+
+    def hparams(self, lr, step):
+        return {"lr": lr, "momentum_factor": self.momentum_factor}
+
+
+class SparseMomentumSGD(_Momentum):
+    """m_r = mu*m_r - lr*g_r; w_r += m_r. Global: every row's m decays and moves w."""
+
+    type_name = "MomentumSGD"
+    ops_by_update_type = {"Local": "sparse_momentum_sgd_update", "Global": "sparse_momentum_sgd_global_update"}
+    state_names = ("momentum",)
+
+    def __init__(self, learning_rate=0.001, update_type="Local", momentum_factor=0.1):
+        super().__init__(learning_rate, update_type, momentum_factor)
+        if update_type == "Global" and self.momentum_factor == 0.0:
+            raise ValueError("MomentumSGD with update_type Global needs momentum_factor != 0 "
+                             "(HugeCTR's Global update divides the gradient by it); use Local or SGD")
+
+
+class SparseNesterov(_Momentum):
+    """a_new = mu*a_old - lr*g_r; w_r += -mu*a_old + (1+mu)*a_new."""
+
+    type_name = "Nesterov"
+    ops_by_update_type = {"Local": "sparse_nesterov_update", "Global": "sparse_nesterov_global_update"}
+    state_names = ("accumulator",)
+
+    def __init__(self, learning_rate=0.001, update_type="Local", momentum_factor=0.9):
+        super().__init__(learning_rate, update_type, momentum_factor)
+
+
+class SparseAdam(SparseOptimizer):
+    """Adam with bias-corrected step alpha_t = lr*sqrt(1-beta2^t)/(1-beta1^t) (epsilon-hat form).
+
+    LazyGlobal keeps a per-row ``prev_time`` (the step a row was last touched; all E elements of a row
+    are always touched together, so one value per row equals HugeCTR's per-element table).
+    """
+
+    type_name = "Adam"
+    ops_by_update_type = {"Local": "sparse_adam_update", "Global": "sparse_adam_global_update",
+                          "LazyGlobal": "sparse_adam_lazy_global_update"}
+    hparam_names = ("beta1", "beta2", "epsilon")
+
+    def __init__(self, learning_rate=0.001, update_type="Local", beta1=0.9, beta2=0.999, epsilon=1e-7):
+        super().__init__(learning_rate, update_type)
+        self.beta1, self.beta2, self.epsilon = float(beta1), float(beta2), float(epsilon)
+
+    @property
+    def state_names(self):
+        return ("m", "v", "prev_time") if self.update_type == "LazyGlobal" else ("m", "v")
+
+    def init_state(self, xp, num_rows, vec_size, dtype):
+        state = {name: xp.zeros((num_rows, vec_size), dtype=dtype) for name in ("m", "v")}
+        if self.update_type == "LazyGlobal":
+            state["prev_time"] = xp.ones(num_rows, dtype=xp.int64)
+        return state
+
+    def hparams(self, lr, step):
+        return {"lr": lr, "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon, "step": step}
+
+
+class SparseAdaGrad(SparseOptimizer):
+    """HugeCTR v3.1 AdaGrad: acc_r += g_r^2; w_r -= lr*g_r/(sqrt(acc_r) + eps). Global equals Local
+    (an untouched row has g = 0 and does not move)."""
+
+    type_name = "AdaGrad"
+    ops_by_update_type = {"Local": "sparse_adagrad_update", "Global": "sparse_adagrad_update"}
+    state_names = ("accumulator",)
+    hparam_names = ("initial_accu_value", "epsilon")
+
+    def __init__(self, learning_rate=0.001, update_type="Local", initial_accu_value=0.0, epsilon=1e-7):
+        super().__init__(learning_rate, update_type)
+        self.initial_accu_value, self.epsilon = float(initial_accu_value), float(epsilon)
+
+    def init_state(self, xp, num_rows, vec_size, dtype):
+        return {"accumulator": xp.full((num_rows, vec_size), self.initial_accu_value, dtype=dtype)}
+
+    def hparams(self, lr, step):
+        return {"lr": lr, "epsilon": self.epsilon}
+
+
+# ---- update ops: rows (U,) distinct int64, g (U, E) float32; values (V, E) float32; states (V, E) ----
+
+@reference_op
+def sparse_sgd_update(xp, values, rows, g, lr):
+    """w_r -= lr * g_r."""
+    values[rows] -= lr * g
+
+
+@reference_op
+def sparse_sgd_atomic_update(xp, values, rows, row_ids, wgrad, lr_over_scaler):
+    """Per key occurrence k with rows[k] >= 0: w[rows[k]] -= (lr/S) * wgrad[row_ids[k]] (unreduced)."""
+    hit = rows >= 0
+    xp.add.at(values, rows[hit], -lr_over_scaler * wgrad[row_ids[hit]].astype(xp.float32))
+
+
+@reference_op
+def sparse_momentum_sgd_update(xp, values, momentum, rows, g, lr, momentum_factor):
+    """m_r = mu*m_r - lr*g_r; w_r += m_r."""
+    m = momentum_factor * momentum[rows].astype(xp.float32) - lr * g
+    momentum[rows] = m
+    values[rows] += m
+
+
+@reference_op
+def sparse_momentum_sgd_global_update(xp, values, momentum, rows, g, lr, momentum_factor):
+    """Touched rows m_r -= lr*g_r/mu; then every row m = mu*m, w += m."""
+    momentum[rows] = momentum[rows].astype(xp.float32) - lr * g / momentum_factor
+    m = momentum_factor * momentum.astype(xp.float32)
+    momentum[...] = m
+    values += m
+
+
+@reference_op
+def sparse_nesterov_update(xp, values, accumulator, rows, g, lr, momentum_factor):
+    """a_new = mu*a_old - lr*g_r; w_r += -mu*a_old + (1+mu)*a_new."""
+    old = accumulator[rows].astype(xp.float32)
+    new = momentum_factor * old - lr * g
+    accumulator[rows] = new
+    values[rows] += -momentum_factor * old + (1 + momentum_factor) * new
+
+
+@reference_op
+def sparse_nesterov_global_update(xp, values, accumulator, rows, g, lr, momentum_factor):
+    """Every row a = mu*a, w += mu*a; then touched rows a_r -= lr*g_r, w_r -= (1+mu)*lr*g_r."""
+    a = momentum_factor * accumulator.astype(xp.float32)
+    accumulator[...] = a
+    values += momentum_factor * a
+    accumulator[rows] = accumulator[rows].astype(xp.float32) - lr * g
+    values[rows] -= (1 + momentum_factor) * lr * g
+
+
+def _adam_alpha(lr, beta1, beta2, step):
+    return lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+
+
+@reference_op
+def sparse_adam_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, step):
+    """m_r = b1*m_r + (1-b1)*g_r; v_r = b2*v_r + (1-b2)*g_r^2; w_r -= alpha_t*m_r/(sqrt(v_r) + eps)."""
+    m_r = beta1 * m[rows].astype(xp.float32) + (1 - beta1) * g
+    v_r = beta2 * v[rows].astype(xp.float32) + (1 - beta2) * g * g
+    m[rows], v[rows] = m_r, v_r
+    values[rows] -= _adam_alpha(lr, beta1, beta2, step) * m_r / (xp.sqrt(v_r) + epsilon)
+
+
+@reference_op
+def sparse_adam_global_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, step):
+    """Touched rows m_r += (1-b1)*g_r/b1, v_r += (1-b2)*g_r^2/b2; then every row m = b1*m, v = b2*v,
+    w -= alpha_t*m/(sqrt(v) + eps) -- untouched rows keep moving on their decaying moments."""
+    m[rows] = m[rows].astype(xp.float32) + (1 - beta1) * g / beta1
+    v[rows] = v[rows].astype(xp.float32) + (1 - beta2) * g * g / beta2
+    m_all = beta1 * m.astype(xp.float32)
+    v_all = beta2 * v.astype(xp.float32)
+    m[...], v[...] = m_all, v_all
+    values -= _adam_alpha(lr, beta1, beta2, step) * m_all / (xp.sqrt(v_all) + epsilon)
+
+
+@reference_op
+def sparse_adam_lazy_global_update(xp, values, m, v, prev_time, rows, g, lr, beta1, beta2, epsilon, step):
+    """Touched rows only, with p = prev_time_r, k = t - p:
+    w_r -= (lr/(1-b1))*sqrt(1-b2^p)/(1-b1^p)*(1-b1^k) * m_r/(sqrt(v_r) + eps)   (old m, v: catch-up of
+    the idle steps), then m_r = b1^k*m_r + (1-b1)*g_r, v_r = b2^k*v_r + (1-b2)*g_r^2, prev_time_r = t."""
+    p = prev_time[rows].astype(xp.float64)
+    k = step - p
+    prev_time[rows] = step
+    alpha = (lr / (1 - beta1)) * xp.sqrt(1 - beta2 ** p) / (1 - beta1 ** p) * (1 - beta1 ** k)
+    m_old = m[rows].astype(xp.float32)
+    v_old = v[rows].astype(xp.float32)
+    values[rows] -= alpha.astype(xp.float32)[:, None] * m_old / (xp.sqrt(v_old) + epsilon)
+    m[rows] = (beta1 ** k).astype(xp.float32)[:, None] * m_old + (1 - beta1) * g
+    v[rows] = (beta2 ** k).astype(xp.float32)[:, None] * v_old + (1 - beta2) * g * g
+
+
+@reference_op
+def sparse_adagrad_update(xp, values, accumulator, rows, g, lr, epsilon):
+    """acc_r += g_r^2; w_r -= lr*g_r/(sqrt(acc_r) + eps)."""
+    acc = accumulator[rows].astype(xp.float32) + g * g
+    accumulator[rows] = acc
+    values[rows] -= lr * g / (xp.sqrt(acc) + epsilon)

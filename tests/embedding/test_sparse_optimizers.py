@@ -1,0 +1,190 @@
+"""Sparse optimizers: every type x update type against per-key math written out by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from hugectr_lab.embedding import (DistributedSlotSparseEmbeddingHash, SparseAdaGrad, SparseAdam,
+                                   SparseMomentumSGD, SparseNesterov, SparseOptimizer, SparseSGD)
+
+LR, B1, B2, EPS, MU, ACC0, SCALER = 0.1, 0.9, 0.99, 1e-3, 0.5, 0.1, 4.0
+KEYS = (1, 2, 3)
+# Three steps of a batch of 2 samples x 1 slot: (keys of sample 0, keys of sample 1).
+# Step 2 leaves keys 1 and 3 idle; key 3 is idle in steps 1-2 and returns in step 3 (LazyGlobal catch-up).
+STEPS = [([1, 2], [1]), ([2], []), ([1, 3], [3, 3])]
+
+CASES = [
+    ("SGD", "Local", {}), ("SGD", "Global", {}),
+    ("SGD", "Local", {"atomic_update": True}), ("SGD", "LazyGlobal", {"atomic_update": True}),
+    ("MomentumSGD", "Local", {"momentum_factor": MU}), ("MomentumSGD", "Global", {"momentum_factor": MU}),
+    ("Nesterov", "Local", {"momentum_factor": MU}), ("Nesterov", "Global", {"momentum_factor": MU}),
+    ("Adam", "Local", {"beta1": B1, "beta2": B2, "epsilon": EPS}),
+    ("Adam", "Global", {"beta1": B1, "beta2": B2, "epsilon": EPS}),
+    ("Adam", "LazyGlobal", {"beta1": B1, "beta2": B2, "epsilon": EPS}),
+    ("AdaGrad", "Local", {"initial_accu_value": ACC0, "epsilon": EPS}),
+    ("AdaGrad", "Global", {"initial_accu_value": ACC0, "epsilon": EPS}),
+]
+
+
+def reference_update(opt, update_type, w, state, grads, t):
+    """One step on dicts key -> float64 vector, HugeCTR's formulas per key; ``grads`` holds touched keys."""
+    for key in KEYS:
+        g, s = grads.get(key), state[key]
+        if opt == "SGD":
+            if g is not None:
+                w[key] = w[key] - LR * g
+        elif opt == "AdaGrad":
+            if g is not None:
+                s["accumulator"] = s["accumulator"] + g * g
+                w[key] = w[key] - LR * g / (np.sqrt(s["accumulator"]) + EPS)
+        elif opt == "MomentumSGD":
+            if g is not None or update_type == "Global":
+                s["momentum"] = MU * s["momentum"] - LR * (0 if g is None else g)
+                w[key] = w[key] + s["momentum"]
+        elif opt == "Nesterov":
+            if g is not None or update_type == "Global":
+                old = s["accumulator"]
+                s["accumulator"] = MU * old - LR * (0 if g is None else g)
+                w[key] = w[key] - MU * old + (1 + MU) * s["accumulator"]
+        elif update_type == "LazyGlobal":
+            if g is not None:
+                p, k = s["prev_time"], t - s["prev_time"]
+                alpha = LR / (1 - B1) * math.sqrt(1 - B2 ** p) / (1 - B1 ** p) * (1 - B1 ** k)
+                w[key] = w[key] - alpha * s["m"] / (np.sqrt(s["v"]) + EPS)
+                s["m"] = B1 ** k * s["m"] + (1 - B1) * g
+                s["v"] = B2 ** k * s["v"] + (1 - B2) * g * g
+                s["prev_time"] = t
+        elif g is not None or update_type == "Global":
+            g = 0 if g is None else g
+            s["m"] = B1 * s["m"] + (1 - B1) * g
+            s["v"] = B2 * s["v"] + (1 - B2) * g * g
+            alpha = LR * math.sqrt(1 - B2 ** t) / (1 - B1 ** t)
+            w[key] = w[key] - alpha * s["m"] / (np.sqrt(s["v"]) + EPS)
+
+
+def key_grads(step_keys, top, combiner):
+    """g per key = sum over occurrences of top grad (/count for mean) / S, as float64."""
+    grads = {}
+    for sample, keys in enumerate(step_keys):
+        for key in keys:
+            share = top[sample, 0] / (len(keys) if combiner == "mean" and len(keys) > 1 else 1)
+            grads[key] = grads.get(key, 0) + share.astype(np.float64) / SCALER
+    return grads
+
+
+def run(optimizer, combiner="mean", mixed_precision=False, seed=0):
+    """Train STEPS on keys 1..3 and, alongside, the per-key reference. Yields after every step."""
+    rng = np.random.default_rng(seed)
+    emb = DistributedSlotSparseEmbeddingHash(slot_num=1, embedding_vec_size=2, max_vocabulary_size_per_gpu=8,
+                                             combiner=combiner, optimizer=optimizer, scaler=SCALER,
+                                             mixed_precision=mixed_precision)
+    start = rng.uniform(-1, 1, (3, 2)).astype(np.float32)
+    emb.load(np.array(KEYS), start)
+    w = {k: start[i].astype(np.float64) for i, k in enumerate(KEYS)}
+    init = {"m": 0.0, "v": 0.0, "prev_time": 1, "momentum": 0.0, "accumulator": 0.0}
+    if optimizer.type_name == "AdaGrad":
+        init["accumulator"] = ACC0
+    state = {k: {n: np.full(2, init[n]) if n != "prev_time" else 1 for n in optimizer.state_names} for k in KEYS}
+    for t, step_keys in enumerate(STEPS, start=1):
+        row_offsets = np.cumsum([0] + [len(k) for k in step_keys])
+        emb.forward(row_offsets, np.concatenate([np.array(k, dtype=np.uint32) for k in step_keys]))
+        top = (rng.standard_normal((2, 1, 2)) * SCALER).astype(emb.compute_dtype)
+        emb.backward([top])
+        emb.update()
+        reference_update(optimizer.type_name, optimizer.update_type, w, state, key_grads(step_keys, top, combiner), t)
+        yield emb, w, state
+
+
+def by_key(emb):
+    keys, vectors, _ = emb.dump()
+    return dict(zip(keys.tolist(), vectors)), {n: dict(zip(keys.tolist(), a)) for n, a in
+                                               emb.dump_optimizer_state().items()}
+
+
+@pytest.mark.parametrize("opt, update_type, hparams", CASES, ids=[f"{o}-{u}-{len(h)}" for o, u, h in CASES])
+def test_update_matches_per_key_formulas(opt, update_type, hparams):
+    optimizer = SparseOptimizer.from_spec(type("Spec", (), dict(type=opt, update_type=update_type,
+                                                                learning_rate=LR, **hparams)))
+    for emb, w, state in run(optimizer):
+        values, states = by_key(emb)
+        for key in KEYS:
+            np.testing.assert_allclose(values[key], w[key], rtol=2e-5, atol=1e-6, err_msg=f"w of key {key}")
+            for name, array in states.items():
+                np.testing.assert_allclose(array[key], state[key][name], rtol=2e-5, atol=1e-7,
+                                           err_msg=f"{name} of key {key}")
+    assert emb.step == len(STEPS)
+
+
+@pytest.mark.parametrize("optimizer, idle_moves", [
+    (SparseAdam(LR, "Local"), False), (SparseAdam(LR, "Global"), True),
+    (SparseMomentumSGD(LR, "Global", MU), True), (SparseNesterov(LR, "Global", MU), True),
+    (SparseAdam(LR, "LazyGlobal"), False), (SparseMomentumSGD(LR, "Local", MU), False),
+])
+def test_global_moves_idle_rows(optimizer, idle_moves):
+    steps = run(optimizer)
+    before = by_key(next(steps)[0])[0][1].copy()
+    after = by_key(next(steps)[0])[0][1]            # key 1 is idle in step 2
+    assert (not np.array_equal(before, after)) == idle_moves
+
+
+def test_global_adam_moves_every_table_row_with_state():
+    emb, _, _ = next(run(SparseAdam(LR, "Global")))
+    values_before = emb.devices[0].values.copy()
+    emb.forward(np.array([0, 0, 0]), np.array([], dtype=np.uint32))   # nothing touched
+    emb.backward([np.zeros((2, 1, 2), np.float32)])
+    emb.update()
+    moved = np.any(emb.devices[0].values != values_before, axis=1)
+    assert moved.tolist() == [True, True, False, False, False, False, False, False]   # keys 1, 2 had state
+
+
+@pytest.mark.parametrize("combiner", ["sum", "mean"])
+def test_atomic_sgd_equals_reduced_sgd(combiner):
+    atomic = [by_key(e)[0] for e, _, _ in run(SparseSGD(LR, atomic_update=True), combiner)]
+    reduced = [by_key(e)[0] for e, _, _ in run(SparseSGD(LR), combiner)]
+    for a, r in zip(atomic, reduced):
+        for key in KEYS:
+            np.testing.assert_allclose(a[key], r[key], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("optimizer", [SparseAdam(LR, "Global", B1, B2, EPS), SparseMomentumSGD(LR, "Local", MU),
+                                       SparseAdaGrad(LR, "Local", ACC0, EPS)])
+def test_mixed_precision_states_are_fp16_and_close(optimizer):
+    fp32 = [by_key(e)[0] for e, _, _ in run(optimizer)]
+    for values32, (emb, _, _) in zip(fp32, run(optimizer, mixed_precision=True)):
+        assert all(a.dtype == np.float16 for a in emb.devices[0].state.values())
+        values16 = by_key(emb)[0]
+        for key in KEYS:
+            np.testing.assert_allclose(values16[key], values32[key], rtol=1e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: SparseMomentumSGD(LR, "LazyGlobal"), "MomentumSGD does not support update_type 'LazyGlobal'"),
+    (lambda: SparseNesterov(LR, "LazyGlobal"), "Nesterov does not support update_type 'LazyGlobal'"),
+    (lambda: SparseSGD(LR, "LazyGlobal"), "SGD does not support update_type 'LazyGlobal'"),
+    (lambda: SparseAdaGrad(LR, "LazyGlobal"), "AdaGrad does not support update_type 'LazyGlobal'"),
+    (lambda: SparseMomentumSGD(LR, "Global", 0.0), "needs momentum_factor != 0"),
+    (lambda: SparseAdam(LR, "Lazy"), "update_type must be one of Local, Global, LazyGlobal"),
+    (lambda: SparseOptimizer.from_spec(type("S", (), {"type": "RMSprop"})), "unknown optimizer type 'RMSprop'"),
+])
+def test_unsupported_combinations_are_clear_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_atomic_sgd_accepts_lazy_global_and_momentum_zero_is_fine_locally():
+    assert SparseSGD(LR, "LazyGlobal", atomic_update=True).update_op == "sparse_sgd_atomic_update"
+    assert SparseMomentumSGD(LR, "Local", 0.0).momentum_factor == 0.0
+
+
+def test_update_needs_backward_and_lr_can_be_set_per_call():
+    emb = DistributedSlotSparseEmbeddingHash(slot_num=1, embedding_vec_size=2, max_vocabulary_size_per_gpu=4,
+                                             optimizer=SparseSGD(1.0))
+    with pytest.raises(RuntimeError, match="update\\(\\) needs a backward\\(\\) first"):
+        emb.update()
+    emb.load(np.array([5]), np.zeros((1, 2)))
+    emb.forward(np.array([0, 1]), np.array([5], dtype=np.uint32))
+    emb.backward([np.ones((1, 1, 2), np.float32)])
+    emb.update(lr=0.25)
+    assert emb.optimizer.learning_rate == 0.25
+    np.testing.assert_allclose(emb.dump()[1], [[-0.25, -0.25]])
