@@ -1,0 +1,448 @@
+"""Session: HugeCTR v3.0's low-level training object (embeddings + dense network + data readers).
+
+One ``Session`` owns G logical devices (``vvgpu`` flattened in order; global id g), the train and
+eval data readers, one object per embedding layer (which owns the devices' tables and exchanges) and,
+per device, a training and an evaluation copy of the dense ``Network``. ``train()`` runs one
+iteration in HugeCTR's order:
+
+1. read the next *full* global batch (partial batches at the end of an epoch are discarded);
+2. embedding forward (training: new keys inserted) → one ``(b, S, E)`` output per device;
+3. per device: dense forward through the training copy, loss, backward;
+4. all-reduce of the dense weight gradients over devices (G > 1);
+5. dense optimizer step on every device's replica;
+6. embedding backward and sparse optimizer update.
+
+Device g gets rows ``g*b:(g+1)*b`` of every global batch (b = B/G). Every call publishes an event
+(``hugectr_lab.events``) that progress bars and dashboards subscribe to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .backend import InProcessCommunicator, get_backend
+from .config import SolverParser, parse_config
+from .data import DataReader32, DataReader64
+from .embedding import SparseEmbedding, load_sparse_model, load_sparse_optimizer_state, save_sparse_model
+from .embedding import save_sparse_optimizer_state
+from .enums import Error_t
+from .events import EvalEnd, EventBus, IterationEnd, ModelSaved
+from .fileio import atomic_write, write_bytes_atomic
+from .layers import BuildContext, Network
+from .metrics import Metrics
+from .optim import create_dense_optimizer
+
+
+class IllegalCallError(RuntimeError):
+    """A Session method called out of order (HugeCTR's ``IllegalCall``)."""
+
+
+def flatten_vvgpu(vvgpu):
+    """``[[0, 1], [2, 3]]`` → ``[0, 1, 2, 3]`` (global device order); duplicates within a node are an error."""
+    nodes = [list(node) for node in vvgpu]
+    for n, node in enumerate(nodes):
+        if len(set(node)) != len(node):
+            raise ValueError(f"vvgpu[{n}] lists a GPU twice: {node}")
+    devices = [d for node in nodes for d in node]
+    if not devices:
+        raise ValueError("vvgpu names no device")
+    return devices
+
+
+def model_file_names(prefix, iteration, num_embeddings):
+    """HugeCTR's model file names (plain string concatenation, no path join)."""
+    it = str(iteration)
+    return {
+        "dense": f"{prefix}_dense_{it}.model",
+        "dense_opt": f"{prefix}_opt_dense_{it}.model",
+        "ntp": f"{prefix}_dense_{it}.model.ntp.json",
+        "sparse": [f"{prefix}{i}_sparse_{it}.model" for i in range(num_embeddings)],
+        "sparse_opt": [f"{prefix}{i}_opt_sparse_{it}.model" for i in range(num_embeddings)],
+    }
+
+
+def _seed_sequence(seed):
+    # seed 0 means "draw one", as HugeCTR's std::random_device; the drawn seed stays readable.
+    return np.random.SeedSequence(None if seed == 0 else seed)
+
+
+class Session:
+    """``Session(solver_config, config_file, use_model_oversubscriber=False, temp_embedding_dir="")``.
+
+    ``backend``: "numpy" (default), "cupy" or "auto" (CuPy when a usable GPU exists), or a Backend
+    object; the environment variable ``HUGECTR_LAB_BACKEND`` overrides the default. The choice is
+    ``session.backend.name``.
+    """
+
+    def __init__(self, solver_config, config_file, use_model_oversubscriber=False, temp_embedding_dir="", *,
+                 backend=None):
+        if not isinstance(solver_config, SolverParser):
+            raise TypeError(f"Session(solver_config=...) needs a SolverParser (from solver_parser_helper), "
+                            f"got {type(solver_config).__name__}")
+        if use_model_oversubscriber:
+            raise ValueError("Session(use_model_oversubscriber=True): the ModelOversubscriber is not available "
+                             "in this version of hugectr-lab; train without it")
+        self.solver = solver = solver_config
+        self.config_file = str(config_file)
+        self.device_ids = flatten_vvgpu(solver.vvgpu)
+        self.num_devices = G = len(self.device_ids)
+        self.backend = get_backend(backend, self.device_ids)
+        self.config = cfg = parse_config(config_file, mixed_precision=solver.use_mixed_precision,
+                                         require=("layers", "optimizer"), ignore=("solver",))
+        for what, size in (("batchsize", solver.batchsize), ("batchsize_eval", solver.batchsize_eval)):
+            if size % G:
+                raise ValueError(f"solver {what}={size} must be divisible by the number of devices {G} (vvgpu)")
+        self.events = EventBus()
+        self.comm = InProcessCommunicator(G)
+        self._seeds = _seed_sequence(solver.seed)
+        dense_seq, embedding_seq, dropout_seq = self._seeds.spawn(3)
+        self.key_type = "I64" if solver.i64_input_key else "I32"
+        self.compute_dtype = np.float16 if solver.use_mixed_precision else np.float32
+        self.scaler = float(solver.scaler) if solver.use_mixed_precision else 1.0
+
+        self._reader_train = self._make_reader(solver.batchsize, eval=False)
+        self._reader_eval = self._make_reader(solver.batchsize_eval, eval=True) if cfg.data.eval_source else None
+        self.embeddings = [
+            SparseEmbedding.from_spec(spec, cfg.optimizer, slot_num=cfg.sparse_input(spec.bottom).slot_num,
+                                      comm=self.comm, backend=self.backend, key_type=self.key_type,
+                                      mixed_precision=solver.use_mixed_precision, scaler=self.scaler,
+                                      seed=seq)
+            for spec, seq in zip(cfg.embeddings, embedding_seq.spawn(len(cfg.embeddings)))]
+        dropout_rngs = [np.random.default_rng(s) for s in dropout_seq.spawn(G)]
+        self.train_networks = [self._make_network(solver.batchsize // G, True, rng) for rng in dropout_rngs]
+        self.eval_networks = [self._make_network(solver.batchsize_eval // G, False, np.random.default_rng(0))
+                              for _ in range(G)]
+        self.dense_optimizers = [self._make_dense_optimizer() for _ in range(G)]
+
+        self._load_dense_weights(solver.model_file, np.random.default_rng(dense_seq))
+        self._load_sparse(solver.embedding_files, solver.sparse_opt_states_files)
+        if solver.dense_opt_states_file:
+            data = _read_file(solver.dense_opt_states_file, "dense_opt_states_file")
+            for opt in self.dense_optimizers:
+                opt.load_state_bytes(data)
+        self.metrics = Metrics(solver.metrics_spec, capacity=solver.max_eval_batches * solver.batchsize_eval,
+                               xp=self.backend)
+        self.iteration = 0
+        self._learning_rate = cfg.optimizer.learning_rate
+        self._losses = None
+        self._eval_batches = 0
+        self._train_started = False
+
+    # ---- construction helpers ---------------------------------------------------------------------
+
+    def _make_reader(self, batchsize, eval):
+        data = self.config.data
+        if data.format != "Norm":
+            raise ValueError(f"{self.config_file}: layers[0].format {data.format!r} is not supported by this "
+                             f"version of hugectr-lab's Session; use the Norm format")
+        cls = DataReader64 if self.key_type == "I64" else DataReader32
+        return cls.from_data_spec(data, batchsize, repeat=self.solver.repeat_dataset, eval=eval)
+
+    def _input_shapes(self, b):
+        data = self.config.data
+        shapes = {data.dense.top: (b, data.dense.dense_dim)}
+        if data.label.top:
+            shapes[data.label.top] = (b, data.label.label_dim)
+        for spec in self.config.embeddings:
+            shapes[spec.top] = (b, self.config.sparse_input(spec.bottom).slot_num, spec.embedding_vec_size)
+        return shapes
+
+    def _make_network(self, b, training, rng):
+        ctx = BuildContext(backend=self.backend, compute_dtype=self.compute_dtype, scaler=self.scaler,
+                           device_count=self.num_devices, rng=rng, training=training,
+                           tf32=self.solver.enable_tf32_compute)
+        return Network(self.config.layers, self._input_shapes(b), ctx, first_index=1 + len(self.config.embeddings))
+
+    def _make_dense_optimizer(self):
+        opt = self.config.optimizer
+        hparams = {name: getattr(opt, name) for name in
+                   ("beta1", "beta2", "epsilon", "momentum_factor", "initial_accu_value")
+                   if getattr(opt, name, None) is not None}
+        optimizer = create_dense_optimizer(opt.type, learning_rate=opt.learning_rate, scaler=self.scaler,
+                                           mixed_precision=self.solver.use_mixed_precision, xp=self.backend,
+                                           **hparams)
+        return optimizer.init(self.train_networks[0].num_params)
+
+    def _load_dense_weights(self, model_file, rng):
+        first = self.train_networks[0]
+        if model_file:
+            flat = np.frombuffer(_read_file(model_file, "model_file"), dtype=np.float32)
+            if flat.size < first.num_params:
+                raise ValueError(f"model_file {model_file}: holds {flat.size} float32 values, the network has "
+                                 f"{first.num_params} dense parameters")
+            first.load_weights(flat[:first.num_params])
+            ntp = model_file + ".ntp.json"
+            if first.has_state and os.path.exists(ntp):  # HugeCTR never reads it back (quirk 9)
+                with open(ntp) as f:
+                    first.load_state(json.load(f))
+        else:
+            first.init_weights(rng)
+        for net in self.train_networks[1:] + self.eval_networks:
+            net.copy_weights_from(first)
+
+    def _load_sparse(self, embedding_files, opt_state_files):
+        for what, files in (("embedding_files", embedding_files), ("sparse_opt_states_file", opt_state_files)):
+            if len(files) > len(self.embeddings):
+                raise ValueError(f"solver {what} lists {len(files)} files but the config has "
+                                 f"{len(self.embeddings)} embedding layers")
+        # Loaded values are kept even without optimizer states (HugeCTR re-draws them: quirk 1).
+        for emb, path in zip(self.embeddings, embedding_files):
+            _require_path(path, "embedding_files")
+            load_sparse_model(emb, path)
+        for emb, path in zip(self.embeddings, opt_state_files):
+            _require_path(path, "sparse_opt_states_file")
+            load_sparse_optimizer_state(emb, path)
+
+    # ---- data readers -------------------------------------------------------------------------------
+
+    def get_data_reader_train(self):
+        return self._reader_train
+
+    def get_data_reader_eval(self):
+        return self._reader_eval
+
+    def start_data_reading(self):
+        """Start the train and eval readers on the config's sources (non-epoch mode)."""
+        for reader in (self._reader_train, self._reader_eval):
+            if reader is not None:
+                reader.start()
+
+    def get_model_oversubscriber(self):
+        """None: this Session was built without the ModelOversubscriber."""
+        return None
+
+    # ---- training -----------------------------------------------------------------------------------
+
+    def set_learning_rate(self, lr):
+        """Learning rate for the next iterations of every dense optimizer and every embedding."""
+        for opt in self.dense_optimizers:
+            opt.set_learning_rate(lr)  # raises for lr <= 0, as HugeCTR's dense optimizer does
+        for emb in self.embeddings:
+            emb.set_learning_rate(lr)
+        self._learning_rate = float(lr)
+        return Error_t.Success
+
+    def _split(self, array, g, b):
+        return array[g * b:(g + 1) * b]
+
+    def _feeds(self, batch, b, outputs):
+        data = self.config.data
+        feeds = []
+        for g in range(self.num_devices):
+            feed = {data.dense.top: self._split(batch.dense, g, b)}
+            if data.label.top:
+                feed[data.label.top] = self._split(batch.labels, g, b)
+            for spec, outs in zip(self.config.embeddings, outputs):
+                feed[spec.top] = outs[g]
+            feeds.append(feed)
+        return feeds
+
+    def _embed(self, batch, training):
+        return [emb.forward(csr.row_offsets, csr.keys, training)
+                for emb, csr in zip(self.embeddings, self._sparse_inputs(batch))]
+
+    def _sparse_inputs(self, batch):
+        by_top = {spec.top: csr for spec, csr in zip(self.config.data.sparse, batch.sparse)}
+        return [by_top[spec.bottom] for spec in self.config.embeddings]
+
+    def train(self):
+        """One iteration on the next full batch; False (nothing trained) at the end of the data."""
+        reader = self._reader_train
+        if reader._thread is None and not reader._ended:
+            raise IllegalCallError("train() before the training reader was started: call "
+                                   "start_data_reading() (non-epoch mode) or "
+                                   "get_data_reader_train().set_source(file_list) (epoch mode)")
+        start = time.perf_counter()
+        B = self.solver.batchsize
+        while True:
+            batch = reader.read_a_batch()
+            if batch is None or batch.size == 0:
+                return False
+            if batch.size == B:
+                break
+        b = B // self.num_devices
+        outputs = self._embed(batch, training=True)
+        losses = []
+        for net, feed in zip(self.train_networks, self._feeds(batch, b, outputs)):
+            losses.append(net.forward(feed, training=True))
+            net.backward()
+        if self.num_devices > 1:
+            for net, total in zip(self.train_networks, self.comm.all_reduce([n.grads for n in self.train_networks])):
+                net.grads[...] = total
+        for net, opt in zip(self.train_networks, self.dense_optimizers):
+            opt.update(net.weights, net.grads)
+        for spec, emb in zip(self.config.embeddings, self.embeddings):
+            emb.backward([net.input_grad(spec.top) for net in self.train_networks])
+            emb.update()
+        self._losses = losses
+        self.iteration += 1
+        if self.events._subscribers:
+            elapsed = time.perf_counter() - start
+            self.events.publish(IterationEnd(self.iteration, self.get_current_loss(), self._learning_rate,
+                                             B / elapsed if elapsed > 0 else float("inf"), B))
+        return True
+
+    def get_current_loss(self):
+        """Mean over devices of the last training batch's loss (regularizer term included)."""
+        if self._losses is None:
+            raise IllegalCallError("get_current_loss() before the first train()")
+        return float(np.mean([float(loss) for loss in self._losses]))
+
+    def check_overflow(self):
+        """Raise ``EmbeddingOverflowError`` if any embedding was offered more keys than it holds."""
+        for emb in self.embeddings:
+            emb.check_overflow()
+
+    def copy_weights_for_evaluation(self):
+        """Copy the training weights (and BatchNorm running statistics) to the evaluation copies."""
+        for train_net, eval_net in zip(self.train_networks, self.eval_networks):
+            eval_net.copy_weights_from(train_net)
+
+    # ---- evaluation ---------------------------------------------------------------------------------
+
+    def eval(self):
+        """One evaluation batch into the metrics; False at the end of the eval data (epoch mode)."""
+        if self._reader_eval is None:
+            return True
+        batch = self._reader_eval.read_a_batch()
+        if batch is None or batch.size == 0:
+            return False
+        b = self.solver.batchsize_eval // self.num_devices
+        outputs = self._embed(batch, training=False)
+        preds, labels, losses = [], [], []
+        for net, feed in zip(self.eval_networks, self._feeds(batch, b, outputs)):
+            losses.append(net.forward(feed, training=False))
+            preds.append(net.predictions)
+            labels.append(feed[self.config.data.label.top])
+        self.metrics.update(preds=preds, labels=labels, losses=losses, real_size=batch.size)
+        self._eval_batches += 1
+        self._last_eval = (preds, labels, batch.size)
+        return True
+
+    def get_eval_metrics(self):
+        """``[("AUC", value), ...]`` over the eval batches since the last call; resets the metrics."""
+        values = self.metrics.get()
+        self.events.publish(EvalEnd(self.iteration, tuple(values), self._eval_batches))
+        self._eval_batches = 0
+        return values
+
+    def evaluation(self, export_predictions_out_file="", export_labels_out_file=""):
+        """Evaluate one pass over the eval source and return the metrics; optionally export
+        predictions and labels as text (one ``%g``-formatted value plus a space per real sample).
+
+        Epoch mode: runs until the eval source ends, then rewinds it (HugeCTR). Non-epoch mode, where
+        HugeCTR never returns: runs ``max_eval_batches`` batches from the start of the source, then
+        rewinds it. Only real samples are exported (HugeCTR also writes a partial batch's padding and
+        repeats the last batch).
+        """
+        if bool(export_predictions_out_file) != bool(export_labels_out_file):
+            raise ValueError("evaluation(): give both export_predictions_out_file and export_labels_out_file, "
+                             "or neither")
+        if self._reader_eval is None:
+            raise IllegalCallError(f"evaluation(): the config {self.config_file} has no eval_source")
+        exporting = bool(export_predictions_out_file)
+        repeat = self.solver.repeat_dataset
+        if repeat:
+            self._reader_eval.set_source()  # a repeating source has no end: one bounded pass from its start
+        pred_parts, label_parts = [], []
+        batches = 0
+        while not repeat or batches < self.solver.max_eval_batches:
+            if not self.eval():
+                break
+            batches += 1
+            if exporting:
+                preds, labels, size = self._last_eval
+                pred_parts.append(self._host_column(preds, size))
+                label_parts.append(self._host_column(labels, size))
+        self._reader_eval.set_source()
+        if exporting:
+            _write_values(export_predictions_out_file, pred_parts)
+            _write_values(export_labels_out_file, label_parts)
+        return self.get_eval_metrics()
+
+    def _host_column(self, per_device, size):
+        """First column of the per-device arrays, in sample order, real samples only."""
+        return np.concatenate([self.backend.to_host(a) for a in per_device])[:size, 0].astype(np.float32)
+
+    # ---- model files --------------------------------------------------------------------------------
+
+    def download_params_to_files(self, prefix, iter):
+        """Write the dense model, dense optimizer state, BatchNorm statistics (``.ntp.json``), and per
+        embedding the sparse model and its optimizer state, under HugeCTR's file names. ``iter <= 0``
+        writes nothing and returns ``Error_t.WrongInput`` (HugeCTR)."""
+        if iter <= 0:
+            warnings.warn(f"download_params_to_files(iter={iter}): iter must be positive; nothing written",
+                          RuntimeWarning, stacklevel=2)
+            return Error_t.WrongInput
+        names = model_file_names(prefix, iter, len(self.embeddings))
+        net = self.train_networks[0]
+        write_bytes_atomic(names["dense"], self.backend.to_host(net.weights).astype(np.float32))
+        write_bytes_atomic(names["dense_opt"], self.dense_optimizers[0].state_bytes())
+        written = [names["dense"], names["dense_opt"]]
+        if net.has_state:
+            with atomic_write(names["ntp"], "w") as f:
+                json.dump(_host_floats(net.state), f)
+            written.append(names["ntp"])
+        for emb, sparse, sparse_opt in zip(self.embeddings, names["sparse"], names["sparse_opt"]):
+            save_sparse_model(emb, sparse)
+            save_sparse_optimizer_state(emb, sparse_opt)
+            written += [sparse, sparse_opt]
+        self.events.publish(ModelSaved(self.iteration, tuple(written)))
+        return Error_t.Success
+
+    def init_params(self, model_file=""):
+        """A no-op kept for HugeCTR 3.0 compatibility; weights load through the SolverParser."""
+        return Error_t.Success
+
+    def get_params_num(self):
+        """Dense parameters + Σ over embeddings of (keys held × embedding_vec_size)."""
+        return self.train_networks[0].num_params + sum(e.num_keys() * e.embedding_vec_size for e in self.embeddings)
+
+    def summary(self, print_fn=print):
+        """The dense graph of the training copy as a table (layers, tensors, shapes, parameters)."""
+        return self.train_networks[0].summary(print_fn)
+
+    def close(self):
+        """Stop the reader threads."""
+        for reader in (self._reader_train, self._reader_eval):
+            if reader is not None:
+                reader.close()
+
+    def __repr__(self):
+        return (f"<Session {Path(self.config_file).name}: {len(self.embeddings)} embeddings, "
+                f"{self.train_networks[0].num_params:,} dense params, {self.num_devices} device(s) on "
+                f"{self.backend.name}, iteration {self.iteration}>")
+
+
+def _read_file(path, what):
+    _require_path(path, what)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _require_path(path, what):
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"solver {what}: {path} does not exist")
+
+
+def _host_floats(value):
+    """JSON-ready copy of the .ntp.json dict (arrays → lists of floats, full precision)."""
+    if isinstance(value, dict):
+        return {k: _host_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_host_floats(v) for v in value]
+    if hasattr(value, "tolist"):
+        return np.asarray(value.get() if hasattr(value, "get") else value, dtype=np.float64).tolist()
+    return value
+
+
+def _write_values(path, parts):
+    values = np.concatenate(parts) if parts else np.zeros(0)
+    with atomic_write(path, "w") as f:
+        f.write("".join(f"{float(v):g} " for v in values))
