@@ -7,6 +7,8 @@ receives no gradient). Sums accumulate in float32 whatever the output dtype, as 
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import reference_op
 
 COMBINERS = {0: "sum", 1: "mean", "sum": "sum", "mean": "mean"}
@@ -30,6 +32,27 @@ def mean_row_scale(xp, counts):
     return (1.0 / xp.maximum(counts, 1)).astype(xp.float32)
 
 
+def segment_sum(xp, data, segment_ids, num_segments):
+    """(num_segments, E) float32: the rows of ``data`` (K, E) summed per ``segment_ids`` (K,).
+
+    Rows are added in their order of occurrence, exactly as ``xp.add.at`` would; on NumPy a stable
+    sort plus ``add.reduceat`` does it an order of magnitude faster than ``add.at``.
+    """
+    out = xp.zeros((num_segments, data.shape[1]), dtype=xp.float32)
+    if segment_ids.size == 0:
+        return out
+    data = data.astype(xp.float32, copy=False)
+    if xp is not np:
+        xp.add.at(out, segment_ids, data)
+        return out
+    if (segment_ids[1:] < segment_ids[:-1]).any():
+        order = np.argsort(segment_ids, kind="stable")
+        segment_ids, data = segment_ids[order], data[order]
+    starts = np.flatnonzero(np.r_[True, segment_ids[1:] != segment_ids[:-1]])
+    out[segment_ids[starts]] = np.add.reduceat(data, starts, axis=0)
+    return out
+
+
 @reference_op
 def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
     """Per CSR row, the sum of ``values[rows[k]]`` over its keys, times ``row_scale`` (mean) if given.
@@ -37,11 +60,9 @@ def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
     values (V, E) float32; rows (K,) int64, -1 = zero vector; row_offsets (R+1,) int64;
     row_scale (R,) float32 or None. Returns (R, E) in ``out_dtype``, accumulated in float32.
     """
-    num_rows = row_offsets.size - 1
-    out = xp.zeros((num_rows, values.shape[1]), dtype=xp.float32)
     hit = rows >= 0
     row_ids = csr_row_ids(xp, row_offsets, rows.size)
-    xp.add.at(out, row_ids[hit], values[rows[hit]])
+    out = segment_sum(xp, values[rows[hit]], row_ids[hit], row_offsets.size - 1)
     if row_scale is not None:
         out *= row_scale[:, None]
     return out.astype(out_dtype, copy=False)
@@ -54,7 +75,6 @@ def embedding_reduce_grad(xp, wgrad, row_ids, inverse, num_unique, scaler):
     wgrad (R, E) compute dtype (already scaled for mean rows); row_ids, inverse (K,) int64.
     Returns (U, E) float32.
     """
-    g = xp.zeros((num_unique, wgrad.shape[1]), dtype=xp.float32)
-    xp.add.at(g, inverse, wgrad[row_ids].astype(xp.float32))
+    g = segment_sum(xp, wgrad[row_ids], inverse, num_unique)
     g /= xp.float32(scaler)
     return g

@@ -1,0 +1,172 @@
+"""``hugectr-lab``: generate data, train from a HugeCTR JSON config, and a two-minute demo.
+
+    hugectr-lab generate CONFIG.json [--files N --samples M --vocab V ...]
+    hugectr-lab train CONFIG.json [--iterations N --backend numpy|cupy|auto ...]
+    hugectr-lab demo [--dir DIR]
+
+``main(argv)`` returns an exit status; only the console entry point exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from .config import ConfigError, SolverParser, parse_config, solver_parser_helper
+from .data import DISTRIBUTIONS, DataError, generate_for_config
+from .fit import evaluate, fit
+from .optim import get_learning_rate_scheduler
+from .progress import ProgressReporter
+
+DEMO_CONFIG = "dcn_demo.json"
+
+
+def _add_generate_options(p):
+    p.add_argument("--files", type=int, default=8, help="data files per split (default 8)")
+    p.add_argument("--samples", type=int, default=16384, help="samples per data file (default 16384)")
+    p.add_argument("--vocab", type=int, default=100, help="keys per slot (default 100)")
+    p.add_argument("--distribution", default="uniform", choices=sorted(DISTRIBUTIONS),
+                   help="key distribution (default uniform)")
+    p.add_argument("--seed", type=int, default=7, help="generator seed (default 7)")
+
+
+def _generate(config, args, out_dir=None, overwrite=False):
+    return generate_for_config(config, out_dir, num_files=args.files, samples_per_file=args.samples,
+                               vocab_sizes=args.vocab, distribution=args.distribution, seed=args.seed,
+                               overwrite=overwrite)
+
+
+def _solver(cfg, args):
+    """The config's solver clause (or defaults), with the command line's overrides."""
+    base = SolverParser.from_spec(cfg.solver) if cfg.solver is not None else SolverParser()
+    values = {name: getattr(base, name) for name in (
+        "seed", "max_eval_batches", "batchsize_eval", "batchsize", "model_file", "dense_opt_states_file",
+        "embedding_files", "vvgpu", "use_mixed_precision", "enable_tf32_compute", "scaler", "i64_input_key",
+        "use_algorithm_search", "use_cuda_graph", "repeat_dataset", "display", "eval_interval")}
+    values["sparse_opt_states_file"] = base.sparse_opt_states_files
+    values["max_iter"] = args.iterations or base.max_iter
+    values["num_epochs"] = base.num_epochs
+    if args.batchsize:
+        values["batchsize"] = values["batchsize_eval"] = args.batchsize
+    if args.eval_interval is not None:
+        values["eval_interval"] = args.eval_interval
+    return solver_parser_helper(**values)
+
+
+def _targets(cfg):
+    """AUC thresholds below 1.0 in the config's eval_metrics stop training ("Hit target accuracy")."""
+    spec = cfg.solver.metrics_spec if cfg.solver is not None else {}
+    return {name: t for name, t in spec.items() if name == "AUC" and t < 1.0}
+
+
+def _sources_missing(cfg):
+    return any(p and not os.path.exists(p) for p in (cfg.data.source, cfg.data.eval_source))
+
+
+def train(config_path, args, print_fn=print):
+    """Train from a config; generates its data first when the sources do not exist. Returns the
+    FitResult and the model-file prefix."""
+    from .session import Session  # the engine loads only for commands that train
+
+    cfg = parse_config(config_path)
+    if _sources_missing(cfg):
+        print_fn(f"{config_path}: data sources missing, generating them")
+        print_fn(str(_generate(cfg, args)))
+    solver = _solver(cfg, args)
+    session = Session(solver, config_path, backend=args.backend)
+    print_fn(f"backend: {session.backend.name}, devices: {session.num_devices}")
+    scheduler = get_learning_rate_scheduler(config_path)
+    prefix = args.output or (cfg.solver.snapshot_prefix if cfg.solver else "./model")
+    try:
+        with ProgressReporter(session, total=solver.max_iter or None, disable=args.quiet, print_fn=print_fn):
+            result = fit(session, scheduler, max_iter=solver.max_iter, num_epochs=solver.num_epochs,
+                         display=solver.display, eval_interval=solver.eval_interval,
+                         max_eval_batches=solver.max_eval_batches, stop_at=_targets(cfg), print_fn=None)
+        if session.get_data_reader_eval() is not None and (not result.evaluations or
+                                                           result.evaluations[-1][0] != result.iterations):
+            result.evaluations.append((result.iterations, evaluate(session, solver.max_eval_batches)))
+        session.download_params_to_files(prefix, max(result.iterations, 1))
+    finally:
+        session.close()
+    return result, prefix
+
+
+def _cmd_generate(args):
+    summary = _generate(args.config, args, args.out_dir, args.overwrite)
+    print(summary)
+    return 0
+
+
+def _cmd_train(args):
+    start = time.perf_counter()
+    result, prefix = train(args.config, args)
+    metrics = ", ".join(f"{k} {v:.4f}" for k, v in result.last_metrics.items()) or "no eval source"
+    print(f"trained {result.iterations} iterations in {time.perf_counter() - start:.1f} s; {metrics}")
+    print(f"model written with prefix {prefix!r} ({prefix}_dense_{max(result.iterations, 1)}.model, ...)")
+    return 0
+
+
+def _cmd_demo(args):
+    start = time.perf_counter()
+    workdir = Path(args.dir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / DEMO_CONFIG
+    with resources.as_file(resources.files("hugectr_lab.presets") / DEMO_CONFIG) as preset:
+        shutil.copyfile(preset, config)
+    os.chdir(workdir)  # the config's paths are relative to it, as in HugeCTR
+    print(f"demo in {workdir}: a small DCN (config {config.name}) on generated Criteo-like data")
+    args.config = str(config)
+    result, prefix = train(config.name, args)
+    auc = result.last_metrics.get("AUC", float("nan"))
+    print(f"demo: AUC {auc:.4f} after {result.iterations} iterations in {time.perf_counter() - start:.1f} s "
+          f"(the data's Bayes AUC is reported above)")
+    print(f"model: {workdir / (prefix.lstrip('./') + '_dense_' + str(max(result.iterations, 1)) + '.model')} "
+          f"and the sparse/optimizer files beside it")
+    return 0
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="hugectr-lab", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write the Norm datasets a config's Data layer names")
+    gen.add_argument("config")
+    gen.add_argument("--out-dir", default=None, help="base for relative paths (default: the working directory)")
+    gen.add_argument("--overwrite", action="store_true")
+    _add_generate_options(gen)
+    gen.set_defaults(run=_cmd_generate)
+
+    for name, run, help_text in (("train", _cmd_train, "train from a HugeCTR JSON config"),
+                                 ("demo", _cmd_demo, "generate data and train a small DCN")):
+        p = sub.add_parser(name, help=help_text)
+        if name == "train":
+            p.add_argument("config")
+        else:
+            p.add_argument("--dir", default="hugectr-lab-demo", help="working directory (default ./hugectr-lab-demo)")
+        p.add_argument("--iterations", type=int, default=0, help="max_iter (default: the config's)")
+        p.add_argument("--batchsize", type=int, default=0, help="train and eval batch (default: the config's)")
+        p.add_argument("--eval-interval", type=int, default=None)
+        p.add_argument("--output", default=None, help="model file prefix (default: the solver's snapshot_prefix)")
+        p.add_argument("--backend", default=None, help="numpy, cupy or auto (default numpy)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        _add_generate_options(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ConfigError, DataError, FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"hugectr-lab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

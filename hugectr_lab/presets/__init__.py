@@ -1,0 +1,1 @@
+"""Ready-made configs (the demo DCN) shipped with the package."""
