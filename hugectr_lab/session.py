@@ -95,9 +95,6 @@ class Session:
         self.backend = get_backend(backend, self.device_ids)
         self.config = cfg = parse_config(config_file, mixed_precision=solver.use_mixed_precision,
                                          require=("layers", "optimizer"), ignore=("solver",))
-        for what, size in (("batchsize", solver.batchsize), ("batchsize_eval", solver.batchsize_eval)):
-            if size % G:
-                raise ValueError(f"solver {what}={size} must be divisible by the number of devices {G} (vvgpu)")
         self.events = EventBus()
         self.comm = InProcessCommunicator(G)
         self._seeds = _seed_sequence(solver.seed)
@@ -123,9 +120,7 @@ class Session:
         self._load_dense_weights(solver.model_file, np.random.default_rng(dense_seq))
         self._load_sparse(solver.embedding_files, solver.sparse_opt_states_files)
         if solver.dense_opt_states_file:
-            data = _read_file(solver.dense_opt_states_file, "dense_opt_states_file")
-            for opt in self.dense_optimizers:
-                opt.load_state_bytes(data)
+            self._load_dense_optimizer(solver.dense_opt_states_file)
         self.metrics = Metrics(solver.metrics_spec, capacity=solver.max_eval_batches * solver.batchsize_eval,
                                xp=self.backend)
         self.iteration = 0
@@ -185,6 +180,17 @@ class Session:
             first.init_weights(rng)
         for net in self.train_networks[1:] + self.eval_networks:
             net.copy_weights_from(first)
+
+    def _load_dense_optimizer(self, path):
+        data = _read_file(path, "dense_opt_states_file")
+        step = None
+        if os.path.exists(path + ".json"):  # our sidecar: HugeCTR's file has no step counter
+            with open(path + ".json") as f:
+                step = json.load(f).get("step")
+        for opt in self.dense_optimizers:
+            opt.load_state_bytes(data)
+            if step is not None and hasattr(opt, "t"):
+                opt.t = int(step)
 
     def _load_sparse(self, embedding_files, opt_state_files):
         for what, files in (("embedding_files", embedding_files), ("sparse_opt_states_file", opt_state_files)):
@@ -383,8 +389,13 @@ class Session:
         names = model_file_names(prefix, iter, len(self.embeddings))
         net = self.train_networks[0]
         write_bytes_atomic(names["dense"], self.backend.to_host(net.weights).astype(np.float32))
-        write_bytes_atomic(names["dense_opt"], self.dense_optimizers[0].state_bytes())
+        optimizer = self.dense_optimizers[0]
+        write_bytes_atomic(names["dense_opt"], optimizer.state_bytes())
         written = [names["dense"], names["dense_opt"]]
+        if hasattr(optimizer, "t"):  # Adam's step counter, which HugeCTR's raw state file cannot hold
+            with atomic_write(names["dense_opt"] + ".json", "w") as f:
+                json.dump({"optimizer": self.config.optimizer.type, "step": int(optimizer.t)}, f)
+            written.append(names["dense_opt"] + ".json")
         if net.has_state:
             with atomic_write(names["ntp"], "w") as f:
                 json.dump(_host_floats(net.state), f)

@@ -208,7 +208,7 @@ class SparseEmbedding:
         xp = self.backend.xp
         rows = self._vocabulary_size(device)
         dev = Device(values=self.backend.asarray(self._init_values(device, rng)),
-                     state=self.optimizer.init_state(xp, rows, self.embedding_vec_size, self.compute_dtype),
+                     state=self.optimizer.init_state(xp, rows, self.embedding_vec_size),
                      stash=StateStash(xp), rng=rng)
         if self.uses_hash_table:
             dev.table = HashTable(rows, self.key_dtype, self.backend)
@@ -289,8 +289,7 @@ class SparseEmbedding:
             keys, rows = self._keys_and_rows(g)
             if dev.state and keys.size:
                 dev.stash.put(keys, {n: a[rows] for n, a in dev.state.items()})
-            dev.state = self.optimizer.init_state(self.backend.xp, dev.values.shape[0], self.embedding_vec_size,
-                                                  self.compute_dtype)
+            dev.state = self.optimizer.init_state(self.backend.xp, dev.values.shape[0], self.embedding_vec_size)
             dev.values = self.backend.asarray(self._init_values(g, dev.rng))
             if dev.table is not None:
                 dev.table.clear()

@@ -62,9 +62,12 @@ class SparseOptimizer:
         """Name of the reference op that this optimizer's update type runs."""
         return self.ops_by_update_type[self.update_type]
 
-    def init_state(self, xp, num_rows, vec_size, dtype):
-        """Fresh state arrays of one device: ``{name: (V, E) array}``."""
-        return {name: xp.zeros((num_rows, vec_size), dtype=dtype) for name in self.state_names}
+    def init_state(self, xp, num_rows, vec_size):
+        """Fresh state arrays of one device: ``{name: (V, E) float32 array}``.
+
+        float32 in mixed precision too: HugeCTR keeps fp16 states, where Adam's v underflows for
+        small gradients and the update m/(sqrt(v)+eps) explodes."""
+        return {name: xp.zeros((num_rows, vec_size), dtype=xp.float32) for name in self.state_names}
 
     def hparams(self, lr, step):
         """Keyword arguments of the update op besides the arrays."""
@@ -168,8 +171,8 @@ class SparseAdam(SparseOptimizer):
     def state_names(self):
         return ("m", "v", "prev_time") if self.update_type == "LazyGlobal" else ("m", "v")
 
-    def init_state(self, xp, num_rows, vec_size, dtype):
-        state = {name: xp.zeros((num_rows, vec_size), dtype=dtype) for name in ("m", "v")}
+    def init_state(self, xp, num_rows, vec_size):
+        state = {name: xp.zeros((num_rows, vec_size), dtype=xp.float32) for name in ("m", "v")}
         if self.update_type == "LazyGlobal":
             state["prev_time"] = xp.ones(num_rows, dtype=xp.int64)
         return state
@@ -191,8 +194,8 @@ class SparseAdaGrad(SparseOptimizer):
         super().__init__(learning_rate, update_type)
         self.initial_accu_value, self.epsilon = float(initial_accu_value), float(epsilon)
 
-    def init_state(self, xp, num_rows, vec_size, dtype):
-        return {"accumulator": xp.full((num_rows, vec_size), self.initial_accu_value, dtype=dtype)}
+    def init_state(self, xp, num_rows, vec_size):
+        return {"accumulator": xp.full((num_rows, vec_size), self.initial_accu_value, dtype=xp.float32)}
 
     def hparams(self, lr, step):
         return {"lr": lr, "epsilon": self.epsilon}

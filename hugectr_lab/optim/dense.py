@@ -12,12 +12,13 @@ Adam           t += 1;  m = b1*m + (1-b1)*g;  v = b2*v + (1-b2)*g*g;
 AdaGrad        acc += g*g;  w -= lr*g/(sqrt(acc)+eps)
 =============  ==================================================================================
 
-With ``mixed_precision=True`` the states are stored in float16: each step widens them to float32,
-updates the weights with the float32 values and rounds the new states back to float16 (as
-HugeCTR's kernels do). Weights are always float32; gradients may be float32 or float16.
+States are float32 even with ``mixed_precision=True`` (HugeCTR keeps them in fp16, where Adam's
+v underflows and training diverges); weights are always float32; gradients may be float32 or
+float16.
 
-The states are also the dense optimizer state file: their raw bytes concatenated in
-``state_names`` order (Adam: m then v), float32 or float16; SGD writes an empty file.
+The dense optimizer state file is the states' raw bytes concatenated in ``state_names`` order
+(Adam: m then v), float32, or float16 in mixed precision as HugeCTR writes it; SGD writes an
+empty file.
 
 Arrays live in the array module ``xp`` (numpy, or cupy) given at construction or to ``init``.
 """
@@ -52,8 +53,14 @@ class DenseOptimizer:
         self._num_params = None
         self._states = None  # name -> (N,) state array, once allocated
 
+    # States are kept in float32 even in mixed precision. HugeCTR 3.0 stores them in fp16, where
+    # Adam's v = (1-b2)*g^2 underflows to 0 for small gradients and m/(sqrt(v)+eps) then explodes
+    # (training diverges); the state *file* stays fp16 in mixed precision, byte-compatible.
+    state_dtype = np.float32
+
     @property
-    def state_dtype(self):
+    def file_dtype(self):
+        """Element type of the dense optimizer state file: float16 in mixed precision (HugeCTR)."""
         return np.float16 if self.mixed_precision else np.float32
 
     @property
@@ -114,7 +121,7 @@ class DenseOptimizer:
         return self._states[name].astype(np.float32)
 
     def _store(self, name, value):
-        self._states[name][...] = value  # rounds to float16 in mixed precision
+        self._states[name][...] = value
 
     # -- state file ------------------------------------------------------------------------
 
@@ -144,7 +151,7 @@ class DenseOptimizer:
 
     def state_bytes(self) -> bytes:
         """The dense optimizer state file's content."""
-        return b"".join(to_host(a).tobytes() for a in self.state_arrays())
+        return b"".join(to_host(a).astype(self.file_dtype).tobytes() for a in self.state_arrays())
 
     def load_state_bytes(self, data):
         """Load a dense optimizer state file's content (bytes-like) after ``init``.
@@ -159,7 +166,7 @@ class DenseOptimizer:
                                  f"got {len(data)} bytes")
             return
         self._require_states()
-        n, dtype = self._num_params, np.dtype(self.state_dtype)
+        n, dtype = self._num_params, np.dtype(self.file_dtype)
         expected = len(self.state_names) * n * dtype.itemsize
         if len(data) != expected:
             raise ValueError(f"{self.type_name} dense optimizer state for {n} parameters must be "

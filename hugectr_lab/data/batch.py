@@ -1,0 +1,136 @@
+"""Host-side sample containers: one sparse input as CSR, a set of ``Samples``, a padded ``Batch``.
+
+Row ``sample * S + slot`` of a sparse input's CSR holds the keys of that slot of that sample, so a
+slot with nnz 0 is an empty row. Keys are uint32 for HugeCTR's ``I32`` key type and int64 for ``I64``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+KEY_DTYPES = {"I32": np.dtype(np.uint32), "I64": np.dtype(np.int64)}
+
+
+def key_dtype(key_type) -> np.dtype:
+    """The key dtype for ``"I32"`` / ``"I64"`` (HugeCTR's ``input_key_type``) or a uint32/int64 dtype."""
+    if isinstance(key_type, str) and key_type.upper() in KEY_DTYPES:
+        return KEY_DTYPES[key_type.upper()]
+    try:
+        dtype = np.dtype(key_type)
+    except TypeError:
+        dtype = None
+    if dtype not in KEY_DTYPES.values():
+        raise ValueError(f"key type must be 'I32' (uint32) or 'I64' (int64), got {key_type!r}")
+    return dtype
+
+
+def as_keys(keys, key_type) -> np.ndarray:
+    """``keys`` as a contiguous array of the key type's dtype; ValueError if a key does not fit."""
+    dtype, keys = key_dtype(key_type), np.asarray(keys)
+    if keys.dtype != dtype and keys.size:
+        info = np.iinfo(dtype)
+        if keys.min() < info.min or keys.max() > info.max:
+            raise ValueError(f"keys out of range for {dtype} ({info.min}..{info.max})")
+    return np.ascontiguousarray(keys, dtype=dtype)
+
+
+def key_type_name(dtype) -> str:
+    """``"I32"`` or ``"I64"`` for a key dtype."""
+    return "I32" if key_dtype(dtype) == KEY_DTYPES["I32"] else "I64"
+
+
+@dataclass(frozen=True, eq=False)
+class CSR:
+    """Keys of one sparse input for N samples of S slots each (row = sample * S + slot)."""
+
+    row_offsets: np.ndarray  # (N*S+1,) int64, row_offsets[0] == 0, non-decreasing
+    keys: np.ndarray  # (K,) uint32 | int64, K == row_offsets[-1]
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.row_offsets) - 1
+
+    @property
+    def nnz(self) -> int:
+        return int(self.row_offsets[-1])
+
+    def row_nnz(self) -> np.ndarray:
+        """Keys per row.  # (N*S,) int64"""
+        return np.diff(self.row_offsets)
+
+    def rows(self, start: int, stop: int) -> CSR:
+        """Rows ``[start, stop)`` as a CSR of their own (offsets rebased to 0; keys are a view)."""
+        offsets = self.row_offsets[start:stop + 1]
+        return CSR(offsets - offsets[0], self.keys[offsets[0]:offsets[-1]])
+
+    @staticmethod
+    def concat(parts) -> CSR:
+        """Rows of ``parts`` one after the other."""
+        parts = list(parts)
+        shifts = np.cumsum([0] + [p.nnz for p in parts[:-1]])
+        offsets = [np.zeros(1, np.int64)] + [p.row_offsets[1:] + s for p, s in zip(parts, shifts)]
+        return CSR(np.concatenate(offsets), np.concatenate([p.keys for p in parts]))
+
+    @staticmethod
+    def empty(num_rows: int, dtype) -> CSR:
+        """``num_rows`` rows without keys."""
+        return CSR(np.zeros(num_rows + 1, np.int64), np.zeros(0, key_dtype(dtype)))
+
+
+@dataclass(frozen=True, eq=False)
+class Samples:
+    """N samples: labels, dense features and one CSR per sparse input (slots of input 0 first)."""
+
+    labels: np.ndarray  # (N, L) float32
+    dense: np.ndarray  # (N, D) float32
+    sparse: tuple  # of CSR, one per sparse input; input i has N*S_i rows
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def slot_nums(self) -> tuple:
+        """Slots per sparse input (S_i), derived from the row counts; needs at least one sample."""
+        if len(self) == 0:
+            raise ValueError("slot counts of an empty Samples are unknown")
+        return tuple(csr.num_rows // len(self) for csr in self.sparse)
+
+    def take(self, start: int, stop: int) -> Samples:
+        """Samples ``[start, stop)`` (views where possible)."""
+        return Samples(self.labels[start:stop], self.dense[start:stop],
+                       tuple(csr.rows(start * s, stop * s) for csr, s in zip(self.sparse, self.slot_nums)))
+
+    @staticmethod
+    def concat(parts) -> Samples:
+        """Samples of ``parts`` one after the other (all parts non-empty and of one layout)."""
+        parts = list(parts)
+        if len(parts) == 1:
+            return parts[0]
+        return Samples(np.concatenate([p.labels for p in parts]), np.concatenate([p.dense for p in parts]),
+                       tuple(CSR.concat(csrs) for csrs in zip(*(p.sparse for p in parts))))
+
+    @staticmethod
+    def empty(num_samples: int, label_dim: int, dense_dim: int, slot_nums, dtype) -> Samples:
+        """``num_samples`` all-zero samples with no keys (HugeCTR's padding samples)."""
+        return Samples(np.zeros((num_samples, label_dim), np.float32),
+                       np.zeros((num_samples, dense_dim), np.float32),
+                       tuple(CSR.empty(num_samples * s, dtype) for s in slot_nums))
+
+
+@dataclass(frozen=True, eq=False)
+class Batch(Samples):
+    """A global batch of B rows; the first ``size`` are real samples, the rest zero padding."""
+
+    size: int
+
+    @staticmethod
+    def pad(samples: Samples, batchsize: int, slot_nums, dtype) -> Batch:
+        """``samples`` (at most ``batchsize``) padded to ``batchsize`` rows with empty samples."""
+        n = len(samples)
+        full = samples
+        if n < batchsize:
+            padding = Samples.empty(batchsize - n, samples.labels.shape[1], samples.dense.shape[1], slot_nums, dtype)
+            full = Samples.concat([samples, padding]) if n else padding
+        return Batch(full.labels, full.dense, full.sparse, n)
