@@ -260,7 +260,7 @@ class Session:
     def train(self):
         """One iteration on the next full batch; False (nothing trained) at the end of the data."""
         reader = self._reader_train
-        if reader._thread is None and not reader._ended:
+        if not reader.started:
             raise IllegalCallError("train() before the training reader was started: call "
                                    "start_data_reading() (non-epoch mode) or "
                                    "get_data_reader_train().set_source(file_list) (epoch mode)")

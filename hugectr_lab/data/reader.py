@@ -159,6 +159,12 @@ class DataReader:
     def key_type(self) -> np.dtype:
         return self.layout.key_type
 
+    @property
+    def started(self) -> bool:
+        """Whether reading began (``start``, ``set_source`` or a read) and was not closed since;
+        stays True after the end of the data in epoch mode."""
+        return self._thread is not None or self._ended
+
     def set_source(self, file_name: str = "") -> None:
         """Read from the file list ``file_name`` from its beginning; "" rewinds the current source.
 
