@@ -378,10 +378,18 @@ class Session:
 
     # ---- model files --------------------------------------------------------------------------------
 
-    def download_params_to_files(self, prefix, iter):
+    def download_params_to_files(self, prefix, iter, *, sparse_format="v3.0"):
         """Write the dense model, dense optimizer state, BatchNorm statistics (``.ntp.json``), and per
         embedding the sparse model and its optimizer state, under HugeCTR's file names. ``iter <= 0``
-        writes nothing and returns ``Error_t.WrongInput`` (HugeCTR)."""
+        writes nothing and returns ``Error_t.WrongInput`` (HugeCTR).
+
+        ``sparse_format="v3.1"`` writes each sparse model as HugeCTR 3.1's directory (``key``,
+        ``emb_vector``, ``slot_id``) instead of the v3.0 file, so the model loads into newer HugeCTR;
+        ``embedding_files`` accepts either form.
+        """
+        if sparse_format not in ("v3.0", "v3.1"):
+            raise ValueError(f"download_params_to_files(sparse_format=...) must be 'v3.0' or 'v3.1', "
+                             f"got {sparse_format!r}")
         if iter <= 0:
             warnings.warn(f"download_params_to_files(iter={iter}): iter must be positive; nothing written",
                           RuntimeWarning, stacklevel=2)
@@ -401,7 +409,7 @@ class Session:
                 json.dump(_host_floats(net.state), f)
             written.append(names["ntp"])
         for emb, sparse, sparse_opt in zip(self.embeddings, names["sparse"], names["sparse_opt"]):
-            save_sparse_model(emb, sparse)
+            save_sparse_model(emb, sparse, directory=sparse_format == "v3.1")
             save_sparse_optimizer_state(emb, sparse_opt)
             written += [sparse, sparse_opt]
         self.events.publish(ModelSaved(self.iteration, tuple(written)))

@@ -142,6 +142,26 @@ def test_loaded_embeddings_keep_their_values_without_optimizer_states(workdir):
     assert sess.get_params_num() == sess.train_networks[0].num_params + keys.size * vec
 
 
+@pytest.mark.parametrize("embedding", ["DistributedSlotSparseEmbeddingHash", "LocalizedSlotSparseEmbeddingHash"])
+def test_sparse_models_round_trip_in_the_v31_directory_format(workdir, embedding):
+    config = write_config(workdir / "c.json", dnn_config(embedding=embedding))
+    sess = Session(solver(), config)
+    sess.start_data_reading()
+    run(sess, 3)
+    sess.download_params_to_files("./v31", 3, sparse_format="v3.1")
+    saved = workdir / "v310_sparse_3.model"
+    assert saved.is_dir() and (saved / "key").stat().st_size == 8 * sess.embeddings[0].num_keys()
+    assert (saved / "slot_id").exists() == embedding.startswith("Localized")
+    reloaded = Session(solver(embedding_files=[str(saved)]), config)
+    for a, b in zip(sess.embeddings[0].dump(), reloaded.embeddings[0].dump()):
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="'v3.0' or 'v3.1'"):
+        sess.download_params_to_files("./x", 3, sparse_format="v4")
+    sess.close()
+    reloaded.close()
+
+
 def test_batchnorm_statistics_are_written_and_read_back(workdir):
     config = write_config(workdir / "c.json", dnn_config(batchnorm=True))
     sess = Session(solver(), config)
