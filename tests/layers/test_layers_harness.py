@@ -111,10 +111,9 @@ def test_finite_difference_gradients(type_name, case):
         np.testing.assert_allclose(g, numeric(w), rtol=1e-6, atol=1e-8, err_msg=f"d_{name}")
 
 
-@pytest.mark.parametrize("type_name,case", CASE_PARAMS)
+# Dropout and BatchNorm (stateful cases) have their own train/eval tests in test_layers_behaviour.py.
+@pytest.mark.parametrize("type_name,case", [p for p in CASE_PARAMS if not p.values[1].stateful])
 def test_train_and_eval_agree_unless_stateful(type_name, case):
-    if case.stateful:
-        pytest.skip("Dropout and BatchNorm have their own train/eval tests")
     layer, ctx, obj, xs, _, _ = setup(type_name, case)
     assert obj.value(xs, training=True) == obj.value(xs, training=False)
 
