@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 
 @contextlib.contextmanager
@@ -35,3 +38,25 @@ def write_bytes_atomic(path, data):
     """Write ``data`` (bytes or a NumPy array's raw buffer) to ``path`` atomically."""
     with atomic_write(path, "wb") as f:
         f.write(data if isinstance(data, (bytes, bytearray, memoryview)) else memoryview(data).cast("B"))
+
+
+def write_dir_atomic(path, files):
+    """Write ``files`` (name -> array or bytes) into a temporary sibling directory, then swap it in."""
+    path = os.fspath(path).rstrip(os.sep)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FileExistsError(f"{path}: exists and is not a directory")
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path) or ".")
+    try:
+        for name, content in files.items():
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(content if isinstance(content, bytes) else np.ascontiguousarray(content).tobytes())
+        if os.path.isdir(path):
+            old = tmp + ".old"
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

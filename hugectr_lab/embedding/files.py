@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import NamedTuple
 
 import numpy as np
 
+from ..fileio import atomic_write, write_dir_atomic
 from .hash_table import key_dtype, key_type_name
 
 STATE_FORMAT = "hugectr-lab sparse optimizer state"
@@ -68,7 +67,8 @@ def write_sparse_model_file(path, keys, vectors, slot_ids=None, *, key_type):
     if slot_ids is not None:
         rows["slot_id"] = slot_ids
     rows["vector"] = vectors
-    _write_atomically(path, lambda tmp: rows.tofile(tmp))
+    with atomic_write(path) as f:
+        rows.tofile(f)
 
 
 def read_sparse_model_file(path, *, key_type, vec_size, with_slot_id):
@@ -93,7 +93,7 @@ def write_sparse_model_dir(path, keys, vectors, slot_ids=None):
     arrays = {"key": np.asarray(keys).astype("<i8"), "emb_vector": np.asarray(vectors, dtype="<f4")}
     if slot_ids is not None:
         arrays["slot_id"] = np.asarray(slot_ids).astype("<u8")
-    _write_dir_atomically(path, arrays)
+    write_dir_atomic(path, arrays)
 
 
 def read_sparse_model_dir(path, *, vec_size, key_type="I64"):
@@ -124,7 +124,7 @@ def write_sparse_optimizer_state(path, keys, states, *, step, optimizer, update_
     meta = {"format": STATE_FORMAT, "version": STATE_VERSION, "optimizer": optimizer, "update_type": update_type,
             "step": int(step), "num_keys": int(keys.size), "slot_id": slot_ids is not None, "states": meta_states}
     arrays["meta.json"] = json.dumps(meta, indent=2).encode()
-    _write_dir_atomically(path, arrays)
+    write_dir_atomic(path, arrays)
 
 
 def read_sparse_optimizer_state(path, *, key_type="I64"):
@@ -220,40 +220,3 @@ def _read_aligned(path, name, dtype, shape, what):
     if size != expected:
         raise SparseModelFileError(f"{file}: {size} bytes, expected {expected} ({shape[0]} keys, {what})")
     return np.fromfile(file, dtype=dtype).reshape(shape)
-
-
-def _write_atomically(path, write):
-    """Call ``write(tmp_path)`` on a temporary sibling of ``path``, then rename it over ``path``."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _write_dir_atomically(path, files):
-    """Write ``files`` (name -> array or bytes) into a temporary sibling directory, then swap it in."""
-    path = os.fspath(path).rstrip(os.sep)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise SparseModelFileError(f"{path}: exists and is not a directory")
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path) or ".")
-    try:
-        for name, content in files.items():
-            with open(os.path.join(tmp, name), "wb") as f:
-                f.write(content if isinstance(content, bytes) else np.ascontiguousarray(content).tobytes())
-        if os.path.isdir(path):
-            old = tmp + ".old"
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -86,3 +86,63 @@ def write_full_sparse_model(path, vec, vocab_per_slot=None, seed=0, key_type="I3
     slots = (keys // vocab_per_slot).astype(np.uint64) if vocab_per_slot else None
     write_sparse_model_file(path, keys, vectors, slots, key_type=key_type)
     return str(path), keys
+
+
+SEED_NON_EPOCH = '''
+from hugectr import Session, solver_parser_helper,get_learning_rate_scheduler
+from mpi4py import MPI
+json_file = "your_config.json"
+solver_config = solver_parser_helper(seed = 0,
+                                    batchsize = {batchsize},
+                                    batchsize_eval = {batchsize},
+                                    model_file = "",
+                                    embedding_files = [],
+                                    vvgpu = {vvgpu},
+                                    use_mixed_precision = {mixed},
+                                    scaler = {scaler},
+                                    i64_input_key = False,
+                                    use_algorithm_search = True,
+                                    use_cuda_graph = True,
+                                    repeat_dataset = True,
+                                    max_eval_batches = 4)
+lr_sch = get_learning_rate_scheduler(json_file)
+sess = Session(solver_config, json_file)
+sess.start_data_reading()
+losses = []
+for i in range({iterations}):
+    lr = lr_sch.get_next()
+    sess.set_learning_rate(lr)
+    sess.train()
+    if (i%{display} == 0):
+        loss = sess.get_current_loss()
+        losses.append(loss)
+        print("[HUGECTR][INFO] iter: {{}}; loss: {{}}".format(i, loss))
+    if (i%{eval_every} == 0 and i != 0):
+        sess.check_overflow()
+        sess.copy_weights_for_evaluation()
+        for _ in range(solver_config.max_eval_batches):
+            sess.eval()
+        metrics = sess.get_eval_metrics()
+        print("[HUGECTR][INFO] iter: {{}}, {{}}".format(i, metrics))
+sess.download_params_to_files("./", {iterations})
+'''
+
+
+def run_seed_program(workdir, *, batchsize=256, vvgpu=((0,),), mixed=False, scaler=1.0, iterations=60, display=10,
+                     eval_every=30):
+    """Run the seed's non-epoch sample program (sizes filled in) in ``workdir`` through ``import hugectr``,
+    with a stand-in ``mpi4py`` (the scripts import it first); returns the script's namespace."""
+    import sys
+
+    script = SEED_NON_EPOCH.format(batchsize=batchsize, vvgpu=[list(node) for node in vvgpu], mixed=mixed,
+                                   scaler=scaler, iterations=iterations, display=display, eval_every=eval_every)
+    (workdir / "mpi4py").mkdir(exist_ok=True)
+    (workdir / "mpi4py" / "__init__.py").write_text("class MPI:\n    COMM_WORLD = None\n")
+    namespace = {}
+    sys.path.insert(0, str(workdir))
+    try:
+        exec(compile(script, "seed_non_epoch.py", "exec"), namespace)
+    finally:
+        sys.path.remove(str(workdir))
+        sys.modules.pop("mpi4py", None)
+    return namespace

@@ -5,49 +5,14 @@ per device so a Global update stays cheap, and the loop is short.
 """
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from hugectr_lab.data import generate_for_config
+from session_helpers import run_seed_program
 
 SAMPLES = Path(__file__).resolve().parents[1] / "config" / "configs"
-
-SEED_PROGRAM = textwrap.dedent('''
-    from hugectr import Session, solver_parser_helper, get_learning_rate_scheduler
-    json_file = "your_config.json"
-    solver_config = solver_parser_helper(seed = 0,
-                                        batchsize = 512,
-                                        batchsize_eval = 512,
-                                        model_file = "",
-                                        embedding_files = [],
-                                        vvgpu = [[0,1]],
-                                        use_mixed_precision = False,
-                                        scaler = 1.0,
-                                        i64_input_key = False,
-                                        use_algorithm_search = True,
-                                        use_cuda_graph = True,
-                                        repeat_dataset = True,
-                                        max_eval_batches = 2)
-    lr_sch = get_learning_rate_scheduler(json_file)
-    sess = Session(solver_config, json_file)
-    sess.start_data_reading()
-    losses = []
-    for i in range(6):
-        lr = lr_sch.get_next()
-        sess.set_learning_rate(lr)
-        sess.train()
-        losses.append(sess.get_current_loss())
-        if (i%5 == 0 and i != 0):
-            sess.check_overflow()
-            sess.copy_weights_for_evaluation()
-            for _ in range(solver_config.max_eval_batches):
-                sess.eval()
-            metrics = sess.get_eval_metrics()
-    sess.download_params_to_files("./", 6)
-''')
-
 
 @pytest.mark.parametrize("sample", ["dcn", "deepfm", "wdl", "criteo", "criteo_multi_slots"])
 def test_sample_graph_runs_the_seed_program(sample, tmp_path, monkeypatch):
@@ -60,8 +25,7 @@ def test_sample_graph_runs_the_seed_program(sample, tmp_path, monkeypatch):
     Path("your_config.json").write_text(json.dumps(config))
     generate_for_config("your_config.json", num_files=1, samples_per_file=1024, vocab_sizes=200, max_nnz=1,
                         seed=3)
-    namespace = {}
-    exec(compile(SEED_PROGRAM, f"seed_{sample}.py", "exec"), namespace)
+    namespace = run_seed_program(tmp_path, batchsize=512, vvgpu=[[0, 1]], iterations=6, display=1, eval_every=5)
     sess = namespace["sess"]
     losses = namespace["losses"]
     assert all(0 < loss < 5 for loss in losses), losses

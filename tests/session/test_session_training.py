@@ -2,8 +2,6 @@
 
 import json
 import os
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ from hugectr_lab.enums import Error_t
 from hugectr_lab.events import EvalEnd, IterationEnd, ModelSaved
 from hugectr_lab.session import IllegalCallError, Session, model_file_names
 
-from session_helpers import dnn_config, optimizer, write_config, write_full_sparse_model
+from session_helpers import dnn_config, optimizer, run_seed_program, write_config, write_full_sparse_model
 
 
 def solver(**kw):
@@ -33,53 +31,7 @@ def run(session, steps):
 def test_seed_non_epoch_program_runs_through_import_hugectr(workdir):
     """The seed's non-epoch sample program, unchanged but for sizes: 4 logical devices, mixed precision."""
     write_config(workdir / "your_config.json", dnn_config(opt=optimizer("Adam", lr=0.01)))
-    (workdir / "mpi4py").mkdir()  # scripts import mpi4py first; a stand-in keeps them unchanged here
-    (workdir / "mpi4py" / "__init__.py").write_text("class MPI:\n    COMM_WORLD = None\n")
-    script = textwrap.dedent('''
-        from hugectr import Session, solver_parser_helper,get_learning_rate_scheduler
-        from mpi4py import MPI
-        json_file = "your_config.json"
-        solver_config = solver_parser_helper(seed = 0,
-                                            batchsize = 256,
-                                            batchsize_eval = 256,
-                                            model_file = "",
-                                            embedding_files = [],
-                                            vvgpu = [[0,1,2,3]],
-                                            use_mixed_precision = True,
-                                            scaler = 1024,
-                                            i64_input_key = False,
-                                            use_algorithm_search = True,
-                                            use_cuda_graph = True,
-                                            repeat_dataset = True,
-                                            max_eval_batches = 4)
-        lr_sch = get_learning_rate_scheduler(json_file)
-        sess = Session(solver_config, json_file)
-        sess.start_data_reading()
-        losses = []
-        for i in range(60):
-            lr = lr_sch.get_next()
-            sess.set_learning_rate(lr)
-            sess.train()
-            if (i%10 == 0):
-                loss = sess.get_current_loss()
-                losses.append(loss)
-                print("[HUGECTR][INFO] iter: {}; loss: {}".format(i, loss))
-            if (i%30 == 0 and i != 0):
-                sess.check_overflow()
-                sess.copy_weights_for_evaluation()
-                for _ in range(solver_config.max_eval_batches):
-                    sess.eval()
-                metrics = sess.get_eval_metrics()
-                print("[HUGECTR][INFO] iter: {}, {}".format(i, metrics))
-        sess.download_params_to_files("./", 60)
-    ''')
-    namespace = {}
-    sys.path.insert(0, str(workdir))
-    try:
-        exec(compile(script, "seed_non_epoch.py", "exec"), namespace)
-    finally:
-        sys.path.remove(str(workdir))
-        sys.modules.pop("mpi4py", None)
+    namespace = run_seed_program(workdir, vvgpu=[[0, 1, 2, 3]], mixed=True, scaler=1024)
     sess, losses = namespace["sess"], namespace["losses"]
     assert sess.num_devices == 4 and sess.train_networks[0].ctx.mixed_precision
     assert losses[-1] < losses[0] - 0.02, losses
