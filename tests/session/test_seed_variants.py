@@ -14,6 +14,7 @@ from session_helpers import run_seed_program
 
 SAMPLES = Path(__file__).resolve().parents[1] / "config" / "configs"
 
+
 @pytest.mark.parametrize("sample", ["dcn", "deepfm", "wdl", "criteo", "criteo_multi_slots"])
 def test_sample_graph_runs_the_seed_program(sample, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
