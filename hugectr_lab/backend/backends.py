@@ -52,6 +52,9 @@ class CupyBackend(Backend):
     def __init__(self, device_ids=None):
         import cupy
 
+        from .cuda import load
+
+        load()   # registers the CUDA wrappers under their reference names
         super().__init__(cupy, use_kernels=True)
         self.device_ids = list(device_ids) if device_ids is not None else [0]
 

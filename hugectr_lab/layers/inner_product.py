@@ -16,6 +16,13 @@ from .registry import register_layer
 
 
 @reference_op
+def gemm(xp, a, b, tf32):
+    """``a (m, k) · b (k, n)`` with fp32 accumulation for fp16 operands; ``tf32`` (enable_tf32_compute) lets
+    the CUDA version use TF32 tensor cores for float32 operands (no effect on NumPy)."""
+    return matmul(a, b)
+
+
+@reference_op
 def bias_act_fwd(xp, y, b, relu):
     """Epilogue of the FC GEMM: ``y (m, n) + b (1, n)``, then ReLU when ``relu``."""
     z = y + b
@@ -68,17 +75,19 @@ class InnerProduct(Layer):
     def forward(self, inputs, training):
         (x,) = inputs  # (m, k)
         w, b = self.weights
+        ops, tf32 = self.ctx.backend.ops, self.ctx.tf32
         self.x = x
-        self.y = self.ctx.backend.ops.bias_act_fwd(matmul(x, w), b, relu=self.fused_relu)  # (m, n)
+        self.y = ops.bias_act_fwd(ops.gemm(x, w, tf32), b, relu=self.fused_relu)  # (m, n)
         return [self.y]
 
     def backward(self, d_outputs):
         (d_y,) = d_outputs
         w, _ = self.weights
-        d_pre, d_b = self.ctx.backend.ops.bias_act_bwd(d_y, self.y, relu=self.fused_relu)
-        self._write_grad(0, matmul(self.x.T, d_pre))
+        ops, tf32 = self.ctx.backend.ops, self.ctx.tf32
+        d_pre, d_b = ops.bias_act_bwd(d_y, self.y, relu=self.fused_relu)
+        self._write_grad(0, ops.gemm(self.x.T, d_pre, tf32))
         self._write_grad(1, d_b)
-        return [matmul(d_pre, w.T)]
+        return [ops.gemm(d_pre, w.T, tf32)]
 
 
 @register_layer("FusedInnerProduct")

@@ -85,8 +85,9 @@ class AUC(Metric):
         self._reserve(self._count + c)
         for p, y, n in zip(preds, labels, counts):
             end = self._count + n
-            self._preds[self._count:end] = p.reshape(b, -1)[:n, 0]
-            self._labels[self._count:end] = y.reshape(b, -1)[:n, 0]
+            # asarray: host labels (the reader's) into a device buffer (CuPy backend)
+            self._preds[self._count:end] = self.xp.asarray(p.reshape(b, -1)[:n, 0])
+            self._labels[self._count:end] = self.xp.asarray(y.reshape(b, -1)[:n, 0])
             self._count = end
 
     def _reserve(self, size):

@@ -1,0 +1,99 @@
+"""``python -m bench.profile --model dcn|dlrm --precision fp32|tf32|fp16 [--cap N]``: where a hugectr-lab
+training step spends its GPU time, call by call.
+
+Wraps the embedding's routing, lookup, combine, exchanges and optimizer, every dense layer's forward
+and backward (grouped by layer type) and the dense optimizer with device events (no synchronisation
+inside the step), runs warm-up and timed steps and prints the median milliseconds per step of each
+group; "unattributed" is the rest of the step (host work between launches, small array ops).
+``--cap`` caps every slot's cardinality (a smaller table starts faster; lookups cost the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections import defaultdict
+
+import cupy
+
+from . import workload as wl
+from .hugectr_step import HugeCTRStep
+
+
+class EventLog:
+    """Pairs of events around wrapped calls; ``totals()`` sums their durations per name."""
+
+    def __init__(self):
+        self.spans = []
+
+    def wrap(self, obj, attr, name):
+        fn = getattr(obj, attr)
+
+        def timed(*args, **kwargs):
+            start, end = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            out = fn(*args, **kwargs)
+            end.record()
+            self.spans.append((name, start, end))
+            return out
+
+        setattr(obj, attr, timed)
+
+    def totals(self):
+        out = defaultdict(float)
+        for name, start, end in self.spans:
+            out[name] += cupy.cuda.get_elapsed_time(start, end)
+        self.spans = []
+        return out
+
+
+def instrument(runner, log):
+    s = runner.session
+    for emb in s.embeddings:
+        for attr in ("_route", "_lookup", "_exchange_forward", "_exchange_backward"):
+            log.wrap(emb, attr, f"embedding {attr.strip('_')}")
+        log.wrap(emb.optimizer, "apply", "embedding optimizer")
+    ops = s.backend.ops
+    log.wrap(ops, "embedding_combine_fwd", "embedding combine (kernel)")   # OpTable attribute: instance override
+    for net in s.train_networks:
+        for layer in net.layers:
+            log.wrap(layer, "forward", f"fwd {layer.type_name}")
+            log.wrap(layer, "backward", f"bwd {layer.type_name}")
+    log.wrap(s.dense_optimizers[0], "update", "dense optimizer")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=tuple(wl.MODELS), required=True)
+    parser.add_argument("--precision", choices=wl.PRECISIONS, default="fp32")
+    parser.add_argument("--cap", type=int, default=None, help="cap on each slot's cardinality")
+    parser.add_argument("--steps", type=int, default=10)
+    args = parser.parse_args(argv)
+    if args.cap:
+        wl.CRITEO_KAGGLE = tuple(min(c, args.cap) for c in wl.CRITEO_KAGGLE)
+    runner = HugeCTRStep(wl.workload(args.model, args.precision))
+    log = EventLog()
+    instrument(runner, log)
+    step_ms, per_call = [], defaultdict(list)
+    for i in range(8 + args.steps):
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        runner.step(runner.batches[i % len(runner.batches)])
+        end.record()
+        end.synchronize()
+        totals = log.totals()
+        if i >= 8:
+            step_ms.append(cupy.cuda.get_elapsed_time(start, end))
+            for name, ms in totals.items():
+                per_call[name].append(ms)
+    step = statistics.median(step_ms)
+    rows = sorted(((statistics.median(v), k) for k, v in per_call.items()), reverse=True)
+    print(f"{args.model} {args.precision} batch {runner.batch}: step {step:.2f} ms (median of {args.steps})")
+    for ms, name in rows:
+        print(f"  {ms:8.2f} ms  {100 * ms / step:5.1f}%  {name}")
+    print(f"  {step - sum(ms for ms, _ in rows):8.2f} ms          unattributed")   # the spans do not nest
+    runner.close()
+
+
+if __name__ == "__main__":
+    main()

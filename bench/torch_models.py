@@ -1,0 +1,102 @@
+"""The same graphs in plain PyTorch, as a practitioner writes them: one ``nn.EmbeddingBag`` over all
+slots (keys already offset per slot, one bag per (sample, slot)), sparse gradients, eager mode,
+``torch.amp`` autocast + GradScaler for fp16, TF32 through ``torch.backends``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def mlp(sizes, last_relu=True):
+    layers = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if last_relu or i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class DCN(nn.Module):
+    """Embedding (B, 26, 16) ++ dense -> x0 (B, 429); 6 cross layers; MLP 1024-1024 with dropout 0.5."""
+
+    def __init__(self, num_keys, vec=16, slots=26, dense=13, cross=6, hidden=1024):
+        super().__init__()
+        self.slots, self.vec = slots, vec
+        self.emb = nn.EmbeddingBag(num_keys, vec, mode="sum", sparse=True)
+        nn.init.uniform_(self.emb.weight, -0.05, 0.05)
+        width = slots * vec + dense
+        self.cross_w = nn.Parameter(torch.randn(cross, width) * (3.0 / width) ** 0.5)
+        self.cross_b = nn.Parameter(torch.zeros(cross, width))
+        self.deep = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(0.5), nn.Linear(hidden, hidden),
+                                  nn.ReLU(), nn.Dropout(0.5))
+        self.out = nn.Linear(hidden + width, 1)
+
+    def forward(self, keys, bag_offsets, dense):
+        x0 = torch.cat([self.emb(keys, bag_offsets).view(dense.shape[0], -1), dense], dim=1)
+        x = x0
+        for w, b in zip(self.cross_w, self.cross_b):
+            x = x0 * (x @ w).unsqueeze(1) + x + b
+        return self.out(torch.cat([self.deep(x0), x], dim=1))
+
+    def optimizers(self):
+        dense = [p for n, p in self.named_parameters() if not n.startswith("emb.")]
+        return [torch.optim.SparseAdam([self.emb.weight], lr=1e-3), torch.optim.Adam(dense, lr=1e-3)]
+
+
+class DLRM(nn.Module):
+    """Bottom MLP 13-512-256-128, dot interaction with 26 embeddings of 128, top MLP 1024-1024-512-256-1."""
+
+    def __init__(self, num_keys, vec=128, slots=26, dense=13):
+        super().__init__()
+        self.emb = nn.EmbeddingBag(num_keys, vec, mode="sum", sparse=True)
+        nn.init.uniform_(self.emb.weight, -0.05, 0.05)
+        n = slots + 1
+        self.bottom = mlp([dense, 512, 256, vec])
+        self.top = mlp([vec + n * (n - 1) // 2 + 1, 1024, 1024, 512, 256, 1], last_relu=False)
+        rows, cols = torch.tril_indices(n, n, offset=-1)
+        self.register_buffer("rows", rows)
+        self.register_buffer("cols", cols)
+        self.slots = slots
+
+    def forward(self, keys, bag_offsets, dense):
+        x = self.bottom(dense)
+        z = torch.cat([x.unsqueeze(1), self.emb(keys, bag_offsets).view(dense.shape[0], self.slots, -1).to(x.dtype)],
+                      dim=1)
+        pairs = torch.bmm(z, z.transpose(1, 2))[:, self.rows, self.cols]
+        return self.top(torch.cat([x, pairs, torch.zeros_like(x[:, :1])], dim=1))
+
+    def optimizers(self):
+        return [torch.optim.SGD(self.parameters(), lr=0.5)]
+
+
+class TorchStep:
+    """Model + optimizers + (fp16) GradScaler; ``step(batch)`` is one training iteration."""
+
+    def __init__(self, work, device="cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = work.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = work.precision == "tf32"
+        cls = DCN if work.model == "dcn" else DLRM
+        with torch.device(device):   # parameters are created (and initialised) on the GPU
+            self.model = cls(work.num_keys, work.vec)
+        self.optimizers = self.model.optimizers()
+        self.fp16 = work.precision == "fp16"
+        self.scaler = torch.amp.GradScaler("cuda", init_scale=1024.0, enabled=self.fp16)
+        self.loss_fn = nn.BCEWithLogitsLoss()
+        rows = work.batch * len(work.cardinalities)
+        offsets = torch.arange(rows, device=device)
+        self.batches = [(torch.as_tensor(b.keys.astype("int64"), device=device), offsets,
+                         torch.as_tensor(b.dense, device=device), torch.as_tensor(b.labels, device=device))
+                        for b in work.batches]
+
+    def step(self, batch):
+        keys, offsets, dense, labels = batch
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
+            loss = self.loss_fn(self.model(keys, offsets, dense).float(), labels)
+        self.scaler.scale(loss).backward()
+        for opt in self.optimizers:
+            self.scaler.step(opt)
+        self.scaler.update()
+        return loss

@@ -1,0 +1,31 @@
+"""Helpers shared by the wrappers: dtype checks, contiguous inputs, and the reference fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ops import REFERENCES
+from .sources import CTYPE
+
+FLOATS = (np.dtype(np.float32), np.dtype(np.float16))
+
+
+def ctype(dtype):
+    """The C type name of a NumPy dtype in the kernels (float, hctr_half, unsigned int, long long)."""
+    return CTYPE[np.dtype(dtype)]
+
+
+def floats(*arrays):
+    """True when every array is float32 or float16 and they share one dtype (what the kernels take)."""
+    dtypes = {a.dtype for a in arrays}
+    return len(dtypes) == 1 and dtypes.pop() in FLOATS
+
+
+def reference(name, *args, **kwargs):
+    """Run the NumPy reference ``name`` (arguments from ``xp`` on) for inputs the kernel does not cover."""
+    return REFERENCES[name](*args, **kwargs)
+
+
+def f32(*values):
+    """Python floats as float32 kernel arguments, rounded as NumPy rounds a weak scalar."""
+    return tuple(np.float32(v) for v in values)

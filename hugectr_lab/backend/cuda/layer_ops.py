@@ -1,0 +1,207 @@
+"""CUDA wrappers of the dense-layer ops: GEMM (cuBLAS through ``cupy.matmul``), FC epilogue and dropout
+(kernels/dense.cu), BCE loss (kernels/losses.cu), MultiCross, FmOrder2 and Interaction."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+
+import numpy as np
+
+from ..ops import kernel_op
+from .common import ctype, floats, reference
+from .loader import NULL, launch, launch_grid, multiprocessors
+
+_F32 = np.dtype(np.float32)
+_SHARED_LIMIT = 48 * 1024   # static shared-memory limit without opting in per kernel
+
+
+def _device_sms(xp):
+    return multiprocessors(xp.cuda.runtime.getDevice())
+
+
+@contextlib.contextmanager
+def _tf32(xp, enabled):
+    """cuBLAS TF32 tensor-core math for float32 GEMMs inside the block (CuPy's compute-type switch)."""
+    if not enabled:
+        yield
+        return
+    linalg = importlib.import_module("cupy._core._routines_linalg")
+    old = linalg.get_compute_type(_F32)
+    linalg.set_compute_type(_F32, linalg.COMPUTE_TYPE_TF32)
+    try:
+        yield
+    finally:
+        linalg.set_compute_type(_F32, old)
+
+
+@kernel_op("gemm")
+def gemm(xp, a, b, tf32):
+    # float16 operands: cuBLAS GEMM with float32 accumulation on tensor cores (CuPy's default).
+    with _tf32(xp, tf32 and a.dtype == _F32):
+        return xp.matmul(a, b)
+
+
+# ---- FC epilogue, dropout -------------------------------------------------------------------
+
+@kernel_op("bias_act_fwd")
+def bias_act_fwd(xp, y, b, relu):
+    if y.ndim != 2 or not floats(y, b) or b.size != y.shape[1]:
+        return reference("bias_act_fwd", **locals())
+    m, n = y.shape
+    z = xp.empty((m, n), dtype=y.dtype)
+    launch("dense.cu", f"hctr_bias_act_fwd<{ctype(y.dtype)}>", m * n,
+           (xp.ascontiguousarray(y), xp.ascontiguousarray(b), z, np.int64(m), np.int32(n), np.int32(bool(relu))))
+    return z
+
+
+@kernel_op("bias_act_bwd")
+def bias_act_bwd(xp, d_y, y, relu):
+    if d_y.ndim != 2 or not floats(d_y, y) or d_y.shape != y.shape:
+        return reference("bias_act_bwd", **locals())
+    m, n = d_y.shape
+    d_y = xp.ascontiguousarray(d_y)
+    d_pre = xp.empty_like(d_y) if relu else d_y
+    col_blocks = -(-n // 32)
+    chunks = max(1, min(-(-m // 64), -(-4 * _device_sms(xp) // col_blocks)))
+    rows_per_block = -(-m // chunks)
+    partial = xp.empty((chunks, n), dtype=xp.float32)  # per-chunk column sums
+    launch_grid("dense.cu", f"hctr_bias_act_bwd<{ctype(d_y.dtype)}>", (col_blocks, chunks), (32, 8),
+                (d_y, xp.ascontiguousarray(y), d_pre if relu else NULL, partial, np.int64(m), np.int32(n),
+                 np.int32(bool(relu)), np.int64(rows_per_block)))
+    return d_pre, partial.sum(axis=0, keepdims=True).astype(d_y.dtype)
+
+
+@kernel_op("dropout_fwd")
+def dropout_fwd(xp, x, seed, rate):
+    if not floats(x):
+        return reference("dropout_fwd", **locals())
+    x = xp.ascontiguousarray(x)
+    y, mask = xp.empty_like(x), xp.empty_like(x)
+    scale = np.float32(x.dtype.type(1.0 / (1.0 - rate)))   # rounded to x's dtype, as the reference
+    launch("dense.cu", f"hctr_dropout_fwd<{ctype(x.dtype)}>", x.size,
+           (x, y, mask, np.int64(x.size), np.uint64(seed), np.float32(rate), scale))
+    return y, mask
+
+
+# ---- BCE loss -----------------------------------------------------------------------------------
+
+@kernel_op("bce_loss_fwd")
+def bce_loss_fwd(xp, logits, labels):
+    if not floats(logits) or labels.dtype != _F32 or logits.size != labels.size:
+        return reference("bce_loss_fwd", **locals())
+    loss = xp.empty((), dtype=xp.float32)
+    launch_grid("losses.cu", f"hctr_bce_loss_fwd<{ctype(logits.dtype)}>", 1, 1024,
+                (xp.ascontiguousarray(logits), xp.ascontiguousarray(labels), loss, np.int64(logits.size)))
+    return loss
+
+
+@kernel_op("bce_loss_bwd")
+def bce_loss_bwd(xp, logits, labels, scale):
+    if not floats(logits) or labels.dtype != _F32 or logits.size != labels.size:
+        return reference("bce_loss_bwd", **locals())
+    d_logits = xp.empty(logits.shape, dtype=logits.dtype)
+    launch("losses.cu", f"hctr_bce_loss_bwd<{ctype(logits.dtype)}>", logits.size,
+           (xp.ascontiguousarray(logits), xp.ascontiguousarray(labels), d_logits, np.int64(logits.size),
+            np.float32(scale)))
+    return d_logits
+
+
+# ---- MultiCross ---------------------------------------------------------------------------------
+
+_MC_WARPS = 4   # warps (rows in flight) per block
+
+
+@kernel_op("multicross_fwd")
+def multicross_fwd(xp, x0, w, b):
+    m, dim = x0.shape
+    layers = w.shape[0]
+    shared = _MC_WARPS * dim * 4
+    if not floats(x0, w, b) or shared > _SHARED_LIMIT:
+        return reference("multicross_fwd", xp, x0, w, b)
+    y = xp.empty_like(x0)
+    xs = xp.empty((layers, m, dim), dtype=xp.float32)
+    hs = xp.empty((layers, m, 1), dtype=xp.float32)
+    blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
+    launch_grid("multicross.cu", f"hctr_multicross_fwd<{ctype(x0.dtype)}>", blocks, 32 * _MC_WARPS,
+                (xp.ascontiguousarray(x0), xp.ascontiguousarray(w), xp.ascontiguousarray(b), y, xs, hs, np.int64(m),
+                 np.int32(dim), np.int32(layers)), shared_mem=shared)
+    return y, xs, hs
+
+
+@kernel_op("multicross_bwd")
+def multicross_bwd(xp, d_y, x0, xs, hs, w):
+    m, dim = x0.shape
+    layers = w.shape[0]
+    shared = (2 * layers * dim + _MC_WARPS * 2 * dim) * 4
+    if not floats(d_y, x0, w) or xs.dtype != _F32 or hs.dtype != _F32 or shared > _SHARED_LIMIT:
+        return reference("multicross_bwd", xp, d_y, x0, xs, hs, w)
+    d_x0 = xp.empty_like(d_y)
+    blocks = max(1, min(-(-m // _MC_WARPS), 2 * _device_sms(xp)))
+    rows_per_block = -(-m // blocks)
+    partial = xp.empty((blocks, 2, layers, dim), dtype=xp.float32)  # per-block d_w, d_b sums
+    launch_grid("multicross.cu", f"hctr_multicross_bwd<{ctype(d_y.dtype)}>", blocks, 32 * _MC_WARPS,
+                (xp.ascontiguousarray(d_y), xp.ascontiguousarray(x0), xp.ascontiguousarray(xs),
+                 xp.ascontiguousarray(hs), xp.ascontiguousarray(w), d_x0, partial, np.int64(m), np.int32(dim),
+                 np.int32(layers), np.int64(rows_per_block)), shared_mem=shared)
+    sums = partial.sum(axis=0).astype(d_y.dtype)  # (2, L, D)
+    return d_x0, sums[0], sums[1]
+
+
+# ---- FmOrder2 -----------------------------------------------------------------------------------
+
+@kernel_op("fm_order2_fwd")
+def fm_order2_fwd(xp, x, out_dim):
+    if not floats(x):
+        return reference("fm_order2_fwd", **locals())
+    m = x.shape[0]
+    y = xp.empty((m, out_dim), dtype=x.dtype)
+    launch("fm_order2.cu", f"hctr_fm_order2_fwd<{ctype(x.dtype)}>", m * out_dim,
+           (xp.ascontiguousarray(x), y, np.int64(m), np.int32(x.shape[1] // out_dim), np.int32(out_dim)))
+    return y
+
+
+@kernel_op("fm_order2_bwd")
+def fm_order2_bwd(xp, d_y, x, out_dim):
+    if not floats(d_y, x):
+        return reference("fm_order2_bwd", **locals())
+    m = x.shape[0]
+    d_x = xp.empty(x.shape, dtype=d_y.dtype)
+    launch("fm_order2.cu", f"hctr_fm_order2_bwd<{ctype(x.dtype)}>", m * out_dim,
+           (xp.ascontiguousarray(d_y), xp.ascontiguousarray(x), d_x, np.int64(m), np.int32(x.shape[1] // out_dim),
+            np.int32(out_dim)))
+    return d_x
+
+
+# ---- Interaction --------------------------------------------------------------------------------
+
+def _interaction_grid(xp, m):
+    return max(1, min(m, 32 * _device_sms(xp)))
+
+
+@kernel_op("interaction_fwd")
+def interaction_fwd(xp, mlp, emb):
+    m, fields, w = emb.shape
+    n = fields + 1
+    shared = n * w * 4
+    if not floats(mlp, emb) or shared > _SHARED_LIMIT:
+        return reference("interaction_fwd", xp, mlp, emb)
+    out = xp.empty((m, w + n * (n - 1) // 2 + 1), dtype=mlp.dtype)
+    launch_grid("interaction.cu", f"hctr_interaction_fwd<{ctype(mlp.dtype)}>", _interaction_grid(xp, m), 128,
+                (xp.ascontiguousarray(mlp), xp.ascontiguousarray(emb), out, np.int64(m), np.int32(fields),
+                 np.int32(w)), shared_mem=shared)
+    return out
+
+
+@kernel_op("interaction_bwd")
+def interaction_bwd(xp, d_y, mlp, emb):
+    m, fields, w = emb.shape
+    n = fields + 1
+    shared = (n * w + n * n) * 4
+    if not floats(d_y, mlp, emb) or shared > _SHARED_LIMIT:
+        return reference("interaction_bwd", xp, d_y, mlp, emb)
+    d_mlp, d_emb = xp.empty_like(mlp), xp.empty(emb.shape, dtype=emb.dtype)
+    launch_grid("interaction.cu", f"hctr_interaction_bwd<{ctype(mlp.dtype)}>", _interaction_grid(xp, m), 128,
+                (xp.ascontiguousarray(d_y), xp.ascontiguousarray(mlp), xp.ascontiguousarray(emb), d_mlp, d_emb,
+                 np.int64(m), np.int32(fields), np.int32(w)), shared_mem=shared)
+    return d_mlp, d_emb

@@ -1,0 +1,62 @@
+"""Which template instantiations of which ``kernels/*.cu`` file the wrappers launch (no CuPy needed).
+
+One list per source file is the single place that names instantiations: the loader compiles a file
+with exactly these ``name_expressions``, and the CPU compile check (tests/kernels) builds the same
+instantiations with ``nvcc``. ``hctr_half`` is the binary16 storage type of ``hctr_common.cuh``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DTYPES = ("float", "hctr_half")  # float32 and float16 arrays
+CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float16): "hctr_half",
+         np.dtype(np.uint32): "unsigned int", np.dtype(np.int64): "long long"}
+
+# Sparse update rules of sparse_update.cu; the Global ones also have an all-rows pass.
+LOCAL_RULES = ("Sgd", "Momentum", "Nesterov", "Adam", "AdaGrad")
+GLOBAL_RULES = ("MomentumGlobal", "NesterovGlobal", "AdamGlobal")
+
+
+def templated(name, *type_lists):
+    """``name<a, b>`` for every combination of the given type lists, in order."""
+    combos = [()]
+    for types in type_lists:
+        combos = [c + (t,) for c in combos for t in types]
+    return tuple(f"{name}<{', '.join(c)}>" for c in combos)
+
+
+def _rules(names):
+    return tuple(f"hctr::{n}" for n in names)
+
+
+SOURCES = {
+    "embedding.cu": (templated("hctr_embedding_combine_fwd", DTYPES)
+                     + templated("hctr_embedding_reduce_grad_chunks", DTYPES) + ("hctr_embedding_reduce_grad_bwd",)),
+    "sparse_update.cu": (templated("hctr_sparse_update_rows", _rules(LOCAL_RULES + GLOBAL_RULES), DTYPES)
+                         + templated("hctr_sparse_update_all", _rules(GLOBAL_RULES), DTYPES)
+                         + templated("hctr_sparse_sgd_atomic_update", DTYPES)
+                         + templated("hctr_sparse_adam_lazy_update", DTYPES)),
+    "hash_table.cu": templated("hctr_hash_table_lookup", ("unsigned int", "long long")),
+    "dense.cu": (templated("hctr_bias_act_fwd", DTYPES) + templated("hctr_bias_act_bwd", DTYPES)
+                 + templated("hctr_dropout_fwd", DTYPES)),
+    "losses.cu": templated("hctr_bce_loss_fwd", DTYPES) + templated("hctr_bce_loss_bwd", DTYPES),
+    "multicross.cu": templated("hctr_multicross_fwd", DTYPES) + templated("hctr_multicross_bwd", DTYPES),
+    "fm_order2.cu": templated("hctr_fm_order2_fwd", DTYPES) + templated("hctr_fm_order2_bwd", DTYPES),
+    "interaction.cu": templated("hctr_interaction_fwd", DTYPES) + templated("hctr_interaction_bwd", DTYPES),
+}
+
+# Compiler options shared by NVRTC (the loader) and nvcc (the compile check). No FMA contraction:
+# a*b + c rounds twice, as NumPy does, so the kernels reproduce their references' float32 results.
+NVRTC_OPTIONS = ("-std=c++17", "--fmad=false")
+NVCC_OPTIONS = ("-std=c++17", "-fmad=false")
+
+
+def instantiation_unit(file_name):
+    """C++ source that includes ``file_name`` and instantiates every name expression listed for it
+    (taking a kernel's address makes the compiler emit it), for an offline ``nvcc -cubin`` check."""
+    lines = [f'#include "{file_name}"', "", "extern void* const hctr_instantiations[];",
+             "void* const hctr_instantiations[] = {"]
+    lines += [f"    (void*)&{expr}," for expr in SOURCES[file_name]]
+    lines += ["};", ""]
+    return "\n".join(lines)

@@ -1,0 +1,50 @@
+// Shared device helpers of the hugectr-lab kernels (no CUDA headers needed: NVRTC and nvcc alike).
+//
+// Storage types: `float`, and `hctr_half` (IEEE binary16 bits, what a CuPy float16 array holds).
+// Arithmetic is always in float32: load with `to_f32`, store with `from_f32<T>` (round to nearest
+// even, as NumPy's astype). Kernels are compiled with --fmad=false so that a*b+c rounds twice, as
+// the NumPy references do; that is what makes most kernels bit-identical to their reference.
+#pragma once
+
+struct hctr_half {
+    unsigned short bits;
+};
+
+__device__ __forceinline__ float to_f32(float x) { return x; }
+
+__device__ __forceinline__ float to_f32(hctr_half x) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(x.bits));
+    return f;
+}
+
+template <typename T>
+__device__ __forceinline__ T from_f32(float x);
+
+template <>
+__device__ __forceinline__ float from_f32<float>(float x) { return x; }
+
+template <>
+__device__ __forceinline__ hctr_half from_f32<hctr_half>(float x) {
+    hctr_half h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(x));
+    return h;
+}
+
+// Sum of `v` over the 32 lanes of a warp (every lane gets the total; fixed order: deterministic).
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+// Sum of `v` over a block whose size is a multiple of 32 (at most 1024); `scratch` holds 32 floats.
+// Every thread gets the total.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    v = warp_sum(v);
+    __syncthreads();   // scratch may still be read by a previous call
+    if (lane == 0) scratch[warp] = v;
+    __syncthreads();
+    v = lane < warps ? scratch[lane] : 0.0f;
+    return warp_sum(v);
+}

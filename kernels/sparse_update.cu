@@ -1,0 +1,193 @@
+// Sparse (embedding) optimizer updates: HugeCTR's per-key rules for every update type.
+//
+// References (hugectr_lab/embedding/sparse_optimizers.py): `sparse_sgd_update`,
+// `sparse_sgd_atomic_update`, `sparse_momentum_sgd_update`, `sparse_momentum_sgd_global_update`,
+// `sparse_nesterov_update`, `sparse_nesterov_global_update`, `sparse_adam_update`,
+// `sparse_adam_global_update`, `sparse_adam_lazy_global_update`, `sparse_adagrad_update`.
+//
+// Layouts (row-major, E = embedding_vec_size):
+//   values (V, E) float32; s1, s2 (V, E) T = float | hctr_half optimizer state (nullptr if unused)
+//   rows   (U,) int64 distinct touched rows; g (U, E) float32 reduced gradient (already / S)
+//   prev_time (V,) int64 (LazyGlobal Adam)
+//
+// A rule is a struct built from up to six float hyper-parameters h0..h5 (the wrapper computes them
+// exactly as the reference's float32 expressions do) with
+//   touched(w, a, b, g): the update of one element of a touched row (a, b: states as float32)
+//   all(w, a, b):        the pass over every row of the table (Global update types only)
+// Launch mapping: one thread per element, grid-stride; `hctr_sparse_update_rows` over U*E elements of
+// the touched rows, `hctr_sparse_update_all` over V*E. Rows are distinct, so no two threads write
+// one element. Global rules run `rows` then `all` (or `all` then `rows`: Nesterov), as the reference.
+#include "hctr_common.cuh"
+
+namespace hctr {
+
+struct Sgd {  // h0 = lr
+    static constexpr int states = 0;
+    float lr;
+    __device__ Sgd(float h0, float, float, float, float, float) : lr(h0) {}
+    __device__ void touched(float& w, float&, float&, float g) const { w = w - lr * g; }
+};
+
+struct Momentum {  // h0 = lr, h1 = mu
+    static constexpr int states = 1;
+    float lr, mu;
+    __device__ Momentum(float h0, float h1, float, float, float, float) : lr(h0), mu(h1) {}
+    __device__ void touched(float& w, float& m, float&, float g) const {
+        m = mu * m - lr * g;
+        w = w + m;
+    }
+};
+
+struct MomentumGlobal {  // h0 = lr, h1 = mu
+    static constexpr int states = 1;
+    float lr, mu;
+    __device__ MomentumGlobal(float h0, float h1, float, float, float, float) : lr(h0), mu(h1) {}
+    __device__ void touched(float&, float& m, float&, float g) const { m = m - lr * g / mu; }
+    __device__ void all(float& w, float& m, float&) const {
+        m = mu * m;
+        w = w + m;
+    }
+};
+
+struct Nesterov {  // h0 = lr, h1 = mu, h2 = -mu, h3 = 1 + mu
+    static constexpr int states = 1;
+    float lr, mu, neg_mu, one_plus_mu;
+    __device__ Nesterov(float h0, float h1, float h2, float h3, float, float)
+        : lr(h0), mu(h1), neg_mu(h2), one_plus_mu(h3) {}
+    __device__ void touched(float& w, float& a, float&, float g) const {
+        const float old = a;
+        a = mu * old - lr * g;
+        w = w + (neg_mu * old + one_plus_mu * a);
+    }
+};
+
+struct NesterovGlobal {  // h0 = lr, h1 = mu, h2 = (1 + mu) * lr
+    static constexpr int states = 1;
+    float lr, mu, step;
+    __device__ NesterovGlobal(float h0, float h1, float h2, float, float, float) : lr(h0), mu(h1), step(h2) {}
+    __device__ void all(float& w, float& a, float&) const {
+        a = mu * a;
+        w = w + mu * a;
+    }
+    __device__ void touched(float& w, float& a, float&, float g) const {
+        a = a - lr * g;
+        w = w - step * g;
+    }
+};
+
+struct Adam {  // h0 = alpha_t, h1 = b1, h2 = b2, h3 = 1 - b1, h4 = 1 - b2, h5 = eps
+    static constexpr int states = 2;
+    float alpha, b1, b2, c1, c2, eps;
+    __device__ Adam(float h0, float h1, float h2, float h3, float h4, float h5)
+        : alpha(h0), b1(h1), b2(h2), c1(h3), c2(h4), eps(h5) {}
+    __device__ void touched(float& w, float& m, float& v, float g) const {
+        m = b1 * m + c1 * g;
+        v = b2 * v + c2 * g * g;
+        w = w - alpha * m / (sqrtf(v) + eps);
+    }
+};
+
+struct AdamGlobal : Adam {
+    __device__ AdamGlobal(float h0, float h1, float h2, float h3, float h4, float h5) : Adam(h0, h1, h2, h3, h4, h5) {}
+    __device__ void touched(float&, float& m, float& v, float g) const {
+        m = m + c1 * g / b1;
+        v = v + c2 * g * g / b2;
+    }
+    __device__ void all(float& w, float& m, float& v) const {
+        m = b1 * m;
+        v = b2 * v;
+        w = w - alpha * m / (sqrtf(v) + eps);
+    }
+};
+
+struct AdaGrad {  // h0 = lr, h1 = eps
+    static constexpr int states = 1;
+    float lr, eps;
+    __device__ AdaGrad(float h0, float h1, float, float, float, float) : lr(h0), eps(h1) {}
+    __device__ void touched(float& w, float& acc, float&, float g) const {
+        acc = acc + g * g;
+        w = w - lr * g / (sqrtf(acc) + eps);
+    }
+};
+
+}  // namespace hctr
+
+// Loads the states of element i, runs `op`, stores the states back (rounded to T) and the weight.
+template <class Rule, typename T, class Op>
+__device__ __forceinline__ void hctr_apply(float* values, T* s1, T* s2, long long i, Op op) {
+    float w = values[i], a = 0.0f, b = 0.0f;
+    if (Rule::states >= 1) a = to_f32(s1[i]);
+    if (Rule::states >= 2) b = to_f32(s2[i]);
+    op(w, a, b);
+    if (Rule::states >= 1) s1[i] = from_f32<T>(a);
+    if (Rule::states >= 2) s2[i] = from_f32<T>(b);
+    values[i] = w;
+}
+
+template <class Rule, typename T>
+__global__ void hctr_sparse_update_rows(float* __restrict__ values, T* __restrict__ s1, T* __restrict__ s2,
+                                        const long long* __restrict__ rows, const float* __restrict__ g,
+                                        long long num_rows, int vec, float h0, float h1, float h2, float h3,
+                                        float h4, float h5) {
+    const Rule rule(h0, h1, h2, h3, h4, h5);
+    const long long total = num_rows * vec;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const long long u = i / vec;
+        const long long at = rows[u] * vec + (i - u * vec);
+        const float gi = g[i];
+        hctr_apply<Rule>(values, s1, s2, at, [&](float& w, float& a, float& b) { rule.touched(w, a, b, gi); });
+    }
+}
+
+template <class Rule, typename T>
+__global__ void hctr_sparse_update_all(float* __restrict__ values, T* __restrict__ s1, T* __restrict__ s2,
+                                       long long num_elements, float h0, float h1, float h2, float h3, float h4,
+                                       float h5) {
+    const Rule rule(h0, h1, h2, h3, h4, h5);
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < num_elements;
+         i += (long long)gridDim.x * blockDim.x)
+        hctr_apply<Rule>(values, s1, s2, i, [&](float& w, float& a, float& b) { rule.all(w, a, b); });
+}
+
+// SGD with atomic_update: every occurrence k with rows[k] >= 0 adds -lr_over_scaler * wgrad[row_ids[k]].
+// One thread per (occurrence, element); atomics, so the order of equal-row additions is unspecified.
+template <typename T>
+__global__ void hctr_sparse_sgd_atomic_update(float* __restrict__ values, const long long* __restrict__ rows,
+                                              const long long* __restrict__ row_ids, const T* __restrict__ wgrad,
+                                              long long num_keys, int vec, float neg_lr_over_scaler) {
+    const long long total = num_keys * vec;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const long long k = i / vec;
+        const int e = (int)(i - k * vec);
+        const long long row = rows[k];
+        if (row >= 0) atomicAdd(values + row * vec + e, neg_lr_over_scaler * to_f32(wgrad[row_ids[k] * vec + e]));
+    }
+}
+
+// LazyGlobal Adam: one thread per touched row (it reads and then sets prev_time for all E elements).
+// alpha and the decay powers are computed in float64 as the reference does, then rounded to float32.
+template <typename T>
+__global__ void hctr_sparse_adam_lazy_update(float* __restrict__ values, T* __restrict__ m, T* __restrict__ v,
+                                             long long* __restrict__ prev_time, const long long* __restrict__ rows,
+                                             const float* __restrict__ g, long long num_rows, int vec, double lr,
+                                             double beta1, double beta2, float c1, float c2, float eps,
+                                             long long step) {
+    for (long long u = blockIdx.x * (long long)blockDim.x + threadIdx.x; u < num_rows;
+         u += (long long)gridDim.x * blockDim.x) {
+        const long long row = rows[u];
+        const double p = (double)prev_time[row], k = (double)step - p;
+        prev_time[row] = step;
+        const float alpha = (float)((lr / (1.0 - beta1)) * sqrt(1.0 - pow(beta2, p)) / (1.0 - pow(beta1, p)) *
+                                    (1.0 - pow(beta1, k)));
+        const float d1 = (float)pow(beta1, k), d2 = (float)pow(beta2, k);
+        for (int e = 0; e < vec; ++e) {
+            const long long at = row * vec + e;
+            const float gi = g[u * vec + e], m_old = to_f32(m[at]), v_old = to_f32(v[at]);
+            values[at] = values[at] - alpha * m_old / (sqrtf(v_old) + eps);
+            m[at] = from_f32<T>(d1 * m_old + c1 * gi);
+            v[at] = from_f32<T>(d2 * v_old + c2 * gi * gi);
+        }
+    }
+}

@@ -1,0 +1,173 @@
+"""Inputs for every CUDA kernel op: odd sizes (no multiple of a block size), duplicate keys, empty
+slots, -1 rows, float32 and float16. Each case builds host arrays; the test runs the op on both
+backends from copies of them and compares every output and every array the op changes in place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class OpCase:
+    op: str
+    build: object            # (rng, dtype) -> (args tuple, kwargs dict)
+    mutates: tuple = ()      # indices of args the op changes in place
+    exact_fp32: bool = False  # bit-identical to the reference in float32 (same summation order)
+    dtypes: tuple = ("float32", "float16")
+    id: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+V, E, U = 41, 13, 17   # table rows, vector size, distinct touched rows
+
+
+def csr(rng, rows, max_nnz=4):
+    """row_offsets (rows+1,) with empty rows and up to max_nnz keys per row."""
+    counts = rng.integers(0, max_nnz + 1, size=rows)
+    offsets = np.zeros(rows + 1, np.int64)
+    offsets[1:] = np.cumsum(counts)
+    return offsets
+
+
+def combine(rng, dtype, mean):
+    offsets = csr(rng, 19 * 5)
+    k = int(offsets[-1])
+    rows = rng.integers(-1, V, size=k).astype(np.int64)     # duplicates and missing (-1) rows
+    counts = np.diff(offsets)
+    scale = (1.0 / np.maximum(counts, 1)).astype(np.float32) if mean else None
+    values = rng.normal(size=(V, E)).astype(np.float32)
+    return (values, rows, offsets, scale, np.dtype(dtype)), {}
+
+
+def reduce_grad(rng, dtype):
+    num_rows, k = 23, 97
+    inverse = np.concatenate([np.arange(U), rng.integers(0, U, size=k - U)])
+    rng.shuffle(inverse)
+    row_ids = np.sort(rng.integers(0, num_rows, size=k)).astype(np.int64)
+    wgrad = rng.normal(size=(num_rows, E)).astype(dtype)
+    return (wgrad, row_ids, inverse.astype(np.int64), U, 1024.0 if dtype == "float16" else 1.0), {}
+
+
+def touched(rng):
+    return np.sort(rng.choice(V, size=U, replace=False)).astype(np.int64), rng.normal(size=(U, E)).astype(np.float32)
+
+
+def update(num_states, hparams, positive=()):
+    """Builder for an update op with ``num_states`` (V, E) states; states in ``positive`` are >= 0."""
+    def build(rng, dtype):
+        values = rng.normal(size=(V, E)).astype(np.float32)
+        states = [np.abs(rng.normal(size=(V, E))) if i in positive else rng.normal(size=(V, E))
+                  for i in range(num_states)]
+        rows, g = touched(rng)
+        return (values, *[s.astype(dtype) for s in states], rows, g), dict(hparams)
+    return build
+
+
+def lazy_adam(rng, dtype):
+    (values, m, v, rows, g), kw = update(2, {}, positive=(1,))(rng, dtype)
+    prev_time = rng.integers(1, 6, size=V).astype(np.int64)
+    return (values, m, v, prev_time, rows, g), dict(lr=0.01, beta1=0.9, beta2=0.999, epsilon=1e-7, step=6)
+
+
+def atomic_sgd(rng, dtype):
+    num_rows, k = 23, 97
+    rows = rng.integers(-1, V, size=k).astype(np.int64)
+    row_ids = rng.integers(0, num_rows, size=k).astype(np.int64)
+    return (rng.normal(size=(V, E)).astype(np.float32), rows, row_ids,
+            rng.normal(size=(num_rows, E)).astype(dtype), 0.1 / 3.0), {}
+
+
+def lookup(key_dtype):
+    def build(rng, _):
+        index_keys = np.unique(rng.integers(1, 5000, size=1001)).astype(key_dtype)
+        index_rows = rng.permutation(index_keys.size).astype(np.int64)
+        keys = np.concatenate([rng.choice(index_keys, 500), rng.integers(0, 6000, size=277).astype(key_dtype),
+                               np.array([0, 5999], dtype=key_dtype)])
+        return (index_keys, index_rows, np.unique(keys)), {}
+    return build
+
+
+def dense(*shapes, extra=None):
+    def build(rng, dtype):
+        arrays = tuple(rng.normal(size=s).astype(np.float16).astype(dtype) for s in shapes)
+        return arrays + tuple(extra or ()), {}
+    return build
+
+
+def bce(backward):
+    def build(rng, dtype):
+        logits = (3 * rng.normal(size=(1001, 1))).astype(dtype)
+        labels = rng.integers(0, 2, size=(1001, 1)).astype(np.float32)
+        return ((logits, labels, 1024.0 / 1001) if backward else (logits, labels)), {}
+    return build
+
+
+def multicross_bwd(m, d, layers):
+    def build(rng, dtype):
+        from hugectr_lab.layers.multi_cross import multicross_fwd
+        x0, w, b = (rng.normal(size=s).astype(np.float16).astype(dtype) for s in ((m, d), (layers, d), (layers, d)))
+        w *= np.asarray(0.5 / np.sqrt(d), dtype)   # keeps x_l bounded over the layers (fp16 range)
+        _, xs, hs = multicross_fwd(np, x0, w, b)
+        return (rng.normal(size=(m, d)).astype(dtype), x0, xs, hs, w), {}
+    return build
+
+
+def multicross_fwd(m, d, layers):
+    def build(rng, dtype):
+        x0, w, b = (rng.normal(size=s).astype(np.float16).astype(dtype) for s in ((m, d), (layers, d), (layers, d)))
+        return (x0, w * np.asarray(0.5 / np.sqrt(d), dtype), b), {}
+    return build
+
+
+def interaction(backward, m, fields, w):
+    def build(rng, dtype):
+        n = fields + 1
+        mlp, emb = (rng.normal(size=s).astype(dtype) for s in ((m, w), (m, fields, w)))
+        if not backward:
+            return (mlp, emb), {}
+        return (rng.normal(size=(m, w + n * (n - 1) // 2 + 1)).astype(dtype), mlp, emb), {}
+    return build
+
+
+CASES = [
+    # The kernels add in input order (add.at's, and the CuPy reference's); the NumPy reference's
+    # reduceat adds a segment's first row to the sum of the rest: equal up to rounding.
+    OpCase("embedding_combine_fwd", lambda r, d: combine(r, d, False), id="sum"),
+    OpCase("embedding_combine_fwd", lambda r, d: combine(r, d, True), id="mean"),
+    OpCase("embedding_reduce_grad", reduce_grad),
+    OpCase("sparse_sgd_update", update(0, dict(lr=0.1)), (0,), True),
+    OpCase("sparse_sgd_atomic_update", atomic_sgd, (0,)),
+    OpCase("sparse_momentum_sgd_update", update(1, dict(lr=0.1, momentum_factor=0.9)), (0, 1), True),
+    OpCase("sparse_momentum_sgd_global_update", update(1, dict(lr=0.1, momentum_factor=0.9)), (0, 1), True),
+    OpCase("sparse_nesterov_update", update(1, dict(lr=0.1, momentum_factor=0.9)), (0, 1), True),
+    OpCase("sparse_nesterov_global_update", update(1, dict(lr=0.1, momentum_factor=0.9)), (0, 1), True),
+    OpCase("sparse_adam_update", update(2, dict(lr=0.01, beta1=0.9, beta2=0.999, epsilon=1e-7, step=3),
+                                        positive=(1,)), (0, 1, 2), True),
+    OpCase("sparse_adam_global_update", update(2, dict(lr=0.01, beta1=0.9, beta2=0.999, epsilon=1e-7, step=3),
+                                               positive=(1,)), (0, 1, 2), True),
+    OpCase("sparse_adam_lazy_global_update", lazy_adam, (0, 1, 2, 3)),
+    OpCase("sparse_adagrad_update", update(1, dict(lr=0.1, epsilon=1e-7), positive=(0,)), (0, 1), True),
+    OpCase("hash_table_lookup", lookup(np.uint32), exact_fp32=True, dtypes=("float32",), id="I32"),
+    OpCase("hash_table_lookup", lookup(np.int64), exact_fp32=True, dtypes=("float32",), id="I64"),
+    OpCase("gemm", dense((33, 17), (17, 29), extra=(False,)), id="plain"),
+    OpCase("gemm", dense((33, 17), (17, 29), extra=(True,)), dtypes=("float32",), id="tf32", extra={"rtol": 5e-3}),
+    OpCase("bias_act_fwd", dense((37, 45), (1, 45), extra=(True,)), exact_fp32=True, id="relu"),
+    OpCase("bias_act_fwd", dense((37, 45), (1, 45), extra=(False,)), exact_fp32=True, id="linear"),
+    OpCase("bias_act_bwd", dense((1001, 45), (1001, 45), extra=(True,)), id="relu"),
+    OpCase("bias_act_bwd", dense((1001, 45), (1001, 45), extra=(False,)), id="linear"),
+    OpCase("dropout_fwd", dense((37, 45), extra=(123456789, 0.3)), exact_fp32=True),
+    OpCase("bce_loss_fwd", bce(False)),
+    OpCase("bce_loss_bwd", bce(True)),
+    OpCase("multicross_fwd", multicross_fwd(77, 29, 3), id="small"),
+    OpCase("multicross_fwd", multicross_fwd(301, 429, 6), id="dcn"),
+    OpCase("multicross_bwd", multicross_bwd(77, 29, 3), id="small"),
+    OpCase("multicross_bwd", multicross_bwd(301, 429, 6), id="dcn"),
+    OpCase("fm_order2_fwd", dense((37, 7 * 5), extra=(5,)), exact_fp32=True),
+    OpCase("fm_order2_bwd", dense((37, 5), (37, 7 * 5), extra=(5,))),
+    OpCase("interaction_fwd", interaction(False, 37, 5, 16), id="small"),
+    OpCase("interaction_fwd", interaction(False, 9, 26, 128), id="dlrm"),
+    OpCase("interaction_bwd", interaction(True, 37, 5, 16), id="small"),
+    OpCase("interaction_bwd", interaction(True, 9, 26, 128), id="dlrm"),
+]
