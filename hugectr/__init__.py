@@ -14,6 +14,8 @@ from hugectr_lab.enums import (Check_t, DataReaderSparse_t, DataReaderSparsePara
 from hugectr_lab.optim import LearningRateScheduler, get_learning_rate_scheduler
 from hugectr_lab.session import Session
 
+from . import inference  # noqa: F401,E402  (hugectr.inference, as in HugeCTR)
+
 __version__ = "3.0.0"
 
 __all__ = [

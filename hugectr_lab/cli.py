@@ -3,6 +3,7 @@
     hugectr-lab generate CONFIG.json [--files N --samples M --vocab V ...]
     hugectr-lab train CONFIG.json [--iterations N --backend numpy|cupy|auto ...]
     hugectr-lab demo [--dir DIR]
+    hugectr-lab predict CONFIG.json DATA.txt [--cache-percentage F --no-cache --backend ...]
 
 ``main(argv)`` returns an exit status; only the console entry point exits.
 """
@@ -130,6 +131,34 @@ def _cmd_demo(args):
     return 0
 
 
+def _cmd_predict(args):
+    """Predictions for the 4-line inference data file (labels, dense, keys, row pointers), one per
+    line; AUC and accuracy when the file has labels."""
+    import numpy as np
+
+    from .inference import CreateEmbeddingCache, CreateParameterServer, InferenceSession, read_inference_data
+    from .metrics import auc
+
+    i64 = parse_config(args.config, require=("inference", "layers")).inference.i64_input_key
+    data = read_inference_data(args.data, "I64" if i64 else "I32")
+    name = Path(args.config).stem
+    ps = CreateParameterServer([args.config], [name], i64)
+    cache = CreateEmbeddingCache(ps, args.device, not args.no_cache, args.cache_percentage, args.config, name, i64,
+                                 backend=args.backend)
+    session = InferenceSession(args.config, args.device, cache)
+    preds = np.asarray(session.predict(data.dense_feature, data.embeddingcolumns, data.row_ptrs,
+                                       *((True,) if i64 else ())), dtype=np.float32)
+    print("\n".join(f"{p:g}" for p in preds))
+    stats = ", ".join(f"table {s.table} hit rate {s.hit_rate:.3f}" for s in cache.stats() if s.enabled)
+    print(f"# {preds.size} predictions on {session.backend.name}" + (f"; cache: {stats}" if stats else ""))
+    if data.labels is not None:
+        if data.labels.size != preds.size:
+            raise ValueError(f"{args.data}: {data.labels.size} labels for {preds.size} predictions")
+        accuracy = float(np.mean((preds > 0.5) == (data.labels > 0.5)))
+        print(f"# AUC {auc(preds, data.labels):.6f}, accuracy {accuracy:.6f}")
+    return 0
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="hugectr-lab", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +185,14 @@ def _parser():
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         _add_generate_options(p)
         p.set_defaults(run=run)
+    pred = sub.add_parser("predict", help="predict with an inference config on a 4-line inference data file")
+    pred.add_argument("config", help="inference JSON (inference + layers clauses)")
+    pred.add_argument("data", help="labels / dense / keys / row pointers, one line each")
+    pred.add_argument("--cache-percentage", type=float, default=0.5, help="cached share of each table (default 0.5)")
+    pred.add_argument("--no-cache", action="store_true", help="look every key up in the parameter server")
+    pred.add_argument("--device", type=int, default=0)
+    pred.add_argument("--backend", default=None, help="numpy, cupy or auto (default numpy)")
+    pred.set_defaults(run=_cmd_predict)
     return parser
 
 

@@ -72,3 +72,33 @@ class EventBus:
                     self._warned.add(id(callback))
                     warnings.warn(f"event subscriber {callback!r} raised {exc!r}; it keeps receiving events",
                                   RuntimeWarning, stacklevel=2)
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Embedding-cache statistics of one table of one model, after an inference lookup
+    (``EmbeddingCache.stats()`` returns the current ones; the cache publishes one per table per lookup).
+
+    Hit rates follow HugeCTR: per lookup call, over the call's distinct keys of the table,
+    1 − misses / distinct keys (1.0 for a call without keys of this table).
+    """
+
+    model: str
+    table: int              # embedding table index (embedding-layer order)
+    calls: int              # lookup calls that had keys of this table
+    last_hit_rate: float    # hit rate of the last such call
+    hit_rate: float         # cumulative: hits / lookups (1.0 before any lookup)
+    lookups: int            # distinct keys queried, summed over calls
+    hits: int
+    insertions: int         # keys written into the cache (refreshes)
+    evictions: int          # insertions that replaced a cached key
+    occupied: int           # entries holding a key
+    capacity: int           # entries (sets × 64); 0 when the cache is disabled
+    refreshes: int          # calls after which this table's misses were inserted
+    unknown_keys: int       # missed distinct keys the parameter server lacks too (default vector), summed
+    enabled: bool           # False: every lookup goes to the parameter server
+
+    @property
+    def occupancy(self) -> float:
+        """Fraction of the entries holding a key (0.0 for a disabled cache)."""
+        return self.occupied / self.capacity if self.capacity else 0.0

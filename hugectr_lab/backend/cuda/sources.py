@@ -44,6 +44,10 @@ SOURCES = {
     "multicross.cu": templated("hctr_multicross_fwd", DTYPES) + templated("hctr_multicross_bwd", DTYPES),
     "fm_order2.cu": templated("hctr_fm_order2_fwd", DTYPES) + templated("hctr_fm_order2_bwd", DTYPES),
     "interaction.cu": templated("hctr_interaction_fwd", DTYPES) + templated("hctr_interaction_bwd", DTYPES),
+    # Inference embedding cache (wrappers: hugectr_lab/inference/cuda_cache.py).
+    "embedding_cache.cu": tuple(e for k in ("hctr_embedding_cache_set_index", "hctr_embedding_cache_query",
+                                            "hctr_embedding_cache_insert")
+                                for e in templated(k, ("unsigned int", "long long"))),
 }
 
 # Compiler options shared by NVRTC (the loader) and nvcc (the compile check). No FMA contraction:

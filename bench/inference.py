@@ -1,0 +1,274 @@
+"""``python -m bench.inference [--backend cupy|numpy] [--part all|latency|hitrate] [--out DIR] [--quick]``
+
+Two measurements of hugectr-lab's inference path, in this process on this device:
+
+* **latency**: ``InferenceSession.predict`` of the DCN sample (26 slots, vec 16, 6 cross layers,
+  2 × 1024 MLP, random weights, 840 543-row table with keys Zipf(1.1) per slot, cache 50 %), end to
+  end (host arrays in, host predictions out), at batch 1, 64, 1024 and 16384: p50 / p99 of the wall
+  time per call after warm-up, and throughput = batch / p50.
+* **hit rate**: the set-associative LRU cache (``hugectr_lab.inference.cache_ops``, the kernels on
+  CuPy) on a 10 M-row table with keys Zipf(0.9 / 1.1 / 1.3), 1 / 5 / 10 / 20 % cached, against the
+  ideal static top-k cache (the k most popular keys, k = the cache's entries) on the same requests.
+  Requests are 1024 samples × 26 keys; the cache is warmed with large batches until it is full (or a
+  cap on draws), then measured over 50 requests. Two rates: per distinct key of a request (HugeCTR's
+  definition, which drives the refresh) and per key occurrence (the share of embedding fetches served
+  by the cache). ``hit_rate_threshold`` 1.0 (every miss is inserted: plain LRU) unless noted.
+
+Writes ``<out>/inference_<device>_<date>.json`` and ``.md`` with device, date and versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hugectr_lab.backend import get_backend
+from hugectr_lab.config import parse_config
+from hugectr_lab.embedding import write_sparse_model_file
+from hugectr_lab.inference import CreateEmbeddingCache, CreateParameterServer, InferenceSession, inference_config
+from hugectr_lab.inference.cache_ops import WAYS, empty_key
+from hugectr_lab.layers import BuildContext, Network
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CONFIGS = Path(__file__).resolve().parents[1] / "tests" / "config" / "configs"
+# Criteo Kaggle cardinalities (as bench/workload.py), capped at 100 000 keys per slot: 840 543 rows.
+CRITEO_KAGGLE = (1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27, 14992,
+                 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572)
+SLOT_VOCAB = tuple(min(c, 100_000) for c in CRITEO_KAGGLE)
+BATCHES = (1, 64, 1024, 16384)
+ALPHAS = (0.9, 1.1, 1.3)
+PERCENTAGES = (0.01, 0.05, 0.10, 0.20)
+EXTRA = ((1.1, 0.10, 0.5),)   # (alpha, percentage, threshold) rows beyond the sweep: HugeCTR's default threshold
+
+
+def zipf_ranks(xp, rs, n, vocab, alpha):
+    """(n,) int64 ranks in [0, vocab): inverse CDF of the density y^-alpha on [1, vocab + 1), floored
+    (``hugectr_lab.data.generator.draw_ranks``'s formula); rank 0 is the most popular."""
+    u = rs.random_sample(n)
+    e = 1.0 - alpha
+    y = (1.0 + u * ((vocab + 1.0) ** e - 1.0)) ** (1.0 / e)
+    return xp.clip(xp.floor(y).astype(xp.int64) - 1, 0, vocab - 1)
+
+
+def device_name(backend):
+    if backend.name == "cupy":
+        name = backend.xp.cuda.runtime.getDeviceProperties(0)["name"]
+        return name.decode() if isinstance(name, bytes) else name
+    return f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def versions(backend):
+    out = {"python": platform.python_version(), "numpy": np.__version__}
+    if backend.name == "cupy":
+        out["cupy"] = backend.xp.__version__
+    return out
+
+
+def _sync(backend):
+    backend.synchronize()
+
+
+def _share(mask):
+    return float(mask.sum()) / mask.size
+
+
+# ---- hit rate --------------------------------------------------------------------------------------
+
+def hit_rate(backend, alpha, percentage, *, rows=10_000_000, threshold=1.0, request=26 * 1024, measure=50,
+             settle=20, warm_batch=1 << 20, max_warm_draws=400_000_000, seed=0):
+    """One (alpha, percentage) point: the cache alone (no parameter server; values are 1 float)."""
+    xp, ops = backend.xp, backend.ops
+    num_sets = max(1, int(percentage * rows) // WAYS)
+    capacity = num_sets * WAYS
+    keys = xp.full(capacity, empty_key(np.uint32), dtype=xp.uint32)
+    stamps = xp.zeros(capacity, dtype=xp.int64)
+    values = xp.zeros((capacity, 1), dtype=xp.float32)
+    rs = xp.random.RandomState(seed)
+    state = dict(now=0, occupied=0)
+
+    def step(n):
+        k = zipf_ranks(xp, rs, n, rows, alpha).astype(xp.uint32)
+        u, inv = xp.unique(k, return_inverse=True)
+        state["now"] += 1
+        _, slots = ops.embedding_cache_query(keys, stamps, values, u, state["now"])
+        hit = slots >= 0
+        rate = _share(hit)
+        if rate < threshold:
+            miss = u[~hit]
+            s, ev = ops.embedding_cache_insert(keys, stamps, values, miss, xp.zeros((miss.size, 1), xp.float32),
+                                               state["now"])
+            state["occupied"] += int(((s >= 0) & (ev == empty_key(np.uint32))).sum())
+        return k, u, inv, hit, rate
+
+    start = time.perf_counter()
+    warm_draws = 0
+    while state["occupied"] < 0.99 * capacity and warm_draws < max_warm_draws:
+        step(warm_batch)
+        warm_draws += warm_batch
+    for _ in range(settle):
+        step(request)
+    occupancy = state["occupied"] / capacity
+    rates = []
+    for _ in range(measure):
+        k, u, inv, hit, rate = step(request)
+        rates.append((rate, _share(hit[inv.reshape(-1)]), _share(u < capacity), _share(k < capacity)))
+    _sync(backend)
+    lru_u, lru_o, ideal_u, ideal_o = np.mean(rates, axis=0)
+    return dict(alpha=alpha, percentage=percentage, threshold=threshold, rows=rows, capacity=capacity,
+                warm_draws=warm_draws, occupancy=occupancy, requests=measure, keys_per_request=request,
+                hit_rate_distinct=lru_u, ideal_distinct=ideal_u, ratio_distinct=lru_u / ideal_u,
+                hit_rate_lookups=lru_o, ideal_lookups=ideal_o, ratio_lookups=lru_o / ideal_o,
+                seconds=time.perf_counter() - start)
+
+
+# ---- latency ---------------------------------------------------------------------------------------
+
+def build_dcn(directory, max_batchsize, seed=0):
+    """The DCN sample's inference config, random dense weights and a sparse table (vec 16)."""
+    directory = Path(directory)
+    rng = np.random.default_rng(seed)
+    offsets = np.cumsum((0,) + SLOT_VOCAB)
+    keys = np.arange(offsets[-1], dtype=np.uint32)
+    write_sparse_model_file(directory / "dcn0_sparse.model", keys,
+                            rng.uniform(-0.05, 0.05, (keys.size, 16)).astype(np.float32), key_type="I32")
+    cfg = inference_config(CONFIGS / "dcn.json", str(directory / "dcn_dense.model"),
+                           [str(directory / "dcn0_sparse.model")], max_batchsize=max_batchsize)
+    for layer in cfg["layers"]:
+        if layer["type"] == "Data":
+            layer["sparse"][0]["max_feature_num_per_sample"] = 26
+    path = directory / "dcn_inference.json"
+    path.write_text(json.dumps(cfg))
+    parsed = parse_config(str(path), require=("inference", "layers"))
+    shapes = {"dense": (1, 13), "sparse_embedding1": (1, 26, 16)}
+    net = Network(parsed.layers, shapes, BuildContext(training=False), first_index=2)
+    net.init_weights(rng)
+    net.weights.astype(np.float32).tofile(directory / "dcn_dense.model")
+    return str(path), offsets
+
+
+def dcn_request(rng, n, offsets, alpha=1.1):
+    vocab = np.tile(np.array(SLOT_VOCAB), n)
+    from hugectr_lab.data.generator import draw_ranks
+    keys = (np.tile(offsets[:-1], n) + draw_ranks(rng, vocab, alpha)).astype(np.uint32)
+    return (rng.random(n * 13, dtype=np.float32), keys, np.arange(n * 26 + 1, dtype=np.int64))
+
+
+def latency(backend, directory, *, repeats=None, percentage=0.5):
+    config, offsets = build_dcn(directory, max(BATCHES))
+    ps = CreateParameterServer([config], ["dcn"], False)
+    cache = CreateEmbeddingCache(ps, 0, True, percentage, config, "dcn", False, backend=backend)
+    session = InferenceSession(config, 0, cache)
+    rng = np.random.default_rng(1)
+    for _ in range(8):                      # warm the cache
+        session.predict(*dcn_request(rng, 16384, offsets))
+    repeats = repeats or {1: 300, 64: 300, 1024: 100, 16384: 30}
+    rows = []
+    for batch in BATCHES:
+        requests = [dcn_request(rng, batch, offsets) for _ in range(8)]
+        for r in requests[:4]:              # graph of this size, kernels compiled
+            session.predict(*r)
+        times = []
+        for i in range(repeats[batch]):
+            t0 = time.perf_counter()
+            out = session.predict(*requests[i % len(requests)])
+            times.append(time.perf_counter() - t0)
+            assert len(out) == batch
+        p50, p99 = np.percentile(times, 50), np.percentile(times, 99)
+        rows.append(dict(batch=batch, calls=len(times), p50_ms=p50 * 1e3, p99_ms=p99 * 1e3,
+                         samples_per_s=batch / p50))
+        print(f"  batch {batch:>5}: p50 {p50 * 1e3:8.3f} ms  p99 {p99 * 1e3:8.3f} ms  {batch / p50:12,.0f} samples/s",
+              flush=True)
+    stats = cache.stats()[0]
+    return dict(rows=rows, cache=dict(percentage=percentage, capacity=stats.capacity, hit_rate=stats.hit_rate,
+                                      last_hit_rate=stats.last_hit_rate, table_rows=int(offsets[-1])))
+
+
+# ---- report ----------------------------------------------------------------------------------------
+
+def markdown(report):
+    lines = [f"# Inference benchmark ({report['backend']})", "",
+             f"{report['device']}, {report['date']}; versions: "
+             + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
+    if "latency" in report:
+        lat = report["latency"]
+        c = lat["cache"]
+        lines += ["## DCN sample: predict latency (end to end, host in / host out)", "",
+                  f"Table {c['table_rows']:,} rows (vec 16), cache {c['percentage']:.0%} = {c['capacity']:,} entries, "
+                  f"keys Zipf(1.1) per slot; cumulative cache hit rate {c['hit_rate']:.3f}.", "",
+                  "| batch | p50 (ms) | p99 (ms) | samples/s (batch / p50) |", "|---:|---:|---:|---:|"]
+        lines += [f"| {r['batch']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['samples_per_s']:,.0f} |"
+                  for r in lat["rows"]]
+        lines.append("")
+    if "hit_rate" in report:
+        lines += ["## Cache hit rate vs the ideal static top-k cache (10 M-row table)", "",
+                  "Requests of 1024 samples × 26 keys after warm-up; 'distinct' = per distinct key of a request "
+                  "(HugeCTR's hit rate), 'lookups' = per key occurrence.", "",
+                  "| Zipf | cached | threshold | occupancy | LRU distinct | ideal distinct | ratio | "
+                  "LRU lookups | ideal lookups | ratio |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['alpha']} | {r['percentage']:.0%} | {r['threshold']} | {r['occupancy']:.3f} | "
+                  f"{r['hit_rate_distinct']:.4f} | {r['ideal_distinct']:.4f} | {r['ratio_distinct']:.3f} | "
+                  f"{r['hit_rate_lookups']:.4f} | {r['ideal_lookups']:.4f} | {r['ratio_lookups']:.3f} |"
+                  for r in report["hit_rate"]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--part", default="all", choices=("all", "latency", "hitrate"))
+    p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--quick", action="store_true", help="smaller runs (smoke test)")
+    p.add_argument("--max-warm-draws", type=int, default=None, help="cap on warm-up draws per hit-rate point")
+    args = p.parse_args(argv)
+    backend = get_backend(args.backend)
+    report = dict(backend=backend.name, device=device_name(backend),
+                  date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                  versions=versions(backend))
+    print(f"{report['device']} ({backend.name}), {report['date']}", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", report["device"]).strip("-").lower()
+    stem = out / f"inference_{slug}_{report['date'][:10]}"
+
+    def save():   # after every part and point, so a run cut short keeps what it measured
+        stem.with_suffix(".json").write_text(json.dumps(report, indent=1))
+        stem.with_suffix(".md").write_text(markdown(report))
+
+    if args.part in ("all", "latency"):
+        print("latency (DCN sample):", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            report["latency"] = latency(backend, tmp, repeats={1: 20, 64: 20, 1024: 10, 16384: 3}
+                                        if args.quick else None)
+        save()
+    if args.part in ("all", "hitrate"):
+        print("hit rate (10 M rows):", flush=True)
+        cap = args.max_warm_draws or (20_000_000 if args.quick or backend.name == "numpy" else 400_000_000)
+        points = [(a, pct, 1.0) for a in ALPHAS for pct in PERCENTAGES] + list(EXTRA)
+        report["hit_rate"] = []
+        for alpha, pct, threshold in points:
+            row = hit_rate(backend, alpha, pct, threshold=threshold, max_warm_draws=cap,
+                           measure=10 if args.quick else 50)
+            report["hit_rate"].append(row)
+            save()
+            print(f"  zipf {alpha} {pct:4.0%} thr {threshold}: occupancy {row['occupancy']:.3f}  distinct "
+                  f"{row['hit_rate_distinct']:.4f}/{row['ideal_distinct']:.4f} = {row['ratio_distinct']:.3f}  "
+                  f"lookups {row['hit_rate_lookups']:.4f}/{row['ideal_lookups']:.4f} = {row['ratio_lookups']:.3f}"
+                  f"  ({row['seconds']:.1f} s)", flush=True)
+    save()
+    print(f"wrote {stem}.json and .md", flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    main()

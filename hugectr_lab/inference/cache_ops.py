@@ -1,0 +1,134 @@
+"""The set-associative embedding cache's operations: set index, query, insert (NumPy references).
+
+The cache of one embedding table is three flat arrays of C = sets × 64 entries; entry ``set*64 + way``
+belongs to set ``set``:
+
+* ``cache_keys``   (C,) key dtype (uint32 for I32, int64 for I64); a free entry holds the empty key
+  max(TypeKey) (HugeCTR reserves that key value, quirk 24, so no real key can look free);
+* ``cache_stamps`` (C,) int64: the lookup call that last touched the entry (0 = free, calls count from 1);
+* ``cache_values`` (C, E) float32.
+
+A key lives in set ``murmur3_32(key bytes, seed 0) mod sets`` (HugeCTR: MurmurHash3_32 mod sets as
+well), in any of the set's 64 ways. Replacement is least-recently-used within the set: the victim
+order of a set is its ways sorted by (stamp, way), so free entries go first (lowest way first), then
+the entry touched longest ago. ``kernels/embedding_cache.cu`` implements the same three operations
+(same names and signatures on the CuPy backend, bit-identical results).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import reference_op
+from ..embedding.hash_table import sentinel_key
+
+WAYS = 64          # entries per set (HugeCTR: SET_ASSOCIATIVITY 2 × SLAB_SIZE 32)
+_QUERY_CHUNK = 1 << 16  # keys compared per step in the reference (bounds its (U, 64) temporaries)
+
+_C1, _C2 = 0xCC9E2D51, 0x1B873593
+
+
+def empty_key(dtype):
+    """The free-entry marker of a key dtype (max of TypeKey), as a NumPy scalar of that dtype."""
+    dtype = np.dtype(dtype)
+    return dtype.type(sentinel_key(dtype))
+
+
+def _rotl32(xp, x, r):
+    return (x << xp.uint32(r)) | (x >> xp.uint32(32 - r))
+
+
+def _murmur_block(xp, h, k):
+    k = k * xp.uint32(_C1)
+    k = _rotl32(xp, k, 15) * xp.uint32(_C2)
+    h = _rotl32(xp, h ^ k, 13)
+    return h * xp.uint32(5) + xp.uint32(0xE6546B64)
+
+
+def murmur3_32(xp, keys):
+    """(K,) uint32: MurmurHash3_x86_32 of each key's little-endian bytes (4 for uint32, 8 for int64), seed 0."""
+    if keys.dtype == np.uint32:
+        h = _murmur_block(xp, xp.zeros(keys.shape, xp.uint32), keys)
+        length = 4
+    elif keys.dtype == np.int64:
+        u = keys.view(xp.uint64)
+        h = _murmur_block(xp, xp.zeros(keys.shape, xp.uint32), (u & xp.uint64(0xFFFFFFFF)).astype(xp.uint32))
+        h = _murmur_block(xp, h, (u >> xp.uint64(32)).astype(xp.uint32))
+        length = 8
+    else:
+        raise TypeError(f"cache keys must be uint32 (I32) or int64 (I64), got {keys.dtype}")
+    h = h ^ xp.uint32(length)
+    h = (h ^ (h >> xp.uint32(16))) * xp.uint32(0x85EBCA6B)
+    h = (h ^ (h >> xp.uint32(13))) * xp.uint32(0xC2B2AE35)
+    return h ^ (h >> xp.uint32(16))
+
+
+@reference_op
+def embedding_cache_set_index(xp, keys, num_sets):
+    """(K,) int64: the set of each key, murmur3_32(key) mod ``num_sets``."""
+    return murmur3_32(xp, keys).astype(xp.int64) % xp.int64(num_sets)
+
+
+@reference_op
+def embedding_cache_query(xp, cache_keys, cache_stamps, cache_values, keys, now):
+    """Look ``keys`` (U,) up; every hit's stamp becomes ``now``.
+
+    Returns ``values`` (U, E) float32 (the cached vector, zeros for a miss) and ``slots`` (U,) int64
+    (the entry, -1 for a miss). The empty key never hits. Keys may repeat (each occurrence is looked up).
+    """
+    num_sets = cache_keys.size // WAYS
+    vec = cache_values.shape[1]
+    values = xp.zeros((keys.size, vec), dtype=xp.float32)   # (U, E)
+    slots = xp.full(keys.size, -1, dtype=xp.int64)          # (U,)
+    table = cache_keys.reshape(num_sets, WAYS)
+    empty = empty_key(cache_keys.dtype)
+    for start in range(0, keys.size, _QUERY_CHUNK):
+        part = keys[start:start + _QUERY_CHUNK]
+        sets = embedding_cache_set_index(xp, part, num_sets)
+        match = (table[sets] == part[:, None]) & (part != empty)[:, None]   # (u, 64)
+        hit = match.any(axis=1)
+        found = sets[hit] * WAYS + match[hit].argmax(axis=1)
+        slots[start:start + part.size][hit] = found
+        values[start:start + part.size][hit] = cache_values[found]
+    hits = slots[slots >= 0]
+    cache_stamps[hits] = now
+    return values, slots
+
+
+@reference_op
+def embedding_cache_insert(xp, cache_keys, cache_stamps, cache_values, keys, values, now):
+    """Insert ``keys`` (N,) with ``values`` (N, E); the keys must be distinct and not in the cache.
+
+    The new keys of one set, in input order, take the set's entries in victim order (free entries
+    first, then least recently used; ties by way). A set takes at most 64 new keys per call: the
+    rest are not inserted. Inserted entries get stamp ``now``. Returns ``slots`` (N,) int64 (the
+    entry, -1 when not inserted) and ``evicted`` (N,) key dtype (the key the entry held before, the
+    empty key when it was free or nothing was inserted).
+    """
+    n = keys.size
+    empty = empty_key(cache_keys.dtype)
+    slots = xp.full(n, -1, dtype=xp.int64)
+    evicted = xp.full(n, empty, dtype=cache_keys.dtype)
+    if n == 0:
+        return slots, evicted
+    num_sets = cache_keys.size // WAYS
+    sets = embedding_cache_set_index(xp, keys, num_sets)
+    order = xp.argsort(sets * n + xp.arange(n, dtype=xp.int64))     # grouped by set, input order within
+    sorted_sets = sets[order]
+    first = xp.ones(n, dtype=bool)
+    first[1:] = sorted_sets[1:] != sorted_sets[:-1]
+    starts = xp.flatnonzero(first)
+    group = xp.cumsum(first) - 1                                    # (N,) group of each sorted key
+    rank = xp.arange(n, dtype=xp.int64) - starts[group]             # position within its set's new keys
+    touched = sorted_sets[starts]                                   # (T,)
+    stamps = cache_stamps.reshape(num_sets, WAYS)[touched]          # (T, 64)
+    victims = xp.argsort(stamps * WAYS + xp.arange(WAYS, dtype=xp.int64), axis=1)   # (T, 64) ways, victim order
+    ok = rank < WAYS
+    slots[order[ok]] = touched[group[ok]] * WAYS + victims[group[ok], rank[ok]]
+    inserted = xp.flatnonzero(slots >= 0)
+    target = slots[inserted]
+    evicted[inserted] = cache_keys[target]
+    cache_keys[target] = keys[inserted]
+    cache_stamps[target] = now
+    cache_values[target] = values[inserted]
+    return slots, evicted
