@@ -142,9 +142,6 @@ def run(model, precisions, steps, warmup, with_torch=True):
                   versions=versions(), hbm_bytes_per_s=bw, gemm_flops_per_s=rates, steps=steps, warmup=warmup,
                   results=[])
     for precision in precisions:
-        if precision not in MODELS[model]["precisions"]:
-            print(f"{model} {precision}: skipped (not a HugeCTR v3.0 configuration: MultiCross is FP32-only)")
-            continue
         work = workload(model, precision)
         nbytes, flops = traffic(model, precision, work.vec)
         t0 = time.perf_counter()

@@ -21,9 +21,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "tests" / "config" / "configs"
 CRITEO_KAGGLE = (1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194, 27, 14992,
                  5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572)
 PRECISIONS = ("fp32", "tf32", "fp16")
-# MultiCross is FP32-only in HugeCTR v3.0 (the config parser refuses DCN in mixed precision).
-MODELS = {"dcn": dict(config="dcn.json", batch=16384, precisions=("fp32", "tf32")),
-          "dlrm": dict(config="dlrm_{}.json", batch=65536, precisions=PRECISIONS)}
+MODELS = {"dcn": dict(config="dcn.json", batch=16384),
+          "dlrm": dict(config="dlrm_{}.json", batch=65536)}
 DENSE, SLOTS, ZIPF = 13, len(CRITEO_KAGGLE), 1.1
 
 

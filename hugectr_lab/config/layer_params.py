@@ -187,7 +187,9 @@ LAYER_KINDS: dict[str, LayerKind] = {
 }
 
 LOSS_TYPES = frozenset({"BinaryCrossEntropyLoss", "CrossEntropyLoss", "MultiCrossEntropyLoss"})
-FP32_ONLY = frozenset({"MultiCross", "CrossEntropyLoss", "MultiCrossEntropyLoss"})
+# v3.0 also refused MultiCross in mixed precision; v3.1 accepts it and so do we (the DCN samples with
+# use_mixed_precision), see docs/compat.md.
+FP32_ONLY = frozenset({"CrossEntropyLoss", "MultiCrossEntropyLoss"})
 MIXED_ONLY = frozenset({"FusedInnerProduct"})
 LAYER_TYPES_FP32 = frozenset(LAYER_KINDS) - MIXED_ONLY
 LAYER_TYPES_MIXED = frozenset(LAYER_KINDS) - FP32_ONLY

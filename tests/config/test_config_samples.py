@@ -196,6 +196,6 @@ def test_clauses_are_optional_unless_required(sample):
 
 def test_sets_of_layer_types():
     assert "FusedInnerProduct" in LAYER_TYPES_MIXED - LAYER_TYPES_FP32
-    assert LAYER_TYPES_FP32 - LAYER_TYPES_MIXED == {"MultiCross", "CrossEntropyLoss", "MultiCrossEntropyLoss"}
+    assert LAYER_TYPES_FP32 - LAYER_TYPES_MIXED == {"CrossEntropyLoss", "MultiCrossEntropyLoss"}
     assert {"ElementwiseMultiply", "Softmax", "Sub", "ReduceMean"} <= LAYER_TYPES_FP32 & LAYER_TYPES_MIXED
     assert len(EMBEDDING_TYPES) == 3 and not EMBEDDING_TYPES & LAYER_TYPES_FP32
