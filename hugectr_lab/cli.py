@@ -4,6 +4,7 @@
     hugectr-lab train CONFIG.json [--iterations N --backend numpy|cupy|auto ...]
     hugectr-lab demo [--dir DIR]
     hugectr-lab predict CONFIG.json DATA.txt [--cache-percentage F --no-cache --backend ...]
+    hugectr-lab preprocess OUT_DIR --train DAY [DAY ...] [--eval DAY ...] [--format norm|raw|parquet ...]
 
 ``main(argv)`` returns an exit status; only the console entry point exits.
 """
@@ -159,6 +160,49 @@ def _cmd_predict(args):
     return 0
 
 
+def _cmd_preprocess(args):
+    """Criteo TSV → Norm/Raw/Parquet + keysets (hugectr_lab.preprocess)."""
+    from .preprocess import CriteoPipeline, preprocess_criteo
+
+    pipeline = CriteoPipeline(freq_threshold=args.freq_threshold, fill_value=args.fill_value,
+                              clip_min=None if args.no_clip else args.clip_min, log=not args.no_log,
+                              normalize=args.normalize)
+    summary = preprocess_criteo(args.out_dir, args.train, args.eval or (), format=args.format, engine=args.engine,
+                                pipeline=pipeline, samples_per_file=args.samples_per_file,
+                                file_list_length=args.file_list_length, key_type=args.key_type, check=args.check,
+                                float_label_dense=args.float_label_dense, chunk_bytes=args.chunk_mb << 20,
+                                progress=False if args.quiet else None, overwrite=args.overwrite)
+    print(summary)
+    print(f"details and a HugeCTR Data layer: {os.path.join(args.out_dir, 'preprocess.json')}")
+    return 0
+
+
+def _add_preprocess_parser(sub):
+    pre = sub.add_parser("preprocess", help="Criteo-format TSV to Norm, Raw or Parquet data plus keyset files")
+    pre.add_argument("out_dir", help="output directory (train/, val/, preprocess.json)")
+    pre.add_argument("--train", nargs="+", required=True, help="training TSV files (statistics come from these)")
+    pre.add_argument("--eval", nargs="*", default=[], help="evaluation TSV files")
+    pre.add_argument("--format", default="norm", choices=["norm", "raw", "parquet"])
+    pre.add_argument("--engine", default="pyarrow", choices=["pyarrow", "pandas", "nvtabular"],
+                     help="pyarrow (alias pandas; default) or nvtabular (CPU mode); both write identical files")
+    pre.add_argument("--freq-threshold", type=int, default=6, help="rarer categories become OOV (default 6)")
+    pre.add_argument("--fill-value", type=float, default=0.0, help="FillMissing value for I1-I13 (default 0)")
+    pre.add_argument("--clip-min", type=float, default=0.0, help="Clip(min_value) for I1-I13 (default 0)")
+    pre.add_argument("--no-clip", action="store_true")
+    pre.add_argument("--no-log", action="store_true", help="skip LogOp (log(x + 1))")
+    pre.add_argument("--normalize", action="store_true", help="Normalize I1-I13 (mean/std of the training data)")
+    pre.add_argument("--samples-per-file", type=int, default=40960, help="samples per data file (default 40960)")
+    pre.add_argument("--file-list-length", type=int, default=0,
+                     help="also write file_list.<n>.txt/.keyset groups of N files (model oversubscription)")
+    pre.add_argument("--key-type", choices=["I32", "I64"], default=None, help="default I64 for parquet, else I32")
+    pre.add_argument("--check", choices=["Sum", "None"], default="Sum", help="Norm check mode (default Sum)")
+    pre.add_argument("--float-label-dense", action="store_true", help="Raw: store float labels/dense values")
+    pre.add_argument("--chunk-mb", type=int, default=64, help="input read per step, MiB (default 64)")
+    pre.add_argument("--overwrite", action="store_true")
+    pre.add_argument("--quiet", action="store_true", help="no progress bars")
+    pre.set_defaults(run=_cmd_preprocess)
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="hugectr-lab", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +237,7 @@ def _parser():
     pred.add_argument("--device", type=int, default=0)
     pred.add_argument("--backend", default=None, help="numpy, cupy or auto (default numpy)")
     pred.set_defaults(run=_cmd_predict)
+    _add_preprocess_parser(sub)
     return parser
 
 

@@ -85,9 +85,9 @@ class Session:
         if not isinstance(solver_config, SolverParser):
             raise TypeError(f"Session(solver_config=...) needs a SolverParser (from solver_parser_helper), "
                             f"got {type(solver_config).__name__}")
-        if use_model_oversubscriber:
-            raise ValueError("Session(use_model_oversubscriber=True): the ModelOversubscriber is not available "
-                             "in this version of hugectr-lab; train without it")
+        if use_model_oversubscriber and not temp_embedding_dir:
+            raise ValueError("Session(use_model_oversubscriber=True) needs temp_embedding_dir: a writable directory "
+                             "for the host-side embedding tables")
         self.solver = solver = solver_config
         self.config_file = str(config_file)
         self.device_ids = flatten_vvgpu(solver.vvgpu)
@@ -99,6 +99,7 @@ class Session:
         self.comm = InProcessCommunicator(G)
         self._seeds = _seed_sequence(solver.seed)
         dense_seq, embedding_seq, dropout_seq = self._seeds.spawn(3)
+        self._data_seed = self._seeds.spawn(1)[0]  # Raw batch shuffling (HugeCTR's is not reproducible)
         self.key_type = "I64" if solver.i64_input_key else "I32"
         self.compute_dtype = np.float16 if solver.use_mixed_precision else np.float32
         self.scaler = float(solver.scaler) if solver.use_mixed_precision else 1.0
@@ -118,7 +119,15 @@ class Session:
         self.dense_optimizers = [self._make_dense_optimizer() for _ in range(G)]
 
         self._load_dense_weights(solver.model_file, np.random.default_rng(dense_seq))
-        self._load_sparse(solver.embedding_files, solver.sparse_opt_states_files)
+        self._mos = None
+        if use_model_oversubscriber:  # the host store takes the sparse files; the device tables wait for update()
+            from .oversubscriber import ModelOversubscriber
+
+            self._mos = ModelOversubscriber(self.embeddings, temp_embedding_dir,
+                                            embedding_files=solver.embedding_files,
+                                            sparse_opt_states_files=solver.sparse_opt_states_files)
+        else:
+            self._load_sparse(solver.embedding_files, solver.sparse_opt_states_files)
         if solver.dense_opt_states_file:
             self._load_dense_optimizer(solver.dense_opt_states_file)
         self.metrics = Metrics(solver.metrics_spec, capacity=solver.max_eval_batches * solver.batchsize_eval,
@@ -132,12 +141,9 @@ class Session:
     # ---- construction helpers ---------------------------------------------------------------------
 
     def _make_reader(self, batchsize, eval):
-        data = self.config.data
-        if data.format != "Norm":
-            raise ValueError(f"{self.config_file}: layers[0].format {data.format!r} is not supported by this "
-                             f"version of hugectr-lab's Session; use the Norm format")
         cls = DataReader64 if self.key_type == "I64" else DataReader32
-        return cls.from_data_spec(data, batchsize, repeat=self.solver.repeat_dataset, eval=eval)
+        return cls.from_data_spec(self.config.data, batchsize, repeat=self.solver.repeat_dataset, eval=eval,
+                                  num_devices=self.num_devices, seed=self._data_seed)
 
     def _input_shapes(self, b):
         data = self.config.data
@@ -220,8 +226,8 @@ class Session:
                 reader.start()
 
     def get_model_oversubscriber(self):
-        """None: this Session was built without the ModelOversubscriber."""
-        return None
+        """The ``ModelOversubscriber`` (None unless built with ``use_model_oversubscriber=True``)."""
+        return self._mos
 
     # ---- training -----------------------------------------------------------------------------------
 
@@ -385,7 +391,8 @@ class Session:
 
         ``sparse_format="v3.1"`` writes each sparse model as HugeCTR 3.1's directory (``key``,
         ``emb_vector``, ``slot_id``) instead of the v3.0 file, so the model loads into newer HugeCTR;
-        ``embedding_files`` accepts either form.
+        ``embedding_files`` accepts either form. With the model oversubscriber the sparse files hold
+        what the devices hold (HugeCTR); ``get_model_oversubscriber().store(files)`` writes whole tables.
         """
         if sparse_format not in ("v3.0", "v3.1"):
             raise ValueError(f"download_params_to_files(sparse_format=...) must be 'v3.0' or 'v3.1', "
@@ -428,10 +435,12 @@ class Session:
         return self.train_networks[0].summary(print_fn)
 
     def close(self):
-        """Stop the reader threads."""
+        """Stop the reader threads and remove the model oversubscriber's files."""
         for reader in (self._reader_train, self._reader_eval):
             if reader is not None:
                 reader.close()
+        if self._mos is not None:
+            self._mos.close()
 
     def __repr__(self):
         return (f"<Session {Path(self.config_file).name}: {len(self.embeddings)} embeddings, "

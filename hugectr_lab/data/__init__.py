@@ -1,4 +1,5 @@
-"""Data: HugeCTR's Norm files, file lists and keyset files, the DataReader, and a synthetic generator.
+"""Data: HugeCTR's Norm, Raw and Parquet formats, file lists and keyset files, the DataReader, and a
+synthetic generator.
 
 Array-level API (host NumPy arrays; letters as in the package docstring, N samples):
 
@@ -19,7 +20,12 @@ from .keyset import read_keyset, write_keyset
 from .norm import (NormHeader, NormLayout, check_mode, encode_norm, iter_norm_file, read_norm_file, read_norm_header,
                    write_norm_file)
 from .norm_parse import DroppedSample
-from .reader import DataReader, DataReader32, DataReader64
+from .parquet import (ParquetDatasetWriter, ParquetFileReader, ParquetLayout, ParquetMetadata, iter_parquet_file,
+                      parquet_table, read_parquet_file, read_parquet_metadata, write_parquet_dataset,
+                      write_parquet_metadata)
+from .raw import (RawBatches, RawFile, RawLayout, RawRecords, encode_raw, raw_num_records, read_raw_file,
+                  read_raw_records, write_raw_file)
+from .reader import FORMATS, DataReader, DataReader32, DataReader64
 
 __all__ = [
     "CSR", "KEY_DTYPES", "Batch", "Samples", "as_keys", "key_dtype", "key_type_name",
@@ -28,7 +34,11 @@ __all__ = [
     "read_keyset", "write_keyset",
     "NormHeader", "NormLayout", "check_mode", "encode_norm", "iter_norm_file", "read_norm_file", "read_norm_header",
     "write_norm_file", "DroppedSample",
-    "DataReader", "DataReader32", "DataReader64",
+    "ParquetDatasetWriter", "ParquetFileReader", "ParquetLayout", "ParquetMetadata", "iter_parquet_file",
+    "parquet_table", "read_parquet_file", "read_parquet_metadata", "write_parquet_dataset", "write_parquet_metadata",
+    "RawBatches", "RawFile", "RawLayout", "RawRecords", "encode_raw", "raw_num_records", "read_raw_file",
+    "read_raw_records", "write_raw_file",
+    "FORMATS", "DataReader", "DataReader32", "DataReader64",
     "DISTRIBUTIONS", "DatasetSummary", "PlantedModel", "data_layer_options", "generate_dataset",
     "generate_for_config",
 ]

@@ -1,4 +1,4 @@
-"""Synthetic Norm datasets with a planted signal, so a model that learns reaches a known AUC.
+"""Synthetic Norm, Raw and Parquet datasets with a planted signal, so a model that learns reaches a known AUC.
 
 Labels are drawn from a hidden logistic model (``PlantedModel``):
 
@@ -13,6 +13,12 @@ Layout follows HugeCTR's ``data_generator``: dense features ~ U(0, 1); slot k dr
 ``[min_nnz_k, max_nnz_k]`` and its keys from its own contiguous range ``[offset_k, offset_k + vocab_k)``
 (uniform or power law), so slots never share keys; data files are ``<list dir>/train/gen_<k>.data``
 and ``<eval list dir>/val/gen_<k>.data``; each file list gets a keyset file of its unique keys.
+
+``format="Raw"``: ``source`` / ``eval_source`` are the data files themselves (one file per split, the
+chunks k appended); one key per slot, stored without the slot offsets (the Data layer's
+``slot_size_array`` = the vocabulary sizes adds them back); without ``float_label_dense`` the dense
+values are integers in [0, 32) and the planted model sees ln(x + 1), as the reader hands them out.
+``format="Parquet"``: ``<list dir>/<train|val>/part_<k>.parquet`` with ``_metadata.json`` beside them.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from .batch import CSR, Samples, key_dtype, key_type_name
 from .file_list import write_file_list
 from .keyset import write_keyset
 from .norm import check_mode, write_norm_file
+from .parquet import ParquetDatasetWriter, ParquetLayout
+from .raw import RawLayout, RawRecords
 
 DISTRIBUTIONS = ("uniform", "zipf-0.9", "zipf-1.1", "zipf-1.3")  # presets; any "zipf-<alpha>" works
 AUTO_PROGRESS_SAMPLES = 1_000_000  # show a progress bar from this many samples on, unless told
@@ -123,10 +131,11 @@ class DatasetSummary:
     bayes_auc: float  # training data
     eval_bayes_auc: float  # evaluation data (nan without one)
     model: PlantedModel
+    format: str = "Norm"  # for Raw, ``file_lists`` are the data files
 
     def __str__(self):
         return "\n".join([
-            f"files: {self.train_files} train ({self.train_samples} samples), "
+            f"{self.format} files: {self.train_files} train ({self.train_samples} samples), "
             f"{self.eval_files} eval ({self.eval_samples} samples); check {self.check}, keys {self.key_type}",
             f"slots: {list(self.slot_nums)} per sparse input, {sum(self.slot_nums)} in all; "
             f"keys {self.key_range[0]}..{self.key_range[1]} ({self.distribution})",
@@ -173,9 +182,17 @@ def _slot_table(slot_nums, vocab_sizes, min_nnz, max_nnz, max_feature_nums, dist
     return _SlotTable(vocab, np.cumsum(vocab) - vocab, low, high, power_law_exponent(distribution), dtype)
 
 
-def _sample_file(rng, count, label_dim, dense_dim, slot_nums, table: _SlotTable, model: PlantedModel):
-    """``count`` samples, every label column drawn from ``model``; also returns the true probabilities."""
+def _sample_file(rng, count, label_dim, dense_dim, slot_nums, table: _SlotTable, model: PlantedModel,
+                 int_dense=False):
+    """``count`` samples, every label column drawn from ``model``; also returns the true probabilities.
+
+    ``int_dense``: the dense values are ln(x + 1) of integers x in [0, 32) (Raw without
+    float_label_dense); the integers are returned too (else None)."""
     dense = rng.random((count, dense_dim), dtype=np.float32)
+    raw_dense = None
+    if int_dense:
+        raw_dense = np.floor(dense * 32).astype(np.int32)
+        dense = np.log(raw_dense.astype(np.float32) + np.float32(1))
     sparse, first = [], 0
     for s in slot_nums:
         slots = np.arange(first, first + s)
@@ -188,7 +205,7 @@ def _sample_file(rng, count, label_dim, dense_dim, slot_nums, table: _SlotTable,
         first += s
     probability = model.probabilities(Samples(np.zeros((count, label_dim), np.float32), dense, tuple(sparse)))
     labels = (rng.random((count, label_dim)) < probability[:, None]).astype(np.float32)
-    return Samples(labels, dense, tuple(sparse)), probability
+    return Samples(labels, dense, tuple(sparse)), probability, raw_dense
 
 
 def _plant_model(rng, dense_dim, table: _SlotTable, logit_std, bias, seed) -> PlantedModel:
@@ -204,8 +221,9 @@ def generate_dataset(source, eval_source=None, *, label_dim=1, dense_dim=13, slo
                      key_type="I32", check="Sum", num_files=4, samples_per_file=4096, eval_files=None,
                      eval_samples_per_file=None, vocab_sizes=1000, min_nnz=1, max_nnz=1, distribution="uniform",
                      logit_std=1.5, bias=0.0, train_parts=1, seed=0, base_dir=None, overwrite=False,
-                     progress=None) -> DatasetSummary:
-    """Write a training (and evaluation) Norm dataset with file lists and keyset files.
+                     progress=None, format="Norm", float_label_dense=False, num_samples=None,
+                     eval_num_samples=None) -> DatasetSummary:
+    """Write a training (and evaluation) dataset with file lists and keyset files.
 
     ``source`` / ``eval_source`` are the file-list paths (relative ones are relative to ``base_dir``,
     default the working directory); list entries are written in the same form, e.g. a list
@@ -214,65 +232,118 @@ def generate_dataset(source, eval_source=None, *, label_dim=1, dense_dim=13, slo
     training files into ``<stem>.<n>.txt`` lists (with ``<stem>.<n>.keyset``) for model
     oversubscription. ``eval_files`` / ``eval_samples_per_file`` default to the training counts, as in
     HugeCTR's tool. ``progress``: a tqdm bar (None: only for large jobs). Same seed, same bytes.
+
+    ``format``: "Norm" (default), "Raw" or "Parquet" (see the module docstring; both one-hot, so
+    ``min_nnz = max_nnz = 1``). For Raw, ``source`` / ``eval_source`` name the data files, which hold
+    ``num_samples`` / ``eval_num_samples`` samples (default: files x samples per file; the chunks of
+    ``samples_per_file`` are generated one by one), and ``train_parts`` writes ``<stem>.<n><ext>``
+    data files beside the whole one. ``float_label_dense`` stores Raw labels and dense values as floats.
     """
+    if format not in ("Norm", "Raw", "Parquet"):
+        raise ValueError(f"format must be 'Norm', 'Raw' or 'Parquet', got {format!r}")
     slot_nums = tuple(int(s) for s in slot_nums)
     table = _slot_table(slot_nums, vocab_sizes, min_nnz, max_nnz, max_feature_nums, distribution, key_type)
     if label_dim < 1:
         raise ValueError("need label_dim >= 1")
+    if format != "Norm" and ((table.min_nnz != 1).any() or (table.max_nnz != 1).any()):
+        raise ValueError(f"the {format} format holds exactly one key per slot: use min_nnz = max_nnz = 1")
     check = check_mode(check)
     base = Path(os.getcwd() if base_dir is None else base_dir)
+    int_dense = format == "Raw" and not float_label_dense
 
-    splits = [_Split("train", str(source), num_files, samples_per_file)]
+    def sizes(files, per_file, total):
+        if format == "Raw" and total is not None:
+            return [min(per_file, total - start) for start in range(0, total, per_file)] or [0]
+        return [per_file] * files
+
+    splits = [_Split("train", str(source), sizes(num_files, samples_per_file, num_samples), format)]
     if eval_source:
-        splits.append(_Split("val", str(eval_source), num_files if eval_files is None else eval_files,
-                             samples_per_file if eval_samples_per_file is None else eval_samples_per_file))
-    lists = _plan_lists(splits, train_parts)
+        eval_per_file = samples_per_file if eval_samples_per_file is None else eval_samples_per_file
+        splits.append(_Split("val", str(eval_source), sizes(num_files if eval_files is None else eval_files,
+                                                             eval_per_file, eval_num_samples), format))
+    lists = _plan_lists(splits, train_parts, format)
     for list_path, _, _ in lists:
         if (base / list_path).exists() and not overwrite:
             raise FileExistsError(f"{base / list_path} exists; pass overwrite=True to replace the dataset")
 
     model = _plant_model(np.random.default_rng([seed, 0]), dense_dim, table, logit_std, bias, seed)
-    total = sum(split.files * split.samples_per_file for split in splits)
+    raw_layout = RawLayout(label_dim, dense_dim, slot_nums, table.dtype, float_label_dense, tuple(table.vocab))
+    total = sum(split.num_samples for split in splits)
     with tqdm(total=total, unit="samples", desc="generating",
               disable=not (total >= AUTO_PROGRESS_SAMPLES if progress is None else progress)) as bar:
         for split_id, split in enumerate(splits, start=1):
-            (base / split.list_path).parent.joinpath(split.folder).mkdir(parents=True, exist_ok=True)
-            for k in range(split.files):
+            split_lists = [(path, ids) for path, sp, ids in lists if sp is split]
+            if format == "Raw":
+                for path, _ in split_lists:
+                    (base / path).parent.mkdir(parents=True, exist_ok=True)
+                    (base / path).write_bytes(b"")
+            else:
+                (base / split.list_path).parent.joinpath(split.folder).mkdir(parents=True, exist_ok=True)
+            parquet = (ParquetDatasetWriter(base / os.path.dirname(split.list_path) / split.folder,
+                                            ParquetLayout(label_dim, dense_dim, slot_nums, table.dtype,
+                                                          tuple(table.vocab)))
+                       if format == "Parquet" else None)
+            for k, count in enumerate(split.sizes):
                 rng = np.random.default_rng([seed, split_id, k])
-                samples, probability = _sample_file(rng, split.samples_per_file, label_dim, dense_dim, slot_nums,
-                                                    table, model)
-                write_norm_file(base / split.entry(k), samples, check=check, key_type=table.dtype)
+                samples, probability, raw_dense = _sample_file(rng, count, label_dim, dense_dim, slot_nums, table,
+                                                               model, int_dense)
+                if format == "Norm":
+                    write_norm_file(base / split.entry(k), samples, check=check, key_type=table.dtype)
+                elif format == "Parquet":
+                    parquet.write(samples)
+                else:
+                    records = raw_layout.records_of(samples)
+                    if int_dense:
+                        records = RawRecords(records.labels, raw_dense, records.keys)
+                    data = raw_layout.encode(records).tobytes()
+                    for path, ids in split_lists:
+                        if k in ids:
+                            with open(base / path, "ab") as f:
+                                f.write(data)
                 split.record(samples, probability)
-                bar.update(split.samples_per_file)
+                bar.update(count)
+            if parquet is not None:
+                parquet.close(write_list=False)
 
     for list_path, split, file_ids in lists:
-        write_file_list(base / list_path, [split.entry(k) for k in file_ids])
+        if format != "Raw":
+            write_file_list(base / list_path, [split.entry(k) for k in file_ids])
         write_keyset(base / _keyset_path(list_path), np.unique(np.concatenate([split.keys[k] for k in file_ids])),
                      table.dtype)
 
     train, evaluation = splits[0], (splits[1:] or [None])[0]
     return DatasetSummary(
         file_lists=tuple(path for path, _, _ in lists), keysets=tuple(_keyset_path(path) for path, _, _ in lists),
-        train_files=train.files, train_samples=train.files * train.samples_per_file,
+        train_files=train.files, train_samples=train.num_samples,
         eval_files=evaluation.files if evaluation else 0,
-        eval_samples=evaluation.files * evaluation.samples_per_file if evaluation else 0,
+        eval_samples=evaluation.num_samples if evaluation else 0,
         slot_nums=slot_nums, vocab_sizes=tuple(int(v) for v in table.vocab), key_type=key_type_name(table.dtype),
         check=check, distribution=distribution, key_range=(0, int(table.vocab.sum()) - 1),
         label_mean=float(np.mean(np.concatenate(train.labels))),
         bayes_auc=train.bayes_auc(), eval_bayes_auc=evaluation.bayes_auc() if evaluation else float("nan"),
-        model=model)
+        model=model, format=format)
 
 
 class _Split:
     """The training or evaluation part of a dataset: where its files go, and what was written."""
 
-    def __init__(self, folder, list_path, files, samples_per_file):
-        self.folder, self.list_path, self.files, self.samples_per_file = folder, list_path, files, samples_per_file
+    def __init__(self, folder, list_path, sizes, format="Norm"):
+        self.folder, self.list_path, self.sizes, self.format = folder, list_path, list(sizes), format
         self.probabilities, self.labels, self.keys = [], [], []  # per data file
+
+    @property
+    def files(self) -> int:
+        """Data files (Raw: chunks of the one data file)."""
+        return len(self.sizes)
+
+    @property
+    def num_samples(self) -> int:
+        return sum(self.sizes)
 
     def entry(self, k) -> str:
         """Data file k as the file list names it (same form as the list path: relative or absolute)."""
-        return os.path.join(os.path.dirname(self.list_path), self.folder, f"gen_{k}.data")
+        name = f"part_{k}.parquet" if self.format == "Parquet" else f"gen_{k}.data"
+        return os.path.join(os.path.dirname(self.list_path), self.folder, name)
 
     def record(self, samples, probability):
         self.probabilities.append(probability)
@@ -283,13 +354,14 @@ class _Split:
         return auc(np.concatenate(self.probabilities), np.concatenate(self.labels))
 
 
-def _plan_lists(splits, train_parts):
-    """(file-list path, split, data-file indices) of every file list to write."""
+def _plan_lists(splits, train_parts, format="Norm"):
+    """(file-list path, split, data-file indices) of every file list to write (Raw: data files, chunks)."""
     train = splits[0]
     lists = [(train.list_path, train, range(train.files))]
     if train_parts > 1:
         stem, suffix = os.path.splitext(train.list_path)
-        lists += [(f"{stem}.{n}{suffix or '.txt'}", train, part)
+        default = ".bin" if format == "Raw" else ".txt"
+        lists += [(f"{stem}.{n}{suffix or default}", train, [int(k) for k in part])
                   for n, part in enumerate(np.array_split(np.arange(train.files), train_parts))]
     return lists + [(split.list_path, split, range(split.files)) for split in splits[1:]]
 
@@ -337,16 +409,24 @@ def data_layer_options(config) -> dict:
         solver = parsed.get("solver", {})
     else:
         data, solver = parsed.data, getattr(parsed, "solver", None)
-    if _field(data, "format", "Norm") != "Norm":
-        raise ValueError(f"only Norm data can be generated; the config's Data layer has format "
-                         f"{_field(data, 'format')!r}")
+    fmt = _field(data, "format", "Norm") or "Norm"
     sparse = _field(data, "sparse")
-    return dict(source=_field(data, "source"), eval_source=_field(data, "eval_source", "") or None,
-                check=_field(data, "check"), label_dim=_field(_field(data, "label"), "label_dim"),
-                dense_dim=_field(_field(data, "dense"), "dense_dim"),
-                slot_nums=[_field(s, "slot_num") for s in sparse],
-                max_feature_nums=[_field(s, "max_feature_num_per_sample") for s in sparse],
-                key_type=_field(solver, "input_key_type", "I32") if solver is not None else "I32")
+    options = dict(source=_field(data, "source"), eval_source=_field(data, "eval_source", "") or None,
+                   check=_field(data, "check"), label_dim=_field(_field(data, "label"), "label_dim"),
+                   dense_dim=_field(_field(data, "dense"), "dense_dim"),
+                   slot_nums=[_field(s, "slot_num") for s in sparse],
+                   max_feature_nums=[_field(s, "max_feature_num_per_sample") for s in sparse],
+                   key_type=_field(solver, "input_key_type", "I32") if solver is not None else "I32")
+    if fmt != "Norm":
+        sizes = _field(data, "slot_size_array", None)
+        if not sizes:
+            raise ValueError(f"generating {fmt} data needs the Data layer's slot_size_array (the keys of slot k "
+                             "are drawn from [0, slot_size_array[k]))")
+        options.update(format=fmt, vocab_sizes=list(sizes), min_nnz=1, max_nnz=1)
+    if fmt == "Raw":
+        options.update(float_label_dense=bool(_field(data, "float_label_dense", False)),
+                       num_samples=_field(data, "num_samples"), eval_num_samples=_field(data, "eval_num_samples", 0))
+    return options
 
 
 def generate_for_config(config, out_dir=None, **options) -> DatasetSummary:
@@ -354,6 +434,8 @@ def generate_for_config(config, out_dir=None, **options) -> DatasetSummary:
     label/dense/slot layout, check mode and key type.
 
     Relative paths are taken relative to ``out_dir`` (default: the working directory, as HugeCTR does).
-    ``options`` go to ``generate_dataset`` (num_files, samples_per_file, vocab_sizes, distribution, ...).
+    ``options`` go to ``generate_dataset`` (num_files, samples_per_file, vocab_sizes, distribution, ...);
+    what the config fixes wins (for Raw and Parquet: the vocabulary sizes = ``slot_size_array``, one key
+    per slot; for Raw: ``num_samples`` / ``eval_num_samples``).
     """
-    return generate_dataset(**data_layer_options(config), base_dir=out_dir, **options)
+    return generate_dataset(**{**options, **data_layer_options(config)}, base_dir=out_dir)

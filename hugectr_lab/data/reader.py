@@ -1,11 +1,14 @@
-"""DataReader32 / DataReader64: global batches from a Norm file list, read ahead in a background thread.
+"""DataReader32 / DataReader64: global batches from a Norm or Parquet file list or a Raw file, read ahead
+in a background thread.
 
-The sample order is HugeCTR's (v3.0): W workers each fill whole global batches from their own file
-stream (worker w reads files w, w+W, w+2W, ... of the list, continuing across file boundaries), and
-batches are taken round-robin over the workers, skipping those that have finished. In repeat mode a
-worker's stream wraps around the list forever (file indices modulo N); in epoch mode a worker at the
-end of its files hands out one last partial batch, padded with empty samples, and is done. The W
-workers are logical streams consumed by one thread, so the order never depends on timing.
+The sample order is HugeCTR's (v3.0). Norm and Parquet: W workers each fill whole global batches from
+their own file stream (worker w reads files w, w+W, w+2W, ... of the list, continuing across file
+boundaries), and batches are taken round-robin over the workers, skipping those that have finished. In
+repeat mode a worker's stream wraps around the list forever (file indices modulo N); in epoch mode a
+worker at the end of its files hands out one last partial batch, padded with empty samples, and is
+done. Raw: the file is cut into consecutive batches whose order the training reader shuffles (seeded
+here; HugeCTR's shuffle is not reproducible), see ``raw.RawBatches``. The W workers are logical
+streams consumed by one thread, so the order never depends on timing.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import threading
 import warnings
 import weakref
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -22,14 +26,18 @@ from .batch import Batch, Samples, key_dtype
 from .errors import DataError, DataWarning, NotInitializedError
 from .file_list import resolve_file_list
 from .norm import DEFAULT_CHUNK_BYTES, NormLayout, iter_norm_file
+from .parquet import ParquetLayout, iter_parquet_file
+from .raw import RawBatches, RawFile, RawLayout
+
+FORMATS = ("Norm", "Raw", "Parquet")
 
 
 class _WorkerStream:
     """One HugeCTR reader worker: the samples of its files, handed out a batch at a time."""
 
-    def __init__(self, paths, worker, num_workers, layout, repeat, chunk_bytes):
+    def __init__(self, paths, worker, num_workers, iter_file, repeat):
         self._paths, self._worker, self._num_workers = paths, worker, num_workers
-        self._layout, self._repeat, self._chunk_bytes = layout, repeat, chunk_bytes
+        self._iter_file, self._repeat = iter_file, repeat
         self._chunks = self._read_chunks()
         self._current, self._used = None, 0  # the chunk being handed out and how much of it is
 
@@ -43,7 +51,7 @@ class _WorkerStream:
         files_without_samples = 0
         for path in self._files():
             found = False
-            for samples, dropped in iter_norm_file(path, self._layout, chunk_bytes=self._chunk_bytes):
+            for samples, dropped in self._iter_file(path):
                 found = found or (samples is not None and len(samples) > 0)
                 yield samples, dropped
             files_without_samples = 0 if found else files_without_samples + 1
@@ -98,9 +106,8 @@ def _produce(streams, batchsize, layout, out, stop):
             for stream in list(active):
                 samples, newly_dropped = stream.next_batch(batchsize)
                 dropped += newly_dropped
-                if samples is None or len(samples) < batchsize:
+                if samples is None:  # a worker's partial batch is its last: the next call gives None
                     active.remove(stream)
-                if samples is None:
                     continue
                 if not put(_Item(Batch.pad(samples, batchsize, layout.slot_nums, layout.key_type), dropped)):
                     return
@@ -111,26 +118,52 @@ def _produce(streams, batchsize, layout, out, stop):
 
 
 class DataReader:
-    """Reads global batches of ``batchsize`` samples from a Norm file list.
+    """Reads global batches of ``batchsize`` samples from a Norm or Parquet file list, or a Raw file.
 
     Args mirror the JSON Data layer: ``slot_nums`` and ``max_feature_nums`` hold ``slot_num`` and
-    ``max_feature_num_per_sample`` of each sparse input; ``check`` is "Sum" or "None"; ``key_type`` is
-    "I32" (uint32 keys) or "I64" (int64); ``repeat`` wraps around the data forever (non-epoch
-    training) instead of ending after one pass. ``prefetch`` batches are read ahead.
+    ``max_feature_num_per_sample`` of each sparse input; ``check`` is "Sum" or "None" (Norm only);
+    ``key_type`` is "I32" (uint32 keys) or "I64" (int64); ``repeat`` wraps around the data forever
+    (non-epoch training) instead of ending after one pass. ``prefetch`` batches are read ahead.
 
-    Use ``set_source(file_list)`` (or ``start()`` with the source given here), then ``read_a_batch()``
-    until it returns None. Samples whose checksum does not match are dropped with a ``DataWarning``
-    and counted in ``dropped_samples``; any other data problem raises ``DataError`` from
-    ``read_a_batch`` naming the file and byte offset.
+    ``format`` is "Norm" (default), "Raw" or "Parquet". Raw and Parquet take ``slot_size_array`` (its
+    exclusive prefix sums are added to each slot's keys); Raw also ``num_samples`` (records to read from
+    ``source``, or from every file when no source is given here; None: as many as the file holds; other
+    files that ``set_source`` names are read whole) and ``float_label_dense``, and ``shuffle=True``
+    shuffles the order of its batches on every ``set_source`` with a generator seeded by ``seed``
+    (HugeCTR's training reader shuffles with a random seed).
+
+    Use ``set_source(source)`` (or ``start()`` with the source given here), then ``read_a_batch()``
+    until it returns None. The source is a file list (Norm, Parquet) or a data file (Raw). Samples
+    whose checksum does not match are dropped with a ``DataWarning`` and counted in
+    ``dropped_samples``; any other data problem raises ``DataError`` from ``read_a_batch`` naming the
+    file and the byte offset (Norm, Raw) or row and column (Parquet).
     """
 
     def __init__(self, batchsize, label_dim, dense_dim, slot_nums, max_feature_nums=None, *, source="",
                  check="Sum", repeat=False, num_workers=12, key_type="I32", prefetch=4,
-                 chunk_bytes=DEFAULT_CHUNK_BYTES):
+                 chunk_bytes=DEFAULT_CHUNK_BYTES, format="Norm", slot_size_array=None, num_samples=None,
+                 float_label_dense=False, shuffle=False, seed=None):
         if batchsize < 1 or num_workers < 1 or prefetch < 1:
             raise ValueError("batchsize, num_workers and prefetch must be >= 1")
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
         self.batchsize = int(batchsize)
-        self.layout = NormLayout(label_dim, dense_dim, slot_nums, key_type, check, max_feature_nums)
+        self.format = format
+        if format == "Norm":
+            self.layout = NormLayout(label_dim, dense_dim, slot_nums, key_type, check, max_feature_nums)
+        elif format == "Raw":
+            self.layout = RawLayout(label_dim, dense_dim, slot_nums, key_type, float_label_dense, slot_size_array)
+        else:
+            self.layout = ParquetLayout(label_dim, dense_dim, slot_nums, key_type, slot_size_array)
+        if format != "Norm" and max_feature_nums is not None:
+            for i, (limit, s) in enumerate(zip(max_feature_nums, self.layout.slot_nums)):
+                if limit < s:
+                    raise ValueError(f"sparse input {i}: {format} data has one key per slot, so its "
+                                     f"{s} slots need max_feature_num_per_sample >= {s}, got {limit}")
+        self.num_samples = None if num_samples is None else int(num_samples)
+        self._num_samples_source = str(source) if source else None  # the file num_samples describes (None: all)
+        self.shuffle = bool(shuffle)  # may be switched off (or on) before the next set_source
+        self._rng = np.random.default_rng(seed)
         self.repeat = bool(repeat)
         self.num_workers = int(num_workers)
         self.prefetch = int(prefetch)
@@ -142,18 +175,33 @@ class DataReader:
         self._error = None
 
     @classmethod
-    def from_data_spec(cls, data, batchsize, *, key_type=None, repeat=False, eval=False, **options):
+    def from_data_spec(cls, data, batchsize, *, key_type=None, repeat=False, eval=False, num_devices=1,
+                       seed=None, **options):
         """A reader for a parsed JSON Data layer (anything with HugeCTR's Data-layer attribute names:
         ``format, source, eval_source, check, num_workers, label.label_dim, dense.dense_dim,
-        sparse[i].slot_num, sparse[i].max_feature_num_per_sample``), reading ``eval_source`` if ``eval``."""
-        if getattr(data, "format", "Norm") != "Norm":
-            raise ValueError(f"DataReader reads the Norm format, not {data.format!r}")
+        sparse[i].slot_num, sparse[i].max_feature_num_per_sample`` and, for Raw/Parquet,
+        ``slot_size_array, num_samples, eval_num_samples, float_label_dense``), reading ``eval_source``
+        if ``eval``.
+
+        As in HugeCTR, a Raw training reader shuffles its batches (with ``seed``) and the eval reader
+        does not; Parquet defaults to ``num_devices`` workers, the other formats to 12.
+        """
+        fmt = getattr(data, "format", "Norm") or "Norm"
         if key_type is not None:
             options["key_type"] = key_type
+        if fmt != "Norm":
+            options.setdefault("slot_size_array", getattr(data, "slot_size_array", None))
+        if fmt == "Raw":
+            options.setdefault("num_samples", data.eval_num_samples if eval else data.num_samples)
+            options.setdefault("float_label_dense", bool(getattr(data, "float_label_dense", False)))
+            options.setdefault("shuffle", not eval)
+            options["seed"] = seed
+        workers = getattr(data, "num_workers", None) or (num_devices if fmt == "Parquet" else 12)
         return cls(batchsize, data.label.label_dim, data.dense.dense_dim, [s.slot_num for s in data.sparse],
                    [s.max_feature_num_per_sample for s in data.sparse],
-                   source=data.eval_source if eval else data.source, check=data.check, repeat=repeat,
-                   num_workers=getattr(data, "num_workers", None) or 12, **options)
+                   source=data.eval_source if eval else data.source, check=data.check if fmt == "Norm" else "None",
+                   repeat=repeat,
+                   num_workers=workers, format=fmt, **options)
 
     @property
     def key_type(self) -> np.dtype:
@@ -166,9 +214,11 @@ class DataReader:
         return self._thread is not None or self._ended
 
     def set_source(self, file_name: str = "") -> None:
-        """Read from the file list ``file_name`` from its beginning; "" rewinds the current source.
+        """Read from ``file_name`` (a file list; for Raw a data file) from its beginning; "" rewinds the
+        current source.
 
-        Queued batches are dropped and reading starts (HugeCTR's ``set_source``).
+        Queued batches are dropped and reading starts (HugeCTR's ``set_source``). A shuffling Raw reader
+        draws a new batch order. Parquet sources are accepted too, which HugeCTR v3.0 refuses.
         """
         if not file_name and self.source is None:
             raise NotInitializedError("set_source(): there is no current source to rewind; pass a file list path")
@@ -222,10 +272,21 @@ class DataReader:
     def __exit__(self, *exc_info):
         self.close()
 
-    def _launch(self):
+    def _streams(self):
+        """The logical workers for the current source."""
+        if self.format == "Raw":
+            counted = self._num_samples_source in (None, self.source)
+            raw = RawFile(self.source, self.layout, self.num_samples if counted else None)
+            return [RawBatches(raw, self.batchsize, repeat=self.repeat, rng=self._rng if self.shuffle else None)]
+        if self.format == "Norm":
+            iter_file = partial(iter_norm_file, layout=self.layout, chunk_bytes=self.chunk_bytes)
+        else:
+            iter_file = partial(iter_parquet_file, layout=self.layout)
         paths = resolve_file_list(self.source)
-        streams = [_WorkerStream(paths, w, self.num_workers, self.layout, self.repeat, self.chunk_bytes)
-                   for w in range(self.num_workers)]
+        return [_WorkerStream(paths, w, self.num_workers, iter_file, self.repeat) for w in range(self.num_workers)]
+
+    def _launch(self):
+        streams = self._streams()
         self._queue, self._stop = queue.Queue(self.prefetch), threading.Event()
         self._ended, self._error = False, None
         self._thread = threading.Thread(target=_produce, name="hugectr-lab-data-reader", daemon=True,

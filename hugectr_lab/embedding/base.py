@@ -279,15 +279,18 @@ class SparseEmbedding:
         """Keys held over all devices (``get_params_num`` counts num_keys() * E)."""
         return sum(len(dev.table) for dev in self.devices)
 
-    def reset(self):
+    def reset(self, keep_optimizer_state=True):
         """Clear the hash tables and re-draw every value (model oversubscription between key sets).
 
         The optimizer state of the cleared keys is kept per key and restored when a key is inserted
         or loaded again (HugeCTR keeps the state arrays by row, so they no longer match their keys).
+        ``keep_optimizer_state=False`` forgets it instead (the model oversubscriber keeps it on the host).
         """
         for g, dev in enumerate(self.devices):
             keys, rows = self._keys_and_rows(g)
-            if dev.state and keys.size:
+            if not keep_optimizer_state:
+                dev.stash = StateStash(self.backend.xp)
+            elif dev.state and keys.size:
                 dev.stash.put(keys, {n: a[rows] for n, a in dev.state.items()})
             dev.state = self.optimizer.init_state(self.backend.xp, dev.values.shape[0], self.embedding_vec_size)
             dev.values = self.backend.asarray(self._init_values(g, dev.rng))
