@@ -1,11 +1,8 @@
 """The hugectr-lab command: generate, train, demo (run in-process through main(argv))."""
 
 import io
-import json
 import os
 import sys
-
-import pytest
 
 from hugectr_lab.cli import main
 from hugectr_lab.progress import ProgressReporter
@@ -88,4 +85,3 @@ def test_console_entry_point_is_declared():
     with open(os.path.join(os.path.dirname(__file__), "..", "pyproject.toml"), "rb") as f:
         scripts = tomllib.load(f)["project"]["scripts"]
     assert scripts == {"hugectr-lab": "hugectr_lab.cli:main"}
-    assert json.dumps(scripts)

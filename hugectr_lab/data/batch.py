@@ -134,3 +134,28 @@ class Batch(Samples):
             padding = Samples.empty(batchsize - n, samples.labels.shape[1], samples.dense.shape[1], slot_nums, dtype)
             full = Samples.concat([samples, padding]) if n else padding
         return Batch(full.labels, full.dense, full.sparse, n)
+
+
+class SlotLayout:
+    """Shared by the Raw and Parquet layouts (frozen dataclasses with ``slot_nums``, ``key_type`` and
+    ``slot_size_array`` fields): normalisation of those fields, the slot count and the key offsets."""
+
+    def _normalize_slots(self):
+        object.__setattr__(self, "slot_nums", tuple(int(s) for s in self.slot_nums))
+        object.__setattr__(self, "key_type", key_dtype(self.key_type))
+        if self.slot_size_array is not None:
+            object.__setattr__(self, "slot_size_array", tuple(int(s) for s in self.slot_size_array))
+            if len(self.slot_size_array) != self.slot_num:
+                raise ValueError(f"slot_size_array has {len(self.slot_size_array)} entries for {self.slot_num} slots")
+
+    @property
+    def slot_num(self) -> int:
+        return sum(self.slot_nums)
+
+    @property
+    def slot_offsets(self) -> np.ndarray:
+        """First key of each slot: exclusive prefix sums of slot_size_array (zeros without one).  # (S,) int64"""
+        if self.slot_size_array is None:
+            return np.zeros(self.slot_num, np.int64)
+        sizes = np.asarray(self.slot_size_array, np.int64)
+        return np.cumsum(sizes) - sizes

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .batch import CSR, Samples, key_dtype
+from .batch import CSR, Samples, SlotLayout
 from .errors import DataError
 
 METADATA_FILE = "_metadata.json"
@@ -41,7 +41,7 @@ def pyarrow_modules():
 
 
 @dataclass(frozen=True)
-class ParquetLayout:
+class ParquetLayout(SlotLayout):
     """What a reader expects of every row: the Data layer's side of the format."""
 
     label_dim: int
@@ -51,24 +51,7 @@ class ParquetLayout:
     slot_size_array: tuple | None = None  # per slot over all inputs; None: no offsets, no range check
 
     def __post_init__(self):
-        object.__setattr__(self, "slot_nums", tuple(int(s) for s in self.slot_nums))
-        object.__setattr__(self, "key_type", key_dtype(self.key_type))
-        if self.slot_size_array is not None:
-            object.__setattr__(self, "slot_size_array", tuple(int(s) for s in self.slot_size_array))
-            if len(self.slot_size_array) != self.slot_num:
-                raise ValueError(f"slot_size_array has {len(self.slot_size_array)} entries for {self.slot_num} slots")
-
-    @property
-    def slot_num(self) -> int:
-        return sum(self.slot_nums)
-
-    @property
-    def slot_offsets(self) -> np.ndarray:
-        """# (S,) int64"""
-        if self.slot_size_array is None:
-            return np.zeros(self.slot_num, np.int64)
-        sizes = np.asarray(self.slot_size_array, np.int64)
-        return np.cumsum(sizes) - sizes
+        self._normalize_slots()
 
     def default_names(self):
         """NVTabular-style column names: (labels, dense, cats)."""

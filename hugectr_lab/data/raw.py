@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .batch import CSR, Samples, key_dtype
+from .batch import CSR, Samples, SlotLayout
 from .errors import DataError
 
 
@@ -37,7 +37,7 @@ class RawRecords(NamedTuple):
 
 
 @dataclass(frozen=True)
-class RawLayout:
+class RawLayout(SlotLayout):
     """What a Raw record holds: the Data layer's side of the format."""
 
     label_dim: int
@@ -48,22 +48,14 @@ class RawLayout:
     slot_size_array: tuple | None = None  # per slot over all inputs, or None (no offsets, no range check)
 
     def __post_init__(self):
-        object.__setattr__(self, "slot_nums", tuple(int(s) for s in self.slot_nums))
-        object.__setattr__(self, "key_type", key_dtype(self.key_type))
+        self._normalize_slots()
         if self.slot_size_array is not None:
-            object.__setattr__(self, "slot_size_array", tuple(int(s) for s in self.slot_size_array))
-            if len(self.slot_size_array) != self.slot_num:
-                raise ValueError(f"slot_size_array has {len(self.slot_size_array)} entries for {self.slot_num} slots")
             if min(self.slot_size_array, default=1) < 1:
                 raise ValueError("slot_size_array entries must be >= 1")
         if self.label_dim < 0 or self.dense_dim < 0 or min(self.slot_nums, default=0) < 0:
             raise ValueError("label_dim, dense_dim and slot counts must be >= 0")
         if self.record_words == 0:
             raise ValueError("a record needs at least one label, dense value or slot")
-
-    @property
-    def slot_num(self) -> int:
-        return sum(self.slot_nums)
 
     @property
     def record_words(self) -> int:
@@ -73,14 +65,6 @@ class RawLayout:
     @property
     def record_bytes(self) -> int:
         return 4 * self.record_words
-
-    @property
-    def slot_offsets(self) -> np.ndarray:
-        """First key of each slot: exclusive prefix sums of slot_size_array (zeros without one).  # (S,) int64"""
-        if self.slot_size_array is None:
-            return np.zeros(self.slot_num, np.int64)
-        sizes = np.asarray(self.slot_size_array, np.int64)
-        return np.cumsum(sizes) - sizes
 
     @property
     def value_dtype(self) -> np.dtype:
