@@ -152,6 +152,15 @@ class SlotLayout:
     def slot_num(self) -> int:
         return sum(self.slot_nums)
 
+    def split_keys(self, keys) -> tuple:
+        """One-hot keys ``(n, S)`` (one column per slot over all inputs) → one CSR per sparse input."""
+        n, sparse, first = keys.shape[0], [], 0
+        for s in self.slot_nums:
+            sparse.append(CSR(np.arange(n * s + 1, dtype=np.int64),
+                              np.ascontiguousarray(keys[:, first:first + s]).reshape(-1).astype(self.key_type)))
+            first += s
+        return tuple(sparse)
+
     @property
     def slot_offsets(self) -> np.ndarray:
         """First key of each slot: exclusive prefix sums of slot_size_array (zeros without one).  # (S,) int64"""

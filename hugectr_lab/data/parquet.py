@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .batch import CSR, Samples, SlotLayout
+from .batch import Samples, SlotLayout
 from .errors import DataError
 
 METADATA_FILE = "_metadata.json"
@@ -217,12 +217,7 @@ class ParquetFileReader:
         if keys.size and keys.max() > info.max:
             raise DataError(self.path, None, f"key {int(keys.max())} (value + slot offset) does not fit "
                                              f"{lay.key_type} keys")
-        sparse, first = [], 0
-        for s in lay.slot_nums:
-            sparse.append(CSR(np.arange(n * s + 1, dtype=np.int64),
-                              np.ascontiguousarray(keys[:, first:first + s]).reshape(-1).astype(lay.key_type)))
-            first += s
-        return Samples(labels, dense, tuple(sparse))
+        return Samples(labels, dense, lay.split_keys(keys))
 
 
 def iter_parquet_file(path, layout: ParquetLayout, *, batch_rows=DEFAULT_BATCH_ROWS):

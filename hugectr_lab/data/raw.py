@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .batch import CSR, Samples, SlotLayout
+from .batch import Samples, SlotLayout
 from .errors import DataError
 
 
@@ -83,7 +83,6 @@ class RawLayout(SlotLayout):
         """The samples of ``words`` (N, record_words) int32 records; ``first_index`` is the index of the
         first record in its file (for error messages, which name the file, byte offset and field)."""
         labels, dense, file_keys = self.split(words)
-        n = len(words)
         if self.float_label_dense:
             labels, dense = np.array(labels, np.float32), np.array(dense, np.float32)
         else:
@@ -106,12 +105,7 @@ class RawLayout(SlotLayout):
         if keys.size and keys.max() > np.iinfo(self.key_type).max:
             raise DataError(path, None, f"key {int(keys.max())} (file key + slot offset) does not fit "
                                         f"{self.key_type} keys")
-        sparse, first = [], 0
-        for s in self.slot_nums:
-            sparse.append(CSR(np.arange(n * s + 1, dtype=np.int64),
-                              np.ascontiguousarray(keys[:, first:first + s]).reshape(-1).astype(self.key_type)))
-            first += s
-        return Samples(labels, dense, tuple(sparse))
+        return Samples(labels, dense, self.split_keys(keys))
 
     def encode(self, data) -> np.ndarray:
         """``RawRecords`` or ``Samples`` → the records as (N, record_words) little-endian int32 words.
