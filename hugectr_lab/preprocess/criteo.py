@@ -7,7 +7,8 @@ may be empty (missing).
 Operators (NVTabular's names and semantics; the two engines implement the same ones):
 
 * dense: ``FillMissing(fill_value)`` → ``Clip(min_value=clip_min)`` → ``LogOp`` (log(x + 1) in float32)
-  → ``Normalize`` ((x - mean) / std over the training split, optional) → float32;
+  → ``Normalize`` ((x - mean) / std over the training split, optional; mean and sample std (ddof=1)
+  summed exactly and rounded once, the division in float64; see ``moments``) → float32;
 * categorical: ``Categorify(freq_threshold)`` fitted on the training split. Codes: 1 = missing,
   2 = out of vocabulary (seen fewer than ``freq_threshold`` times, or not at all), 3, 4, ... = the
   vocabulary by descending count, ties broken by ascending value (NVTabular's own tie order depends on

@@ -3,11 +3,14 @@
 
 * ``ArrowEngine`` ("pyarrow", alias "pandas"): pyarrow's streaming CSV reader, ``chunk_bytes`` of input
   at a time; a first pass counts categories (merged as it goes, so memory is bounded by the
-  vocabularies) and, for Normalize, sums moments; the second pass transforms.
+  vocabularies) and, for Normalize, sums moments exactly (``moments.ExactMoments``); the second pass
+  transforms.
 * ``NVTabularEngine`` ("nvtabular"): an NVTabular 23.8 workflow in CPU mode (FillMissing, Clip,
-  LogOp, Normalize, Categorify) over dask partitions of ``chunk_bytes``. After fitting, each column's
-  vocabulary file is re-sorted to the stable order (count descending, value ascending) before
-  transforming.
+  LogOp, Normalize, Categorify) over dask partitions of ``chunk_bytes``. Normalize is
+  ``nvt_normalize.ExactNormalize``, NVTabular's op with the same exact statistics and float64
+  arithmetic as the pyarrow engine (NVTabular's own sums depend on the partitioning). After fitting,
+  each column's vocabulary file is re-sorted to the stable order (count descending, value ascending)
+  before transforming.
 
 Only the empty field counts as missing in both (pandas would also read "NA", "null", ... as missing).
 """
@@ -24,6 +27,7 @@ from tqdm.auto import tqdm
 
 from ..data import DataError
 from .criteo import CATS, COLUMNS, DENSE, LABEL, NULL_CODE, OOV_CODE, RESERVED_CODES, Chunk, Fitted
+from .moments import ExactMoments, normalize
 
 _MERGE_ENTRIES = 1 << 22  # merge a column's partial category counts once they hold this many entries
 
@@ -39,23 +43,15 @@ def get_engine(name, **options):
 
 
 def _dense_ops(x, pipeline, means=None, stds=None):
-    """FillMissing → Clip → LogOp → Normalize on one dense column, as NVTabular computes them.  # (n,)"""
+    """FillMissing → Clip → LogOp → Normalize on one dense column, as the NVTabular engine does.  # (n,)"""
     x = np.where(np.isnan(x), pipeline.fill_value, x)
     if pipeline.clip_min is not None:
         x[x < pipeline.clip_min] = pipeline.clip_min
     if pipeline.log:
         x = np.log(x.astype(np.float32) + 1)  # float32, as LogOp
     if means is not None:
-        # Normalize: (values - mean) / std with the column's dtype (weak Python-float scalars)
-        x = (x - x.dtype.type(means)) / x.dtype.type(stds) if stds > 0 else x - x.dtype.type(means)
+        x = normalize(x, means, stds)  # as ExactNormalize: float64 arithmetic, rounded once to float32
     return x
-
-
-def _moments(total_count, total_sum, total_sq):
-    """NVTabular's finalisation: mean and the ddof=1 standard deviation from count, sum, sum of squares."""
-    n = np.asarray(total_count, np.float64)
-    var = (total_sq - total_sum ** 2 / n) / np.maximum(n - 1, 1)
-    return total_sum / n, np.sqrt(var)
 
 
 class ArrowEngine:
@@ -102,7 +98,7 @@ class ArrowEngine:
 
         partial = [[] for _ in CATS]  # per column: value_counts struct arrays
         sizes = [0] * len(CATS)
-        count, total, total_sq = 0, np.zeros(len(DENSE)), np.zeros(len(DENSE))
+        moments = ExactMoments(len(DENSE))
         for path, batch in self._batches(paths, "fit"):
             self._check_labels(path, batch)
             for j, name in enumerate(CATS):
@@ -115,11 +111,7 @@ class ArrowEngine:
                     partial[j] = [_merge_counts(partial[j])]
                     sizes[j] = len(partial[j][0])
             if pipeline.normalize:
-                count += batch.num_rows
-                for j, name in enumerate(DENSE):
-                    x = _dense_ops(_floats(batch.column(name)), pipeline)
-                    total[j] += float(x.sum())  # in the column's dtype, as pandas sums it
-                    total_sq[j] += float(np.square(x.astype(np.float64)).sum())
+                moments.add(np.stack([_dense_ops(_floats(batch.column(name)), pipeline) for name in DENSE], axis=1))
         vocabs = []
         for j in range(len(CATS)):
             table = (_merge_counts(partial[j]) if partial[j] else
@@ -129,7 +121,7 @@ class ArrowEngine:
             vocabs.append(table["values"].take(order).combine_chunks())
         means = stds = None
         if pipeline.normalize:
-            means, stds = _moments(count, total, total_sq)
+            means, stds = moments.finalize()
         return Fitted([len(v) for v in vocabs], means, stds, state=vocabs)
 
     def transform(self, paths, fitted: Fitted, pipeline):
@@ -220,10 +212,12 @@ class NVTabularEngine:
             cont = cont >> ops.Clip(min_value=pipeline.clip_min)
         if pipeline.log:
             cont = cont >> ops.LogOp()
-        normalize = None
+        normalizer = None
         if pipeline.normalize:
-            normalize = ops.Normalize()
-            cont = cont >> normalize
+            from .nvt_normalize import ExactNormalize
+
+            normalizer = ExactNormalize()
+            cont = cont >> normalizer
         categorify = ops.Categorify(freq_threshold=pipeline.freq_threshold, out_path=out)
         workflow = nvt.Workflow(cont + (list(CATS) >> categorify) + [LABEL])
         try:
@@ -232,9 +226,9 @@ class NVTabularEngine:
             raise DataError(paths[0], None, f"not Criteo-format TSV (label, I1-I13, C1-C26): {err}") from None
         sizes = [_stable_vocabulary(categorify.categories[name], name) for name in CATS]
         means = stds = None
-        if normalize is not None:
-            means = np.array([normalize.means[c] for c in DENSE])
-            stds = np.array([normalize.stds[c] for c in DENSE])
+        if normalizer is not None:
+            means = np.array([normalizer.means[c] for c in DENSE])
+            stds = np.array([normalizer.stds[c] for c in DENSE])
         self._outputs = getattr(self, "_outputs", []) + [out]
         return Fitted(sizes, means, stds, state=workflow)
 

@@ -28,7 +28,8 @@ def days(tmp_path_factory):
 
 
 def run_both(base, train, evaluation, name, **options):
-    return [preprocess_criteo(base / f"{name}_{engine}", [train], [evaluation], engine=engine, progress=False,
+    train = [train] if isinstance(train, str) else train
+    return [preprocess_criteo(base / f"{name}_{engine}", train, [evaluation], engine=engine, progress=False,
                               **options) for engine in ("pyarrow", "nvtabular")]
 
 
@@ -61,18 +62,34 @@ def test_engines_write_identical_files(days, format, options):
             assert open(a, "rb").read() == open(b, "rb").read(), (a, b)
 
 
-def test_engines_agree_with_normalize(days):
-    """Normalize's statistics are sums whose rounding depends on how each engine partitions the input, so
-    normalized values may differ in the last bit; codes and everything else are identical."""
+@pytest.mark.parametrize("format, pipeline, options", [
+    # clip at 0 (the inputs hold negatives) and LogOp: float32 inputs to Normalize; several blocks/partitions
+    ("norm", CriteoPipeline(freq_threshold=2, normalize=True), dict(samples_per_file=700, chunk_bytes=100_000)),
+    ("parquet", CriteoPipeline(freq_threshold=2, normalize=True), dict(samples_per_file=3000)),
+    # no clip, no log, a fractional fill value: float64 inputs with negative values
+    ("raw", CriteoPipeline(freq_threshold=2, normalize=True, clip_min=None, log=False, fill_value=-0.25),
+     dict(samples_per_file=1000, float_label_dense=True, chunk_bytes=150_000)),
+])
+def test_engines_write_identical_files_with_normalize(days, format, pipeline, options):
+    """Normalize's statistics are summed exactly (hugectr_lab.preprocess.moments), so the engines write the
+    same bytes whatever their partitioning -- and the same bytes as the pyarrow engine reading 64 MB blocks
+    (one block per file here). Inputs: missing values, negative values, tied category counts, two files."""
     base, train, evaluation = days
-    arrow, nvt = run_both(base, train, evaluation, "pq", format="parquet", samples_per_file=3000,
-                          pipeline=CriteoPipeline(freq_threshold=2, normalize=True))
-    assert arrow.slot_size_array == nvt.slot_size_array
-    layout = ParquetLayout(1, 13, (26,), "I64", tuple(arrow.slot_size_array))
-    for split in ("train", "val"):
-        a = read_parquet_file(arrow.splits[split].files[0], layout)
-        b = read_parquet_file(nvt.splits[split].files[0], layout)
-        np.testing.assert_array_equal(a.sparse[0].keys, b.sparse[0].keys)
-        np.testing.assert_array_equal(a.labels, b.labels)
-        np.testing.assert_array_max_ulp(a.dense, b.dense, maxulp=1)
-        assert abs(float(a.dense[:, 0].mean())) < 0.1 or split == "val"  # standardized with training moments
+    train = [train, write_criteo_tsv(base / "day_2", 1500, seed=9)]  # NVTabular: a partition per file at least
+    arrow, nvt = run_both(base, train, evaluation, f"{format}_normalize", format=format, pipeline=pipeline, **options)
+    whole = preprocess_criteo(base / f"{format}_normalize_whole", train, [evaluation], engine="pyarrow",
+                              format=format, pipeline=pipeline, progress=False,
+                              **{**options, "chunk_bytes": 64 << 20})
+    assert arrow.slot_size_array == nvt.slot_size_array == whole.slot_size_array
+    files = list(zip(output_files(arrow), output_files(nvt), output_files(whole)))
+    assert len(files) >= 4
+    for a, b, c in files:
+        assert os.path.basename(a) == os.path.basename(b) == os.path.basename(c)
+        if a.endswith(".txt"):
+            continue
+        assert open(a, "rb").read() == open(b, "rb").read() == open(c, "rb").read(), (a, b, c)
+    if format == "parquet":  # standardized with the training moments
+        layout = ParquetLayout(1, 13, (26,), "I64", tuple(arrow.slot_size_array))
+        dense = np.concatenate([read_parquet_file(p, layout).dense for p in arrow.splits["train"].files])
+        assert len(dense) == 4000 and np.abs(dense.mean(axis=0, dtype=np.float64)).max() < 1e-6
+        assert np.abs(dense.std(axis=0, ddof=1, dtype=np.float64) - 1).max() < 1e-6
