@@ -1,6 +1,7 @@
-// Embedding gather + combine (forward) and per-key gradient reduction (backward).
+// Embedding gather + combine (forward), per-key gradient reduction (backward), row scatter.
 //
-// References (hugectr_lab/embedding/combine.py): `embedding_combine_fwd`, `embedding_reduce_grad`.
+// References (hugectr_lab/embedding/combine.py): `embedding_combine_fwd`, `embedding_reduce_grad`,
+// `scatter_rows`.
 //
 // Layouts (row-major, E = embedding_vec_size):
 //   values      (V, E) float32       the device's table
@@ -10,12 +11,23 @@
 //   out         (R, E) T             T = float | hctr_half (the compute dtype)
 //   wgrad       (R, E) T             top gradient per CSR row
 //   occ_offsets (U+1,) int64, occ (K,) int64: the occurrences of distinct key u, in input order
-//   chunk_offsets (U+1,) int64, partial (C, E) float32: per-chunk sums (chunks of <= `chunk` occurrences)
-//   g           (U, E) float32
+//                                    (occurrences without a row, inverse -1, sort after occ_offsets[U]);
+//                                    occ comes from a stable LSD radix sort of the group (inverse, -1 -> U)
+//   radix:      keys_in/out, vals_in/out (K,) int64; hist, offsets (256 * T,) int64 digit-major over T
+//               tiles of `tile` consecutive items (offsets = exclusive prefix sums of hist)
+//   chunk_offsets (U+1,) int64, partial (C_max, E) float32: per-chunk sums (chunks of <= `chunk`
+//                                    occurrences); the chunk count C = chunk_offsets[U] <= C_max = K is
+//                                    read on the device, so no size crosses to the host
+//   g           (U, E) float32       U = the fixed size of the distinct-key view (zero rows where unused)
+//   scatter:    dst (V, W) T, rows (N,) int64 (-1 = padding), src (N, W) T; T = float | hctr_half | long long
 //
 // Launch mapping: combine: block (X, Y) with X = min(E, 128) lanes over e and Y = 256 / X rows,
 // grid-stride over rows; the lanes of a row read one contiguous table row (coalesced) and the row's
-// keys are read once per lane group. Reduce: one thread per element (chunk, e), then per (u, e).
+// keys are read once per lane group. Reduce: a radix pass is one warp (block of 32) per tile: a
+// shared-memory digit histogram, then the tile's items in order, 32 at a time, each placed at its
+// digit's running offset plus its rank among the lanes holding the same digit (__match_any_sync), so
+// the sort is stable and deterministic; then one thread per element (chunk, e) over K*E (chunks past C
+// exit), then per (u, e). Scatter: one thread per element of src.
 // Combine sums a row's keys in CSR order and the reduction a key's occurrences in input order (chunk
 // by chunk), in float32: add.at's order up to the chunk split, so results equal the reference up to
 // rounding. A one-hot batch is the same combine kernel with one key per row.
@@ -42,6 +54,56 @@ __global__ void hctr_embedding_combine_fwd(const float* __restrict__ values, con
     }
 }
 
+// Stable LSD radix sort of the occurrences by group, 8 bits a pass (the wrapper runs the passes the
+// largest group needs). Pass histogram: hist[d * T + t] = items of tile t whose digit is d.
+__global__ void hctr_radix_hist(const long long* __restrict__ keys, long long n, int shift, long long tile,
+                                long long num_tiles, long long* __restrict__ hist) {
+    __shared__ int counts[256];
+    for (long long t = blockIdx.x; t < num_tiles; t += gridDim.x) {
+        for (int d = threadIdx.x; d < 256; d += blockDim.x) counts[d] = 0;
+        __syncthreads();
+        const long long start = t * tile, end = start + tile < n ? start + tile : n;
+        for (long long i = start + threadIdx.x; i < end; i += blockDim.x) atomicAdd(&counts[(keys[i] >> shift) & 255], 1);
+        __syncthreads();
+        for (int d = threadIdx.x; d < 256; d += blockDim.x) hist[d * num_tiles + t] = counts[d];
+        __syncthreads();
+    }
+}
+
+// Pass scatter (block = one warp): tile t's items go, in order, to offsets[d * T + t] onwards. vals_in
+// nullptr = the item's own index (the first pass).
+__global__ void hctr_radix_scatter(const long long* __restrict__ keys_in, const long long* __restrict__ vals_in,
+                                   long long n, int shift, long long tile, long long num_tiles,
+                                   const long long* __restrict__ offsets, long long* __restrict__ keys_out,
+                                   long long* __restrict__ vals_out) {
+    __shared__ long long running[256];
+    const int lane = threadIdx.x;
+    const unsigned lanes_below = (1u << lane) - 1u;
+    for (long long t = blockIdx.x; t < num_tiles; t += gridDim.x) {
+        for (int d = lane; d < 256; d += 32) running[d] = offsets[d * num_tiles + t];
+        __syncwarp();
+        const long long start = t * tile, end = start + tile < n ? start + tile : n;
+        for (long long base = start; base < end; base += 32) {
+            const long long i = base + lane;
+            const bool valid = i < end;
+            const unsigned active = __ballot_sync(0xFFFFFFFFu, valid);
+            if (valid) {
+                const long long key = keys_in[i];
+                const int d = (int)((key >> shift) & 255);
+                const unsigned peers = __match_any_sync(active, d);
+                const int rank = __popc(peers & lanes_below);
+                const long long dst = running[d] + rank;
+                keys_out[dst] = key;
+                vals_out[dst] = vals_in != nullptr ? vals_in[i] : i;
+                __syncwarp(active);   // every lane has read running[d] before its group's first lane moves it
+                if (rank == 0) running[d] += __popc(peers);
+            }
+            __syncwarp();
+        }
+        __syncwarp();
+    }
+}
+
 // Pass 1 of the reduction: partial[c] = sum of wgrad[row_ids[k]] over the occurrences k of chunk c.
 // A key's occurrences (in input order) are cut into chunks of at most `chunk`; key u owns chunks
 // chunk_offsets[u] .. chunk_offsets[u+1]-1. Chunks keep a hot key (a Zipf head key occurs thousands
@@ -52,8 +114,8 @@ __global__ void hctr_embedding_reduce_grad_chunks(const T* __restrict__ wgrad, c
                                                   const long long* __restrict__ occ,
                                                   const long long* __restrict__ chunk_offsets,
                                                   float* __restrict__ partial, long long num_unique,
-                                                  long long num_chunks, int vec, int chunk) {
-    const long long total = num_chunks * vec;
+                                                  int vec, int chunk) {
+    const long long total = chunk_offsets[num_unique] * vec;   // C * E; the grid covers C_max * E
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         const long long c = i / vec;
@@ -84,5 +146,18 @@ __global__ void hctr_embedding_reduce_grad_bwd(const float* __restrict__ partial
         float acc = 0.0f;
         for (long long c = chunk_offsets[u], end = chunk_offsets[u + 1]; c < end; ++c) acc += partial[c * vec + e];
         g[i] = acc / scaler;
+    }
+}
+
+// dst[rows[i]] = src[i] for the rows that are not padding (-1); valid rows are distinct.
+template <typename T>
+__global__ void hctr_scatter_rows(T* __restrict__ dst, const long long* __restrict__ rows, const T* __restrict__ src,
+                                  long long num_rows, long long width) {
+    const long long total = num_rows * width;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        const long long r = i / width;
+        const long long row = rows[r];
+        if (row >= 0) dst[row * width + (i - r * width)] = src[i];
     }
 }

@@ -7,7 +7,8 @@
 //
 // Layouts (row-major, E = embedding_vec_size):
 //   values (V, E) float32; s1, s2 (V, E) T = float | hctr_half optimizer state (nullptr if unused)
-//   rows   (U,) int64 distinct touched rows; g (U, E) float32 reduced gradient (already / S)
+//   rows   (U,) int64 touched rows, distinct except -1 (padding of the fixed-size view: skipped);
+//          g (U, E) float32 reduced gradient (already / S)
 //   prev_time (V,) int64 (LazyGlobal Adam)
 //
 // A rule is a struct built from up to six float hyper-parameters h0..h5 (the wrapper computes them
@@ -15,8 +16,8 @@
 //   touched(w, a, b, g): the update of one element of a touched row (a, b: states as float32)
 //   all(w, a, b):        the pass over every row of the table (Global update types only)
 // Launch mapping: one thread per element, grid-stride; `hctr_sparse_update_rows` over U*E elements of
-// the touched rows, `hctr_sparse_update_all` over V*E. Rows are distinct, so no two threads write
-// one element. Global rules run `rows` then `all` (or `all` then `rows`: Nesterov), as the reference.
+// the touched rows (threads of a -1 row exit), `hctr_sparse_update_all` over V*E. Valid rows are
+// distinct, so no two threads write one element. Global rules run `rows` then `all` (or `all` then `rows`: Nesterov), as the reference.
 #include "hctr_common.cuh"
 
 namespace hctr {
@@ -134,7 +135,9 @@ __global__ void hctr_sparse_update_rows(float* __restrict__ values, T* __restric
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         const long long u = i / vec;
-        const long long at = rows[u] * vec + (i - u * vec);
+        const long long row = rows[u];
+        if (row < 0) continue;
+        const long long at = row * vec + (i - u * vec);
         const float gi = g[i];
         hctr_apply<Rule>(values, s1, s2, at, [&](float& w, float& a, float& b) { rule.touched(w, a, b, gi); });
     }
@@ -177,6 +180,7 @@ __global__ void hctr_sparse_adam_lazy_update(float* __restrict__ values, T* __re
     for (long long u = blockIdx.x * (long long)blockDim.x + threadIdx.x; u < num_rows;
          u += (long long)gridDim.x * blockDim.x) {
         const long long row = rows[u];
+        if (row < 0) continue;
         const double p = (double)prev_time[row], k = (double)step - p;
         prev_time[row] = step;
         const float alpha = (float)((lr / (1.0 - beta1)) * sqrt(1.0 - pow(beta2, p)) / (1.0 - pow(beta1, p)) *

@@ -74,15 +74,16 @@ class StateStash:
         self.keys = keys[last]
         self.arrays = {n: a[order][last] for n, a in arrays.items()}
 
-    def restore(self, keys, rows, state):
-        """Copy the stashed state of ``keys`` (N,) into ``state`` rows ``rows`` (N,) where stashed."""
+    def restore(self, keys, rows, state, ops):
+        """Copy the stashed state of ``keys`` (N,) into ``state`` rows ``rows`` (N,) where stashed; a -1
+        row is padding. Fixed-size (``ops.scatter_rows``), so it does not read the device."""
         if self.keys is None or not self.keys.size:
             return
         xp = self.xp
         pos = xp.minimum(xp.searchsorted(self.keys, keys), self.keys.size - 1)
-        found = self.keys[pos] == keys
+        target = xp.where(self.keys[pos] == keys, rows, -1)
         for name, array in self.arrays.items():
-            state[name][rows[found]] = array[pos[found]]
+            ops.scatter_rows(state[name], target, array[pos])
 
 
 class SparseEmbedding:
@@ -181,12 +182,13 @@ class SparseEmbedding:
     def _lookup(self, device, keys, slots, insert):
         """``Lookup`` of ``keys`` on ``device``; hash types insert new keys when ``insert``."""
         dev = self.devices[device]
+        ops = self.backend.ops
         on_insert = None
         if insert:
-            def on_insert(new_keys, new_rows, first):
+            def on_insert(keys, new_rows):   # (K,) each; new_rows -1 except at new keys' first occurrences
                 if dev.slot_ids is not None and slots is not None:
-                    dev.slot_ids[new_rows] = slots[first]
-                dev.stash.restore(new_keys, new_rows, dev.state)
+                    ops.scatter_rows(dev.slot_ids, new_rows, slots)
+                dev.stash.restore(keys, new_rows, dev.state, ops)
         return dev.table.lookup(keys, insert, on_insert)
 
     def _keys_and_rows(self, device):
@@ -225,9 +227,9 @@ class SparseEmbedding:
         keys; evaluation (``training=False``) does not, and an unseen key contributes the zero vector.
         """
         xp, ops = self.backend.xp, self.backend.ops
+        self._check_batch(row_offsets, keys)   # on the host arrays, before the upload: no device read
         row_offsets = self.backend.asarray(row_offsets, dtype=np.int64).reshape(-1)
         keys = as_keys(self.backend, keys, self.key_dtype)
-        self._check_batch(row_offsets, keys)
         shards = self._route(row_offsets, keys, csr_row_ids(xp, row_offsets, keys.size))
         partials = []
         for g, (dev, shard) in enumerate(zip(self.devices, shards)):
@@ -380,6 +382,12 @@ class SparseEmbedding:
     # ---- helpers --------------------------------------------------------------------------------
 
     def _check_batch(self, row_offsets, keys):
+        """Check the CSR shape before upload. Host arrays (the data readers') are read on the host;
+        device arrays cost one device read."""
+        if not hasattr(row_offsets, "__cuda_array_interface__"):
+            row_offsets = np.asarray(row_offsets)
+        row_offsets = row_offsets.reshape(-1)
+        num_keys = int(np.size(keys))
         rows = row_offsets.size - 1
         if rows < 0 or rows % self.slot_num:
             raise ValueError(f"embedding '{self.name}': row_offsets has {row_offsets.size} entries; expected "
@@ -388,9 +396,10 @@ class SparseEmbedding:
         if batch % self.num_devices:
             raise ValueError(f"embedding '{self.name}': batch size {batch} is not divisible by the "
                              f"{self.num_devices} devices")
-        if int(row_offsets[0]) != 0 or int(row_offsets[-1]) != keys.size:
+        first, last = int(row_offsets[0]), int(row_offsets[-1])
+        if first != 0 or last != num_keys:
             raise ValueError(f"embedding '{self.name}': row_offsets must run from 0 to the number of keys "
-                             f"({keys.size}), got {int(row_offsets[0])}..{int(row_offsets[-1])}")
+                             f"({num_keys}), got {first}..{last}")
 
     def _shard(self, keys, local_row_ids, num_rows, slots=None, counts=None):
         """A ``Shard`` of ``keys`` placed in device rows ``local_row_ids`` (ascending) out of ``num_rows``.

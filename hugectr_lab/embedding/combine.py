@@ -72,9 +72,19 @@ def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
 def embedding_reduce_grad(xp, wgrad, row_ids, inverse, num_unique, scaler):
     """Gradient per distinct key: g[u] = sum of ``wgrad[row_ids[k]]`` over occurrences k with inverse[k] = u, / S.
 
-    wgrad (R, E) compute dtype (already scaled for mean rows); row_ids, inverse (K,) int64.
-    Returns (U, E) float32.
+    wgrad (R, E) compute dtype (already scaled for mean rows); row_ids, inverse (K,) int64, inverse -1 =
+    an occurrence without a row (skipped). Returns (U, E) float32, U = ``num_unique`` (zero where no
+    occurrence points).
     """
-    g = segment_sum(xp, wgrad[row_ids], inverse, num_unique)
+    hit = inverse >= 0
+    g = segment_sum(xp, wgrad[row_ids[hit]], inverse[hit], num_unique)
     g /= xp.float32(scaler)
     return g
+
+
+@reference_op
+def scatter_rows(xp, dst, rows, src):
+    """``dst[rows[i]] = src[i]`` for every i with ``rows[i] >= 0`` (those rows distinct); the others are
+    padding. dst (V, ...), rows (N,) int64, src (N, ...) with dst's trailing shape; dst changes in place."""
+    hit = rows >= 0
+    dst[rows[hit]] = src[hit]

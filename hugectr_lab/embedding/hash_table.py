@@ -1,14 +1,25 @@
 """Per-device hash table: embedding key -> row index of the device's value table.
 
-HugeCTR keeps an open-addressing GPU hash table whose values are row indices handed out by an atomic
-counter. Here the table is a sorted key index (``searchsorted`` lookups) that gives the same observable
-mapping: a new key gets the next free row, in the order of first occurrence in the batch. New keys go
-to a small sorted "delta" index that is merged into the main index once it grows, so an insertion
-costs O(delta) instead of O(table).
+As in HugeCTR, an open-addressing table whose values are rows handed out by a counter: ``slot_keys``
+(C,) of the key dtype (``sentinel_key`` marks an empty slot) and ``slot_rows`` (C,) int64, with
+C = 2 * capacity + 1024 slots, linear probing from a splitmix64 hash of the key. A new key gets the
+next free row in the order of first occurrence in the batch (row = count + rank of its first
+occurrence among the batch's new keys), so the key -> row map does not depend on where keys land.
 
 Keys that arrive when the table already holds ``capacity`` keys are refused: they map to row -1 (the
-embedding reads the zero vector for them and drops their gradient) and are counted, and
+embedding reads the zero vector for them and drops their gradient) and are counted once, and
 ``check_overflow`` raises ``EmbeddingOverflowError`` -- HugeCTR raises OutOfBound in the same place.
+A refused key is remembered in a slot with row -1 while the table has room for it (load <= 3/4:
+capacity/2 + 768 refused keys); past that a refused key is counted again in each later batch that
+holds it, so ``overflow`` can over-count, but only once the table is far over capacity.
+
+A key equal to ``sentinel_key(dtype)`` (the largest key value) is padding: row -1, never inserted,
+never counted. A real input key with that value is an error where keys enter, on the host
+(``as_keys``); device arrays are not read, so their sentinel keys simply act as padding.
+
+The table's counters (keys held, keys refused, refused keys remembered) live on the device, so a
+training lookup never waits for the device; ``len(table)``, ``overflow`` and ``check_overflow`` read
+them. Every lookup returns fixed-size (K,) arrays (``Lookup``) for the same reason.
 """
 
 from __future__ import annotations
@@ -21,8 +32,10 @@ from ..backend import get_backend, reference_op
 
 KEY_DTYPES = {"I32": np.dtype(np.uint32), "I64": np.dtype(np.int64)}
 
-# The delta index is merged into the main index when it exceeds this size or 1/8 of the main index.
-_MIN_DELTA = 1 << 14
+EXTRA_SLOTS = 1024          # slots beyond 2 * capacity (room for refused keys in small tables)
+MAX_CAPACITY = (1 << 31) - EXTRA_SLOTS   # keeps C < 2**32 (the slot of a hash is (h >> 32) * C >> 32)
+_MISSING = -2               # internal probe result: the key is not in the table
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)   # splitmix64 finalizer
 
 
 def key_dtype(key_type):
@@ -48,11 +61,32 @@ def sentinel_key(dtype):
     return int(np.iinfo(dtype).max)
 
 
-def as_keys(backend, keys, dtype):
-    """``keys`` as a flat array of key dtype on ``backend``; a value that does not fit is an error."""
-    keys = backend.asarray(keys).reshape(-1)
-    if keys.dtype == dtype:
+def as_keys(backend, keys, dtype, padding=False):
+    """``keys`` as a flat array of key dtype on ``backend``.
+
+    Host input (NumPy arrays, lists) is checked on the host, before it is uploaded: a value that does
+    not fit the key type is an error, and so is the reserved ``sentinel_key`` unless ``padding`` (then
+    it marks a padding entry). Device arrays of the key dtype are passed through unread (no host
+    synchronisation; sentinel keys in them are padding); of another dtype they are range-checked,
+    which reads the device.
+    """
+    if hasattr(keys, "__cuda_array_interface__"):
+        keys = backend.asarray(keys).reshape(-1)
+        if keys.dtype != dtype:
+            _check_fits(keys, dtype)
+            keys = keys.astype(dtype)
         return keys
+    keys = np.asarray(keys).reshape(-1)
+    if keys.dtype != dtype:
+        _check_fits(keys, dtype)
+        keys = keys.astype(dtype)
+    if not padding and keys.size and int(keys.max()) == sentinel_key(dtype):
+        raise ValueError(f"key {sentinel_key(dtype)} is reserved as the empty-key marker for key type "
+                         f"{key_type_name(dtype)} (the maximum key value) and cannot be used as a feature key")
+    return backend.asarray(keys)
+
+
+def _check_fits(keys, dtype):
     if keys.size:
         info = np.iinfo(dtype)
         low, high = int(keys.min()), int(keys.max())
@@ -60,7 +94,6 @@ def as_keys(backend, keys, dtype):
             bad = low if low < info.min else high
             raise ValueError(f"key {bad} does not fit key type {key_type_name(dtype)} ({dtype}); "
                              "64-bit keys need key type I64 (i64_input_key)")
-    return keys.astype(dtype)
 
 
 class EmbeddingOverflowError(OverflowError):
@@ -68,35 +101,125 @@ class EmbeddingOverflowError(OverflowError):
 
 
 class Lookup(NamedTuple):
-    """Rows for one batch of keys on one device; -1 = no row (unseen in eval, or refused)."""
+    """Rows for one batch of K keys on one device, every array (K,) int64 whatever the batch holds.
 
-    rows: object          # (K,) int64, per key occurrence
-    unique_rows: object   # (U,) int64, per distinct key (keys in ascending order)
-    inverse: object       # (K,) int64, index of each occurrence into unique_rows
-
-
-@reference_op
-def hash_table_lookup(xp, index_keys, index_rows, keys):
-    """Rows of ``keys`` (K,) in a sorted index ``index_keys`` (N,) / ``index_rows`` (N,); -1 where absent."""
-    if index_keys.size == 0 or keys.size == 0:
-        return xp.full(keys.shape, -1, dtype=xp.int64)
-    pos = xp.minimum(xp.searchsorted(index_keys, keys), index_keys.size - 1)
-    return xp.where(index_keys[pos] == keys, index_rows[pos], -1)
-
-
-@reference_op
-def hash_table_insert(xp, index_keys, index_rows, new_keys, next_row, capacity):
-    """Give distinct absent ``new_keys`` (N,) rows ``next_row, next_row+1, ...`` in their given order.
-
-    Keys that would get a row >= ``capacity`` are refused (row -1). Returns the grown sorted index
-    ``(index_keys, index_rows)`` and ``new_rows`` (N,) int64.
+    ``rows``: per key occurrence, -1 = no row (padding, unseen in eval, or refused). ``unique_rows``:
+    the rows of the distinct keys that have one, in order of first occurrence, then -1 up to K.
+    ``inverse``: per occurrence, its index into ``unique_rows``; -1 where ``rows`` is -1. Evaluation
+    lookups (no insertion) leave ``unique_rows`` and ``inverse`` None.
     """
-    new_rows = next_row + xp.arange(new_keys.size, dtype=xp.int64)
-    new_rows[new_rows >= capacity] = -1
-    accepted = new_rows >= 0
-    order = xp.argsort(new_keys[accepted])
-    keys, rows = merge_sorted(xp, index_keys, index_rows, new_keys[accepted][order], new_rows[accepted][order])
-    return keys, rows, new_rows
+
+    rows: object
+    unique_rows: object
+    inverse: object
+
+
+def hash_slot(xp, keys, num_slots):
+    """(K,) int64 home slot of each key in a table of ``num_slots`` (< 2**32) slots: the splitmix64
+    finalizer of the key's 64 bits (uint32 keys zero-extended), scaled to [0, num_slots)."""
+    x = keys.astype(xp.int64).view(xp.uint64)
+    x = (x ^ (x >> xp.uint64(30))) * _MIX1
+    x = (x ^ (x >> xp.uint64(27))) * _MIX2
+    x = x ^ (x >> xp.uint64(31))
+    return (((x >> xp.uint64(32)) * xp.uint64(num_slots)) >> xp.uint64(32)).astype(xp.int64)
+
+
+def refused_room(num_slots, capacity):
+    """How many refused keys a table remembers: up to a load of 3/4 of its slots."""
+    return max(0, 3 * num_slots // 4 - capacity)
+
+
+def _probe(xp, slot_keys, slot_rows, keys):
+    """Per key: its slot's row (>= 0, or -1 for a remembered refused key), -1 for padding, or
+    ``_MISSING``. Vectorised linear probing: each round moves every unresolved key one slot on."""
+    n = slot_keys.size
+    empty = slot_keys.dtype.type(sentinel_key(slot_keys.dtype))
+    out = xp.full(keys.size, _MISSING, dtype=xp.int64)
+    out[keys == empty] = -1
+    pos = hash_slot(xp, keys, n)
+    active = xp.flatnonzero(keys != empty)
+    for _ in range(n):
+        if active.size == 0:
+            break
+        p = pos[active]
+        found = slot_keys[p]
+        hit = found == keys[active]
+        out[active[hit]] = slot_rows[p[hit]]
+        go_on = ~hit & (found != empty)
+        active, p = active[go_on], p[go_on] + 1
+        pos[active] = xp.where(p == n, 0, p)
+    return out
+
+
+def _place(xp, slot_keys, slot_rows, keys, rows):
+    """Store distinct absent ``keys`` with ``rows`` by linear probing. Each round, of the keys that
+    reach one free slot the first (lowest index) takes it and the others probe on."""
+    n = slot_keys.size
+    empty = slot_keys.dtype.type(sentinel_key(slot_keys.dtype))
+    pos = hash_slot(xp, keys, n)
+    pending = xp.arange(keys.size)
+    placed = xp.zeros(keys.size, dtype=bool)
+    for _ in range(n):
+        if pending.size == 0:
+            break
+        p = pos[pending]
+        free = slot_keys[p] == empty
+        slots, first = xp.unique(p[free], return_index=True)
+        winners = pending[free][first]
+        slot_keys[slots], slot_rows[slots] = keys[winners], rows[winners]
+        placed[winners] = True
+        pending = pending[~placed[pending]]
+        p = pos[pending] + 1
+        pos[pending] = xp.where(p == n, 0, p)
+
+
+@reference_op
+def hash_table_lookup(xp, slot_keys, slot_rows, keys):
+    """Rows (K,) int64 of ``keys`` (K,) in the table ``slot_keys`` / ``slot_rows`` (C,); -1 where a key
+    has none (absent, refused, or padding). Never inserts."""
+    rows = _probe(xp, slot_keys, slot_rows, keys)
+    rows[rows == _MISSING] = -1
+    return rows
+
+
+@reference_op
+def hash_table_lookup_insert(xp, slot_keys, slot_rows, counters, keys, capacity):
+    """Look ``keys`` (K,) up, inserting new ones; returns ``(rows, unique_rows, inverse, new_rows)``,
+    each (K,) int64.
+
+    ``counters`` (3,) int64 = (keys held, keys refused, refused keys remembered), updated in place like
+    the slots. A new key's row is count + the rank of its first occurrence among the batch's new keys;
+    rows >= ``capacity`` are refused (-1) and remembered while ``refused_room`` allows. ``rows``,
+    ``unique_rows``, ``inverse`` as in ``Lookup``; ``new_rows`` holds, at the first occurrence of each
+    key this call gave a row, that row, and -1 everywhere else. Padding (sentinel) keys get -1.
+    """
+    k = keys.size
+    rows = _probe(xp, slot_keys, slot_rows, keys)
+    if k == 0:
+        return rows, rows.copy(), rows.copy(), rows.copy()
+    _, first, inv = xp.unique(keys, return_index=True, return_inverse=True)
+    first = first[inv.reshape(-1)]                       # first occurrence of every occurrence's key
+    is_first = first == xp.arange(k)
+    new = is_first & (rows == _MISSING)
+    rank = xp.cumsum(new) - new                          # among the batch's new keys, by first occurrence
+    size, _, kept = (int(c) for c in counters)
+    row = size + rank
+    accepted = new & (row < capacity)
+    remembered = new & ~accepted & (kept + row - capacity < refused_room(slot_keys.size, capacity))
+    put = accepted | remembered
+    new_rows = xp.where(accepted, row, -1)
+    _place(xp, slot_keys, slot_rows, keys[put], new_rows[put])
+    rows = xp.where(new, new_rows, rows)
+    rows = xp.where(rows == _MISSING, rows[first], rows)
+    counters += xp.asarray([int(accepted.sum()), int((new & ~accepted).sum()), int(remembered.sum())],
+                           dtype=counters.dtype)
+    has_row = rows >= 0
+    first_with_row = is_first & has_row
+    unique_rank = xp.cumsum(first_with_row) - first_with_row
+    inverse = xp.where(has_row, unique_rank[first], -1)
+    unique_rows = xp.full(k, -1, dtype=xp.int64)
+    unique_rows[unique_rank[first_with_row]] = rows[first_with_row]
+    return rows, unique_rows, inverse, new_rows
 
 
 def merge_sorted(xp, a_keys, a_rows, b_keys, b_rows):
@@ -117,13 +240,17 @@ class HashTable:
 
     ``get(keys)`` never inserts (missing -> -1); ``get_insert(keys)`` inserts new keys with sequential
     rows in first-occurrence order. ``lookup(keys, insert)`` also returns the distinct-key view that the
-    backward pass reuses.
+    backward pass reuses. On CuPy none of these waits for the device.
     """
 
     def __init__(self, capacity, key_type="I64", backend="numpy"):
         if int(capacity) < 1:
             raise ValueError(f"hash table capacity (max_vocabulary_size_per_gpu) must be >= 1, got {capacity}")
+        if int(capacity) > MAX_CAPACITY:
+            raise ValueError(f"hash table capacity (max_vocabulary_size_per_gpu) must be <= {MAX_CAPACITY}, "
+                             f"got {capacity}")
         self.capacity = int(capacity)
+        self.num_slots = 2 * self.capacity + EXTRA_SLOTS
         self.key_dtype = key_dtype(key_type)
         self.backend = get_backend(backend)
         self.clear()
@@ -131,19 +258,22 @@ class HashTable:
     def clear(self):
         """Forget every key; rows are handed out from 0 again."""
         xp = self.backend.xp
-        empty_keys, empty_rows = xp.empty(0, self.key_dtype), xp.empty(0, xp.int64)
-        self._main = (empty_keys, empty_rows)
-        self._delta = (empty_keys, empty_rows)
-        self._refused = empty_keys   # sorted distinct keys refused for lack of capacity
-        self.size = 0
+        self._slot_keys = xp.full(self.num_slots, sentinel_key(self.key_dtype), dtype=self.key_dtype)
+        self._slot_rows = xp.full(self.num_slots, -1, dtype=xp.int64)
+        self._counters = xp.zeros(3, dtype=xp.int64)   # keys held, keys refused, refused keys remembered
 
     def __len__(self):
-        return self.size
+        return int(self._counters[0])
+
+    @property
+    def size(self):
+        """Number of keys held (reads the device)."""
+        return len(self)
 
     @property
     def overflow(self):
-        """Number of distinct keys refused because the table was full."""
-        return int(self._refused.size)
+        """Number of distinct keys refused because the table was full (reads the device)."""
+        return int(self._counters[1])
 
     def get(self, keys):
         """Rows (K,) int64 of ``keys``; -1 for keys not in the table."""
@@ -156,60 +286,32 @@ class HashTable:
     def lookup(self, keys, insert, on_insert=None):
         """``Lookup`` of ``keys`` (K,); with ``insert`` new keys get rows first.
 
-        ``on_insert(new_keys, new_rows, first_positions)`` is told about accepted new keys
-        (``first_positions`` index ``keys``), so the owner can initialise per-row data.
+        ``on_insert(keys, new_rows)`` (both (K,)) is told, after every inserting lookup, the row given
+        at the first occurrence of each new key (-1 elsewhere), so the owner can initialise per-row
+        data without reading the device.
         """
-        xp, ops = self.backend.xp, self.backend.ops
-        keys = as_keys(self.backend, keys, self.key_dtype)
-        uniq, first, inverse = xp.unique(keys, return_index=True, return_inverse=True)
-        rows = self._find(uniq)
-        if insert:
-            missing = xp.flatnonzero(rows < 0)
-            if missing.size:
-                if int(uniq[-1]) == sentinel_key(self.key_dtype):
-                    raise ValueError(f"key {sentinel_key(self.key_dtype)} is reserved as the empty-key marker "
-                                     f"for key type {key_type_name(self.key_dtype)} (the maximum key value) "
-                                     "and cannot be used as a feature key")
-                missing = missing[xp.argsort(first[missing])]   # first-occurrence order
-                new_keys = uniq[missing]
-                delta_keys, delta_rows, new_rows = ops.hash_table_insert(
-                    *self._delta, new_keys, self.size, self.capacity)
-                self._delta = (delta_keys, delta_rows)
-                accepted = new_rows >= 0
-                self.size += int(accepted.sum())
-                if not bool(accepted.all()):
-                    self._refused = xp.unique(xp.concatenate([self._refused, new_keys[~accepted]]))
-                rows[missing] = new_rows
-                if on_insert is not None and bool(accepted.any()):
-                    on_insert(new_keys[accepted], new_rows[accepted], first[missing][accepted])
-                self._maybe_merge()
-        return Lookup(rows[inverse], rows, inverse.reshape(-1))
+        ops = self.backend.ops
+        keys = as_keys(self.backend, keys, self.key_dtype, padding=True)
+        if not insert:
+            return Lookup(ops.hash_table_lookup(self._slot_keys, self._slot_rows, keys), None, None)
+        rows, unique_rows, inverse, new_rows = ops.hash_table_lookup_insert(
+            self._slot_keys, self._slot_rows, self._counters, keys, self.capacity)
+        if on_insert is not None:
+            on_insert(keys, new_rows)
+        return Lookup(rows, unique_rows, inverse)
 
     def keys_and_rows(self):
         """All ``(keys, rows)`` in row (= insertion) order."""
         xp = self.backend.xp
-        keys = xp.concatenate([self._main[0], self._delta[0]])
-        rows = xp.concatenate([self._main[1], self._delta[1]])
+        held = self._slot_rows >= 0
+        keys, rows = self._slot_keys[held], self._slot_rows[held]
         order = xp.argsort(rows)
         return keys[order], rows[order]
 
     def check_overflow(self, what="hash table"):
         """Raise ``EmbeddingOverflowError`` if keys were refused; ``what`` names the table in the message."""
-        if self.overflow:
+        size, overflow = (int(c) for c in self.backend.to_host(self._counters[:2]))
+        if overflow:
             raise EmbeddingOverflowError(
-                f"{what}: {self.size + self.overflow} keys exceed max_vocabulary_size_per_gpu={self.capacity} "
-                f"({self.overflow} keys got no row and were embedded as zero vectors)")
-
-    def _find(self, uniq):
-        ops = self.backend.ops
-        rows = ops.hash_table_lookup(*self._main, uniq)
-        if self._delta[0].size:
-            rows = self.backend.xp.where(rows >= 0, rows, ops.hash_table_lookup(*self._delta, uniq))
-        return rows
-
-    def _maybe_merge(self):
-        delta_size = self._delta[0].size
-        if delta_size > max(_MIN_DELTA, self._main[0].size // 8):
-            xp = self.backend.xp
-            self._main = merge_sorted(xp, *self._main, *self._delta)
-            self._delta = (xp.empty(0, self.key_dtype), xp.empty(0, xp.int64))
+                f"{what}: {size + overflow} keys exceed max_vocabulary_size_per_gpu={self.capacity} "
+                f"({overflow} keys got no row and were embedded as zero vectors)")

@@ -76,15 +76,13 @@ class SparseOptimizer:
     def apply(self, ops, values, state, lookup, row_ids, wgrad, lr, step, scaler):
         """One update of one device's table from the top gradient of the batch.
 
-        values (V, E) float32; lookup: the ``Lookup`` of the batch's keys on this device; row_ids (K,)
-        CSR row of each key occurrence; wgrad (R, E) per (sample, slot) row, compute dtype, times S.
+        values (V, E) float32; lookup: the ``Lookup`` of the batch's keys on this device (fixed-size
+        distinct-key view: -1 rows are padding, skipped by the update ops); row_ids (K,) CSR row of
+        each key occurrence; wgrad (R, E) per (sample, slot) row, compute dtype, times S. Nothing here
+        reads the device.
         """
         g = ops.embedding_reduce_grad(wgrad, row_ids, lookup.inverse, lookup.unique_rows.size, scaler)
-        rows = lookup.unique_rows
-        valid = rows >= 0
-        if not bool(valid.all()):
-            rows, g = rows[valid], g[valid]
-        getattr(ops, self.update_op)(values, *(state[n] for n in self.state_names), rows, g,
+        getattr(ops, self.update_op)(values, *(state[n] for n in self.state_names), lookup.unique_rows, g,
                                      **self.hparams(lr, step))
 
     def __repr__(self):
@@ -201,11 +199,19 @@ class SparseAdaGrad(SparseOptimizer):
         return {"lr": lr, "epsilon": self.epsilon}
 
 
-# ---- update ops: rows (U,) distinct int64, g (U, E) float32; values (V, E) float32; states (V, E) ----
+# ---- update ops: rows (U,) int64, distinct except -1 (padding: no row, skipped); g (U, E) float32;
+# values (V, E) float32; states (V, E) -------------------------------------------------------------
+
+def _touched(rows, g):
+    """The rows that are not padding (-1) and their gradients."""
+    hit = rows >= 0
+    return rows[hit], g[hit]
+
 
 @reference_op
 def sparse_sgd_update(xp, values, rows, g, lr):
     """w_r -= lr * g_r."""
+    rows, g = _touched(rows, g)
     values[rows] -= lr * g
 
 
@@ -219,6 +225,7 @@ def sparse_sgd_atomic_update(xp, values, rows, row_ids, wgrad, lr_over_scaler):
 @reference_op
 def sparse_momentum_sgd_update(xp, values, momentum, rows, g, lr, momentum_factor):
     """m_r = mu*m_r - lr*g_r; w_r += m_r."""
+    rows, g = _touched(rows, g)
     m = momentum_factor * momentum[rows].astype(xp.float32) - lr * g
     momentum[rows] = m
     values[rows] += m
@@ -227,6 +234,7 @@ def sparse_momentum_sgd_update(xp, values, momentum, rows, g, lr, momentum_facto
 @reference_op
 def sparse_momentum_sgd_global_update(xp, values, momentum, rows, g, lr, momentum_factor):
     """Touched rows m_r -= lr*g_r/mu; then every row m = mu*m, w += m."""
+    rows, g = _touched(rows, g)
     momentum[rows] = momentum[rows].astype(xp.float32) - lr * g / momentum_factor
     m = momentum_factor * momentum.astype(xp.float32)
     momentum[...] = m
@@ -236,6 +244,7 @@ def sparse_momentum_sgd_global_update(xp, values, momentum, rows, g, lr, momentu
 @reference_op
 def sparse_nesterov_update(xp, values, accumulator, rows, g, lr, momentum_factor):
     """a_new = mu*a_old - lr*g_r; w_r += -mu*a_old + (1+mu)*a_new."""
+    rows, g = _touched(rows, g)
     old = accumulator[rows].astype(xp.float32)
     new = momentum_factor * old - lr * g
     accumulator[rows] = new
@@ -245,6 +254,7 @@ def sparse_nesterov_update(xp, values, accumulator, rows, g, lr, momentum_factor
 @reference_op
 def sparse_nesterov_global_update(xp, values, accumulator, rows, g, lr, momentum_factor):
     """Every row a = mu*a, w += mu*a; then touched rows a_r -= lr*g_r, w_r -= (1+mu)*lr*g_r."""
+    rows, g = _touched(rows, g)
     a = momentum_factor * accumulator.astype(xp.float32)
     accumulator[...] = a
     values += momentum_factor * a
@@ -259,6 +269,7 @@ def _adam_alpha(lr, beta1, beta2, step):
 @reference_op
 def sparse_adam_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, step):
     """m_r = b1*m_r + (1-b1)*g_r; v_r = b2*v_r + (1-b2)*g_r^2; w_r -= alpha_t*m_r/(sqrt(v_r) + eps)."""
+    rows, g = _touched(rows, g)
     m_r = beta1 * m[rows].astype(xp.float32) + (1 - beta1) * g
     v_r = beta2 * v[rows].astype(xp.float32) + (1 - beta2) * g * g
     m[rows], v[rows] = m_r, v_r
@@ -269,6 +280,7 @@ def sparse_adam_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, ste
 def sparse_adam_global_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, step):
     """Touched rows m_r += (1-b1)*g_r/b1, v_r += (1-b2)*g_r^2/b2; then every row m = b1*m, v = b2*v,
     w -= alpha_t*m/(sqrt(v) + eps) -- untouched rows keep moving on their decaying moments."""
+    rows, g = _touched(rows, g)
     m[rows] = m[rows].astype(xp.float32) + (1 - beta1) * g / beta1
     v[rows] = v[rows].astype(xp.float32) + (1 - beta2) * g * g / beta2
     m_all = beta1 * m.astype(xp.float32)
@@ -282,6 +294,7 @@ def sparse_adam_lazy_global_update(xp, values, m, v, prev_time, rows, g, lr, bet
     """Touched rows only, with p = prev_time_r, k = t - p:
     w_r -= (lr/(1-b1))*sqrt(1-b2^p)/(1-b1^p)*(1-b1^k) * m_r/(sqrt(v_r) + eps)   (old m, v: catch-up of
     the idle steps), then m_r = b1^k*m_r + (1-b1)*g_r, v_r = b2^k*v_r + (1-b2)*g_r^2, prev_time_r = t."""
+    rows, g = _touched(rows, g)
     p = prev_time[rows].astype(xp.float64)
     k = step - p
     prev_time[rows] = step
@@ -296,6 +309,7 @@ def sparse_adam_lazy_global_update(xp, values, m, v, prev_time, rows, g, lr, bet
 @reference_op
 def sparse_adagrad_update(xp, values, accumulator, rows, g, lr, epsilon):
     """acc_r += g_r^2; w_r -= lr*g_r/(sqrt(acc_r) + eps)."""
+    rows, g = _touched(rows, g)
     acc = accumulator[rows].astype(xp.float32) + g * g
     accumulator[rows] = acc
     values[rows] -= lr * g / (xp.sqrt(acc) + epsilon)

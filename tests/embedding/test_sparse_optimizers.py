@@ -188,3 +188,37 @@ def test_update_needs_backward_and_lr_can_be_set_per_call():
     emb.update(lr=0.25)
     assert emb.optimizer.learning_rate == 0.25
     np.testing.assert_allclose(emb.dump()[1], [[-0.25, -0.25]])
+
+
+@pytest.mark.parametrize("opt, update_type, hparams", CASES, ids=[f"{o}-{u}-{len(h)}" for o, u, h in CASES])
+def test_padding_rows_of_the_fixed_size_view_are_skipped(opt, update_type, hparams):
+    """The update ops take the (K,) distinct-key view: -1 rows (and their gradient rows) change nothing."""
+    from hugectr_lab.backend import REFERENCES
+    from hugectr_lab.embedding.combine import embedding_reduce_grad
+
+    optimizer = SparseOptimizer.from_spec(type("Spec", (), dict(type=opt, update_type=update_type,
+                                                                learning_rate=LR, **hparams)))
+    rng = np.random.default_rng(3)
+    rows = np.array([4, 0, 6], dtype=np.int64)
+    g = rng.standard_normal((3, 2)).astype(np.float32)
+    padded_rows = np.array([4, 0, 6, -1, -1], dtype=np.int64)
+    padded_g = np.concatenate([g, rng.standard_normal((2, 2)).astype(np.float32)])
+    results = []
+    for r, grad in ((rows, g), (padded_rows, padded_g)):
+        values = rng.standard_normal((8, 2)).astype(np.float32) if not results else results[0][2].copy()
+        state = optimizer.init_state(np, 8, 2)
+        start = values.copy()
+        if optimizer.update_op == "sparse_sgd_atomic_update":
+            REFERENCES["sparse_sgd_atomic_update"](np, values, r, np.arange(r.size), grad, LR)
+        else:
+            REFERENCES[optimizer.update_op](np, values, *(state[n] for n in optimizer.state_names), r, grad,
+                                            **optimizer.hparams(LR, 2))
+        results.append((values, state, start))
+    (v1, s1, _), (v2, s2, _) = results
+    np.testing.assert_array_equal(v1, v2)
+    for name in s1:
+        np.testing.assert_array_equal(s1[name], s2[name])
+    # the reduction leaves a slot no occurrence points at zero, and skips occurrences without a row
+    wgrad = rng.standard_normal((3, 2)).astype(np.float32)
+    reduced = embedding_reduce_grad(np, wgrad, np.array([0, 1, 2, 1]), np.array([1, -1, 0, 1]), 4, 2.0)
+    np.testing.assert_allclose(reduced, np.stack([wgrad[2], wgrad[0] + wgrad[1], 0 * wgrad[0], 0 * wgrad[0]]) / 2)

@@ -1,6 +1,8 @@
-"""Inputs for every CUDA kernel op: odd sizes (no multiple of a block size), duplicate keys, empty
-slots, -1 rows, float32 and float16. Each case builds host arrays; the test runs the op on both
-backends from copies of them and compares every output and every array the op changes in place."""
+"""Inputs for every CUDA kernel op: odd sizes (no multiple of a block size), duplicate keys, padding
+(sentinel) keys, table overflow, empty slots, -1 rows, float32 and float16. Each case builds host
+arrays; the test runs the op on both backends from copies of them and compares every output and every
+array the op changes in place (through ``canon`` where only a canonical form is specified: a hash
+table's slot layout depends on the order in which concurrent inserts claim slots, its content does not)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ class OpCase:
     dtypes: tuple = ("float32", "float16")
     id: str = ""
     extra: dict = field(default_factory=dict)
+    canon: object = None     # (list of host results) -> list compared instead, if given
 
 
 V, E, U = 41, 13, 17   # table rows, vector size, distinct touched rows
@@ -41,17 +44,26 @@ def combine(rng, dtype, mean):
     return (values, rows, offsets, scale, np.dtype(dtype)), {}
 
 
-def reduce_grad(rng, dtype):
-    num_rows, k = 23, 97
-    inverse = np.concatenate([np.arange(U), rng.integers(0, U, size=k - U)])
-    rng.shuffle(inverse)
-    row_ids = np.sort(rng.integers(0, num_rows, size=k)).astype(np.int64)
-    wgrad = rng.normal(size=(num_rows, E)).astype(dtype)
-    return (wgrad, row_ids, inverse.astype(np.int64), U, 1024.0 if dtype == "float16" else 1.0), {}
+def reduce_grad(fixed_size):
+    """Occurrences of U distinct keys; ``fixed_size``: the hash table's view -- U' = K slots, the
+    occurrences without a row at -1 and the slots past U unused -- else U' = U."""
+    def build(rng, dtype):
+        num_rows, k = 23, 97
+        inverse = np.concatenate([np.arange(U), rng.integers(0, U, size=k - U)])
+        if fixed_size:
+            inverse[rng.choice(np.arange(U, k), size=11, replace=False)] = -1
+        rng.shuffle(inverse)
+        row_ids = np.sort(rng.integers(0, num_rows, size=k)).astype(np.int64)
+        wgrad = rng.normal(size=(num_rows, E)).astype(dtype)
+        return (wgrad, row_ids, inverse.astype(np.int64), k if fixed_size else U,
+                1024.0 if dtype == "float16" else 1.0), {}
+    return build
 
 
 def touched(rng):
-    return np.sort(rng.choice(V, size=U, replace=False)).astype(np.int64), rng.normal(size=(U, E)).astype(np.float32)
+    """U distinct rows, then 6 padding rows (-1) as in the fixed-size distinct-key view; g (U+6, E)."""
+    rows = np.concatenate([rng.choice(V, size=U, replace=False), np.full(6, -1)]).astype(np.int64)
+    return rows, rng.normal(size=(U + 6, E)).astype(np.float32)
 
 
 def update(num_states, hparams, positive=()):
@@ -79,13 +91,70 @@ def atomic_sgd(rng, dtype):
             rng.normal(size=(num_rows, E)).astype(dtype), 0.1 / 3.0), {}
 
 
+def table(key_dtype, capacity, held, batches=()):
+    """An empty hash table of ``capacity`` with ``held`` keys inserted, then each of ``batches``
+    (through the NumPy reference, so both backends start from the same slots)."""
+    from hugectr_lab.embedding.hash_table import EXTRA_SLOTS, hash_table_lookup_insert, sentinel_key
+
+    n = 2 * capacity + EXTRA_SLOTS
+    state = (np.full(n, sentinel_key(key_dtype), dtype=key_dtype), np.full(n, -1, dtype=np.int64),
+             np.zeros(3, dtype=np.int64))
+    for keys in (held, *batches):
+        hash_table_lookup_insert(np, *state, np.asarray(keys, dtype=key_dtype), capacity)
+    return state
+
+
+def batch(rng, key_dtype, old, new, k):
+    """``k`` (odd) keys: repeats of ``old`` and ``new`` keys, and padding (sentinel) keys."""
+    from hugectr_lab.embedding.hash_table import sentinel_key
+
+    parts = [rng.choice(old, k // 3), rng.choice(new, k - k // 3 - 9), np.full(9, sentinel_key(key_dtype))]
+    keys = np.concatenate(parts).astype(key_dtype)
+    rng.shuffle(keys)
+    return keys
+
+
 def lookup(key_dtype):
     def build(rng, _):
-        index_keys = np.unique(rng.integers(1, 5000, size=1001)).astype(key_dtype)
-        index_rows = rng.permutation(index_keys.size).astype(np.int64)
-        keys = np.concatenate([rng.choice(index_keys, 500), rng.integers(0, 6000, size=277).astype(key_dtype),
-                               np.array([0, 5999], dtype=key_dtype)])
-        return (index_keys, index_rows, np.unique(keys)), {}
+        held = rng.permutation(np.arange(1, 5000, 3))[:1001]
+        state = table(key_dtype, 1100, held, [np.arange(20000, 20400)])    # 99 accepted, 301 refused
+        keys = np.concatenate([batch(rng, key_dtype, held, np.arange(5000, 6000), 777),
+                               np.arange(19990, 20010), [0]]).astype(key_dtype)   # refused, absent
+        return (state[0], state[1], keys), {}
+    return build
+
+
+def lookup_insert(key_dtype, capacity, pre_refused):
+    """A table offered 700 keys (then ``pre_refused`` more, refused) gets a batch of 1001 keys with
+    ~340 distinct new ones: ``capacity`` 1500 takes them all, 900 refuses ~140 (and remembers them),
+    40 refuses every new key and runs out of room to remember refused keys."""
+    def build(rng, _):
+        held = rng.permutation(np.arange(1, 30000, 7))[:700]
+        refused = np.arange(100000, 100000 + pre_refused)
+        state = table(key_dtype, capacity, held, [refused] if pre_refused else [])
+        old = np.concatenate([held, refused]) if pre_refused else held
+        keys = batch(rng, key_dtype, old, rng.integers(40000, 40000 + 600 * 2, 600), 1001)
+        return (*state, keys, capacity), {}
+    return build
+
+
+def canon_table(results):
+    """rows, unique_rows, inverse, new_rows as they are; the slots as their sorted (key, row) pairs."""
+    from hugectr_lab.embedding.hash_table import sentinel_key
+
+    *outputs, slot_keys, slot_rows, counters = results
+    held = slot_keys != sentinel_key(slot_keys.dtype)
+    pairs = np.stack([slot_keys[held].astype(np.int64), slot_rows[held]], axis=1)
+    return outputs + [pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))], counters]
+
+
+def scatter(int_rows):
+    def build(rng, dtype):
+        rows = np.concatenate([rng.choice(V, size=U, replace=False), np.full(8, -1)]).astype(np.int64)
+        rng.shuffle(rows)
+        if int_rows:   # slot ids (V,) int64
+            return (np.full(V, -1, np.int64), rows, rng.integers(0, 26, U + 8).astype(np.int64)), {}
+        return (rng.normal(size=(V, E)).astype(dtype), rows, rng.normal(size=(U + 8, E)).astype(dtype)), {}
     return build
 
 
@@ -136,7 +205,10 @@ CASES = [
     # reduceat adds a segment's first row to the sum of the rest: equal up to rounding.
     OpCase("embedding_combine_fwd", lambda r, d: combine(r, d, False), id="sum"),
     OpCase("embedding_combine_fwd", lambda r, d: combine(r, d, True), id="mean"),
-    OpCase("embedding_reduce_grad", reduce_grad),
+    OpCase("embedding_reduce_grad", reduce_grad(False), id="distinct"),
+    OpCase("embedding_reduce_grad", reduce_grad(True), id="fixed-size"),
+    OpCase("scatter_rows", scatter(False), (0,), True),
+    OpCase("scatter_rows", scatter(True), (0,), True, dtypes=("float32",), id="int64"),
     OpCase("sparse_sgd_update", update(0, dict(lr=0.1)), (0,), True),
     OpCase("sparse_sgd_atomic_update", atomic_sgd, (0,)),
     OpCase("sparse_momentum_sgd_update", update(1, dict(lr=0.1, momentum_factor=0.9)), (0, 1), True),
@@ -151,6 +223,10 @@ CASES = [
     OpCase("sparse_adagrad_update", update(1, dict(lr=0.1, epsilon=1e-7), positive=(0,)), (0, 1), True),
     OpCase("hash_table_lookup", lookup(np.uint32), exact_fp32=True, dtypes=("float32",), id="I32"),
     OpCase("hash_table_lookup", lookup(np.int64), exact_fp32=True, dtypes=("float32",), id="I64"),
+    *(OpCase("hash_table_lookup_insert", lookup_insert(key, cap, pre), (0, 1, 2), True, ("float32",),
+             id=f"{name}-{what}", canon=canon_table)
+      for key, name in ((np.uint32, "I32"), (np.int64, "I64"))
+      for cap, pre, what in ((1500, 0, "room"), (900, 0, "overflow"), (40, 900, "full"))),
     OpCase("gemm", dense((33, 17), (17, 29), extra=(False,)), id="plain"),
     OpCase("gemm", dense((33, 17), (17, 29), extra=(True,)), dtypes=("float32",), id="tf32", extra={"rtol": 5e-3}),
     OpCase("bias_act_fwd", dense((37, 45), (1, 45), extra=(True,)), exact_fp32=True, id="relu"),

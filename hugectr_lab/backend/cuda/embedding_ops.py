@@ -1,10 +1,15 @@
-"""CUDA wrappers of the embedding ops: gather + combine, gradient reduction, sparse optimizer
-updates (kernels/embedding.cu, kernels/sparse_update.cu) and hash-table lookup (kernels/hash_table.cu)."""
+"""CUDA wrappers of the embedding ops: gather + combine, gradient reduction, row scatter, sparse
+optimizer updates (kernels/embedding.cu, kernels/sparse_update.cu) and the open-addressing hash table
+(kernels/hash_table.cu).
+
+Nothing in the training step's ops reads the device from the host: array sizes are fixed by the
+batch (K key occurrences), and counts that depend on the data stay in device memory."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ...embedding.hash_table import refused_room, sentinel_key
 from ...embedding.sparse_optimizers import _adam_alpha
 from ..ops import kernel_op
 from .common import FLOATS, ctype, f32, reference
@@ -42,27 +47,66 @@ def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
 def embedding_reduce_grad(xp, wgrad, row_ids, inverse, num_unique, scaler):
     if wgrad.dtype not in FLOATS:
         return reference("embedding_reduce_grad", xp, wgrad, row_ids, inverse, num_unique, scaler)
-    vec = wgrad.shape[1]
+    vec, k = wgrad.shape[1], inverse.size
     g = xp.empty((num_unique, vec), dtype=xp.float32)  # (U, E)
     if num_unique == 0:
         return g
-    inverse = _c(xp, inverse, _I64)
-    # Occurrences grouped by distinct key, each group in input order (the reference's add.at order):
-    # sorting inverse*K + k makes every sort key distinct, so the order is the same whatever the sort.
-    occ = xp.argsort(inverse * inverse.size + xp.arange(inverse.size, dtype=xp.int64))
-    counts = xp.bincount(inverse, minlength=num_unique)
-    occ_offsets = xp.zeros(num_unique + 1, dtype=xp.int64)
-    occ_offsets[1:] = xp.cumsum(counts)
+    if k == 0:
+        g.fill(0)
+        return g
+    # Occurrences grouped by distinct key, each group in input order (the reference's add.at order),
+    # occurrences without a row (-1) last, by a stable radix sort of the group. All sizes are fixed
+    # (U, K); the chunk count stays on the device.
+    groups, occ = _group_sort(xp, xp.where(inverse < 0, num_unique, inverse).astype(xp.int64, copy=False),
+                              num_unique)
+    occ_offsets = xp.searchsorted(groups, xp.arange(num_unique + 1, dtype=xp.int64))   # (U+1,)
     chunk_offsets = xp.zeros(num_unique + 1, dtype=xp.int64)
-    chunk_offsets[1:] = xp.cumsum(-(-counts // _CHUNK))
-    num_chunks = int(chunk_offsets[-1])
-    partial = xp.empty((num_chunks, vec), dtype=xp.float32)  # (C, E) chunk sums
-    launch("embedding.cu", f"hctr_embedding_reduce_grad_chunks<{ctype(wgrad.dtype)}>", num_chunks * vec,
+    chunk_offsets[1:] = xp.cumsum((occ_offsets[1:] - occ_offsets[:-1] + (_CHUNK - 1)) // _CHUNK)
+    partial = xp.empty((k, vec), dtype=xp.float32)  # (C_max, E) chunk sums: at most one chunk per occurrence
+    launch("embedding.cu", f"hctr_embedding_reduce_grad_chunks<{ctype(wgrad.dtype)}>", k * vec,
            (_c(xp, wgrad), _c(xp, row_ids, _I64), occ_offsets, occ, chunk_offsets, partial, np.int64(num_unique),
-            np.int64(num_chunks), np.int32(vec), np.int32(_CHUNK)))
+            np.int32(vec), np.int32(_CHUNK)))
     launch("embedding.cu", "hctr_embedding_reduce_grad_bwd", num_unique * vec,
            (partial, chunk_offsets, g, np.int64(num_unique), np.int32(vec), np.float32(scaler)))
     return g
+
+
+_RADIX_TILE = 1024   # items of one radix tile (one warp)
+
+
+def _group_sort(xp, groups, max_group):
+    """(sorted groups, their positions): a stable sort of ``groups`` (K,) int64 in [0, max_group], by
+    8-bit LSD radix passes (kernels/embedding.cu). Thrust's sort (``argsort``) may synchronise the
+    stream; this one never does, and its order does not depend on timing."""
+    k = groups.size
+    tiles = -(-k // _RADIX_TILE)
+    hist = xp.empty(256 * tiles, dtype=xp.int64)
+    offsets = xp.zeros(256 * tiles, dtype=xp.int64)   # exclusive prefix sums of hist, digit-major
+    keys, vals = groups, None
+    for shift in range(0, max(1, int(max_group).bit_length()), 8):
+        launch_grid("embedding.cu", "hctr_radix_hist", min(tiles, MAX_BLOCKS), 32,
+                    (keys, np.int64(k), np.int32(shift), np.int64(_RADIX_TILE), np.int64(tiles), hist))
+        offsets[1:] = xp.cumsum(hist[:-1])
+        keys_out, vals_out = xp.empty(k, dtype=xp.int64), xp.empty(k, dtype=xp.int64)
+        launch_grid("embedding.cu", "hctr_radix_scatter", min(tiles, MAX_BLOCKS), 32,
+                    (keys, NULL if vals is None else vals, np.int64(k), np.int32(shift), np.int64(_RADIX_TILE),
+                     np.int64(tiles), offsets, keys_out, vals_out))
+        keys, vals = keys_out, vals_out
+    return keys, vals
+
+
+_SCATTER = (np.dtype(np.float32), np.dtype(np.float16), _I64)
+
+
+@kernel_op("scatter_rows")
+def scatter_rows(xp, dst, rows, src):
+    if dst.dtype not in _SCATTER or not dst.flags.c_contiguous or dst.ndim == 0:
+        return reference("scatter_rows", xp, dst, rows, src)
+    width = dst.size // dst.shape[0] if dst.shape[0] else 0
+    if src.size != rows.size * width:
+        return reference("scatter_rows", xp, dst, rows, src)
+    launch("embedding.cu", f"hctr_scatter_rows<{ctype(dst.dtype)}>", rows.size * width,
+           (dst, _c(xp, rows, _I64), _c(xp, src, dst.dtype), np.int64(rows.size), np.int64(width)))
 
 
 # ---- sparse optimizer updates -----------------------------------------------------------------
@@ -165,14 +209,48 @@ def sparse_adam_lazy_global_update(xp, values, m, v, prev_time, rows, g, lr, bet
 
 # ---- hash table ---------------------------------------------------------------------------------
 
+_KEYS = (np.dtype(np.uint32), _I64)
+
+
+def _table_ok(slot_keys, slot_rows, keys):
+    return (keys.dtype == slot_keys.dtype and keys.dtype in _KEYS and slot_rows.dtype == _I64
+            and slot_keys.flags.c_contiguous and slot_rows.flags.c_contiguous and slot_keys.size < (1 << 32))
+
+
 @kernel_op("hash_table_lookup")
-def hash_table_lookup(xp, index_keys, index_rows, keys):
-    if index_keys.size == 0 or keys.size == 0:
-        return xp.full(keys.shape, -1, dtype=xp.int64)
-    if keys.dtype != index_keys.dtype or keys.dtype not in (np.dtype(np.uint32), _I64):
-        return reference("hash_table_lookup", xp, index_keys, index_rows, keys)
+def hash_table_lookup(xp, slot_keys, slot_rows, keys):
+    if not _table_ok(slot_keys, slot_rows, keys):
+        return reference("hash_table_lookup", xp, slot_keys, slot_rows, keys)
     out = xp.empty(keys.shape, dtype=xp.int64)
     launch("hash_table.cu", f"hctr_hash_table_lookup<{ctype(keys.dtype)}>", keys.size,
-           (_c(xp, index_keys), _c(xp, index_rows, _I64), np.int64(index_keys.size), _c(xp, keys), out,
-            np.int64(keys.size)))
+           (slot_keys, slot_rows, np.int64(slot_keys.size), _c(xp, keys), out, np.int64(keys.size)))
     return out
+
+
+@kernel_op("hash_table_lookup_insert")
+def hash_table_lookup_insert(xp, slot_keys, slot_rows, counters, keys, capacity):
+    if (not _table_ok(slot_keys, slot_rows, keys) or counters.dtype != _I64 or counters.size != 3
+            or not counters.flags.c_contiguous):
+        return reference("hash_table_lookup_insert", xp, slot_keys, slot_rows, counters, keys, capacity)
+    k, n, key_t = keys.size, slot_keys.size, ctype(keys.dtype)
+    if k == 0:
+        return tuple(xp.empty(0, dtype=xp.int64) for _ in range(4))
+    keys = _c(xp, keys)
+    m = 2 * k + 64   # the batch's distinct-key set
+    scratch_keys = xp.full(m, sentinel_key(keys.dtype), dtype=keys.dtype)
+    scratch_first = xp.full(m, np.iinfo(np.int64).max, dtype=xp.int64)
+    rows0, scratch_slot, first, is_new, new_rows, rows, is_first, inverse = (
+        xp.empty(k, dtype=xp.int64) for _ in range(8))
+    unique_rows = xp.full(k, -1, dtype=xp.int64)
+    n_, k_, m_, cap, room = (np.int64(v) for v in (n, k, m, capacity, refused_room(n, capacity)))
+    launch("hash_table.cu", f"hctr_hash_table_probe<{key_t}>", k,
+           (slot_keys, slot_rows, n_, keys, k_, scratch_keys, scratch_first, m_, rows0, scratch_slot))
+    launch("hash_table.cu", "hctr_hash_table_first", k, (scratch_first, scratch_slot, rows0, k_, first, is_new))
+    new_incl = xp.cumsum(is_new)
+    launch("hash_table.cu", f"hctr_hash_table_insert<{key_t}>", k,
+           (slot_keys, slot_rows, n_, keys, k_, is_new, new_incl, counters, cap, room, rows0, new_rows))
+    launch("hash_table.cu", "hctr_hash_table_resolve", k,
+           (rows0, first, k_, new_incl, counters, cap, room, rows, is_first))
+    first_incl = xp.cumsum(is_first)
+    launch("hash_table.cu", "hctr_hash_table_unique", k, (rows, first, first_incl, k_, inverse, unique_rows))
+    return rows, unique_rows, inverse, new_rows

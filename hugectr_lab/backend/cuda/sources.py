@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 DTYPES = ("float", "hctr_half")  # float32 and float16 arrays
+KEYS = ("unsigned int", "long long")  # uint32 (I32) and int64 (I64) keys
 CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float16): "hctr_half",
          np.dtype(np.uint32): "unsigned int", np.dtype(np.int64): "long long"}
 
@@ -32,12 +33,16 @@ def _rules(names):
 
 SOURCES = {
     "embedding.cu": (templated("hctr_embedding_combine_fwd", DTYPES)
-                     + templated("hctr_embedding_reduce_grad_chunks", DTYPES) + ("hctr_embedding_reduce_grad_bwd",)),
+                     + templated("hctr_embedding_reduce_grad_chunks", DTYPES) + ("hctr_embedding_reduce_grad_bwd",)
+                     + ("hctr_radix_hist", "hctr_radix_scatter")
+                     + templated("hctr_scatter_rows", DTYPES + ("long long",))),
     "sparse_update.cu": (templated("hctr_sparse_update_rows", _rules(LOCAL_RULES + GLOBAL_RULES), DTYPES)
                          + templated("hctr_sparse_update_all", _rules(GLOBAL_RULES), DTYPES)
                          + templated("hctr_sparse_sgd_atomic_update", DTYPES)
                          + templated("hctr_sparse_adam_lazy_update", DTYPES)),
-    "hash_table.cu": templated("hctr_hash_table_lookup", ("unsigned int", "long long")),
+    "hash_table.cu": (templated("hctr_hash_table_lookup", KEYS) + templated("hctr_hash_table_probe", KEYS)
+                      + templated("hctr_hash_table_insert", KEYS)
+                      + ("hctr_hash_table_first", "hctr_hash_table_resolve", "hctr_hash_table_unique")),
     "dense.cu": (templated("hctr_bias_act_fwd", DTYPES) + templated("hctr_bias_act_bwd", DTYPES)
                  + templated("hctr_dropout_fwd", DTYPES)),
     "losses.cu": templated("hctr_bce_loss_fwd", DTYPES) + templated("hctr_bce_loss_bwd", DTYPES),
@@ -47,7 +52,7 @@ SOURCES = {
     # Inference embedding cache (wrappers: hugectr_lab/inference/cuda_cache.py).
     "embedding_cache.cu": tuple(e for k in ("hctr_embedding_cache_set_index", "hctr_embedding_cache_query",
                                             "hctr_embedding_cache_insert")
-                                for e in templated(k, ("unsigned int", "long long"))),
+                                for e in templated(k, KEYS)),
 }
 
 # Compiler options shared by NVRTC (the loader) and nvcc (the compile check). No FMA contraction:
