@@ -1,8 +1,9 @@
 """hugectr-lab's training step on device-resident batches, with an event between phases.
 
-The step is ``Session.train`` after the batch is read (one device): embedding forward, dense forward,
-dense backward, dense optimizer, embedding backward, sparse optimizer. Batches are moved to the
-device once, so the timed steps read no files and copy nothing from the host.
+The step is ``Session._step``, the part of ``Session.train`` after the batch is read and copied to the
+devices: embedding forward, dense forward, dense backward (+ the weight-gradient all-reduce over G
+GPUs), dense optimizer, embedding backward, sparse optimizer. Batches are uploaded once (``_upload``,
+every GPU gets its share), so the timed steps read no files and copy nothing from the host.
 """
 
 from __future__ import annotations
@@ -12,43 +13,29 @@ from types import SimpleNamespace
 import numpy as np
 
 from hugectr_lab.config import solver_parser_helper
+from hugectr_lab.session import STEP_PHASES as PHASES
 from hugectr_lab.session import Session
 
-PHASES = ("embedding fwd", "dense fwd", "dense bwd", "dense update", "embedding bwd", "embedding update")
+__all__ = ["PHASES", "HugeCTRStep"]
 
 
 class HugeCTRStep:
+    """``work.solver``'s vvgpu decides the GPUs; ``work.batch`` is the global batch."""
+
     def __init__(self, work, backend="cupy"):
-        self.session = Session(solver_parser_helper(**work.solver), work.config, backend=backend)
-        backend = self.session.backend
-        self.xp = backend.xp
+        self.session = s = Session(solver_parser_helper(**work.solver), work.config, backend=backend)
         rows = work.batch * len(work.cardinalities)
-        row_offsets = backend.asarray(np.arange(rows + 1, dtype=np.int64))   # one key per (sample, slot)
-        self.batches = [SimpleNamespace(dense=backend.asarray(b.dense), labels=backend.asarray(b.labels), size=work.batch,
-                                        sparse=[SimpleNamespace(row_offsets=row_offsets, keys=backend.asarray(b.keys))])
-                        for b in work.batches]
+        row_offsets = np.arange(rows + 1, dtype=np.int64)   # one key per (sample, slot)
+        b = work.batch // s.num_devices
+        self.batches = [s._upload(SimpleNamespace(dense=h.dense, labels=h.labels,
+                                                  sparse=[SimpleNamespace(row_offsets=row_offsets, keys=h.keys)]), b)
+                        for h in work.batches]
         self.batch = work.batch
 
     def step(self, batch, mark=lambda phase: None):
-        """One training step on ``batch``; ``mark(phase)`` is called after each phase. Returns the loss (0-d)."""
-        s = self.session
-        (net,) = s.train_networks
-        outputs = s._embed(batch, training=True)
-        mark("embedding fwd")
-        (feed,) = s._feeds(batch, self.batch, outputs)
-        loss = net.forward(feed, training=True)
-        mark("dense fwd")
-        net.backward()
-        mark("dense bwd")
-        s.dense_optimizers[0].update(net.weights, net.grads)
-        mark("dense update")
-        for spec, emb in zip(s.config.embeddings, s.embeddings):
-            emb.backward([net.input_grad(spec.top)])
-        mark("embedding bwd")
-        for emb in s.embeddings:
-            emb.update()
-        mark("embedding update")
-        return loss
+        """One training step on an uploaded batch; ``mark(phase)`` after each phase. Returns device 0's loss."""
+        feeds, staged = batch
+        return self.session._step(feeds, staged, mark)[0]
 
     def close(self):
         self.session.close()

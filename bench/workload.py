@@ -65,11 +65,13 @@ def host_batches(batch, count, seed=0):
     return out
 
 
-def workload(model, precision, num_batches=8):
+def workload(model, precision, num_batches=8, *, batch=None, gpus=1):
+    """The benchmark at its sample batch size (or global ``batch``) on GPUs 0..gpus-1 of one process."""
     spec = MODELS[model]
+    batch = batch or spec["batch"]
     fp16 = precision == "fp16"
     config = json.loads((CONFIGS / spec["config"].format("fp16" if fp16 else "fp32")).read_text())
-    batches = host_batches(spec["batch"], num_batches)
+    batches = host_batches(batch, num_batches)
     data = next(layer for layer in config["layers"] if layer["type"] == "Data")
     for key in ("format", "num_samples", "eval_num_samples", "cache_eval_data", "slot_size_array"):
         data.pop(key, None)
@@ -84,10 +86,10 @@ def workload(model, precision, num_batches=8):
         hparam["max_vocabulary_size_per_gpu"] = int(max(distinct, 4 * 361938))
         # Local Adam: the same update as PyTorch's SparseAdam (touched rows only) in the baseline.
         config["optimizer"]["update_type"] = "Local"
-    solver = dict(batchsize=spec["batch"], batchsize_eval=spec["batch"], max_eval_batches=1, vvgpu=[[0]], seed=1,
+    solver = dict(batchsize=batch, batchsize_eval=batch, max_eval_batches=1, vvgpu=[list(range(gpus))], seed=1,
                   use_mixed_precision=fp16, scaler=1024.0 if fp16 else 1.0, enable_tf32_compute=precision == "tf32",
                   repeat_dataset=True)
-    return Workload(model, precision, spec["batch"], config, solver, batches, CRITEO_KAGGLE,
+    return Workload(model, precision, batch, config, solver, batches, CRITEO_KAGGLE,
                     hparam["embedding_vec_size"])
 
 

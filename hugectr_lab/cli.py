@@ -81,7 +81,7 @@ def train(config_path, args, print_fn=print):
         print_fn(str(_generate(cfg, args)))
     solver = _solver(cfg, args)
     session = Session(solver, config_path, backend=args.backend)
-    print_fn(f"backend: {session.backend.name}, devices: {session.num_devices}")
+    print_fn(f"backend: {session.backend.name} ({session.backend.reason}), devices: {session.num_devices}")
     scheduler = get_learning_rate_scheduler(config_path)
     prefix = args.output or (cfg.solver.snapshot_prefix if cfg.solver else "./model")
     try:

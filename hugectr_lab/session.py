@@ -12,13 +12,17 @@ iteration in HugeCTR's order:
 5. dense optimizer step on every device's replica;
 6. embedding backward and sparse optimizer update.
 
-Device g gets rows ``g*b:(g+1)*b`` of every global batch (b = B/G). Every call publishes an event
-(``hugectr_lab.events``) that progress bars and dashboards subscribe to.
+Device g gets rows ``g*b:(g+1)*b`` of every global batch (b = B/G). Under an MPI launcher there is one
+process per ``vvgpu`` node list; each reads the same batches and runs its own devices
+(``comm.local_devices``), and losses, metrics and model files are gathered as HugeCTR does (process 0
+writes the files). Every call publishes an event (``hugectr_lab.events``) that progress bars and
+dashboards subscribe to.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 import warnings
@@ -26,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import InProcessCommunicator, get_backend
+from .backend import get_backend
+from .backend.comm import create_communicator, node_gpu_ids, process_group
 from .config import SolverParser, parse_config
 from .data import DataReader32, DataReader64
 from .embedding import SparseEmbedding, load_sparse_model, load_sparse_optimizer_state, save_sparse_model
@@ -37,6 +42,10 @@ from .fileio import atomic_write, write_bytes_atomic
 from .layers import BuildContext, Network
 from .metrics import Metrics
 from .optim import create_dense_optimizer
+
+
+_log = logging.getLogger("hugectr_lab")
+STEP_PHASES = ("embedding fwd", "dense fwd", "dense bwd", "dense update", "embedding bwd", "embedding update")
 
 
 class IllegalCallError(RuntimeError):
@@ -67,9 +76,10 @@ def model_file_names(prefix, iteration, num_embeddings):
     }
 
 
-def _seed_sequence(seed):
-    # seed 0 means "draw one", as HugeCTR's std::random_device; the drawn seed stays readable.
-    return np.random.SeedSequence(None if seed == 0 else seed)
+def _seed_sequence(seed, group):
+    # seed 0 means "draw one", as HugeCTR's std::random_device, on process 0 for every process.
+    entropy = group.bcast(np.random.SeedSequence(None if seed == 0 else seed).entropy)
+    return np.random.SeedSequence(entropy)
 
 
 class Session:
@@ -78,6 +88,10 @@ class Session:
     ``backend``: "numpy" (default), "cupy" or "auto" (CuPy when a usable GPU exists), or a Backend
     object; the environment variable ``HUGECTR_LAB_BACKEND`` overrides the default. The choice is
     ``session.backend.name``.
+
+    Devices: ``device_ids`` are all G GPU ids of ``vvgpu`` in global order; this process runs
+    ``local_devices`` (global ids) of them -- all G unless an MPI launcher started one process per
+    node list. Per-device lists (``train_networks``, ``eval_networks``, ``dense_optimizers``) are local.
     """
 
     def __init__(self, solver_config, config_file, use_model_oversubscriber=False, temp_embedding_dir="", *,
@@ -92,12 +106,16 @@ class Session:
         self.config_file = str(config_file)
         self.device_ids = flatten_vvgpu(solver.vvgpu)
         self.num_devices = G = len(self.device_ids)
-        self.backend = get_backend(backend, self.device_ids)
+        group = process_group()
+        self.backend = get_backend(backend, node_gpu_ids(solver.vvgpu, group))
+        _log.info("Session %s: backend %s, chosen by %s", Path(self.config_file).name, self.backend.name,
+                  self.backend.reason)
         self.config = cfg = parse_config(config_file, mixed_precision=solver.use_mixed_precision,
                                          require=("layers", "optimizer"), ignore=("solver",))
         self.events = EventBus()
-        self.comm = InProcessCommunicator(G)
-        self._seeds = _seed_sequence(solver.seed)
+        self.comm = create_communicator(solver.vvgpu, self.backend, group)
+        self.local_devices = self.comm.local_devices
+        self._seeds = _seed_sequence(solver.seed, group)
         dense_seq, embedding_seq, dropout_seq = self._seeds.spawn(3)
         self._data_seed = self._seeds.spawn(1)[0]  # Raw batch shuffling (HugeCTR's is not reproducible)
         self.key_type = "I64" if solver.i64_input_key else "I32"
@@ -112,11 +130,15 @@ class Session:
                                       mixed_precision=solver.use_mixed_precision, scaler=self.scaler,
                                       seed=seq)
             for spec, seq in zip(cfg.embeddings, embedding_seq.spawn(len(cfg.embeddings)))]
-        dropout_rngs = [np.random.default_rng(s) for s in dropout_seq.spawn(G)]
-        self.train_networks = [self._make_network(solver.batchsize // G, True, rng) for rng in dropout_rngs]
-        self.eval_networks = [self._make_network(solver.batchsize_eval // G, False, np.random.default_rng(0))
-                              for _ in range(G)]
-        self.dense_optimizers = [self._make_dense_optimizer() for _ in range(G)]
+        dropout_seqs = dropout_seq.spawn(G)
+        self.train_networks, self.eval_networks, self.dense_optimizers = [], [], []
+        for g in self.local_devices:
+            with self.comm.scope(g):
+                self.train_networks.append(self._make_network(solver.batchsize // G, True,
+                                                              np.random.default_rng(dropout_seqs[g])))
+                self.eval_networks.append(self._make_network(solver.batchsize_eval // G, False,
+                                                             np.random.default_rng(0)))
+                self.dense_optimizers.append(self._make_dense_optimizer())
 
         self._load_dense_weights(solver.model_file, np.random.default_rng(dense_seq))
         self._mos = None
@@ -184,8 +206,12 @@ class Session:
                     first.load_state(json.load(f))
         else:
             first.init_weights(rng)
-        for net in self.train_networks[1:] + self.eval_networks:
-            net.copy_weights_from(first)
+        host = self.backend.to_host(first.weights)
+        for g, train_net, eval_net in self._local(self.train_networks, self.eval_networks):
+            with self.comm.scope(g):
+                if train_net is not first:
+                    train_net.load_weights(host)
+                eval_net.copy_weights_from(train_net)
 
     def _load_dense_optimizer(self, path):
         data = _read_file(path, "dense_opt_states_file")
@@ -193,8 +219,9 @@ class Session:
         if os.path.exists(path + ".json"):  # our sidecar: HugeCTR's file has no step counter
             with open(path + ".json") as f:
                 step = json.load(f).get("step")
-        for opt in self.dense_optimizers:
-            opt.load_state_bytes(data)
+        for g, opt in self._local(self.dense_optimizers):
+            with self.comm.scope(g):
+                opt.load_state_bytes(data)
             if step is not None and hasattr(opt, "t"):
                 opt.t = int(step)
 
@@ -240,24 +267,64 @@ class Session:
         self._learning_rate = float(lr)
         return Error_t.Success
 
-    def _split(self, array, g, b):
-        return array[g * b:(g + 1) * b]
+    def _local(self, *per_device):
+        """``(global id, item of each list, ...)`` over the local devices."""
+        return zip(self.local_devices, *per_device)
 
-    def _feeds(self, batch, b, outputs):
+    def _upload(self, batch, b):
+        """Copy a batch to the local devices: ``(feeds, staged)`` -- one feed (tensor name -> array) per
+        local device with its rows of the dense input and labels, and per embedding its ``stage``d CSR.
+        Every copy of a step happens before its first kernel, so no device waits for another's work."""
         data = self.config.data
         feeds = []
-        for g in range(self.num_devices):
-            feed = {data.dense.top: self._split(batch.dense, g, b)}
-            if data.label.top:
-                feed[data.label.top] = self._split(batch.labels, g, b)
-            for spec, outs in zip(self.config.embeddings, outputs):
-                feed[spec.top] = outs[g]
+        for g in self.local_devices:
+            with self.comm.scope(g):
+                feed = {data.dense.top: self.backend.asarray(batch.dense[g * b:(g + 1) * b])}
+                if data.label.top:
+                    feed[data.label.top] = self.backend.asarray(batch.labels[g * b:(g + 1) * b])
             feeds.append(feed)
+        return feeds, [emb.stage(csr.row_offsets, csr.keys)
+                       for emb, csr in zip(self.embeddings, self._sparse_inputs(batch))]
+
+    def _embed(self, feeds, staged, training):
+        """Add every embedding's output to the local devices' feeds."""
+        for spec, emb, inputs in zip(self.config.embeddings, self.embeddings, staged):
+            for feed, out in zip(feeds, emb.forward_staged(inputs, training)):
+                feed[spec.top] = out
         return feeds
 
-    def _embed(self, batch, training):
-        return [emb.forward(csr.row_offsets, csr.keys, training)
-                for emb, csr in zip(self.embeddings, self._sparse_inputs(batch))]
+    def _step(self, feeds, staged, mark=None):
+        """One training step on an uploaded batch (the part of ``train()`` the devices run); returns the
+        local devices' losses (0-d device arrays). ``mark(phase)`` is called after each phase
+        (``STEP_PHASES``) -- the benchmark records device events there."""
+        mark = mark or (lambda phase: None)
+        self._embed(feeds, staged, True)
+        mark("embedding fwd")
+        losses = []
+        for g, net, feed in self._local(self.train_networks, feeds):
+            with self.comm.scope(g):
+                losses.append(net.forward(feed, training=True))
+        mark("dense fwd")
+        for g, net in self._local(self.train_networks):
+            with self.comm.scope(g):
+                net.backward()
+        if self.num_devices > 1:
+            totals = self.comm.all_reduce([n.grads for n in self.train_networks])
+            for g, net, total in self._local(self.train_networks, totals):
+                with self.comm.scope(g):
+                    net.grads[...] = total
+        mark("dense bwd")
+        for g, net, opt in self._local(self.train_networks, self.dense_optimizers):
+            with self.comm.scope(g):
+                opt.update(net.weights, net.grads)
+        mark("dense update")
+        for spec, emb in zip(self.config.embeddings, self.embeddings):
+            emb.backward([net.input_grad(spec.top) for net in self.train_networks])
+        mark("embedding bwd")
+        for emb in self.embeddings:
+            emb.update()
+        mark("embedding update")
+        return losses
 
     def _sparse_inputs(self, batch):
         by_top = {spec.top: csr for spec, csr in zip(self.config.data.sparse, batch.sparse)}
@@ -278,33 +345,28 @@ class Session:
                 return False
             if batch.size == B:
                 break
-        b = B // self.num_devices
-        outputs = self._embed(batch, training=True)
-        losses = []
-        for net, feed in zip(self.train_networks, self._feeds(batch, b, outputs)):
-            losses.append(net.forward(feed, training=True))
-            net.backward()
-        if self.num_devices > 1:
-            for net, total in zip(self.train_networks, self.comm.all_reduce([n.grads for n in self.train_networks])):
-                net.grads[...] = total
-        for net, opt in zip(self.train_networks, self.dense_optimizers):
-            opt.update(net.weights, net.grads)
-        for spec, emb in zip(self.config.embeddings, self.embeddings):
-            emb.backward([net.input_grad(spec.top) for net in self.train_networks])
-            emb.update()
+        losses = self._step(*self._upload(batch, B // self.num_devices))
         self._losses = losses
         self.iteration += 1
         if self.events._subscribers:
             elapsed = time.perf_counter() - start
-            self.events.publish(IterationEnd(self.iteration, self.get_current_loss(), self._learning_rate,
+            # the local devices' loss: a global one would need every process to take part
+            self.events.publish(IterationEnd(self.iteration, self._local_loss(), self._learning_rate,
                                              B / elapsed if elapsed > 0 else float("inf"), B))
         return True
 
+    def _local_loss(self):
+        return float(np.mean([float(loss) for loss in self._losses]))
+
     def get_current_loss(self):
-        """Mean over devices of the last training batch's loss (regularizer term included)."""
+        """Mean over all G devices of the last training batch's loss (regularizer term included).
+        Over several MPI processes every process must call it; each gets the same value."""
         if self._losses is None:
             raise IllegalCallError("get_current_loss() before the first train()")
-        return float(np.mean([float(loss) for loss in self._losses]))
+        if self.comm.group.size == 1:
+            return self._local_loss()
+        per_process = self.comm.group.allgather([float(loss) for loss in self._losses])
+        return float(np.mean([loss for part in per_process for loss in part]))
 
     def check_overflow(self):
         """Raise ``EmbeddingOverflowError`` if any embedding was offered more keys than it holds."""
@@ -313,8 +375,9 @@ class Session:
 
     def copy_weights_for_evaluation(self):
         """Copy the training weights (and BatchNorm running statistics) to the evaluation copies."""
-        for train_net, eval_net in zip(self.train_networks, self.eval_networks):
-            eval_net.copy_weights_from(train_net)
+        for g, train_net, eval_net in self._local(self.train_networks, self.eval_networks):
+            with self.comm.scope(g):
+                eval_net.copy_weights_from(train_net)
 
     # ---- evaluation ---------------------------------------------------------------------------------
 
@@ -326,12 +389,17 @@ class Session:
         if batch is None or batch.size == 0:
             return False
         b = self.solver.batchsize_eval // self.num_devices
-        outputs = self._embed(batch, training=False)
         preds, labels, losses = [], [], []
-        for net, feed in zip(self.eval_networks, self._feeds(batch, b, outputs)):
-            losses.append(net.forward(feed, training=False))
+        for g, net, feed in self._local(self.eval_networks, self._embed(*self._upload(batch, b), False)):
+            with self.comm.scope(g):
+                losses.append(net.forward(feed, training=False))
             preds.append(net.predictions)
             labels.append(feed[self.config.data.label.top])
+        if self.comm.group.size > 1:   # every process's metrics see the whole batch, in device order
+            to_host = self.backend.to_host
+            parts = self.comm.group.allgather([(to_host(p), to_host(y), float(loss))
+                                               for p, y, loss in zip(preds, labels, losses)])
+            preds, labels, losses = (list(column) for column in zip(*(p for part in parts for p in part)))
         self.metrics.update(preds=preds, labels=labels, losses=losses, real_size=batch.size)
         self._eval_batches += 1
         self._last_eval = (preds, labels, batch.size)
@@ -373,7 +441,7 @@ class Session:
                 pred_parts.append(self._host_column(preds, size))
                 label_parts.append(self._host_column(labels, size))
         self._reader_eval.set_source()
-        if exporting:
+        if exporting and self.comm.group.rank == 0:
             _write_values(export_predictions_out_file, pred_parts)
             _write_values(export_labels_out_file, label_parts)
         return self.get_eval_metrics()
@@ -402,19 +470,21 @@ class Session:
                           RuntimeWarning, stacklevel=2)
             return Error_t.WrongInput
         names = model_file_names(prefix, iter, len(self.embeddings))
-        net = self.train_networks[0]
-        write_bytes_atomic(names["dense"], self.backend.to_host(net.weights).astype(np.float32))
-        optimizer = self.dense_optimizers[0]
-        write_bytes_atomic(names["dense_opt"], optimizer.state_bytes())
+        net, optimizer = self.train_networks[0], self.dense_optimizers[0]   # replicas are identical
         written = [names["dense"], names["dense_opt"]]
         if hasattr(optimizer, "t"):  # Adam's step counter, which HugeCTR's raw state file cannot hold
-            with atomic_write(names["dense_opt"] + ".json", "w") as f:
-                json.dump({"optimizer": self.config.optimizer.type, "step": int(optimizer.t)}, f)
             written.append(names["dense_opt"] + ".json")
         if net.has_state:
-            with atomic_write(names["ntp"], "w") as f:
-                json.dump(_host_floats(net.state), f)
             written.append(names["ntp"])
+        if self.comm.group.rank == 0:   # dense files: process 0 only; sparse dumps below are collective
+            write_bytes_atomic(names["dense"], self.backend.to_host(net.weights).astype(np.float32))
+            write_bytes_atomic(names["dense_opt"], optimizer.state_bytes())
+            if hasattr(optimizer, "t"):
+                with atomic_write(names["dense_opt"] + ".json", "w") as f:
+                    json.dump({"optimizer": self.config.optimizer.type, "step": int(optimizer.t)}, f)
+            if net.has_state:
+                with atomic_write(names["ntp"], "w") as f:
+                    json.dump(_host_floats(net.state), f)
         for emb, sparse, sparse_opt in zip(self.embeddings, names["sparse"], names["sparse_opt"]):
             save_sparse_model(emb, sparse, directory=sparse_format == "v3.1")
             save_sparse_optimizer_state(emb, sparse_opt)
@@ -445,7 +515,7 @@ class Session:
     def __repr__(self):
         return (f"<Session {Path(self.config_file).name}: {len(self.embeddings)} embeddings, "
                 f"{self.train_networks[0].num_params:,} dense params, {self.num_devices} device(s) on "
-                f"{self.backend.name}, iteration {self.iteration}>")
+                f"{self.backend.name} ({self.backend.reason}), iteration {self.iteration}>")
 
 
 def _read_file(path, what):

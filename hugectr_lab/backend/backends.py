@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -15,6 +16,7 @@ class Backend:
     """An array module plus named ops. ``xp`` is ``numpy`` or ``cupy``."""
 
     name = "abstract"
+    reason = "constructed directly"   # how get_backend chose it
 
     def __init__(self, xp, use_kernels):
         self.xp = xp
@@ -30,6 +32,10 @@ class Backend:
 
     def synchronize(self):
         """Wait for queued device work (no-op on NumPy)."""
+
+    def device(self, device_id):
+        """Context in which GPU ``device_id`` is current (no-op on NumPy, where devices are logical)."""
+        return contextlib.nullcontext()
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.name}>"
@@ -64,42 +70,63 @@ class CupyBackend(Backend):
     def synchronize(self):
         self.xp.cuda.get_current_stream().synchronize()
 
+    def device(self, device_id):
+        return self.xp.cuda.Device(device_id)
+
 
 def visible_gpu_count():
     """Number of usable CUDA devices, 0 when CuPy or a driver is missing."""
+    return probe_gpus()[0]
+
+
+def probe_gpus():
+    """``(number of usable CUDA devices, what was found)``, e.g. ``(0, "CuPy is not installed")``."""
     try:
         import cupy
-
+    except ImportError:
+        return 0, "CuPy is not installed"
+    try:
         if not cupy.cuda.is_available():
-            return 0
-        return cupy.cuda.runtime.getDeviceCount()
-    except Exception:  # ImportError, or a CUDA driver error when probing
-        return 0
+            return 0, "CuPy finds no CUDA driver or device"
+        count = cupy.cuda.runtime.getDeviceCount()
+        name = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+        name = name.decode() if isinstance(name, bytes) else name
+        return count, f"{count} GPU(s), GPU 0 is {name}"
+    except Exception as error:  # a CUDA driver error when probing
+        return 0, f"probing the GPUs failed: {error}"
 
 
 def get_backend(name=None, device_ids=None):
     """Resolve ``"numpy" | "cupy" | "auto"`` (default: ``$HUGECTR_LAB_BACKEND`` or ``"numpy"``).
 
-    ``"auto"`` picks CuPy when a usable GPU exists, else NumPy; the choice is visible as
-    ``backend.name``. ``device_ids`` are checked against the visible GPUs for CuPy.
+    ``"auto"`` picks CuPy when a usable GPU exists, else NumPy. ``backend.name`` is the choice and
+    ``backend.reason`` says how it was made (e.g. ``"auto: 4 GPU(s), GPU 0 is NVIDIA H100 80GB HBM3"``).
+    ``device_ids`` are checked against the visible GPUs for CuPy.
     """
     if isinstance(name, Backend):
         return name
+    source = "argument" if name else ("$" + ENV_VAR if os.environ.get(ENV_VAR) else "default")
     name = (name or os.environ.get(ENV_VAR) or "numpy").lower()
+    reason = source
     if name == "auto":
-        name = "cupy" if visible_gpu_count() > 0 else "numpy"
+        count, found = probe_gpus()
+        name = "cupy" if count > 0 else "numpy"
+        reason = f"auto: {found}"
     if name == "numpy":
-        return NumpyBackend()
-    if name == "cupy":
-        count = visible_gpu_count()
+        backend = NumpyBackend()
+    elif name == "cupy":
+        count, found = probe_gpus()
         if count == 0:
-            raise RuntimeError("backend='cupy' needs CuPy and a CUDA GPU; none is usable here "
-                               "(install hugectr-lab[gpu] on a GPU machine, or use backend='numpy')")
+            raise RuntimeError(f"backend='cupy' needs CuPy and a CUDA GPU; none is usable here ({found}; "
+                               "install hugectr-lab[gpu] on a GPU machine, or use backend='numpy')")
         bad = [d for d in (device_ids or [0]) if not 0 <= d < count]
         if bad:
             raise ValueError(f"vvgpu names GPU ids {bad} but the visible GPUs are {list(range(count))}")
-        return CupyBackend(device_ids)
-    raise ValueError(f"backend must be 'numpy', 'cupy' or 'auto', got {name!r}")
+        backend = CupyBackend(device_ids)
+    else:
+        raise ValueError(f"backend must be 'numpy', 'cupy' or 'auto', got {name!r}")
+    backend.reason = reason
+    return backend
 
 
 def array_module(xp=None):

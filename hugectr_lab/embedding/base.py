@@ -1,6 +1,7 @@
 """What the three embedding types share: per-device tables, the train step, model and state I/O.
 
-One ``SparseEmbedding`` owns the tables of all G logical devices and talks to them through a
+One ``SparseEmbedding`` owns the tables of this process's devices (``comm.local_devices``, global ids
+out of G; all G unless the run spans MPI processes) and exchanges partial results through a
 ``Communicator``. A training step is ``forward(row_offsets, keys, True)`` -> ``backward(d_outputs)``
 -> ``update(lr)``; the subclasses decide where keys live (``_route``, ``_place``) and how partial
 results travel between devices (``_exchange_forward``, ``_exchange_backward``).
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Communicator, InProcessCommunicator, get_backend
+from ..backend import Communicator, InProcessCommunicator, get_backend, to_host
 from .combine import combiner_name, csr_row_ids, mean_row_scale
 from .hash_table import HashTable, as_keys, key_dtype
 from .sparse_optimizers import SparseAdam, SparseOptimizer
@@ -25,6 +26,7 @@ from .sparse_optimizers import SparseAdam, SparseOptimizer
 EMBEDDING_TYPES: dict = {}
 MAX_VEC_SIZE = 1024
 INIT_BOUND = 0.05   # default table init: Uniform(-0.05, 0.05)
+_HOST = get_backend("numpy")   # key placement for loading happens on the host
 
 
 @dataclass
@@ -120,7 +122,8 @@ class SparseEmbedding:
         self.slot_size_array = tuple(int(s) for s in slot_size_array) if slot_size_array else None
         self.optimizer = optimizer if optimizer is not None else SparseAdam()
         self.comm = comm if isinstance(comm, Communicator) else InProcessCommunicator(int(comm))
-        self.num_devices = self.comm.size
+        self.num_devices = self.comm.size              # G, over all processes
+        self.local_devices = self.comm.local_devices   # global ids of the devices held here
         self.backend = get_backend(backend)
         self.key_dtype = key_dtype(key_type)
         self.compute_dtype = np.dtype(np.float16 if mixed_precision else np.float32)
@@ -163,12 +166,22 @@ class SparseEmbedding:
         """(V, E) float32 host array of initial values for ``device``."""
         return _uniform(rng, (self._vocabulary_size(device), self.embedding_vec_size), INIT_BOUND)
 
-    def _route(self, row_offsets, keys, row_ids):
-        """Split the global CSR into one ``Shard`` per device."""
+    def _route(self, device, row_offsets, keys, row_ids):
+        """The ``Shard`` of global device ``device``: the whole batch's CSR (on that device) with the keys
+        it does not own replaced by the padding key, or a static selection -- fixed sizes either way,
+        so routing never waits for the device."""
         raise NotImplementedError
 
+    def _partial(self, device, combined):
+        """The shard's combined rows (R_g, E) -> what ``_exchange_forward`` takes from ``device``."""
+        return combined
+
+    def _shard_rows(self, device, shard, wgrad):
+        """What ``_exchange_backward`` gave ``device`` -> gradients (R_g, E) of the shard's CSR rows."""
+        return wgrad
+
     def _place(self, keys, slot_ids):
-        """For model loading: (device of each key (N,), global slot of each key (N,) or None)."""
+        """For model loading, on host arrays: (device of each key (N,), global slot of each key (N,) or None)."""
         raise NotImplementedError
 
     def _exchange_forward(self, partials):
@@ -181,7 +194,7 @@ class SparseEmbedding:
 
     def _lookup(self, device, keys, slots, insert):
         """``Lookup`` of ``keys`` on ``device``; hash types insert new keys when ``insert``."""
-        dev = self.devices[device]
+        dev = self._dev(device)
         ops = self.backend.ops
         on_insert = None
         if insert:
@@ -193,18 +206,30 @@ class SparseEmbedding:
 
     def _keys_and_rows(self, device):
         """(keys, rows) held by ``device``, in row order."""
-        return self.devices[device].table.keys_and_rows()
+        return self._dev(device).table.keys_and_rows()
 
     # ---- build ----------------------------------------------------------------------------------
 
     @property
     def devices(self):
-        """The per-device tables, built (and randomly initialised) on first use."""
+        """The tables of the local devices (in ``local_devices`` order), built and randomly initialised
+        on first use. Device g's generator is the g-th of G spawned from the seed, wherever g lives."""
         if self._devices is None:
             seed = self.seed if isinstance(self.seed, np.random.SeedSequence) else np.random.SeedSequence(self.seed)
-            rngs = [np.random.default_rng(s) for s in seed.spawn(self.num_devices)]
-            self._devices = [self._build_device(g, rng) for g, rng in enumerate(rngs)]
+            seeds = seed.spawn(self.num_devices)
+            self._devices = []
+            for g in self.local_devices:
+                with self.comm.scope(g):
+                    self._devices.append(self._build_device(g, np.random.default_rng(seeds[g])))
         return self._devices
+
+    def _dev(self, device):
+        """The ``Device`` of global device id ``device`` (one of ``local_devices``)."""
+        return self.devices[self.comm.local_index(device)]
+
+    def _local(self):
+        """``(global id, Device)`` of every local device."""
+        return zip(self.local_devices, self.devices)
 
     def _build_device(self, device, rng):
         xp = self.backend.xp
@@ -223,34 +248,59 @@ class SparseEmbedding:
     def forward(self, row_offsets, keys, training=True):
         """Embed a global batch: CSR ``row_offsets`` (B*S+1,), ``keys`` (K,) with row = sample*S + slot.
 
-        Returns one (b, S, E) array per device in the compute dtype (b = B/G). Training inserts new
+        Returns one (b, S, E) array per local device in the compute dtype (b = B/G). Training inserts new
         keys; evaluation (``training=False``) does not, and an unseen key contributes the zero vector.
         """
-        xp, ops = self.backend.xp, self.backend.ops
+        return self.forward_staged(self.stage(row_offsets, keys), training)
+
+    def stage(self, row_offsets, keys):
+        """Check a global batch's CSR and copy it to every local device (each gets the whole batch and
+        keeps its share): ``[(row_offsets, keys) on device g for g in local_devices]``. Staging every
+        input of a step before launching its kernels lets the devices run the step concurrently."""
         self._check_batch(row_offsets, keys)   # on the host arrays, before the upload: no device read
-        row_offsets = self.backend.asarray(row_offsets, dtype=np.int64).reshape(-1)
-        keys = as_keys(self.backend, keys, self.key_dtype)
-        shards = self._route(row_offsets, keys, csr_row_ids(xp, row_offsets, keys.size))
+        on_host = not hasattr(keys, "__cuda_array_interface__")
+        if on_host:   # convert and check once, then copy
+            keys = as_keys(_HOST, keys, self.key_dtype)
+        staged = []
+        for g in self.local_devices:
+            with self.comm.scope(g):
+                staged.append((self.backend.asarray(row_offsets, dtype=np.int64).reshape(-1),
+                               self.backend.asarray(keys) if on_host else as_keys(self.backend, keys, self.key_dtype)))
+        return staged
+
+    def forward_staged(self, staged, training=True):
+        """``forward`` of a batch that ``stage`` put on the devices."""
+        xp, ops = self.backend.xp, self.backend.ops
         partials = []
-        for g, (dev, shard) in enumerate(zip(self.devices, shards)):
-            lookup = self._lookup(g, shard.keys, shard.slots, insert=training)
-            partials.append(ops.embedding_combine_fwd(dev.values, lookup.rows, shard.row_offsets,
-                                                      shard.row_scale, self.compute_dtype))
+        for (g, dev), (offsets_g, keys_g) in zip(self._local(), staged):
+            with self.comm.scope(g):
+                shard = self._route(g, offsets_g, keys_g, csr_row_ids(xp, offsets_g, keys_g.size))
+                lookup = self._lookup(g, shard.keys, shard.slots, insert=training)
+                combined = ops.embedding_combine_fwd(dev.values, lookup.rows, shard.row_offsets, shard.row_scale,
+                                                     self.compute_dtype)
+                partials.append(self._partial(g, combined))
             if training:
                 dev.batch, dev.wgrad = (shard, lookup), None
         return self._exchange_forward(partials)
 
     def backward(self, d_outputs):
-        """Take the gradients of the outputs, one (b, S, E) per device (compute dtype, times S)."""
-        if len(d_outputs) != self.num_devices:
+        """Take the gradients of the outputs, one (b, S, E) per local device (compute dtype, times S)."""
+        if len(d_outputs) != len(self.local_devices):
             raise ValueError(f"embedding '{self.name}': backward needs one gradient per device "
-                             f"({self.num_devices}), got {len(d_outputs)}")
-        d_outputs = [self.backend.asarray(d, dtype=self.compute_dtype) for d in d_outputs]
-        for g, (dev, wgrad) in enumerate(zip(self.devices, self._exchange_backward(d_outputs))):
-            if dev.batch is None:
-                raise RuntimeError(f"embedding '{self.name}': backward() needs a training forward() first")
+                             f"({len(self.local_devices)}), got {len(d_outputs)}")
+        if any(dev.batch is None for dev in self.devices):
+            raise RuntimeError(f"embedding '{self.name}': backward() needs a training forward() first")
+        converted = []
+        for g, d in zip(self.local_devices, d_outputs):
+            with self.comm.scope(g):
+                converted.append(self.backend.asarray(d, dtype=self.compute_dtype))
+        for (g, dev), wgrad in zip(self._local(), self._exchange_backward(converted)):
             row_scale = dev.batch[0].row_scale
-            dev.wgrad = wgrad if row_scale is None else (wgrad * row_scale[:, None]).astype(self.compute_dtype)
+            with self.comm.scope(g):
+                wgrad = self._shard_rows(g, dev.batch[0], wgrad)
+                if row_scale is not None:
+                    wgrad = (wgrad * row_scale[:, None]).astype(self.compute_dtype)
+            dev.wgrad = wgrad
 
     def update(self, lr=None):
         """Apply the sparse optimizer to the gradients of the last ``backward`` (``lr`` sets the rate)."""
@@ -259,10 +309,11 @@ class SparseEmbedding:
         if any(dev.wgrad is None for dev in self.devices):
             raise RuntimeError(f"embedding '{self.name}': update() needs a backward() first")
         self.step += 1
-        for dev in self.devices:
+        for g, dev in self._local():
             shard, lookup = dev.batch
-            self.optimizer.apply(self.backend.ops, dev.values, dev.state, lookup, shard.row_ids, dev.wgrad,
-                                 self.optimizer.learning_rate, self.step, self.scaler)
+            with self.comm.scope(g):
+                self.optimizer.apply(self.backend.ops, dev.values, dev.state, lookup, shard.row_ids, dev.wgrad,
+                                     self.optimizer.learning_rate, self.step, self.scaler)
             dev.batch, dev.wgrad = None, None
 
     def set_learning_rate(self, lr):
@@ -272,14 +323,14 @@ class SparseEmbedding:
     # ---- bookkeeping ----------------------------------------------------------------------------
 
     def check_overflow(self):
-        """Raise ``EmbeddingOverflowError`` if any device was offered more keys than it can hold."""
-        for g, dev in enumerate(self.devices):
+        """Raise ``EmbeddingOverflowError`` if any local device was offered more keys than it can hold."""
+        for g, dev in self._local():
             if dev.table is not None:
                 dev.table.check_overflow(f"embedding '{self.name}' on device {g}")
 
     def num_keys(self):
-        """Keys held over all devices (``get_params_num`` counts num_keys() * E)."""
-        return sum(len(dev.table) for dev in self.devices)
+        """Keys held over all devices of all processes (``get_params_num`` counts num_keys() * E)."""
+        return sum(self.comm.group.allgather(sum(len(dev.table) for dev in self.devices)))
 
     def reset(self, keep_optimizer_state=True):
         """Clear the hash tables and re-draw every value (model oversubscription between key sets).
@@ -288,62 +339,69 @@ class SparseEmbedding:
         or loaded again (HugeCTR keeps the state arrays by row, so they no longer match their keys).
         ``keep_optimizer_state=False`` forgets it instead (the model oversubscriber keeps it on the host).
         """
-        for g, dev in enumerate(self.devices):
-            keys, rows = self._keys_and_rows(g)
-            if not keep_optimizer_state:
-                dev.stash = StateStash(self.backend.xp)
-            elif dev.state and keys.size:
-                dev.stash.put(keys, {n: a[rows] for n, a in dev.state.items()})
-            dev.state = self.optimizer.init_state(self.backend.xp, dev.values.shape[0], self.embedding_vec_size)
-            dev.values = self.backend.asarray(self._init_values(g, dev.rng))
-            if dev.table is not None:
-                dev.table.clear()
-            if dev.slot_ids is not None and dev.table is not None:
-                dev.slot_ids[...] = -1
-            dev.batch, dev.wgrad = None, None
+        for g, dev in self._local():
+            with self.comm.scope(g):
+                self._reset_device(g, dev, keep_optimizer_state)
+
+    def _reset_device(self, g, dev, keep_optimizer_state):
+        keys, rows = self._keys_and_rows(g)
+        if not keep_optimizer_state:
+            dev.stash = StateStash(self.backend.xp)
+        elif dev.state and keys.size:
+            dev.stash.put(keys, {n: a[rows] for n, a in dev.state.items()})
+        dev.state = self.optimizer.init_state(self.backend.xp, dev.values.shape[0], self.embedding_vec_size)
+        dev.values = self.backend.asarray(self._init_values(g, dev.rng))
+        if dev.table is not None:
+            dev.table.clear()
+        if dev.slot_ids is not None and dev.table is not None:
+            dev.slot_ids[...] = -1
+        dev.batch, dev.wgrad = None, None
 
     # ---- model and optimizer-state I/O ----------------------------------------------------------
 
     def dump(self):
         """Host arrays ``(keys (N,), vectors (N, E) float32, slot_ids (N,) uint64 or None)``:
-        device 0's keys, then device 1's, ... each in row (insertion) order."""
-        keys, vectors, slots = [], [], []
-        for g, dev in enumerate(self.devices):
-            k, rows = self._keys_and_rows(g)
-            keys.append(self.backend.to_host(k))
-            vectors.append(self.backend.to_host(dev.values[rows]))
-            if dev.slot_ids is not None:
-                slots.append(self.backend.to_host(dev.slot_ids[rows]).astype(np.uint64))
-        return (np.concatenate(keys), np.concatenate(vectors).reshape(-1, self.embedding_vec_size),
-                np.concatenate(slots) if self.has_slot_ids else None)
+        device 0's keys, then device 1's, ... each in row (insertion) order; every process gets all."""
+        parts = []
+        for g, dev in self._local():
+            with self.comm.scope(g):
+                k, rows = self._keys_and_rows(g)
+                parts.append((self.backend.to_host(k), self.backend.to_host(dev.values[rows]),
+                              None if dev.slot_ids is None else
+                              self.backend.to_host(dev.slot_ids[rows]).astype(np.uint64)))
+        parts = [p for per_process in self.comm.group.allgather(parts) for p in per_process]
+        return (np.concatenate([k for k, _, _ in parts]),
+                np.concatenate([v for _, v, _ in parts]).reshape(-1, self.embedding_vec_size),
+                np.concatenate([s for _, _, s in parts]) if self.has_slot_ids else None)
 
     def load(self, keys, vectors, slot_ids=None):
         """Put ``vectors`` (N, E) for ``keys`` (N,) into the tables (localized types need ``slot_ids``).
 
         New keys get the next free rows in the given order; keys already present are overwritten.
         """
-        keys = as_keys(self.backend, keys, self.key_dtype)
-        vectors = self.backend.asarray(vectors, dtype=np.float32).reshape(-1, self.embedding_vec_size)
+        keys = self._host_keys(keys)
+        vectors = np.asarray(to_host(vectors), dtype=np.float32).reshape(-1, self.embedding_vec_size)
         if vectors.shape[0] != keys.size:
             raise ValueError(f"embedding '{self.name}': load got {keys.size} keys but {vectors.shape[0]} vectors")
-        for g, sel, slots in self._per_device(keys, slot_ids):
-            dev = self.devices[g]
-            rows = self._lookup(g, keys[sel], slots, insert=True).rows
+        for g, sel, device_keys, slots in self._per_device(keys, slot_ids):
+            dev = self._dev(g)
+            rows = self._lookup(g, device_keys, slots, insert=True).rows
             if dev.table is not None:
                 dev.table.check_overflow(f"embedding '{self.name}' on device {g} (loading a sparse model)")
-            dev.values[rows] = vectors[sel]
+            dev.values[rows] = self.backend.asarray(vectors[sel])
             if dev.slot_ids is not None:
                 dev.slot_ids[rows] = slots
 
     def dump_optimizer_state(self):
         """``{state name: host array (N, ...)}`` aligned with ``dump()``'s keys (empty for SGD)."""
         names = self.optimizer.state_names
-        parts = {n: [] for n in names}
-        for g, dev in enumerate(self.devices):
-            _, rows = self._keys_and_rows(g)
-            for n in names:
-                parts[n].append(self.backend.to_host(dev.state[n][rows]))
-        return {n: np.concatenate(p) for n, p in parts.items()}
+        local = []
+        for g, dev in self._local():
+            with self.comm.scope(g):
+                _, rows = self._keys_and_rows(g)
+                local.append({n: self.backend.to_host(dev.state[n][rows]) for n in names})
+        parts = [p for per_process in self.comm.group.allgather(local) for p in per_process]
+        return {n: np.concatenate([p[n] for p in parts]) for n in names}
 
     def load_optimizer_state(self, keys, states, slot_ids=None, step=None):
         """Set the optimizer state of ``keys`` (N,) from ``states`` (name -> (N, ...)).
@@ -355,29 +413,35 @@ class SparseEmbedding:
         if set(states) != expected:
             raise ValueError(f"embedding '{self.name}': optimizer state has arrays {sorted(states)}, but "
                              f"{self.optimizer!r} needs {sorted(expected)}")
-        keys = as_keys(self.backend, keys, self.key_dtype)
-        states = {n: self.backend.asarray(a) for n, a in states.items()}
-        for g, sel, slots in self._per_device(keys, slot_ids):
-            dev = self.devices[g]
-            rows = self._lookup(g, keys[sel], slots, insert=False).rows
+        keys = self._host_keys(keys)
+        states = {n: np.asarray(to_host(a)) for n, a in states.items()}
+        for g, sel, device_keys, slots in self._per_device(keys, slot_ids):
+            dev = self._dev(g)
+            rows = self._lookup(g, device_keys, slots, insert=False).rows
             present = rows >= 0
-            for n, a in states.items():
-                dev.state[n][rows[present]] = a[sel][present]
+            device_states = {n: self.backend.asarray(a[sel]) for n, a in states.items()}
+            for n, a in device_states.items():
+                dev.state[n][rows[present]] = a[present]
             if not bool(present.all()):
-                dev.stash.put(keys[sel][~present], {n: a[sel][~present] for n, a in states.items()})
+                dev.stash.put(device_keys[~present], {n: a[~present] for n, a in device_states.items()})
         if step is not None:
             self.step = int(step)
 
+    def _host_keys(self, keys):
+        return as_keys(_HOST, to_host(keys), self.key_dtype)
+
     def _per_device(self, keys, slot_ids):
-        """Yield ``(device, selection, slots of the selection or None)`` for keys placed by ``_place``."""
-        xp = self.backend.xp
-        slot_ids = None if slot_ids is None else self.backend.asarray(slot_ids).astype(xp.int64).reshape(-1)
+        """For host ``keys`` placed by ``_place``, yield ``(local device, host selection, the selected keys
+        and their slots (or None) on the device)``, with that device current."""
+        slot_ids = None if slot_ids is None else np.asarray(to_host(slot_ids)).astype(np.int64).reshape(-1)
         if slot_ids is not None and slot_ids.size != keys.size:
             raise ValueError(f"embedding '{self.name}': got {keys.size} keys but {slot_ids.size} slot ids")
         device_of, slots = self._place(keys, slot_ids)
-        for g in range(self.num_devices):
-            sel = xp.flatnonzero(device_of == g)
-            yield g, sel, None if slots is None else slots[sel]
+        for g in self.local_devices:
+            sel = np.flatnonzero(device_of == g)
+            with self.comm.scope(g):
+                yield (g, sel, self.backend.asarray(keys[sel]),
+                       None if slots is None else self.backend.asarray(slots[sel]))
 
     # ---- helpers --------------------------------------------------------------------------------
 
@@ -400,17 +464,6 @@ class SparseEmbedding:
         if first != 0 or last != num_keys:
             raise ValueError(f"embedding '{self.name}': row_offsets must run from 0 to the number of keys "
                              f"({num_keys}), got {first}..{last}")
-
-    def _shard(self, keys, local_row_ids, num_rows, slots=None, counts=None):
-        """A ``Shard`` of ``keys`` placed in device rows ``local_row_ids`` (ascending) out of ``num_rows``.
-        The mean combiner divides by ``counts`` (R_g,), by default the shard's own key counts."""
-        xp = self.backend.xp
-        offsets = xp.zeros(num_rows + 1, dtype=xp.int64)
-        offsets[1:] = xp.cumsum(xp.bincount(local_row_ids, minlength=num_rows))
-        row_scale = None
-        if self.combiner == "mean":
-            row_scale = mean_row_scale(xp, offsets[1:] - offsets[:-1] if counts is None else counts)
-        return Shard(keys, offsets, local_row_ids, row_scale, slots)
 
     def __repr__(self):
         return (f"{type(self).__name__}(name={self.name!r}, slot_num={self.slot_num}, "

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .base import SparseEmbedding
+import numpy as np
+
+from .base import Shard, SparseEmbedding
+from .combine import mean_row_scale
+from .hash_table import sentinel_key as padding_key
 
 
 def key_device(xp, keys, num_devices):
@@ -28,21 +32,17 @@ class DistributedSlotSparseEmbeddingHash(SparseEmbedding):
     def _vocabulary_size(self, device):
         return self.max_vocabulary_size_per_gpu
 
-    def _route(self, row_offsets, keys, row_ids):
+    def _route(self, device, row_offsets, keys, row_ids):
         xp = self.backend.xp
-        num_rows = row_offsets.size - 1
-        counts = row_offsets[1:] - row_offsets[:-1]
-        if self.num_devices == 1:
-            return [self._shard(keys, row_ids, num_rows, counts=counts)]
-        owner = key_device(xp, keys, self.num_devices)
-        shards = []
-        for g in range(self.num_devices):
-            sel = xp.flatnonzero(owner == g)
-            shards.append(self._shard(keys[sel], row_ids[sel], num_rows, counts=counts))
-        return shards
+        if self.num_devices > 1:   # other devices' keys become padding: no row, no gradient
+            keys = xp.where(key_device(xp, keys, self.num_devices) == device, keys, self.key_dtype.type(padding_key(self.key_dtype)))
+        row_scale = None
+        if self.combiner == "mean":   # a slot's mean is over its keys on every device
+            row_scale = mean_row_scale(xp, row_offsets[1:] - row_offsets[:-1])
+        return Shard(keys, row_offsets, row_ids, row_scale)
 
     def _place(self, keys, slot_ids):
-        return key_device(self.backend.xp, keys, self.num_devices), None
+        return key_device(np, keys, self.num_devices), None
 
     def _exchange_forward(self, partials):
         shape = (-1, self.slot_num, self.embedding_vec_size)

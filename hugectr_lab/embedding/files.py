@@ -153,8 +153,11 @@ def read_sparse_optimizer_state(path, *, key_type="I64"):
 # ---- embedding-level helpers ----------------------------------------------------------------------
 
 def save_sparse_model(embedding, path, directory=False):
-    """Write ``embedding.dump()`` as a v3.0 file, or a v3.1 directory when ``directory``."""
+    """Write ``embedding.dump()`` as a v3.0 file, or a v3.1 directory when ``directory``. Over several
+    MPI processes every process calls it (the dump is collective) and process 0 writes."""
     keys, vectors, slot_ids = embedding.dump()
+    if embedding.comm.group.rank != 0:
+        return
     if directory:
         write_sparse_model_dir(path, keys, vectors, slot_ids)
     else:
@@ -172,10 +175,14 @@ def load_sparse_model(embedding, path):
 
 
 def save_sparse_optimizer_state(embedding, path):
-    """Write the embedding's optimizer state per key (aligned with ``dump()``)."""
+    """Write the embedding's optimizer state per key (aligned with ``dump()``); collective like
+    ``save_sparse_model``."""
     keys, _, slot_ids = embedding.dump()
+    states = embedding.dump_optimizer_state()
+    if embedding.comm.group.rank != 0:
+        return
     opt = embedding.optimizer
-    write_sparse_optimizer_state(path, keys, embedding.dump_optimizer_state(), step=embedding.step,
+    write_sparse_optimizer_state(path, keys, states, step=embedding.step,
                                  optimizer=opt.type_name, update_type=opt.update_type, slot_ids=slot_ids)
 
 

@@ -6,7 +6,9 @@ import math
 
 import numpy as np
 
-from .base import INIT_BOUND, SparseEmbedding, _uniform
+from .base import INIT_BOUND, Shard, SparseEmbedding, _uniform
+from .combine import mean_row_scale
+from .hash_table import sentinel_key as padding_key
 
 
 class LocalizedSlotSparseEmbeddingHash(SparseEmbedding):
@@ -61,18 +63,28 @@ class LocalizedSlotSparseEmbeddingHash(SparseEmbedding):
         values[start:] = _uniform(rng, values[start:].shape, INIT_BOUND)
         return values
 
-    def _route(self, row_offsets, keys, row_ids):
-        xp = self.backend.xp
-        batch = (row_offsets.size - 1) // self.slot_num
-        sample, slot = row_ids // self.slot_num, row_ids % self.slot_num
-        shards = []
-        for g in range(self.num_devices):
-            num_slots = len(self.owned_slots(g))
-            sel = xp.flatnonzero(slot % self.num_devices == g)
-            # device row = sample * (slots of g) + local slot index; local index of slot s is s // G
-            local_rows = sample[sel] * num_slots + slot[sel] // self.num_devices
-            shards.append(self._shard(keys[sel], local_rows, batch * num_slots, slots=slot[sel]))
-        return shards
+    def _route(self, device, row_offsets, keys, row_ids):
+        xp, G = self.backend.xp, self.num_devices
+        slots = row_ids % self.slot_num
+        if G > 1:   # other devices' slots become padding: the whole batch's CSR, only our slots' keys
+            keys = xp.where(slots % G == device, keys, self.key_dtype.type(padding_key(self.key_dtype)))
+        row_scale = mean_row_scale(xp, row_offsets[1:] - row_offsets[:-1]) if self.combiner == "mean" else None
+        return Shard(keys, row_offsets, row_ids, row_scale, slots)
+
+    def _partial(self, device, combined):
+        if self.num_devices == 1:
+            return combined
+        E = self.embedding_vec_size   # (B*S, E) -> the rows of our slots, (B*S_g, E)
+        return combined.reshape(-1, self.slot_num, E)[:, device::self.num_devices].reshape(-1, E)
+
+    def _shard_rows(self, device, shard, wgrad):
+        if self.num_devices == 1:
+            return wgrad
+        E = self.embedding_vec_size   # (B*S_g, E) -> (B*S, E), zero on other devices' slots
+        batch = (shard.row_offsets.size - 1) // self.slot_num
+        full = self.backend.xp.zeros((batch, self.slot_num, E), dtype=wgrad.dtype)
+        full[:, device::self.num_devices] = wgrad.reshape(full.shape[0], -1, E)
+        return full.reshape(-1, E)
 
     def _place(self, keys, slot_ids):
         if slot_ids is None:
@@ -83,22 +95,37 @@ class LocalizedSlotSparseEmbeddingHash(SparseEmbedding):
                              f"{int(slot_ids.min())}..{int(slot_ids.max())}")
         return slot_ids % self.num_devices, slot_ids
 
+    def _slot_shapes(self, b):
+        """(b, slots of g, E) for every global device g."""
+        return [(b, len(self.owned_slots(g)), self.embedding_vec_size) for g in range(self.num_devices)]
+
     def _exchange_forward(self, partials):
         xp, G, E = self.backend.xp, self.num_devices, self.embedding_vec_size
-        batch = partials[0].shape[0] // len(self.owned_slots(0))   # device 0 always owns slot 0
+        batch = partials[0].shape[0] // len(self.owned_slots(self.local_devices[0]))
         b = batch // G
         sends = [[p.reshape(batch, -1, E)[d * b:(d + 1) * b] for d in range(G)] for p in partials]
-        received = self.comm.all_to_all(sends)   # received[d][g]: (b, slots of g, E)
+        shapes = self._slot_shapes(b)
+        received = self.comm.all_to_all(sends, [shapes] * len(partials))   # received[i][g]: (b, slots of g, E)
         outputs = []
-        for d in range(G):
-            out = xp.empty((b, self.slot_num, E), dtype=self.compute_dtype)   # (b, S, E)
-            for g in range(G):
-                out[:, g::G] = received[d][g]
+        for d, parts in zip(self.local_devices, received):
+            with self.comm.scope(d):
+                out = xp.empty((b, self.slot_num, E), dtype=self.compute_dtype)   # (b, S, E)
+                for g in range(G):
+                    out[:, g::G] = parts[g]
             outputs.append(out)
         return outputs
 
     def _exchange_backward(self, d_outputs):
         xp, G, E = self.backend.xp, self.num_devices, self.embedding_vec_size
-        sends = [[xp.ascontiguousarray(d[:, g::G]) for g in range(G)] for d in d_outputs]
-        received = self.comm.all_to_all(sends)   # received[g][d]: (b, slots of g, E)
-        return [xp.concatenate(received[g], axis=0).reshape(-1, E) for g in range(G)]   # (B*S_g, E)
+        b = d_outputs[0].shape[0]
+        sends = []
+        for d, grad in zip(self.local_devices, d_outputs):
+            with self.comm.scope(d):
+                sends.append([xp.ascontiguousarray(grad[:, g::G]) for g in range(G)])
+        shapes = self._slot_shapes(b)
+        received = self.comm.all_to_all(sends, [[shapes[g]] * G for g in self.local_devices])
+        wgrads = []   # received[i][d]: (b, slots of local device i, E) from device d
+        for g, parts in zip(self.local_devices, received):
+            with self.comm.scope(g):
+                wgrads.append(xp.concatenate(parts, axis=0).reshape(-1, E))   # (B*S_g, E)
+        return wgrads

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Device
+from .base import Device, Shard
 from .hash_table import Lookup
 from .localized import LocalizedSlotSparseEmbeddingHash
 from .sparse_optimizers import SparseSGD
@@ -50,42 +50,58 @@ class LocalizedSlotSparseEmbeddingOneHot(LocalizedSlotSparseEmbeddingHash):
     def check_overflow(self):
         """Nothing can overflow: every key has its row."""
 
-    def _route(self, row_offsets, keys, row_ids):
-        counts = row_offsets[1:] - row_offsets[:-1]
-        bad = self.backend.xp.flatnonzero(counts != 1)
+    def _check_batch(self, row_offsets, keys):
+        super()._check_batch(row_offsets, keys)
+        xp = self.backend.xp if hasattr(keys, "__cuda_array_interface__") else np
+        counts = xp.diff(xp.asarray(row_offsets).reshape(-1))
+        bad = xp.flatnonzero(counts != 1)
         if bad.size:
             r = int(bad[0])
             raise ValueError(f"embedding '{self.name}': {self.type_name} needs exactly one key per slot; sample "
                              f"{r // self.slot_num} slot {r % self.slot_num} has {int(counts[r])} keys")
-        return super()._route(row_offsets, keys, row_ids)
-
-    def _lookup(self, device, keys, slots, insert):
-        xp = self.backend.xp
-        keys = keys.astype(xp.int64)
-        offset = self.backend.asarray(self._slot_offset)[slots]
-        outside = xp.flatnonzero((keys < offset) | (keys >= offset + self.backend.asarray(self._slot_size)[slots]))
+        keys = xp.asarray(keys).reshape(-1, self.slot_num).astype(xp.int64)   # (B, S)
+        offset, size = xp.asarray(self._slot_offset), xp.asarray(self._slot_size)
+        outside = xp.argwhere((keys < offset) | (keys >= offset + size))
         if outside.size:
-            i = int(outside[0])
-            s = int(slots[i])
-            raise ValueError(f"embedding '{self.name}': key {int(keys[i])} in slot {s} is outside the slot's key "
+            i, s = (int(v) for v in outside[0])
+            raise ValueError(f"embedding '{self.name}': key {int(keys[i, s])} in slot {s} is outside the slot's key "
                              f"range [{self._slot_offset[s]}, {self._slot_offset[s] + self._slot_size[s]}) "
                              "(one-hot keys must be offset by the preceding slots' sizes)")
-        rows = keys - offset + self.backend.asarray(self._slot_row)[slots]
+
+    def _route(self, device, row_offsets, keys, row_ids):
+        xp, G = self.backend.xp, self.num_devices
+        batch = (row_offsets.size - 1) // self.slot_num
+        keys = keys.reshape(batch, self.slot_num)[:, device::G].reshape(-1)   # (B*S_g,), static selection
+        rows = xp.arange(keys.size, dtype=xp.int64)
+        offsets = xp.arange(keys.size + 1, dtype=xp.int64)
+        slots = xp.tile(xp.arange(device, self.slot_num, G, dtype=xp.int64), batch)
+        return Shard(keys, offsets, rows, None, slots)   # one key per row: the mean is the key itself
+
+    def _partial(self, device, combined):
+        return combined
+
+    def _shard_rows(self, device, shard, wgrad):
+        return wgrad
+
+    def _lookup(self, device, keys, slots, insert):
+        """Rows by arithmetic; ``_check_batch`` (forward) and ``_place`` (loading) checked the key ranges."""
+        xp = self.backend.xp
+        offset = self.backend.asarray(self._slot_offset)[slots]
+        rows = keys.astype(xp.int64) - offset + self.backend.asarray(self._slot_row)[slots]
         return Lookup(rows, None, None)
 
     def _keys_and_rows(self, device):
         xp = self.backend.xp
-        slots = self.devices[device].slot_ids
+        slots = self._dev(device).slot_ids
         rows = xp.arange(slots.size, dtype=xp.int64)
         keys = self.backend.asarray(self._slot_offset)[slots] + rows - self.backend.asarray(self._slot_row)[slots]
         return keys.astype(self.key_dtype), rows
 
     def _place(self, keys, slot_ids):
-        xp = self.backend.xp
-        keys = keys.astype(xp.int64)
+        keys = keys.astype(np.int64)
         total = int(self._slot_size.sum())
         if keys.size and (int(keys.min()) < 0 or int(keys.max()) >= total):
             raise ValueError(f"embedding '{self.name}': one-hot keys must lie in [0, {total}) "
                              f"(the sum of slot_size_array), got {int(keys.min())}..{int(keys.max())}")
-        slots = xp.searchsorted(self.backend.asarray(self._slot_offset), keys, side="right") - 1
+        slots = np.searchsorted(self._slot_offset, keys, side="right") - 1
         return slots % self.num_devices, slots

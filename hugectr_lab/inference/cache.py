@@ -25,7 +25,6 @@ import numpy as np
 from ..backend import get_backend
 from ..events import CacheStats, EventBus
 from .cache_ops import WAYS, empty_key
-from .devices import device_scope
 from .parameter_server import InferenceConfigError, ParameterServer, load_inference_config
 
 
@@ -103,7 +102,7 @@ class EmbeddingCache:
         self.events = EventBus()
         if self.backend.name == "cupy":
             from . import cuda_cache  # noqa: F401  (registers the cache kernels under the reference names)
-        with device_scope(self.backend, self.device_id):
+        with self.backend.device(self.device_id):
             self._tables = [_Table(self.backend.xp, table, self._num_sets(table.rows) if self.enabled else 0)
                             for table in model.tables]
 
@@ -129,7 +128,7 @@ class EmbeddingCache:
                              f"has {len(self._tables)}")
         backend, xp, ops = self.backend, self.backend.xp, self.backend.ops
         results, pending = [], []
-        with device_scope(backend, self.device_id):
+        with backend.device(self.device_id):
             for tab, keys in zip(self._tables, table_keys):
                 keys = backend.asarray(keys, dtype=tab.ps.keys.dtype).reshape(-1)
                 uniq, inverse = xp.unique(keys, return_inverse=True)

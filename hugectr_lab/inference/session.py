@@ -33,7 +33,6 @@ from ..embedding.combine import mean_row_scale
 from ..embedding.hash_table import key_dtype, sentinel_key
 from ..layers import BuildContext, Network
 from .cache import EmbeddingCache, _check_same_tables
-from .devices import device_scope
 from .parameter_server import InferenceConfigError, load_inference_config, resolve_model_path
 
 
@@ -83,7 +82,7 @@ class InferenceSession:
                         for e in cfg.embeddings]
         self._dense_path = resolve_model_path(inf.dense_model_file, config_file)
         self._networks = {}
-        with device_scope(self.backend, self.device_id):
+        with self.backend.device(self.device_id):
             first = self._build(1)
             self._weights, self._state = self._read_dense_model(first)
             self._load(first)
@@ -151,7 +150,7 @@ class InferenceSession:
         n = (row_ptrs.size - 1) // self.slot_num
         out = np.zeros((n, self.label_dim), dtype=np.float32)
         S = self.slot_num
-        with device_scope(self.backend, self.device_id):
+        with self.backend.device(self.device_id):
             for start in range(0, n, self.max_batchsize):
                 stop = min(n, start + self.max_batchsize)
                 ptrs = row_ptrs[start * S:stop * S + 1]

@@ -15,10 +15,22 @@ def test_numpy_backend_by_name_and_env(monkeypatch):
 
 
 @pytest.mark.skipif(visible_gpu_count() > 0, reason="checks the CPU-only answers")
-def test_auto_falls_back_to_numpy_and_cupy_explains_itself():
-    assert get_backend("auto").name == "numpy"
-    with pytest.raises(RuntimeError, match="needs CuPy and a CUDA GPU"):
+def test_auto_falls_back_to_numpy_and_cupy_explains_itself(monkeypatch):
+    auto = get_backend("auto")
+    assert auto.name == "numpy"
+    assert auto.reason.startswith("auto: ") and ("CuPy" in auto.reason or "probing" in auto.reason)
+    with pytest.raises(RuntimeError, match="needs CuPy and a CUDA GPU; none is usable here \\((CuPy|probing)"):
         get_backend("cupy")
+    monkeypatch.setenv("HUGECTR_LAB_BACKEND", "auto")
+    assert get_backend().reason == auto.reason
+    assert get_backend("numpy").reason == "argument"
+
+
+@pytest.mark.gpu
+def test_auto_picks_the_gpu_and_says_which():
+    auto = get_backend("auto")
+    assert auto.name == "cupy"
+    assert auto.reason.startswith("auto: ") and "GPU 0 is " in auto.reason
 
 
 def test_unknown_backend_is_named():

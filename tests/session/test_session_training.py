@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from hugectr_lab.backend import visible_gpu_count
 from hugectr_lab.config import solver_parser_helper
 from hugectr_lab.enums import Error_t
 from hugectr_lab.events import EvalEnd, IterationEnd, ModelSaved
@@ -227,3 +228,15 @@ def test_bad_calls_raise_clear_errors(workdir):
         Session({"batchsize": 64}, config)
     with pytest.raises(ValueError, match="lists 2 files but the config has 1 embedding"):
         Session(solver(embedding_files=["a", "b"]), config)
+
+
+def test_session_reports_the_backend_it_chose(workdir, monkeypatch, caplog):
+    monkeypatch.setenv("HUGECTR_LAB_BACKEND", "auto")
+    config = write_config(workdir / "model.json", dnn_config())
+    with caplog.at_level("INFO", logger="hugectr_lab"):
+        sess = Session(solver(), config)
+    expected = "cupy" if visible_gpu_count() else "numpy"
+    assert sess.backend.name == expected and sess.backend.reason.startswith("auto: ")
+    assert f"model.json: backend {expected}, chosen by auto: " in caplog.text
+    assert f"on {expected} (auto: " in repr(sess)
+    sess.close()
