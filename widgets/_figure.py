@@ -6,6 +6,12 @@ Redraws are throttled: ``redraw()`` draws at most once per ``min_interval`` seco
 sooner than ``busy_factor`` times the duration of the previous draw after it (so drawing takes at
 most about 1 / (1 + busy_factor) of the caller's time, even when a static PNG takes long to
 render); ``redraw(force=True)`` always draws (used after the last update of a run).
+
+Thread safety: a dashboard's loop thread changes the artists and redraws while the kernel's main
+thread may draw too (ipympl draws when the front end asks, e.g. on resize). ``lock`` (re-entrant)
+serialises both: hold it while changing artists, ``redraw`` holds it, and under ipympl the canvas's
+own ``draw`` is wrapped to hold it. Under ipympl ``redraw`` renders and pushes the frame in the
+calling thread (``canvas.draw()``), so plots update while the kernel is busy running a cell.
 """
 
 from __future__ import annotations
@@ -36,23 +42,31 @@ class LiveFigure:
         self.redraws = 0
         self.draw_seconds = 0.0   # duration of the last draw
         self._last = None
-        self._lock = threading.Lock()
+        self.lock = threading.RLock()
         self.interactive = interactive_backend()
         if self.interactive:
             import matplotlib.pyplot as plt
 
             with plt.ioff():
                 self.figure = plt.figure(figsize=figsize)
-            self.widget = self.figure.canvas
+            self.widget = canvas = self.figure.canvas
+            draw = canvas.draw
+
+            def locked_draw(*args, **kwargs):
+                with self.lock:
+                    return draw(*args, **kwargs)
+
+            canvas.draw = locked_draw   # the front end's draw requests run in the kernel's main thread
         else:
             self.figure = Figure(figsize=figsize)
             self.widget = W.Image(format="png")
+        self.widget.add_class("hugectr-lab-plot")
         axes = self.figure.subplots(nrows, ncols, squeeze=False)
         self.axes = [ax for row in axes for ax in row]
 
     def redraw(self, force=False) -> bool:
         """Draw the figure unless the last draw was less than ``min_interval`` ago; True if it drew."""
-        with self._lock:
+        with self.lock:
             now = self.clock()
             if not force and not self.due(now):
                 return False
@@ -63,7 +77,7 @@ class LiveFigure:
                 ax.relim()
                 ax.autoscale_view()
             if self.interactive:
-                self.figure.canvas.draw_idle()
+                self.figure.canvas.draw()   # renders and sends the frame from this thread
             else:
                 self.figure.tight_layout()
                 buffer = io.BytesIO()

@@ -19,6 +19,9 @@ from hugectr_lab.data import DataReader32, DataReader64
 
 from ._figure import LiveFigure
 
+# ipywidgets' HTML inherits the height of one widget row as its line height; tables read better compact
+TABLE_STYLE = "line-height:1.4;font-size:12px"
+
 
 class EmbeddingInspector:
     """``EmbeddingInspector(session, table=0, scan_batches=20, top_k=20, lock=None)``.
@@ -46,13 +49,17 @@ class EmbeddingInspector:
         self.key_text = W.Text(placeholder="raw keys, e.g. 3, 17, 42", description="keys", continuous_update=False)
         self.lookup_button = W.Button(description="Look up", icon="search")
         self.refresh_button = W.Button(description="Refresh", icon="refresh")
-        self.lookup_html, self.slot_html, self.top_html = W.HTML(), W.HTML(), W.HTML()
+        # the tables scroll inside a bounded box, so the inspector stays compact with many slots/keys
+        box = dict(max_height="280px", overflow="auto", margin="0 2em 0 0")
+        self.lookup_html = W.HTML(layout=W.Layout(overflow="auto"))
+        self.slot_html, self.top_html = W.HTML(layout=W.Layout(**box)), W.HTML(layout=W.Layout(**box))
         self.plot = LiveFigure(1, 2, figsize=(10, 3), min_interval=0.0)
         self.lookup_button.on_click(lambda _: self.show_lookup(self.key_text.value))
         self.key_text.observe(lambda change: self.show_lookup(change["new"]), names="value")
         self.refresh_button.on_click(lambda _: self.refresh())
         self.widget = W.VBox([W.HBox([self.key_text, self.lookup_button, self.refresh_button]), self.lookup_html,
                               W.HBox([self.slot_html, self.top_html]), self.plot.widget])
+        self.widget.add_class("hugectr-lab-embedding-inspector")
         self.refresh()
 
     def _ipython_display_(self):
@@ -127,7 +134,8 @@ class EmbeddingInspector:
             + ("(not in the table)" if v is None else html.escape(np.array2string(v, precision=4, max_line_width=120)))
             + (f"</td><td>{np.linalg.norm(v):.4f}" if v is not None else "</td><td>") + "</td></tr>"
             for k, v in found.items())
-        self.lookup_html.value = f"<table><tr><th>key</th><th>vector</th><th>norm</th></tr>{rows}</table>"
+        self.lookup_html.value = (f"<table style='{TABLE_STYLE}'><tr><th>key</th><th>vector</th><th>norm</th></tr>"
+                                  f"{rows}</table>")
         return found
 
     # ---- views ---------------------------------------------------------------------------------
@@ -137,7 +145,7 @@ class EmbeddingInspector:
             head = "".join(f"<th style='padding:1px 6px'>{h}</th>" for h in header)
             body = "".join("<tr>" + "".join(f"<td style='padding:1px 6px'>{c}</td>" for c in r) + "</tr>"
                            for r in rows)
-            return f"<table><tr>{head}</tr>{body}</table>"
+            return f"<table style='{TABLE_STYLE}'><tr>{head}</tr>{body}</table>"
 
         self.slot_html.value = "<b>L2 norm per slot</b>" + table(
             ("slot", "keys", "mean", "std", "min", "max"),
@@ -146,6 +154,10 @@ class EmbeddingInspector:
         self.top_html.value = (f"<b>most frequent keys</b> (first {self.scan_batches} training batches)"
                                + table(("key", "count", "in table"),
                                        [(k, c, "yes" if k in self._row else "no") for k, c in self.top_keys]))
+        with self.plot.lock:
+            self._draw_plots()
+
+    def _draw_plots(self):
         ax_slots, ax_top = self.plot.axes
         ax_slots.clear()
         ax_top.clear()

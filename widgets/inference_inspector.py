@@ -41,11 +41,12 @@ class InferenceInspector:
             ax.set_xlabel("lookup call", fontsize=8)
             ax.set_ylim(-0.05, 1.05)
             ax.legend(fontsize=7, loc="lower right")
-        self.table = W.HTML()
+        self.table = W.HTML(layout=W.Layout(overflow="auto"))   # scrolls sideways in a narrow notebook
         self.refresh_button = W.Button(description="Refresh", icon="refresh")
         self.refresh_button.on_click(lambda _: self.refresh())
         self.widget = W.VBox([W.HBox([W.Label(f"embedding cache of model {self.cache.model_name!r}"),
                                       self.refresh_button]), self.table, self.plot.widget])
+        self.widget.add_class("hugectr-lab-inference-inspector")
         self.events.subscribe(self._on_event)
         self._draw(force=True)
 
@@ -78,9 +79,10 @@ class InferenceInspector:
             cells = [t] + [f"{getattr(s, f):.3f}" if isinstance(getattr(s, f), float) else getattr(s, f)
                            for f in FIELDS] + [f"{s.occupancy:.3f}"]
             rows.append("<tr>" + "".join(f"<td style='padding:1px 6px'>{c}</td>" for c in cells) + "</tr>")
-        self.table.value = f"<table><tr>{head}</tr>{''.join(rows)}</table>"
-        for t, events in self.history.items():
-            calls = [e.calls for e in events]
-            self.hit_lines[t].set_data(calls, [e.last_hit_rate for e in events])
-            self.cumulative_lines[t].set_data(calls, [e.hit_rate for e in events])
-        self.plot.redraw(force=force)
+        self.table.value = f"<table style='line-height:1.4;font-size:12px'><tr>{head}</tr>{''.join(rows)}</table>"
+        with self.plot.lock:   # CacheStats arrive in the thread that called predict
+            for t, events in self.history.items():
+                calls = [e.calls for e in events]
+                self.hit_lines[t].set_data(calls, [e.last_hit_rate for e in events])
+                self.cumulative_lines[t].set_data(calls, [e.hit_rate for e in events])
+            self.plot.redraw(force=force)

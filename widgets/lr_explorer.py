@@ -41,7 +41,8 @@ class LRSchedulerExplorer:
         self.config_path = os.fspath(config_path) if config_path is not None else None
         self.lr_values = []
         self.message = W.HTML("")
-        self.steps = W.BoundedIntText(value=steps, min=1, max=10_000_000, description="steps")
+        self.steps = W.BoundedIntText(value=steps, min=1, max=10_000_000, description="steps",
+                                      layout=W.Layout(width="220px"))
         self.sliders = {
             "base_lr": W.FloatLogSlider(value=1e-3, base=10, min=-6, max=1, step=0.01, description="base_lr",
                                         readout_format=".2e"),
@@ -52,13 +53,16 @@ class LRSchedulerExplorer:
             "end_lr": W.FloatSlider(value=0.0, min=0.0, max=1e-2, step=1e-6, description="end_lr",
                                     readout_format=".2e"),
         }
+        for slider in self.sliders.values():
+            slider.style.description_width = "105px"
         self.plot = LiveFigure(1, 1, figsize=(7, 3), min_interval=0.0)
         (self.line,) = self.plot.axes[0].plot([], [], lw=1.5)
         self.plot.axes[0].set_xlabel("step (get_next call)")
         self.plot.axes[0].set_ylabel("learning rate")
         self.load_button = W.Button(description="Load from config", icon="folder-open",
-                                    disabled=self.config_path is None)
-        self.save_button = W.Button(description="Save to config", icon="save", disabled=self.config_path is None)
+                                    disabled=self.config_path is None, layout=W.Layout(width="auto"))
+        self.save_button = W.Button(description="Save to config", icon="save", disabled=self.config_path is None,
+                                    layout=W.Layout(width="auto"))
         self.load_button.on_click(lambda _: self._try(self.load))
         self.save_button.on_click(lambda _: self._try(self.save))
         self._updating = False
@@ -69,6 +73,7 @@ class LRSchedulerExplorer:
             widget.observe(lambda _: self.update(), names="value")
         self.widget = W.VBox([W.HBox([self.load_button, self.save_button, self.steps]),
                               W.HBox([W.VBox(list(self.sliders.values())), self.plot.widget]), self.message])
+        self.widget.add_class("hugectr-lab-lr-explorer")
         self.update()
 
     def _ipython_display_(self):
@@ -124,8 +129,9 @@ class LRSchedulerExplorer:
             self.message.value = f"<span style='color:#b00'>{exc}</span>"
         else:
             self.message.value = ""
-        self.line.set_data(range(1, len(self.lr_values) + 1), self.lr_values)
-        self.plot.redraw(force=True)
+        with self.plot.lock:
+            self.line.set_data(range(1, len(self.lr_values) + 1), self.lr_values)
+            self.plot.redraw(force=True)
 
     # ---- the config file ------------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ class ModelView:
                               "tops": tops, "params": count})
         self.dense_params = net.num_params
         self.widget = W.HTML(self.to_html())
+        self.widget.add_class("hugectr-lab-model-view")
 
     def _ipython_display_(self):
         from IPython.display import display

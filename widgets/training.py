@@ -5,6 +5,9 @@ flags (``threading.Event``); the loop thread makes every call into the session, 
 ``dashboard.lock``, so "evaluate now" and "save model" run between iterations. The plots are fed by
 the session's events (``IterationEnd``, ``EvalEnd``, ``ModelSaved``) and redrawn at most
 ``1 / min_redraw_interval`` times a second, so a fast loop is not slowed down by drawing.
+
+``train_for(n)`` runs ``n`` iterations in the loop thread and pauses: a notebook (or a test) drives
+the dashboard with it where nobody presses the buttons.
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ class TrainingDashboard:
     ("idle", "running", "paused", "stopped", "finished", "error"), ``error``, ``redraws``, the lines
     ``loss_line``, ``auc_line`` and ``lr_line``, and the widgets (``progress``, ``throughput``,
     ``overflow``, ``status``, buttons). ``widget`` is the whole dashboard (also shown by ``display``).
+
+    In the browser the dashboard carries the CSS class ``hugectr-lab-training-dashboard``, the
+    iteration readout ``hugectr-lab-iteration``, the status line ``hugectr-lab-status`` and the
+    figure ``hugectr-lab-plot``.
     """
 
     def __init__(self, session, lr_scheduler=None, max_iter=None, eval_interval=None, max_eval_batches=None, *,
@@ -50,11 +57,14 @@ class TrainingDashboard:
         self.history, self.eval_history, self.saved = [], [], []
         self.state, self.error = "idle", None
         self._thread = None
+        self._pause_at = None                # train_for: pause when session.iteration reaches this
         self._stop = threading.Event()
         self._running = threading.Event()    # cleared while paused
         self._idle = threading.Event()       # set while the loop thread waits in pause
         self._eval_requested = threading.Event()
         self._save_requested = threading.Event()
+        self._requests = threading.Lock()
+        self._waiters = {"eval": [], "save": []}   # Events of pending requests, set once served
 
         self.plot = LiveFigure(1, 3, figsize=(11, 3), min_interval=min_redraw_interval, clock=clock)
         ax_loss, ax_auc, ax_lr = self.plot.axes
@@ -77,16 +87,22 @@ class TrainingDashboard:
         self.save_button.on_click(lambda _: self.request_save())
         self.progress = W.IntProgress(value=session.iteration, min=0, max=max(max_iter or 0, 1),
                                       description="iteration")
-        self.iteration_label = W.Label(self._iteration_text(session.iteration))
-        self.throughput = W.Label("samples/s: -")
-        self.overflow = W.Label("overflow: not checked")
-        self.status = W.Label("idle")
+        def readout(text):
+            return W.Label(text, layout=W.Layout(margin="0 1.5em 0 0.5em"))
+
+        self.iteration_label = readout(self._iteration_text(session.iteration))
+        self.iteration_label.add_class("hugectr-lab-iteration")
+        self.throughput = readout("samples/s: -")
+        self.overflow = readout("overflow: not checked")
+        self.status = readout("idle")
+        self.status.add_class("hugectr-lab-status")
         self.widget = W.VBox([
             W.HBox([self.start_button, self.pause_button, self.stop_button, self.eval_button, self.save_button]),
             W.HBox([self.progress, self.iteration_label, self.throughput]),
             W.HBox([self.overflow, self.status]),
             self.plot.widget,
         ])
+        self.widget.add_class("hugectr-lab-training-dashboard")
         session.events.subscribe(self._on_event)
 
     # ---- notebook display ------------------------------------------------------------------------
@@ -116,9 +132,32 @@ class TrainingDashboard:
         self._thread.start()
 
     def pause(self):
-        """Ask the loop to wait after the current iteration (``wait_paused`` waits for that)."""
+        """Ask the loop to wait after the current iteration (``wait_paused`` waits for that).
+
+        While paused the session is not touched except to serve "Evaluate now" and "Save model";
+        the readouts show the iteration it paused at."""
         if self.running:
             self._running.clear()
+
+    def train_for(self, iterations, timeout=None) -> bool:
+        """Train ``iterations`` more iterations in the loop thread, then pause; block until then.
+
+        Starts the loop (or resumes it). Counts from the iteration the session is at when called
+        (approximate if the loop is already running). Returns True once the loop is paused or has
+        ended (``max_iter``, end of the data, Stop, an error), False if ``timeout`` seconds passed
+        first. The readouts and plots are up to date when it returns True."""
+        iterations = int(iterations)
+        if iterations < 0:
+            raise ValueError(f"iterations must be >= 0, got {iterations!r}")
+        self._pause_at = self.session.iteration + iterations
+        self.start()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._idle.wait(0.02):
+            if not self.running:
+                return True
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+        return True
 
     def resume(self):
         self._idle.clear()
@@ -131,17 +170,27 @@ class TrainingDashboard:
         self._stop.set()
         self._running.set()
 
-    def request_eval(self):
-        """Evaluate between two iterations (at once, in this thread, when no loop is running)."""
-        self._eval_requested.set()
-        if not self.running:
-            self._serve_now()
+    def request_eval(self) -> threading.Event:
+        """Evaluate between two iterations (at once, in this thread, when no loop is running).
 
-    def request_save(self):
-        """Save the model between two iterations (at once, in this thread, when no loop is running)."""
-        self._save_requested.set()
+        Returns an Event that is set once the request has been served (or failed: see ``error``),
+        e.g. ``dash.request_eval().wait(60)``."""
+        return self._request("eval", self._eval_requested)
+
+    def request_save(self) -> threading.Event:
+        """Save the model between two iterations (at once, in this thread, when no loop is running).
+
+        Returns an Event that is set once the request has been served, like ``request_eval``."""
+        return self._request("save", self._save_requested)
+
+    def _request(self, kind, flag):
+        done = threading.Event()
+        with self._requests:
+            self._waiters[kind].append(done)
+            flag.set()
         if not self.running:
             self._serve_now()
+        return done
 
     @property
     def running(self):
@@ -175,6 +224,7 @@ class TrainingDashboard:
                     session.start_data_reading()
             while not self._stop.is_set():
                 if not self._running.is_set():
+                    self._refresh(force=True)   # the final frame goes out before the state says "paused"
                     self._set_state("paused")
                     self._idle.set()
                     while not self._running.wait(0.02):
@@ -185,6 +235,10 @@ class TrainingDashboard:
                 if self.max_iter is not None and session.iteration >= self.max_iter:
                     self._finish("finished")
                     return
+                if self._pause_at is not None and session.iteration >= self._pause_at:
+                    self._pause_at = None
+                    self._running.clear()
+                    continue
                 with self.lock:
                     if self.lr_scheduler is not None:
                         session.set_learning_rate(self.lr_scheduler.get_next())
@@ -201,6 +255,7 @@ class TrainingDashboard:
             self._finish("error", f"error: {type(exc).__name__}: {exc}")
 
     def _finish(self, state, text=None):
+        self._pause_at = None
         self._check_overflow()
         self._set_state(state.split(" ")[0], text or state)
         self._refresh(force=True)
@@ -215,12 +270,18 @@ class TrainingDashboard:
             self.status.value = f"error: {type(exc).__name__}: {exc}"
 
     def _serve_requests(self):
-        if self._eval_requested.is_set():
-            self._eval_requested.clear()
-            self._evaluate()
-        if self._save_requested.is_set():
-            self._save_requested.clear()
-            self._save()
+        for kind, flag, action in (("eval", self._eval_requested, self._evaluate),
+                                   ("save", self._save_requested, self._save)):
+            if not flag.is_set():
+                continue
+            with self._requests:
+                flag.clear()
+                waiters, self._waiters[kind] = self._waiters[kind], []
+            try:
+                action()
+            finally:
+                for done in waiters:
+                    done.set()
 
     def _evaluate(self):
         session = self.session
@@ -267,6 +328,10 @@ class TrainingDashboard:
         """Update the widgets and lines from the history, at most once per redraw interval."""
         if not force and not self.plot.due():
             return
+        with self.plot.lock:   # the loop thread and callers' threads (evaluate now) both refresh
+            self._update_views(force)
+
+    def _update_views(self, force):
         history = list(self.history)
         iterations = [h["iteration"] for h in history]
         self.loss_line.set_data(iterations, [h["loss"] for h in history])

@@ -62,6 +62,7 @@ def test_per_slot_norm_statistics(workdir):
     slot0 = inspector.slots == inspector.slot_stats[0]["slot"]
     assert inspector.slot_stats[0]["mean"] == np.linalg.norm(vectors[slot0].astype(np.float64), axis=1).mean()
     assert inspector.plot.widget.value[:4] == b"\x89PNG"
+    assert "hugectr-lab-embedding-inspector" in inspector.widget._dom_classes
 
 
 def test_localized_slot_ids_and_refresh_after_training(workdir):

@@ -39,6 +39,7 @@ def test_every_lookup_is_recorded_and_plotted(session):
     assert list(view.cumulative_lines[0].get_ydata()) == [0.0, 0.5]
     assert list(view.hit_lines[1].get_xdata()) == [1, 2]
     assert "occupancy" in view.table.value and view.plot.widget.value[:4] == b"\x89PNG"
+    assert "hugectr-lab-inference-inspector" in view.widget._dom_classes
 
 
 def test_refresh_after_reset_and_close(session):

@@ -153,3 +153,74 @@ def test_slow_draws_stretch_the_redraw_interval(workdir):
     now[0] = 2.0
     assert fig.redraw() and fig.redraws == 2
     assert fig.redraw(force=True) and fig.redraws == 3
+
+
+def test_train_for_trains_n_iterations_then_pauses_with_exact_readouts(workdir):
+    sess = make_session(workdir)
+    now = [0.0]   # a frozen clock: only forced redraws happen after the first iteration
+    dash = TrainingDashboard(sess, max_iter=100, clock=lambda: now[0])
+    try:
+        assert dash.train_for(7, timeout=TIMEOUT)
+        assert dash.state == "paused" and sess.iteration == 7 and dash.running
+        # pausing forces a refresh: the readouts and the plot show exactly where it paused
+        assert dash.iteration_label.value == "7 / 100" and dash.progress.value == 7
+        assert len(dash.loss_line.get_ydata()) == 7 and dash.status.value == "paused"
+        assert dash.start_button.description == "Resume" and dash.pause_button.disabled
+        time.sleep(0.1)
+        assert sess.iteration == 7
+        assert dash.train_for(5, timeout=TIMEOUT)   # resumes the same loop thread
+        assert dash.state == "paused" and sess.iteration == 12 and len(dash.history) == 12
+        assert dash.iteration_label.value == "12 / 100"
+        assert dash.train_for(0, timeout=TIMEOUT) and sess.iteration == 12
+    finally:
+        dash.stop()
+        assert dash.join(TIMEOUT)
+    assert dash.state == "stopped"
+    with pytest.raises(ValueError):
+        dash.train_for(-1)
+
+
+def test_train_for_returns_when_the_loop_ends_first(workdir):
+    sess = make_session(workdir)
+    dash = TrainingDashboard(sess, max_iter=4)
+    assert dash.train_for(50, timeout=TIMEOUT)
+    assert dash.state == "finished" and sess.iteration == 4 and not dash.running
+    dash.start()                       # a fresh loop does not inherit the old pause point
+    assert dash.join(TIMEOUT) and dash.state == "finished"
+
+
+def test_evaluate_and_save_are_served_while_paused(workdir):
+    sess = make_session(workdir)
+    dash = TrainingDashboard(sess, save_prefix=str(workdir / "m"))
+    try:
+        assert dash.train_for(3, timeout=TIMEOUT) and dash.state == "paused"
+        dash.eval_button.click()
+        dash.save_button.click()
+        wait_for(lambda: dash.eval_history and dash.saved)
+        assert dash.eval_history[0]["iteration"] == 3 and dash.saved[0].iteration == 3
+        assert sess.iteration == 3 and dash.state == "paused"
+    finally:
+        dash.close()
+    assert dash.state == "stopped"
+
+
+def test_the_browser_finds_the_dashboard_by_its_css_classes(workdir):
+    dash = TrainingDashboard(make_session(workdir), max_iter=1)
+    assert "hugectr-lab-training-dashboard" in dash.widget._dom_classes
+    assert "hugectr-lab-iteration" in dash.iteration_label._dom_classes
+    assert "hugectr-lab-status" in dash.status._dom_classes
+    assert "hugectr-lab-plot" in dash.plot.widget._dom_classes
+    dash.close()
+
+
+def test_requests_return_an_event_set_once_served(workdir):
+    sess = make_session(workdir)
+    dash = TrainingDashboard(sess, max_iter=50, save_prefix=str(workdir / "m"))
+    assert dash.request_eval().is_set()          # no loop: served at once in this thread
+    try:
+        assert dash.train_for(4, timeout=TIMEOUT)
+        evaluated, saved = dash.request_eval(), dash.request_save()
+        assert evaluated.wait(TIMEOUT) and saved.wait(TIMEOUT)
+        assert [e["iteration"] for e in dash.eval_history] == [0, 4] and dash.saved[-1].iteration == 4
+    finally:
+        dash.close()
