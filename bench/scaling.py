@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import cupy
+import numpy as np
 
 from .hugectr_step import PHASES, HugeCTRStep
 from .train import RESULTS, _free, versions
@@ -32,9 +33,25 @@ def synchronize_all(gpus):
             cupy.cuda.get_current_stream().synchronize()
 
 
+_SPIN = r"""
+extern "C" __global__ void spin(long long cycles) {
+    const long long start = clock64();
+    while (clock64() - start < cycles) {}
+}
+"""
+
+
+def busy(gpus, seconds):
+    """Queue a kernel that keeps each GPU busy for about ``seconds``."""
+    for g in range(gpus):
+        with cupy.cuda.Device(g):
+            rate = cupy.cuda.runtime.getDeviceProperties(g)["clockRate"] * 1e3   # cycles per second
+            cupy.RawKernel(_SPIN, "spin")((1,), (1,), (np.int64(seconds * rate),))
+
+
 def measure(work, gpus, steps, warmup, repeats):
     """(median samples/s over ``repeats`` runs of ``steps`` steps, median ms for the host to enqueue one
-    step, median GPU-0 phase ms per step)."""
+    step behind busy GPUs, median GPU-0 phase ms per step)."""
     runner = HugeCTRStep(work)
     try:
         batches = runner.batches
@@ -48,9 +65,10 @@ def measure(work, gpus, steps, warmup, repeats):
                 runner.step(batches[i % len(batches)])
             synchronize_all(gpus)
             rates.append(steps * work.batch / (time.perf_counter() - start))
-        host = []   # enqueueing one step with every GPU idle: the host's share of a step
-        for i in range(min(steps, 10)):
+        host = []   # enqueueing one step while every GPU is still busy for 200 ms: if the host waited
+        for i in range(min(steps, 10)):   # for a GPU inside the step, this would take >= 200 ms
             synchronize_all(gpus)
+            busy(gpus, 0.2)
             start = time.perf_counter()
             runner.step(batches[i % len(batches)])
             host.append(1e3 * (time.perf_counter() - start))
@@ -75,14 +93,14 @@ def measure(work, gpus, steps, warmup, repeats):
         _free()
 
 
-def run(model, precision, gpu_counts, steps, warmup, repeats):
+def run(model, precision, gpu_counts, steps, warmup, repeats, modes=("weak", "strong")):
     props = cupy.cuda.runtime.getDeviceProperties(0)
     name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
     report = dict(model=model, precision=precision, device=name, gpus_visible=cupy.cuda.runtime.getDeviceCount(),
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   versions=versions(), steps=steps, warmup=warmup, repeats=repeats, results=[])
     per_gpu = MODELS[model]["batch"]
-    for mode in ("weak", "strong"):
+    for mode in modes:
         base = None
         for gpus in gpu_counts:
             batch = per_gpu * gpus if mode == "weak" else per_gpu
@@ -123,6 +141,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--modes", nargs="+", choices=("weak", "strong"), default=["weak", "strong"])
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     visible = cupy.cuda.runtime.getDeviceCount()
@@ -131,7 +150,7 @@ def main(argv=None):
         counts = [1] + counts   # the baseline every efficiency is measured against
     args.out.mkdir(parents=True, exist_ok=True)
     report = None
-    for report in run(args.model, args.precision, counts, args.steps, args.warmup, args.repeats):
+    for report in run(args.model, args.precision, counts, args.steps, args.warmup, args.repeats, args.modes):
         stem = args.out / f"scaling_{args.model}_{report['date'][:10]}"
         stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
         stem.with_suffix(".md").write_text(markdown(report))

@@ -193,25 +193,31 @@ class Session:
         return optimizer.init(self.train_networks[0].num_params)
 
     def _load_dense_weights(self, model_file, rng):
+        with self.comm.scope(self.local_devices[0]):
+            self._init_first_network(model_file, rng)
         first = self.train_networks[0]
-        if model_file:
-            flat = np.frombuffer(_read_file(model_file, "model_file"), dtype=np.float32)
-            if flat.size < first.num_params:
-                raise ValueError(f"model_file {model_file}: holds {flat.size} float32 values, the network has "
-                                 f"{first.num_params} dense parameters")
-            first.load_weights(flat[:first.num_params])
-            ntp = model_file + ".ntp.json"
-            if first.has_state and os.path.exists(ntp):  # HugeCTR never reads it back (quirk 9)
-                with open(ntp) as f:
-                    first.load_state(json.load(f))
-        else:
-            first.init_weights(rng)
         host = self.backend.to_host(first.weights)
         for g, train_net, eval_net in self._local(self.train_networks, self.eval_networks):
             with self.comm.scope(g):
                 if train_net is not first:
                     train_net.load_weights(host)
                 eval_net.copy_weights_from(train_net)
+
+    def _init_first_network(self, model_file, rng):
+        """The first local replica's weights: read from ``model_file`` or drawn (same seed everywhere)."""
+        first = self.train_networks[0]
+        if not model_file:
+            first.init_weights(rng)
+            return
+        flat = np.frombuffer(_read_file(model_file, "model_file"), dtype=np.float32)
+        if flat.size < first.num_params:
+            raise ValueError(f"model_file {model_file}: holds {flat.size} float32 values, the network has "
+                             f"{first.num_params} dense parameters")
+        first.load_weights(flat[:first.num_params])
+        ntp = model_file + ".ntp.json"
+        if first.has_state and os.path.exists(ntp):  # HugeCTR never reads it back (quirk 9)
+            with open(ntp) as f:
+                first.load_state(json.load(f))
 
     def _load_dense_optimizer(self, path):
         data = _read_file(path, "dense_opt_states_file")

@@ -422,6 +422,8 @@ def create_communicator(vvgpu, backend, group=None):
     first = sum(len(node) for node in nodes[:group.rank]) if group.size > 1 else 0
     local = range(first, first + len(gpus))
     if backend.name == "cupy":
+        # this process's first GPU becomes current, so work outside a device scope stays on our GPUs
+        backend.device(gpus[0]).use()
         if group.size == 1 and size == 1:
             return InProcessCommunicator(1, scope=lambda g: backend.device(gpus[0]))
         return NcclCommunicator(gpus, local, size, group)
