@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import statistics
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ import cupy
 import numpy as np
 
 from .hugectr_step import PHASES, HugeCTRStep
-from .train import RESULTS, _free, versions
+from .train import RESULTS, _free, save, versions
 from .workload import MODELS, PRECISIONS, workload
 
 
@@ -151,9 +150,7 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     report = None
     for report in run(args.model, args.precision, counts, args.steps, args.warmup, args.repeats, args.modes):
-        stem = args.out / f"scaling_{args.model}_{report['date'][:10]}"
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-        stem.with_suffix(".md").write_text(markdown(report))
+        save(report, args.out / f"scaling_{args.model}_{report['date'][:10]}", markdown)
     if report is not None:
         print(markdown(report))
 

@@ -24,7 +24,7 @@ import numpy as np
 from hugectr_lab.backend import get_backend
 
 from .hugectr_step import PHASES, HugeCTRStep
-from .workload import MODELS, PRECISIONS, traffic, workload
+from .workload import PRECISIONS, traffic, workload
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -208,11 +208,15 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     report = None
     for report in run(args.model, args.precision, args.steps, args.warmup, with_torch=not args.no_torch):
-        stem = args.out / f"{args.model}_{report['date'][:10]}"   # rewritten after each precision
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-        stem.with_suffix(".md").write_text(markdown(report))
+        save(report, args.out / f"{args.model}_{report['date'][:10]}", markdown)   # after each precision
     if report is not None:
         print(markdown(report))
+
+
+def save(report, stem, markdown):
+    """Write ``report`` as ``<stem>.json`` and its ``markdown(report)`` as ``<stem>.md``."""
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(report))
 
 if __name__ == "__main__":
     main()

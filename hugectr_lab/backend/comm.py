@@ -336,32 +336,26 @@ class NcclCommunicator(Communicator):
         with self._cupy.cuda.Device(self.device_ids[i]):
             return self._cupy.empty(shape, dtype=dtype)
 
-    def all_reduce(self, arrays):
+    def _collective(self, arrays, out_shape, call):
+        """``call(comm, send, recv, stream)`` for every local device, into new arrays of ``out_shape(send)``."""
         self._check(arrays)
         arrays = [self._cupy.ascontiguousarray(a) for a in arrays]
-        outs = [self._empty(i, a.shape, a.dtype) for i, a in enumerate(arrays)]
-        self._grouped([lambda c, s, a=a, o=o: c.allReduce(a.data.ptr, o.data.ptr, a.size, self._dtype(a),
-                                                          self._nccl.NCCL_SUM, s)
-                       for a, o in zip(arrays, outs)])
+        outs = [self._empty(i, out_shape(a), a.dtype) for i, a in enumerate(arrays)]
+        self._grouped([lambda c, s, a=a, o=o: call(c, a, o, s) for a, o in zip(arrays, outs)])
         return outs
+
+    def all_reduce(self, arrays):
+        return self._collective(arrays, lambda a: a.shape, lambda c, a, o, s: c.allReduce(
+            a.data.ptr, o.data.ptr, a.size, self._dtype(a), self._nccl.NCCL_SUM, s))
 
     def reduce_scatter(self, arrays):
-        self._check(arrays)
-        arrays = [self._cupy.ascontiguousarray(a) for a in arrays]
-        b = _rows_per_device(arrays[0].shape[0], self.size)
-        outs = [self._empty(i, (b,) + a.shape[1:], a.dtype) for i, a in enumerate(arrays)]
-        self._grouped([lambda c, s, a=a, o=o: c.reduceScatter(a.data.ptr, o.data.ptr, o.size, self._dtype(a),
-                                                              self._nccl.NCCL_SUM, s)
-                       for a, o in zip(arrays, outs)])
-        return outs
+        b = _rows_per_device(arrays[0].shape[0], self.size) if arrays else 0
+        return self._collective(arrays, lambda a: (b,) + a.shape[1:], lambda c, a, o, s: c.reduceScatter(
+            a.data.ptr, o.data.ptr, o.size, self._dtype(a), self._nccl.NCCL_SUM, s))
 
     def all_gather(self, arrays):
-        self._check(arrays)
-        arrays = [self._cupy.ascontiguousarray(a) for a in arrays]
-        outs = [self._empty(i, (a.shape[0] * self.size,) + a.shape[1:], a.dtype) for i, a in enumerate(arrays)]
-        self._grouped([lambda c, s, a=a, o=o: c.allGather(a.data.ptr, o.data.ptr, a.size, self._dtype(a), s)
-                       for a, o in zip(arrays, outs)])
-        return outs
+        return self._collective(arrays, lambda a: (a.shape[0] * self.size,) + a.shape[1:],
+                                lambda c, a, o, s: c.allGather(a.data.ptr, o.data.ptr, a.size, self._dtype(a), s))
 
     def all_to_all(self, sends, recv_shapes=None):
         self._check(sends)
@@ -383,12 +377,8 @@ class NcclCommunicator(Communicator):
         return recv
 
     def broadcast(self, arrays, root=0):
-        self._check(arrays)
-        arrays = [self._cupy.ascontiguousarray(a) for a in arrays]
-        outs = [self._empty(i, a.shape, a.dtype) for i, a in enumerate(arrays)]
-        self._grouped([lambda c, s, a=a, o=o: c.broadcast(a.data.ptr, o.data.ptr, a.size, self._dtype(a), root, s)
-                       for a, o in zip(arrays, outs)])
-        return outs
+        return self._collective(arrays, lambda a: a.shape, lambda c, a, o, s: c.broadcast(
+            a.data.ptr, o.data.ptr, a.size, self._dtype(a), root, s))
 
 
 _NCCL_DTYPES = {
