@@ -256,6 +256,8 @@ class ModelOversubscriber:
             if names and len(names) != len(self.embeddings):
                 raise ValueError(f"store({what}): {len(names)} files for {len(self.embeddings)} embeddings")
         self._flush()
+        if self.embeddings and self.embeddings[0].comm.group.rank != 0:
+            return   # across MPI processes every store holds the whole tables; process 0 writes them
         for emb, store, path in zip(self.embeddings, self.stores, files):
             keys, vectors, slot_ids, _ = store.all_rows()
             write_sparse_model_file(path, keys, vectors, slot_ids, key_type=emb.key_dtype)
