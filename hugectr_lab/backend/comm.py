@@ -201,21 +201,23 @@ class InProcessCommunicator(Communicator):
     def scope(self, device):
         return self._scope(device) if self._scope is not None else contextlib.nullcontext()
 
-    def all_reduce(self, arrays):
+    def _everything(self, arrays):
+        """All G devices' arrays in global device order, given this process's."""
         self._check(arrays)
-        total = _sum(arrays)
+        return list(arrays)
+
+    def all_reduce(self, arrays):
+        total = _sum(self._everything(arrays))
         return [total.copy() for _ in arrays]
 
     def reduce_scatter(self, arrays):
-        self._check(arrays)
-        total = _sum(arrays)
+        total = _sum(self._everything(arrays))
         b = _rows_per_device(total.shape[0], self.size)
         return [total[g * b:(g + 1) * b].copy() for g in self.local_devices]
 
     def all_gather(self, arrays):
-        self._check(arrays)
-        xp = _array_module(arrays[0])
-        gathered = xp.concatenate(arrays, axis=0)
+        everything = self._everything(arrays)
+        gathered = _array_module(everything[0]).concatenate(everything, axis=0)
         return [gathered.copy() for _ in arrays]
 
     def all_to_all(self, sends, recv_shapes=None):
@@ -226,15 +228,16 @@ class InProcessCommunicator(Communicator):
         return [[sends[src][dst].copy() for src in range(self.size)] for dst in range(self.size)]
 
     def broadcast(self, arrays, root=0):
-        self._check(arrays)
-        return [arrays[root].copy() for _ in arrays]
+        value = self._everything(arrays)[root]
+        return [value.copy() for _ in arrays]
 
 
-class MPICommunicator(Communicator):
+class MPICommunicator(InProcessCommunicator):
     """Host arrays (NumPy backend) of several MPI processes, each holding the devices of its node list.
 
-    ``node_sizes``: devices per process, in rank order. Collectives gather through mpi4py and reduce
-    in global device order, so results equal ``InProcessCommunicator``'s bit for bit.
+    ``node_sizes``: devices per process, in rank order. The collectives gather every device's array
+    through mpi4py and reduce in global device order, so results equal ``InProcessCommunicator``'s
+    bit for bit (simple and exact; the NumPy backend is the reference, not the fast path).
     """
 
     def __init__(self, node_sizes, group=None):
@@ -245,25 +248,11 @@ class MPICommunicator(Communicator):
         self.size = sum(node_sizes)
         self.local_devices = tuple(range(first, first + node_sizes[self.group.rank]))
         self._owner = [p for p, n in enumerate(node_sizes) for _ in range(n)]   # process of each device
+        self._scope = None
 
     def _everything(self, arrays):
-        """All G arrays in global device order."""
         self._check(arrays)
         return [a for part in self.group.allgather(list(arrays)) for a in part]
-
-    def all_reduce(self, arrays):
-        total = _sum(self._everything(arrays))
-        return [total.copy() for _ in arrays]
-
-    def reduce_scatter(self, arrays):
-        total = _sum(self._everything(arrays))
-        b = _rows_per_device(total.shape[0], self.size)
-        return [total[g * b:(g + 1) * b].copy() for g in self.local_devices]
-
-    def all_gather(self, arrays):
-        xp = _array_module(arrays[0]) if arrays else None
-        gathered = xp.concatenate(self._everything(arrays), axis=0)
-        return [gathered.copy() for _ in arrays]
 
     def all_to_all(self, sends, recv_shapes=None):
         self._check(sends)
@@ -273,12 +262,6 @@ class MPICommunicator(Communicator):
         received = self.group.alltoall(payloads)   # received[p][j][dst]: from p's j-th device
         from_each = [part for per_process in received for part in per_process]   # in global source order
         return [[from_each[src][dst] for src in range(self.size)] for dst in self.local_devices]
-
-    def broadcast(self, arrays, root=0):
-        self._check(arrays)
-        mine = arrays[self.local_index(root)] if root in self.local_devices else None
-        value = self.group.bcast(mine, root=self._owner[root])
-        return [value.copy() for _ in arrays]
 
 
 class NcclCommunicator(Communicator):
