@@ -1,7 +1,6 @@
 """The seed's inference sample program runs unchanged through ``import hugectr``, and
 ``hugectr-lab predict CONFIG DATA`` prints predictions, AUC and accuracy."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from hugectr_lab.cli import main
 from hugectr_lab.inference import predict_inputs, write_inference_data
 from hugectr_lab.metrics import auc
 from inference_helpers import Trained, sample_config
+from sample_scripts import run_sample
 
 # The seed's inference sample, verbatim (its file names are the ones the test writes).
 SEED_INFERENCE = '''
@@ -50,17 +50,8 @@ def dcn_files(tmp_path, monkeypatch):
 
 
 def run_seed_program(workdir):
-    (workdir / "mpi4py").mkdir(exist_ok=True)
-    (workdir / "mpi4py" / "__init__.py").write_text("class MPI:\n    COMM_WORLD = None\n")
     # The seed passes an undefined name: its typo for ``use_embedding_cache``, defined here.
-    namespace = {"use_gpu_embedding_cache": True}
-    sys.path.insert(0, str(workdir))
-    try:
-        exec(compile(SEED_INFERENCE, "seed_inference.py", "exec"), namespace)
-    finally:
-        sys.path.remove(str(workdir))
-        sys.modules.pop("mpi4py", None)
-    return namespace
+    return run_sample(SEED_INFERENCE, workdir, "seed_inference.py", {"use_gpu_embedding_cache": True})
 
 
 def check_seed_output(namespace, inputs, expected, atol=1e-6):

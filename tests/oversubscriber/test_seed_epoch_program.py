@@ -2,11 +2,11 @@
 for the batch sizes, through ``import hugectr``, on data and a JSON config the test writes itself."""
 
 import os
-import sys
 import textwrap
 
 import numpy as np
 from mos_helpers import config, make_parts, write_config
+from sample_scripts import run_sample
 
 SEED_PROGRAM = '''
 from hugectr import Session, solver_parser_helper, get_learning_rate_scheduler
@@ -68,15 +68,7 @@ def test_seed_epoch_mode_program_with_model_oversubscriber(tmp_path, monkeypatch
     total = make_parts(tmp_path, parts=5, files_per_part=2, samples_per_file=512)
     capacity = -(-total // 4)  # the whole table is 4x what the device holds
     write_config(tmp_path / "your_config.json", config(capacity, lr=0.01, eval_source="file_list.5.txt"))
-    (tmp_path / "mpi4py").mkdir()  # scripts import mpi4py first; a stand-in keeps them unchanged here
-    (tmp_path / "mpi4py" / "__init__.py").write_text("class MPI:\n    COMM_WORLD = None\n")
-    namespace = {"__name__": "__main__"}
-    sys.path.insert(0, str(tmp_path))
-    try:
-        exec(compile(textwrap.dedent(SEED_PROGRAM), "seed_epoch_mode.py", "exec"), namespace)
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("mpi4py", None)
+    namespace = run_sample(textwrap.dedent(SEED_PROGRAM), tmp_path, "seed_epoch_mode.py", {"__name__": "__main__"})
     sess, iteration = namespace["sess"], namespace["iteration"]
     out = capsys.readouterr().out
     assert iteration == 5 * 1024 // 128

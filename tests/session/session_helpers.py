@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 
+from sample_scripts import run_sample
+
 from hugectr_lab.data import generate_dataset, read_keyset
 from hugectr_lab.embedding import write_sparse_model_file
 
@@ -132,17 +134,6 @@ def run_seed_program(workdir, *, batchsize=256, vvgpu=((0,),), mixed=False, scal
                      eval_every=30):
     """Run the seed's non-epoch sample program (sizes filled in) in ``workdir`` through ``import hugectr``,
     with a stand-in ``mpi4py`` (the scripts import it first); returns the script's namespace."""
-    import sys
-
     script = SEED_NON_EPOCH.format(batchsize=batchsize, vvgpu=[list(node) for node in vvgpu], mixed=mixed,
                                    scaler=scaler, iterations=iterations, display=display, eval_every=eval_every)
-    (workdir / "mpi4py").mkdir(exist_ok=True)
-    (workdir / "mpi4py" / "__init__.py").write_text("class MPI:\n    COMM_WORLD = None\n")
-    namespace = {}
-    sys.path.insert(0, str(workdir))
-    try:
-        exec(compile(script, "seed_non_epoch.py", "exec"), namespace)
-    finally:
-        sys.path.remove(str(workdir))
-        sys.modules.pop("mpi4py", None)
-    return namespace
+    return run_sample(script, workdir, "seed_non_epoch.py")
