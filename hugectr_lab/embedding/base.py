@@ -13,6 +13,7 @@ Optimizer state is addressed by key at every boundary (dump, load, reset), never
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,7 +89,7 @@ class StateStash:
             ops.scatter_rows(state[name], target, array[pos])
 
 
-class SparseEmbedding:
+class SparseEmbedding(ABC):
     """Base of the embedding types; see the module docstring. Constructors only check and store.
 
     ``comm`` is a ``Communicator`` or a device count G (in-process devices). ``key_type`` "I32"
@@ -158,19 +159,19 @@ class SparseEmbedding:
     def _check_config(self):
         """Validate the constructor arguments (cheap; no arrays)."""
 
+    @abstractmethod
     def _vocabulary_size(self, device):
         """Rows V of the value table on ``device``."""
-        raise NotImplementedError
 
     def _init_values(self, device, rng):
         """(V, E) float32 host array of initial values for ``device``."""
         return _uniform(rng, (self._vocabulary_size(device), self.embedding_vec_size), INIT_BOUND)
 
+    @abstractmethod
     def _route(self, device, row_offsets, keys, row_ids):
         """The ``Shard`` of global device ``device``: the whole batch's CSR (on that device) with the keys
         it does not own replaced by the padding key, or a static selection -- fixed sizes either way,
         so routing never waits for the device."""
-        raise NotImplementedError
 
     def _partial(self, device, combined):
         """The shard's combined rows (R_g, E) -> what ``_exchange_forward`` takes from ``device``."""
@@ -180,17 +181,17 @@ class SparseEmbedding:
         """What ``_exchange_backward`` gave ``device`` -> gradients (R_g, E) of the shard's CSR rows."""
         return wgrad
 
+    @abstractmethod
     def _place(self, keys, slot_ids):
         """For model loading, on host arrays: (device of each key (N,), global slot of each key (N,) or None)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _exchange_forward(self, partials):
         """Per-device combined rows -> per-device outputs (b, S, E)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _exchange_backward(self, d_outputs):
         """Per-device output gradients (b, S, E) -> per-device row gradients (R_g, E)."""
-        raise NotImplementedError
 
     def _lookup(self, device, keys, slots, insert):
         """``Lookup`` of ``keys`` on ``device``; hash types insert new keys when ``insert``."""

@@ -18,6 +18,7 @@ array it did not create (results may be views of its inputs, e.g. Reshape).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -69,7 +70,7 @@ class BuildContext:
         return np.dtype(np.float64) if self.compute_dtype == np.float64 else np.dtype(np.float32)
 
 
-class Layer:
+class Layer(ABC):
     """Base class. Subclasses set ``num_inputs`` and implement ``_build``, ``forward``, ``backward``."""
 
     type_name: ClassVar[str] = "Layer"  # set by @register_layer
@@ -100,8 +101,9 @@ class Layer:
         self.output_shapes = [tuple(s) for s in self._build(self.input_shapes)]
         return self.output_shapes
 
+    @abstractmethod
     def _build(self, shapes):
-        raise NotImplementedError
+        """Output shapes for input ``shapes``; declares the weights with ``_add_weight``."""
 
     def _add_weight(self, name, shape):
         self._weight_specs.append((name, tuple(shape)))
@@ -143,11 +145,13 @@ class Layer:
 
     # -- compute -----------------------------------------------------------------------------
 
+    @abstractmethod
     def forward(self, inputs, training):
-        raise NotImplementedError
+        """Output arrays for the input arrays (``training`` selects dropout / batch statistics)."""
 
+    @abstractmethod
     def backward(self, d_outputs):
-        raise NotImplementedError
+        """Input gradients for the output gradients of the last forward; writes the weight gradients."""
 
     def __repr__(self):
         return f"<{self.type_name} {self.label or ''}>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import warnings
 
 
@@ -28,7 +29,7 @@ def per_device(values, what) -> list:
     return values
 
 
-class Metric:
+class Metric(ABC):
     """Base class: ``update(...)`` per eval batch, ``get()`` returns the value and resets.
 
     ``name`` is HugeCTR's metric name; ``threshold`` is the metrics_spec value (the CLI stops
@@ -46,11 +47,13 @@ class Metric:
         self.reset()
         return value
 
+    @abstractmethod
     def reset(self):
-        raise NotImplementedError
+        """Forget everything accumulated."""
 
+    @abstractmethod
     def _compute(self) -> float:
-        raise NotImplementedError
+        """The metric over everything accumulated."""
 
     def __repr__(self):
         return f"<{type(self).__name__} threshold={self.threshold}>"

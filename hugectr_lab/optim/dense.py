@@ -25,6 +25,7 @@ Arrays live in the array module ``xp`` (numpy, or cupy) given at construction or
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import inspect
 import math
 
@@ -33,7 +34,7 @@ import numpy as np
 from ..backend import array_module, to_host
 
 
-class DenseOptimizer:
+class DenseOptimizer(ABC):
     """Shared state management; subclasses set ``type_name``, ``state_names`` and ``_step``.
 
     Constructors only store and check arguments. The states are allocated by ``init(N)`` or by
@@ -112,9 +113,9 @@ class DenseOptimizer:
             raise ValueError(f"{self.type_name}: weights {weights.shape} and grads {grads.shape} "
                              f"must both hold the optimizer's {self._num_params} parameters")
 
+    @abstractmethod
     def _step(self, weights, g, lr):
         """Update ``weights`` in place from the float32 gradient ``g`` (already divided by S)."""
-        raise NotImplementedError
 
     def _load(self, name):
         """State ``name`` widened to float32 (a copy, so the stored dtype is kept)."""
