@@ -39,7 +39,7 @@ from .embedding import save_sparse_optimizer_state
 from .enums import Error_t
 from .events import EvalEnd, EventBus, IterationEnd, ModelSaved
 from .fileio import atomic_write, write_bytes_atomic
-from .layers import BuildContext, Network
+from .layers import BuildContext, Network, network_inputs
 from .metrics import Metrics
 from .optim import create_dense_optimizer
 
@@ -167,20 +167,12 @@ class Session:
         return cls.from_data_spec(self.config.data, batchsize, repeat=self.solver.repeat_dataset, eval=eval,
                                   num_devices=self.num_devices, seed=self._data_seed)
 
-    def _input_shapes(self, b):
-        data = self.config.data
-        shapes = {data.dense.top: (b, data.dense.dense_dim)}
-        if data.label.top:
-            shapes[data.label.top] = (b, data.label.label_dim)
-        for spec in self.config.embeddings:
-            shapes[spec.top] = (b, self.config.sparse_input(spec.bottom).slot_num, spec.embedding_vec_size)
-        return shapes
-
     def _make_network(self, b, training, rng):
         ctx = BuildContext(backend=self.backend, compute_dtype=self.compute_dtype, scaler=self.scaler,
                            device_count=self.num_devices, rng=rng, training=training,
                            tf32=self.solver.enable_tf32_compute)
-        return Network(self.config.layers, self._input_shapes(b), ctx, first_index=1 + len(self.config.embeddings))
+        return Network(self.config.layers, network_inputs(self.config, b), ctx,
+                       first_index=1 + len(self.config.embeddings))
 
     def _make_dense_optimizer(self):
         opt = self.config.optimizer

@@ -14,7 +14,7 @@ import numpy as np
 
 from hugectr_lab.config import parse_config
 from hugectr_lab.layers.base import BuildContext
-from hugectr_lab.layers.network import Network
+from hugectr_lab.layers.network import Network, network_inputs
 
 
 def _shape(shape):
@@ -34,9 +34,7 @@ class ModelView:
         self.config_path = os.fspath(config_path)
         self.config = cfg = parse_config(self.config_path)
         data = cfg.data
-        shapes = {data.dense.top: (1, data.dense.dense_dim)}
-        if data.label.top:
-            shapes[data.label.top] = (1, data.label.label_dim)
+        shapes = network_inputs(cfg, 1)
         self.rows = [{"index": 0, "kind": "data", "type": "Data", "name": "data", "bottoms": [],
                       "tops": {data.dense.top: shapes[data.dense.top], **(
                           {data.label.top: shapes[data.label.top]} if data.label.top else {})},
@@ -45,8 +43,7 @@ class ModelView:
             self.rows[0]["tops"][s.top] = (1, s.slot_num, "nnz≤" + str(s.max_feature_num_per_sample))
         self.embedding_params = 0
         for i, spec in enumerate(cfg.embeddings):
-            shape = (1, cfg.sparse_input(spec.bottom).slot_num, spec.embedding_vec_size)
-            shapes[spec.top] = shape
+            shape = shapes[spec.top]
             vocab = spec.max_vocabulary_size_per_gpu or sum(spec.slot_size_array or ())
             count = int(vocab) * spec.embedding_vec_size
             self.embedding_params += count

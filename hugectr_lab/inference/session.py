@@ -31,7 +31,7 @@ import numpy as np
 from ..backend import get_backend
 from ..embedding.combine import mean_row_scale
 from ..embedding.hash_table import key_dtype, sentinel_key
-from ..layers import BuildContext, Network
+from ..layers import BuildContext, Network, network_inputs
 from .cache import EmbeddingCache, _check_same_tables
 from .parameter_server import InferenceConfigError, load_inference_config, resolve_model_path
 
@@ -93,11 +93,8 @@ class InferenceSession:
 
     def _build(self, batch):
         cfg, data = self.config, self.config.data
-        shapes = {data.dense.top: (batch, self.dense_dim)}
-        if data.label.top and any(data.label.top in spec.bottoms for spec in cfg.layers):
-            shapes[data.label.top] = (batch, self.label_dim)   # a loss layer left in: never fed
-        for spec in cfg.embeddings:
-            shapes[spec.top] = (batch, cfg.sparse_input(spec.bottom).slot_num, spec.embedding_vec_size)
+        # the label is an input only where a loss layer was left in (it is never fed)
+        shapes = network_inputs(cfg, batch, label=any(data.label.top in spec.bottoms for spec in cfg.layers))
         ctx = BuildContext(backend=self.backend, compute_dtype=self.compute_dtype,
                            scaler=cfg.inference.scaler, training=False)
         return Network(cfg.layers, shapes, ctx, first_index=1 + len(cfg.embeddings))

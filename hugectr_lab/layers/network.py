@@ -49,6 +49,19 @@ def _names(value):
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def network_inputs(config, batch, *, label=True):
+    """The dense network's input tensors for a parsed config (``hugectr_lab.config.ModelConfig``) and a
+    per-device ``batch``: {dense top: (b, D), label top: (b, L) if ``label``, every embedding's top:
+    (b, S, E)}. Session, inference and ModelView build their Networks from it."""
+    data = config.data
+    shapes = {data.dense.top: (batch, data.dense.dense_dim)}
+    if label and data.label.top:
+        shapes[data.label.top] = (batch, data.label.label_dim)
+    for spec in config.embeddings:
+        shapes[spec.top] = (batch, config.sparse_input(spec.bottom).slot_num, spec.embedding_vec_size)
+    return shapes
+
+
 class Network:
     """Dense graph + flat buffers. ``first_index`` numbers layers in messages (``layers[i]``) when the
     specs do not carry an ``index`` themselves (e.g. 1 + number of embeddings for a JSON config)."""
