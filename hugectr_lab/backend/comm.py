@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 from abc import ABC, abstractmethod
 
 # Set by MPI launchers (MPICH/Hydra and Intel MPI: PMI_SIZE; Open MPI: OMPI_COMM_WORLD_SIZE; PMIx).
@@ -87,7 +88,9 @@ def _abort_on_uncaught_exception(mpi_comm):
 
     def hook(kind, value, traceback):
         previous(kind, value, traceback)
+        sys.stdout.flush()
         sys.stderr.flush()
+        time.sleep(1.0)   # let the launcher forward this traceback (and the other processes' own) first
         mpi_comm.Abort(1)
 
     hook._hugectr_lab_abort = True
