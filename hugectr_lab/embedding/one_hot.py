@@ -34,6 +34,7 @@ class LocalizedSlotSparseEmbeddingOneHot(LocalizedSlotSparseEmbeddingHash):
         for g in range(self.num_devices):
             owned = list(self.owned_slots(g))
             self._slot_row[owned] = np.concatenate([[0], np.cumsum(sizes[owned])[:-1]])
+        self._row_shift = {}   # device -> (S,) row - key of each slot, on the device (built with the tables)
 
     def _vocabulary_size(self, device):
         return self._owned_size(device)
@@ -42,6 +43,7 @@ class LocalizedSlotSparseEmbeddingOneHot(LocalizedSlotSparseEmbeddingHash):
         dev: Device = super()._build_device(device, rng)
         owned = list(self.owned_slots(device))
         dev.slot_ids[...] = self.backend.asarray(np.repeat(owned, self._slot_size[owned]))
+        self._row_shift[device] = self.backend.asarray(self._slot_row - self._slot_offset)
         return dev
 
     def num_keys(self):
@@ -85,17 +87,14 @@ class LocalizedSlotSparseEmbeddingOneHot(LocalizedSlotSparseEmbeddingHash):
 
     def _lookup(self, device, keys, slots, insert):
         """Rows by arithmetic; ``_check_batch`` (forward) and ``_place`` (loading) checked the key ranges."""
-        xp = self.backend.xp
-        offset = self.backend.asarray(self._slot_offset)[slots]
-        rows = keys.astype(xp.int64) - offset + self.backend.asarray(self._slot_row)[slots]
+        rows = keys.astype(self.backend.xp.int64) + self._row_shift[device][slots]
         return Lookup(rows, None, None)
 
     def _keys_and_rows(self, device):
         xp = self.backend.xp
         slots = self._dev(device).slot_ids
         rows = xp.arange(slots.size, dtype=xp.int64)
-        keys = self.backend.asarray(self._slot_offset)[slots] + rows - self.backend.asarray(self._slot_row)[slots]
-        return keys.astype(self.key_dtype), rows
+        return (rows - self._row_shift[device][slots]).astype(self.key_dtype), rows
 
     def _place(self, keys, slot_ids):
         keys = keys.astype(np.int64)
