@@ -21,7 +21,7 @@ import numpy as np
 
 from ..backend import Communicator, InProcessCommunicator, get_backend, to_host
 from .combine import combiner_name, csr_row_ids, mean_row_scale
-from .hash_table import HashTable, as_keys, key_dtype
+from .hash_table import HashTable, as_keys, key_dtype, sentinel_key
 from .sparse_optimizers import SparseAdam, SparseOptimizer
 
 EMBEDDING_TYPES: dict = {}
@@ -172,6 +172,15 @@ class SparseEmbedding(ABC):
         """The ``Shard`` of global device ``device``: the whole batch's CSR (on that device) with the keys
         it does not own replaced by the padding key, or a static selection -- fixed sizes either way,
         so routing never waits for the device."""
+
+    def _shard(self, row_offsets, keys, row_ids, owned=None, slots=None):
+        """The whole batch's CSR as a ``Shard``; keys where ``owned`` (K,) is False become the padding
+        key (no row, no gradient). A mean row divides by its key count over every device."""
+        xp = self.backend.xp
+        if owned is not None:
+            keys = xp.where(owned, keys, self.key_dtype.type(sentinel_key(self.key_dtype)))
+        row_scale = mean_row_scale(xp, row_offsets[1:] - row_offsets[:-1]) if self.combiner == "mean" else None
+        return Shard(keys, row_offsets, row_ids, row_scale, slots)
 
     def _partial(self, device, combined):
         """The shard's combined rows (R_g, E) -> what ``_exchange_forward`` takes from ``device``."""

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Shard, SparseEmbedding
-from .combine import mean_row_scale
-from .hash_table import sentinel_key as padding_key
+from .base import SparseEmbedding
 
 
 def key_device(xp, keys, num_devices):
@@ -33,13 +31,8 @@ class DistributedSlotSparseEmbeddingHash(SparseEmbedding):
         return self.max_vocabulary_size_per_gpu
 
     def _route(self, device, row_offsets, keys, row_ids):
-        xp = self.backend.xp
-        if self.num_devices > 1:   # other devices' keys become padding: no row, no gradient
-            keys = xp.where(key_device(xp, keys, self.num_devices) == device, keys, self.key_dtype.type(padding_key(self.key_dtype)))
-        row_scale = None
-        if self.combiner == "mean":   # a slot's mean is over its keys on every device
-            row_scale = mean_row_scale(xp, row_offsets[1:] - row_offsets[:-1])
-        return Shard(keys, row_offsets, row_ids, row_scale)
+        owned = None if self.num_devices == 1 else key_device(self.backend.xp, keys, self.num_devices) == device
+        return self._shard(row_offsets, keys, row_ids, owned)
 
     def _place(self, keys, slot_ids):
         return key_device(np, keys, self.num_devices), None

@@ -6,9 +6,7 @@ import math
 
 import numpy as np
 
-from .base import INIT_BOUND, Shard, SparseEmbedding, _uniform
-from .combine import mean_row_scale
-from .hash_table import sentinel_key as padding_key
+from .base import INIT_BOUND, SparseEmbedding, _uniform
 
 
 class LocalizedSlotSparseEmbeddingHash(SparseEmbedding):
@@ -64,12 +62,9 @@ class LocalizedSlotSparseEmbeddingHash(SparseEmbedding):
         return values
 
     def _route(self, device, row_offsets, keys, row_ids):
-        xp, G = self.backend.xp, self.num_devices
-        slots = row_ids % self.slot_num
-        if G > 1:   # other devices' slots become padding: the whole batch's CSR, only our slots' keys
-            keys = xp.where(slots % G == device, keys, self.key_dtype.type(padding_key(self.key_dtype)))
-        row_scale = mean_row_scale(xp, row_offsets[1:] - row_offsets[:-1]) if self.combiner == "mean" else None
-        return Shard(keys, row_offsets, row_ids, row_scale, slots)
+        slots = row_ids % self.slot_num   # the whole batch's CSR, keeping only our slots' keys
+        owned = None if self.num_devices == 1 else slots % self.num_devices == device
+        return self._shard(row_offsets, keys, row_ids, owned, slots)
 
     def _partial(self, device, combined):
         if self.num_devices == 1:
