@@ -361,10 +361,10 @@ class Session:
         Over several MPI processes every process must call it; each gets the same value."""
         if self._losses is None:
             raise IllegalCallError("get_current_loss() before the first train()")
-        if self.comm.group.size == 1:
-            return self._local_loss()
-        per_process = self.comm.group.allgather([float(loss) for loss in self._losses])
-        return float(np.mean([loss for part in per_process for loss in part]))
+        losses = [float(loss) for loss in self._losses]
+        if self.comm.group.size > 1:
+            losses = [loss for part in self.comm.group.allgather(losses) for loss in part]
+        return float(np.mean(losses))
 
     def check_overflow(self):
         """Raise ``EmbeddingOverflowError`` if any embedding was offered more keys than it holds."""
