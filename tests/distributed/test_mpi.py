@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from session_helpers import SLOTS, dnn_config, make_dataset, optimizer, write_config, write_full_sparse_model
+from session_helpers import dnn_config, make_dataset, optimizer, write_config, write_full_sparse_model
 from test_session_formats import shrunk_dlrm
 
 from hugectr_lab.data import generate_for_config
@@ -31,9 +31,23 @@ def mpiexec():
     return str(beside) if beside.exists() else shutil.which("mpiexec") or shutil.which("mpirun")
 
 
-pytestmark = pytest.mark.skipif(
+needs_mpi = pytest.mark.skipif(
     mpiexec() is None or __import__("importlib.util").util.find_spec("mpi4py") is None,
     reason="needs mpi4py and an MPI launcher (pip install 'hugectr-lab[mpi]' mpich)")
+pytestmark = needs_mpi
+
+
+def launch(command, processes, **kwargs):
+    """Run ``command`` (argv), under ``mpiexec -n processes`` if more than one, from this checkout."""
+    if processes > 1:
+        command = [mpiexec(), "-n", str(processes)] + command
+    env = {k: v for k, v in os.environ.items() if k != "HUGECTR_LAB_BACKEND"}
+    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")   # Open MPI's mpirun, as root
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))   # an uninstalled checkout
+    done = subprocess.run(command, capture_output=True, text=True, env=env, **kwargs)
+    if done.returncode:
+        raise AssertionError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
 
 
 def run(workdir, name, vvgpu, config, solver_kw, processes=1, backend="numpy"):
@@ -45,15 +59,7 @@ def run(workdir, name, vvgpu, config, solver_kw, processes=1, backend="numpy"):
             "solver": {"seed": 11, "batchsize": 64, "batchsize_eval": 64, "vvgpu": vvgpu, "repeat_dataset": True,
                        "max_eval_batches": 4, **solver_kw}}
     (workdir / f"{name}.spec.json").write_text(json.dumps(spec))
-    command = [sys.executable, str(WORKER), str(workdir / f"{name}.spec.json")]
-    if processes > 1:
-        command = [mpiexec(), "-n", str(processes)] + command
-    env = {k: v for k, v in os.environ.items() if k != "HUGECTR_LAB_BACKEND"}
-    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")   # Open MPI's mpirun, as root
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))   # an uninstalled checkout
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
-    if done.returncode:
-        raise AssertionError(f"{' '.join(command)} failed:\n{done.stdout}\n{done.stderr}")
+    launch([sys.executable, str(WORKER), str(workdir / f"{name}.spec.json")], processes, timeout=120)
     return json.loads((workdir / f"{name}.json").read_text()), prefix
 
 

@@ -2,20 +2,16 @@
 writes the same model files as one process holding both devices."""
 
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-from test_mpi import ROOT, mpiexec
+from test_mpi import launch, needs_mpi
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "oversubscriber"))
 from mos_helpers import config, make_parts, write_config  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    mpiexec() is None or __import__("importlib.util").util.find_spec("mpi4py") is None,
-    reason="needs mpi4py and an MPI launcher (pip install 'hugectr-lab[mpi]' mpich)")
+pytestmark = needs_mpi
 
 # The seed's epoch-mode program with a fixed seed (seed 0 draws one per run) and vvgpu from argv.
 PROGRAM = '''
@@ -48,15 +44,7 @@ if MPI.COMM_WORLD.Get_rank() == 0:
 
 def run(tmp_path, vvgpu, out, processes):
     os.makedirs(tmp_path / out)
-    command = [sys.executable, "program.py", vvgpu, out]
-    if processes > 1:
-        command = [mpiexec(), "-n", str(processes)] + command
-    env = {k: v for k, v in os.environ.items() if k != "HUGECTR_LAB_BACKEND"}
-    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])))
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180, env=env)
-    assert done.returncode == 0, f"{command}:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
+    return launch([sys.executable, "program.py", vvgpu, out], processes, cwd=tmp_path, timeout=180)
 
 
 def test_epoch_mode_with_the_model_oversubscriber_over_two_processes(tmp_path, monkeypatch):
