@@ -108,14 +108,14 @@ def get_backend(name=None, device_ids=None):
     source = "argument" if name else ("$" + ENV_VAR if os.environ.get(ENV_VAR) else "default")
     name = (name or os.environ.get(ENV_VAR) or "numpy").lower()
     reason = source
+    probe = probe_gpus() if name in ("auto", "cupy") else None
     if name == "auto":
-        count, found = probe_gpus()
-        name = "cupy" if count > 0 else "numpy"
-        reason = f"auto: {found}"
+        name = "cupy" if probe[0] > 0 else "numpy"
+        reason = f"auto: {probe[1]}"
     if name == "numpy":
         backend = NumpyBackend()
     elif name == "cupy":
-        count, found = probe_gpus()
+        count, found = probe
         if count == 0:
             raise RuntimeError(f"backend='cupy' needs CuPy and a CUDA GPU; none is usable here ({found}; "
                                "install hugectr-lab[gpu] on a GPU machine, or use backend='numpy')")
