@@ -1,14 +1,12 @@
-"""CUDA wrappers of the dense-layer ops: GEMM (cuBLAS through ``cupy.matmul``), FC epilogue and dropout
+"""CUDA wrappers of the dense-layer ops: GEMM (cuBLAS, ``cublas.py``), FC epilogue and dropout
 (kernels/dense.cu), BCE loss (kernels/losses.cu), MultiCross, FmOrder2 and Interaction."""
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-
 import numpy as np
 
 from ..ops import kernel_op
+from . import cublas
 from .common import ctype, floats, reference
 from .loader import NULL, launch, launch_grid, multiprocessors
 
@@ -20,26 +18,12 @@ def _device_sms(xp):
     return multiprocessors(xp.cuda.runtime.getDevice())
 
 
-@contextlib.contextmanager
-def _tf32(xp, enabled):
-    """cuBLAS TF32 tensor-core math for float32 GEMMs inside the block (CuPy's compute-type switch)."""
-    if not enabled:
-        yield
-        return
-    linalg = importlib.import_module("cupy._core._routines_linalg")
-    old = linalg.get_compute_type(_F32)
-    linalg.set_compute_type(_F32, linalg.COMPUTE_TYPE_TF32)
-    try:
-        yield
-    finally:
-        linalg.set_compute_type(_F32, old)
-
-
 @kernel_op("gemm")
 def gemm(xp, a, b, tf32):
-    # float16 operands: cuBLAS GEMM with float32 accumulation on tensor cores (CuPy's default).
-    with _tf32(xp, tf32 and a.dtype == _F32):
-        return xp.matmul(a, b)
+    # float16 operands: float32 accumulation on tensor cores; ctypes cuBLAS, so CUDA graphs capture it.
+    if a.ndim != 2 or b.ndim != 2 or not floats(a, b):
+        return reference("gemm", **locals())
+    return cublas.matmul(a, b, tf32)
 
 
 # ---- FC epilogue, dropout -------------------------------------------------------------------
@@ -74,13 +58,13 @@ def bias_act_bwd(xp, d_y, y, relu):
 
 @kernel_op("dropout_fwd")
 def dropout_fwd(xp, x, seed, rate):
-    if not floats(x):
+    if not floats(x) or seed.dtype != np.uint64 or seed.size != 1:
         return reference("dropout_fwd", **locals())
     x = xp.ascontiguousarray(x)
     y, mask = xp.empty_like(x), xp.empty_like(x)
     scale = np.float32(x.dtype.type(1.0 / (1.0 - rate)))   # rounded to x's dtype, as the reference
     launch("dense.cu", f"hctr_dropout_fwd<{ctype(x.dtype)}>", x.size,
-           (x, y, mask, np.int64(x.size), np.uint64(seed), np.float32(rate), scale))
+           (x, y, mask, np.int64(x.size), seed, np.float32(rate), scale))
     return y, mask
 
 

@@ -1,0 +1,99 @@
+"""Row-major GEMM through cuBLAS called with ctypes, so that a CUDA graph can capture it.
+
+CuPy's cuBLAS bindings refuse to run while the current stream captures ("calling cuBLAS API during
+stream capture is currently unsupported"), although cuBLAS itself supports capture once a handle has
+a workspace of its own. ``matmul(a, b, tf32)`` calls ``cublasGemmEx`` of the libcublas CuPy loaded, on
+the current stream. Each stream gets a handle and a 32 MiB workspace of its own (NVIDIA's size for
+Hopper), released with the stream: cuBLAS promises bit-wise reproducible results only while a handle
+serves one stream, and two streams sharing a workspace could overwrite each other's. float16 operands
+multiply with float32 accumulation, float32 ones in float32 or TF32.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import weakref
+
+import cupy
+import numpy as np
+
+_WORKSPACE_BYTES = 32 << 20
+_OP_N, _OP_T = 0, 1
+_DATA_TYPE = {np.dtype(np.float16): 2, np.dtype(np.float32): 0}   # cudaDataType_t: CUDA_R_16F, CUDA_R_32F
+_COMPUTE_32F, _COMPUTE_32F_FAST_TF32 = 68, 77                     # cublasComputeType_t
+_ALGO_DEFAULT = -1
+_vp, _int = ctypes.c_void_p, ctypes.c_int
+
+
+@functools.lru_cache(maxsize=None)
+def _library():
+    cupy.cuda.device.get_cublas_handle()   # makes CuPy load libcublas; we bind the same copy
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "/libcublas.so" in line}
+    if not paths:
+        raise RuntimeError("CuPy's libcublas is not mapped into this process; cannot call cuBLAS directly")
+    lib = ctypes.CDLL(sorted(paths)[0])
+    lib.cublasCreate_v2.argtypes = [ctypes.POINTER(_vp)]
+    lib.cublasDestroy_v2.argtypes = [_vp]
+    lib.cublasSetStream_v2.argtypes = [_vp, _vp]
+    lib.cublasSetWorkspace_v2.argtypes = [_vp, _vp, ctypes.c_size_t]
+    lib.cublasGemmEx.argtypes = [_vp, _int, _int, _int, _int, _int, _vp, _vp, _int, _int, _vp, _int, _int, _vp,
+                                 _vp, _int, _int, _int, _int]
+    return lib
+
+
+def _check(status, call):
+    if status != 0:
+        raise RuntimeError(f"{call} failed with cuBLAS status {status}")
+
+
+_HANDLES = weakref.WeakKeyDictionary()   # stream -> {device id: (handle, workspace)}
+
+
+def _handle(stream, device_id):
+    """The cuBLAS handle bound to ``stream`` on ``device_id``. Its workspace is a plain allocation,
+    outside every memory pool: it outlives any one CUDA graph's private pool."""
+    handles = _HANDLES.setdefault(stream, {})
+    if device_id not in handles:
+        lib = _library()
+        handle = _vp()
+        _check(lib.cublasCreate_v2(ctypes.byref(handle)), "cublasCreate")
+        workspace = cupy.cuda.Memory(_WORKSPACE_BYTES)
+        _check(lib.cublasSetWorkspace_v2(handle, workspace.ptr, _WORKSPACE_BYTES), "cublasSetWorkspace")
+        _check(lib.cublasSetStream_v2(handle, stream.ptr), "cublasSetStream")
+        handles[device_id] = handle, workspace
+        weakref.finalize(stream, lib.cublasDestroy_v2, handle)
+    return handles[device_id][0]
+
+
+def _operand(m):
+    """(array, op, leading dimension) of a row-major matrix seen by column-major cuBLAS: a C-contiguous
+    (r, c) array is the column-major (c, r) matrix m.T (op N); a transposed view is m itself (op T)."""
+    if m.flags.c_contiguous:
+        return m, _OP_N, m.shape[1]
+    if m.flags.f_contiguous:
+        return m, _OP_T, m.shape[0]
+    return _operand(cupy.ascontiguousarray(m))
+
+
+_ONE, _ZERO = ctypes.c_float(1.0), ctypes.c_float(0.0)
+
+
+def matmul(a, b, tf32=False):
+    """``a @ b`` for 2-D float16/float32 CuPy arrays of one dtype: (m, k) @ (k, n) -> (m, n)."""
+    (m, k), n = a.shape, b.shape[1]
+    c = cupy.empty((m, n), dtype=a.dtype)
+    if c.size == 0 or k == 0:
+        c.fill(0)
+        return c
+    handle = _handle(cupy.cuda.get_current_stream(), cupy.cuda.runtime.getDevice())
+    a, op_a, lda = _operand(a)
+    b, op_b, ldb = _operand(b)
+    dtype = _DATA_TYPE[a.dtype]
+    compute = _COMPUTE_32F_FAST_TF32 if tf32 and a.dtype == np.float32 else _COMPUTE_32F
+    # C^T (n, m) = op(B) op(A) in column-major terms is C (m, n) row-major.
+    _check(_library().cublasGemmEx(handle, op_b, op_a, n, m, k, ctypes.addressof(_ONE), b.data.ptr, dtype, ldb,
+                            a.data.ptr, dtype, lda, ctypes.addressof(_ZERO), c.data.ptr, dtype, n, compute,
+                            _ALGO_DEFAULT), f"cublasGemmEx ({m}x{k} @ {k}x{n}, {a.dtype})")
+    return c
