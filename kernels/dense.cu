@@ -11,7 +11,8 @@
 //     gradient and sums it in float32. The block writes its column sums to partial (chunks, n)
 //     float32; the wrapper adds the chunks (fixed order: deterministic) and rounds d_b to T.
 //   hctr_dropout_fwd: one thread per element; u is drawn in place from a counter-based hash of
-//     (seed, element index) -- `dropout_uniform` in the reference -- so no random array travels.
+//     (seed, element index) -- `dropout_uniform` in the reference -- so no random array travels. The
+//     seed is read from device memory, so a CUDA graph of the step draws a new mask at every replay.
 #include "hctr_common.cuh"
 
 template <typename T>
@@ -67,7 +68,8 @@ __device__ __forceinline__ float hctr_uniform(unsigned long long seed, unsigned 
 // y = x * mask, mask = (u >= rate) * scale; scale is 1/(1-rate) already rounded to T by the wrapper.
 template <typename T>
 __global__ void hctr_dropout_fwd(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ mask, long long total,
-                                 unsigned long long seed, float rate, float scale) {
+                                 const unsigned long long* __restrict__ seed_ptr, float rate, float scale) {
+    const unsigned long long seed = *seed_ptr;
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         const float keep = hctr_uniform(seed, (unsigned long long)i) >= rate ? scale : 0.0f;

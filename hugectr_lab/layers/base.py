@@ -8,7 +8,8 @@ Life cycle of a layer (the Network drives it; tests drive it directly):
 3. ``weight_shapes()`` / ``weight_names()`` in HugeCTR's dense-model-file order;
    ``init_weights(rng)`` draws them as float32 host arrays.
 4. ``bind(weights, grads)`` hands over views into the network's flat buffers.
-5. ``forward(inputs, training) -> outputs`` and ``backward(d_outputs) -> d_inputs``; backward writes
+5. ``prepare(training)`` (host-drawn values, outside CUDA graphs), ``forward(inputs, training) ->
+   outputs`` and ``backward(d_outputs) -> d_inputs``; backward writes
    weight gradients into the bound grad views, accumulating (``+=``) except for the names listed in
    ``grad_overwrites`` (``=``), as HugeCTR does.
 
@@ -144,6 +145,10 @@ class Layer(ABC):
             self.grads[i] += d_w
 
     # -- compute -----------------------------------------------------------------------------
+
+    def prepare(self, training):
+        """Draw the next forward's host-side values (Dropout's seed) into device buffers. The Network
+        calls it before every forward and outside any CUDA graph, which replays forward without Python."""
 
     @abstractmethod
     def forward(self, inputs, training):

@@ -233,7 +233,7 @@ CASES = [
     OpCase("bias_act_fwd", dense((37, 45), (1, 45), extra=(False,)), exact_fp32=True, id="linear"),
     OpCase("bias_act_bwd", dense((1001, 45), (1001, 45), extra=(True,)), id="relu"),
     OpCase("bias_act_bwd", dense((1001, 45), (1001, 45), extra=(False,)), id="linear"),
-    OpCase("dropout_fwd", dense((37, 45), extra=(123456789, 0.3)), exact_fp32=True),
+    OpCase("dropout_fwd", dense((37, 45), extra=(np.array([123456789], np.uint64), 0.3)), exact_fp32=True),
     OpCase("bce_loss_fwd", bce(False)),
     OpCase("bce_loss_bwd", bce(True)),
     OpCase("multicross_fwd", multicross_fwd(77, 29, 3), id="small"),
