@@ -7,7 +7,8 @@ iteration in HugeCTR's order:
 
 1. read the next *full* global batch (partial batches at the end of an epoch are discarded);
 2. embedding forward (training: new keys inserted) → one ``(b, S, E)`` output per device;
-3. per device: dense forward through the training copy, loss, backward;
+3. per device: dense forward through the training copy, loss, backward (``TrainStep``: with the
+   solver's ``use_cuda_graph`` on the CuPy backend, replayed from one CUDA graph per device);
 4. all-reduce of the dense weight gradients over devices (G > 1);
 5. dense optimizer step on every device's replica;
 6. embedding backward and sparse optimizer update.
@@ -39,13 +40,13 @@ from .embedding import save_sparse_optimizer_state
 from .enums import Error_t
 from .events import EvalEnd, EventBus, IterationEnd, ModelSaved
 from .fileio import atomic_write, write_bytes_atomic
-from .layers import BuildContext, Network, network_inputs
+from .layers import BuildContext, Network, TrainStep, network_inputs
 from .metrics import Metrics
 from .optim import create_dense_optimizer
 
 
 _log = logging.getLogger("hugectr_lab")
-STEP_PHASES = ("embedding fwd", "dense fwd", "dense bwd", "dense update", "embedding bwd", "embedding update")
+STEP_PHASES = ("embedding fwd", "dense fwd+bwd", "all-reduce", "dense update", "embedding bwd", "embedding update")
 
 
 class IllegalCallError(RuntimeError):
@@ -91,7 +92,8 @@ class Session:
 
     Devices: ``device_ids`` are all G GPU ids of ``vvgpu`` in global order; this process runs
     ``local_devices`` (global ids) of them -- all G unless an MPI launcher started one process per
-    node list. Per-device lists (``train_networks``, ``eval_networks``, ``dense_optimizers``) are local.
+    node list. Per-device lists (``train_networks``, ``eval_networks``, ``dense_optimizers``,
+    ``train_steps``) are local.
     """
 
     def __init__(self, solver_config, config_file, use_model_oversubscriber=False, temp_embedding_dir="", *,
@@ -131,7 +133,7 @@ class Session:
                                       seed=seq)
             for spec, seq in zip(cfg.embeddings, embedding_seq.spawn(len(cfg.embeddings)))]
         dropout_seqs = dropout_seq.spawn(G)
-        self.train_networks, self.eval_networks, self.dense_optimizers = [], [], []
+        self.train_networks, self.eval_networks, self.dense_optimizers, self.train_steps = [], [], [], []
         for g in self.local_devices:
             with self.comm.scope(g):
                 self.train_networks.append(self._make_network(solver.batchsize // G, True,
@@ -139,6 +141,7 @@ class Session:
                 self.eval_networks.append(self._make_network(solver.batchsize_eval // G, False,
                                                              np.random.default_rng(0)))
                 self.dense_optimizers.append(self._make_dense_optimizer())
+                self.train_steps.append(TrainStep(self.train_networks[-1], graph=solver.use_cuda_graph))
 
         self._load_dense_weights(solver.model_file, np.random.default_rng(dense_seq))
         self._mos = None
@@ -299,19 +302,16 @@ class Session:
         self._embed(feeds, staged, True)
         mark("embedding fwd")
         losses = []
-        for g, net, feed in self._local(self.train_networks, feeds):
+        for g, step, feed in self._local(self.train_steps, feeds):
             with self.comm.scope(g):
-                losses.append(net.forward(feed, training=True))
-        mark("dense fwd")
-        for g, net in self._local(self.train_networks):
-            with self.comm.scope(g):
-                net.backward()
+                losses.append(step(feed))
+        mark("dense fwd+bwd")
         if self.num_devices > 1:
             totals = self.comm.all_reduce([n.grads for n in self.train_networks])
             for g, net, total in self._local(self.train_networks, totals):
                 with self.comm.scope(g):
                     net.grads[...] = total
-        mark("dense bwd")
+        mark("all-reduce")
         for g, net, opt in self._local(self.train_networks, self.dense_optimizers):
             with self.comm.scope(g):
                 opt.update(net.weights, net.grads)

@@ -9,8 +9,8 @@ from . import (activations,  # noqa: F401  (importing registers the layers and t
                interaction, losses, multi_cross, reductions, reshape, weight_multiply)
 from .base import BuildContext, Layer, LayerError
 from .initializers import INITIALIZER_NAMES
-from .network import Network, WeightSlot, network_inputs
+from .network import Network, TrainStep, WeightSlot, network_inputs
 from .registry import LAYERS, create_layer, register_layer
 
-__all__ = ["LAYERS", "BuildContext", "INITIALIZER_NAMES", "Layer", "LayerError", "Network", "WeightSlot",
+__all__ = ["LAYERS", "BuildContext", "INITIALIZER_NAMES", "Layer", "LayerError", "Network", "TrainStep", "WeightSlot",
            "create_layer", "network_inputs", "register_layer"]

@@ -14,8 +14,9 @@ Buffers (N = ``num_params``):
 * ``grads``: (N,) in the compute dtype. Each ``backward`` first fills it with the regularizer's
   gradient (or zeros), then the layers accumulate into it (or overwrite, where HugeCTR does).
 
-One training step: ``loss = net.forward(feed)``; ``net.backward()``; optimizer on ``net.weights`` /
-``net.grads``; ``net.input_grad("sparse_embedding1")`` for the embedding's backward.
+One training step: ``loss = net.forward(feed)``; ``net.backward()`` (or ``TrainStep(net)(feed)``, which
+can replay both from a CUDA graph); optimizer on ``net.weights`` / ``net.grads``;
+``net.input_grad("sparse_embedding1")`` for the embedding's backward.
 """
 
 from __future__ import annotations
@@ -212,8 +213,7 @@ class Network:
                 if name in self.label_names and not require_labels:
                     continue
                 raise KeyError(f'network input "{name}" is missing from the feed (have: {sorted(feed)})')
-            dtype = self.ctx.master_dtype if name in self.label_names else self.ctx.compute_dtype
-            a = self.ctx.backend.asarray(feed[name], dtype=dtype)
+            a = self.ctx.backend.asarray(feed[name], dtype=self.feed_dtype(name))
             if a.shape != shape:
                 raise ValueError(f'network input "{name}" has shape {a.shape}, expected {shape}')
             acts[name] = a
@@ -245,7 +245,13 @@ class Network:
         ``predictions``."""
         if self.loss is None:
             raise ValueError("this network has no loss layer; use predict()")
+        self.prepare(training)
         return self._run(feed, training, with_loss=True)
+
+    def prepare(self, training):
+        """Every layer's host-drawn values for the next forward (``Layer.prepare``)."""
+        for layer in self.layers:
+            layer.prepare(training)
 
     def predict(self, feed):
         """Eval forward without labels: σ(logits) for BCE losses, else the last layer's output."""
@@ -284,6 +290,10 @@ class Network:
         """The activation ``name`` from the last forward (inputs included)."""
         return self._acts[name]
 
+    def feed_dtype(self, name):
+        """The dtype input ``name`` is computed in: labels in the master dtype, the rest in the compute dtype."""
+        return self.ctx.master_dtype if name in self.label_names else self.ctx.compute_dtype
+
     # -- report ------------------------------------------------------------------------------
 
     def summary(self, print_fn=None):
@@ -305,3 +315,34 @@ class Network:
         if print_fn is not None:
             print_fn(text)
         return text
+
+
+class TrainStep:
+    """One device's training pass through ``net``: forward, then backward (weight gradients in
+    ``net.grads``, input gradients from ``net.input_grad``). ``step(feed)`` returns the loss, a 0-d array
+    of its own. With ``graph=True`` (the solver's ``use_cuda_graph``) and a backend that has CUDA graphs,
+    the pass -- the part of a step HugeCTR's option covers -- is replayed from a graph: the feed is
+    checked and copied into fixed input buffers, Dropout seeds are drawn (``prepare``), one launch runs
+    every layer. ``captured`` is the ``CapturedCall`` (None without a graph)."""
+
+    def __init__(self, net, graph=False):
+        self.net = net
+        self.captured = net.ctx.backend.graph(self._pass, "the dense forward and backward") if graph else None
+        if self.captured is not None:
+            self._inputs = {name: net.xp.empty(shape, net.feed_dtype(name)) for name, shape in net.input_shapes.items()}
+
+    def _pass(self):
+        loss = self.net._run(self._inputs, True, with_loss=True)
+        self.net.backward()
+        return loss
+
+    def __call__(self, feed):
+        net = self.net
+        if self.captured is None:
+            loss = net.forward(feed, training=True)
+            net.backward()
+            return loss
+        for name, a in net._feed(feed, require_labels=True).items():
+            self._inputs[name][...] = a
+        net.prepare(True)
+        return self.captured().copy()

@@ -1,7 +1,17 @@
 """GPU lane: the sample graphs (tests/config/configs, shrunk) train 50 steps under ``Session`` on the
 CuPy backend with the same loss curve as on NumPy: same seed (so the same host-drawn dense and
-embedding weights and dropout seeds), same generated data. Then one evaluation pass: same AUC."""
+embedding weights and dropout seeds), same generated data. Then one evaluation pass: same AUC. The
+CuPy runs replay each step's dense forward and backward from a CUDA graph (``use_cuda_graph``, on by
+default); ``test_cuda_graph_replay_matches_the_eager_step`` checks replay against the eager step for
+every sample graph's layers: bit for bit where every kernel adds in a fixed order, to float rounding
+where one adds with atomics (DCN's MultiCross backward, DLRM's atomic SGD update), whose order changes
+from run to run -- two eager runs differ as much."""
 
+# Graph replay vs eager: (loss rtol, weights rtol); 0 = the same bits.
+GRAPH_TOLERANCE = {"dcn": (1e-6, 1e-5), "deepfm": (0, 0), "wdl": (0, 0), "dlrm_fp32": (1e-5, 1e-5),
+                   "dlrm_fp16": (1e-3, 1e-3)}
+
+import functools
 import json
 from pathlib import Path
 
@@ -62,10 +72,10 @@ def model(request, tmp_path_factory):
     return name, fp16, config
 
 
-def start(config, fp16, backend):
+def start(config, fp16, backend, use_cuda_graph=True):
     solver = solver_parser_helper(seed=11, batchsize=BATCH, batchsize_eval=BATCH, max_eval_batches=4,
                                   vvgpu=[[0]], use_mixed_precision=fp16, scaler=1024.0 if fp16 else 1.0,
-                                  repeat_dataset=True)
+                                  repeat_dataset=True, use_cuda_graph=use_cuda_graph)
     session = Session(solver, config, backend=backend)
     session.start_data_reading()
     return session
@@ -98,3 +108,26 @@ def test_loss_curve_and_auc_match_numpy(model):
     finally:
         for session in sessions.values():
             session.close()
+
+
+def test_cuda_graph_replay_matches_the_eager_step(model):
+    name, fp16, config = model
+    graphed, eager = start(config, fp16, "cupy"), start(config, fp16, "cupy", use_cuda_graph=False)
+    try:
+        got, want = train(graphed), train(eager)
+        (step,) = graphed.train_steps
+        assert step.captured.graph is not None and step.captured.failure is None, step.captured.failure
+        assert step.captured.calls == STEPS and eager.train_steps[0].captured is None
+        loss_rtol, rtol = GRAPH_TOLERANCE[name]
+        np.testing.assert_allclose(got, want, rtol=loss_rtol, atol=0, err_msg=f"{name}: graph replay changed the loss")
+        same = functools.partial(np.testing.assert_allclose, rtol=rtol, atol=rtol)
+        same(*(s.backend.to_host(s.train_networks[0].weights) for s in (graphed, eager)))
+        for a, b in zip(*(s.dense_optimizers[0].state_arrays() for s in (graphed, eager))):
+            same(graphed.backend.to_host(a), eager.backend.to_host(b))
+        for a, b in zip(graphed.embeddings, eager.embeddings):   # rows in key order: insertion order may vary
+            (k1, v1, _), (k2, v2, _) = a.dump(), b.dump()
+            np.testing.assert_array_equal(np.sort(k1), np.sort(k2))
+            same(v1[np.argsort(k1)], v2[np.argsort(k2)])
+    finally:
+        graphed.close()
+        eager.close()
