@@ -65,8 +65,10 @@ def host_batches(batch, count, seed=0):
     return out
 
 
-def workload(model, precision, num_batches=8, *, batch=None, gpus=1):
-    """The benchmark at its sample batch size (or global ``batch``) on GPUs 0..gpus-1 of one process."""
+def workload(model, precision, num_batches=8, *, batch=None, gpus=1, process_per_gpu=False, cuda_graph=True):
+    """The benchmark at its sample batch size (or global ``batch``) on GPUs 0..gpus-1: one node list
+    (one process drives them all) or, with ``process_per_gpu``, one node list per GPU (one MPI process
+    each). ``cuda_graph`` is the solver's ``use_cuda_graph``."""
     spec = MODELS[model]
     batch = batch or spec["batch"]
     fp16 = precision == "fp16"
@@ -86,8 +88,9 @@ def workload(model, precision, num_batches=8, *, batch=None, gpus=1):
         hparam["max_vocabulary_size_per_gpu"] = int(max(distinct, 4 * 361938))
         # Local Adam: the same update as PyTorch's SparseAdam (touched rows only) in the baseline.
         config["optimizer"]["update_type"] = "Local"
-    solver = dict(batchsize=batch, batchsize_eval=batch, max_eval_batches=1, vvgpu=[list(range(gpus))], seed=1,
-                  use_mixed_precision=fp16, scaler=1024.0 if fp16 else 1.0, enable_tf32_compute=precision == "tf32",
+    vvgpu = [[g] for g in range(gpus)] if process_per_gpu else [list(range(gpus))]
+    solver = dict(batchsize=batch, batchsize_eval=batch, max_eval_batches=1, vvgpu=vvgpu, seed=1,
+                  use_cuda_graph=cuda_graph, use_mixed_precision=fp16, scaler=1024.0 if fp16 else 1.0, enable_tf32_compute=precision == "tf32",
                   repeat_dataset=True)
     return Workload(model, precision, batch, config, solver, batches, CRITEO_KAGGLE,
                     hparam["embedding_vec_size"])

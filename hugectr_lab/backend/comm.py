@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import time
+from pathlib import Path
 from abc import ABC, abstractmethod
 
 # Set by MPI launchers (MPICH/Hydra and Intel MPI: PMI_SIZE; Open MPI: OMPI_COMM_WORLD_SIZE; PMIx).
@@ -117,6 +119,18 @@ def process_group():
     except ImportError:
         raise RuntimeError(f"this process was launched by MPI as one of {launched} processes, but mpi4py is "
                            "not installed: pip install 'hugectr-lab[mpi]'") from None
+
+
+def mpiexec_command(processes, argv):
+    """``(command, environment)`` that runs ``argv`` as ``processes`` MPI processes: the ``mpiexec`` beside
+    this Python (the ``mpich`` wheel) or else ``mpiexec``/``mpirun`` on PATH, with Open MPI's consent to
+    run as root (containers). None when no launcher is installed."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    launcher = str(beside) if beside.exists() else shutil.which("mpiexec") or shutil.which("mpirun")
+    if launcher is None:
+        return None
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    return [launcher, "-n", str(processes), *argv], env
 
 
 # ---- devices ------------------------------------------------------------------------------------

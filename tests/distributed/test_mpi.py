@@ -7,7 +7,6 @@ metrics, every model file), and G = 4 must match G = 1 up to float rounding.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from session_helpers import dnn_config, make_dataset, optimizer, write_config, write_full_sparse_model
 from test_session_formats import shrunk_dlrm
 
+from hugectr_lab.backend.comm import mpiexec_command
 from hugectr_lab.data import generate_for_config
 from hugectr_lab.embedding import read_sparse_model_file, write_sparse_model_file
 
@@ -26,9 +26,9 @@ ITERATIONS = 6
 
 
 def mpiexec():
-    """The launcher installed beside this Python (the ``mpich`` wheel), else one on PATH."""
-    beside = Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.exists() else shutil.which("mpiexec") or shutil.which("mpirun")
+    """The MPI launcher (``hugectr_lab.backend.comm.mpiexec_command``), None if there is none."""
+    found = mpiexec_command(2, [])
+    return found and found[0][0]
 
 
 needs_mpi = pytest.mark.skipif(
@@ -39,10 +39,10 @@ pytestmark = needs_mpi
 
 def launch(command, processes, **kwargs):
     """Run ``command`` (argv), under ``mpiexec -n processes`` if more than one, from this checkout."""
+    env = dict(os.environ)
     if processes > 1:
-        command = [mpiexec(), "-n", str(processes)] + command
-    env = {k: v for k, v in os.environ.items() if k != "HUGECTR_LAB_BACKEND"}
-    env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")   # Open MPI's mpirun, as root
+        command, env = mpiexec_command(processes, command)
+    env.pop("HUGECTR_LAB_BACKEND", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))   # an uninstalled checkout
     done = subprocess.run(command, capture_output=True, text=True, env=env, **kwargs)
     if done.returncode:
