@@ -61,7 +61,7 @@ _ATTRIBUTES = {  # attribute → documentation
     "scaler": "loss scale (1.0 without mixed precision)",
     "i64_input_key": "int64 keys instead of uint32",
     "use_algorithm_search": "search GEMM algorithms",
-    "use_cuda_graph": "capture each step in a CUDA graph",
+    "use_cuda_graph": "replay each device's dense forward and backward from a CUDA graph (CuPy backend)",
     "repeat_dataset": "extension: True = non-epoch mode (max_iter), False = epoch mode (num_epochs)",
     "max_iter": "extension: iterations in non-epoch mode, 0 in epoch mode",
     "num_epochs": "extension: epochs in epoch mode, 0 in non-epoch mode",
