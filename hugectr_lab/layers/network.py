@@ -206,16 +206,21 @@ class Network:
 
     # -- compute -----------------------------------------------------------------------------
 
-    def _feed(self, feed, require_labels):
+    def _feed(self, feed, require_labels, into=None):
+        """Checked inputs on this backend in their compute dtypes; with ``into`` (name -> fixed buffer)
+        each input is cast while it is copied into its buffer, and the buffers are returned."""
         acts = {}
         for name, shape in self.input_shapes.items():
             if name not in feed:
                 if name in self.label_names and not require_labels:
                     continue
                 raise KeyError(f'network input "{name}" is missing from the feed (have: {sorted(feed)})')
-            a = self.ctx.backend.asarray(feed[name], dtype=self.feed_dtype(name))
+            a = self.ctx.backend.asarray(feed[name], dtype=None if into else self.feed_dtype(name))
             if a.shape != shape:
                 raise ValueError(f'network input "{name}" has shape {a.shape}, expected {shape}')
+            if into is not None:
+                into[name][...] = a
+                a = into[name]
             acts[name] = a
         return acts
 
@@ -342,7 +347,6 @@ class TrainStep:
             loss = net.forward(feed, training=True)
             net.backward()
             return loss
-        for name, a in net._feed(feed, require_labels=True).items():
-            self._inputs[name][...] = a
+        net._feed(feed, require_labels=True, into=self._inputs)
         net.prepare(True)
         return self.captured().copy()
