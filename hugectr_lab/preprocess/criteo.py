@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -32,68 +33,10 @@ import numpy as np
 from ..data import (CSR, ParquetDatasetWriter, ParquetLayout, RawLayout, RawRecords, Samples, write_file_list,
                     write_keyset, write_norm_file)
 from ..data.batch import key_dtype
+from .engines import get_engine
+from .schema import CATS, DENSE, LABEL, Chunk, CriteoPipeline, chunk_concat, chunk_take
 
-LABEL = "label"
-DENSE = tuple(f"I{i}" for i in range(1, 14))
-CATS = tuple(f"C{i}" for i in range(1, 27))
-COLUMNS = (LABEL,) + DENSE + CATS
-RESERVED_CODES = 3  # 0 unused (padding), 1 missing, 2 out of vocabulary
-NULL_CODE, OOV_CODE = 1, 2
 FORMATS = ("norm", "raw", "parquet")
-
-
-@dataclass(frozen=True)
-class CriteoPipeline:
-    """The operators and their parameters (see the module docstring). Defaults are HugeCTR's Criteo
-    pipelines: missing → 0, clip at 0, log, no normalisation, categories seen fewer than 6 times → OOV."""
-
-    freq_threshold: int = 6
-    fill_value: float = 0.0
-    clip_min: float | None = 0.0
-    log: bool = True
-    normalize: bool = False
-
-    def __post_init__(self):
-        if self.freq_threshold < 0:
-            raise ValueError(f"freq_threshold must be >= 0, got {self.freq_threshold}")
-
-
-@dataclass
-class Fitted:
-    """What fitting on the training split found: each categorical column's vocabulary size and the
-    Normalize statistics (None without Normalize). ``state`` is the engine's own."""
-
-    vocab_sizes: list  # per categorical column, codes 3.. (without the reserved codes)
-    means: np.ndarray | None = None  # (13,) float64
-    stds: np.ndarray | None = None
-    state: object = None
-
-    @property
-    def slot_size_array(self) -> list:
-        return [RESERVED_CODES + int(v) for v in self.vocab_sizes]
-
-
-@dataclass
-class Chunk:
-    """Transformed rows: labels (n,) float32, dense (n, 13) float32 (float64 when the engine ran without
-    LogOp, for Raw's integer dense), codes (n, 26) int64."""
-
-    labels: np.ndarray
-    dense: np.ndarray
-    codes: np.ndarray
-
-    def __len__(self):
-        return len(self.labels)
-
-
-def chunk_concat(chunks):
-    if len(chunks) == 1:
-        return chunks[0]
-    return Chunk(*(np.concatenate([getattr(c, name) for c in chunks]) for name in ("labels", "dense", "codes")))
-
-
-def chunk_take(chunk, start, stop):
-    return Chunk(chunk.labels[start:stop], chunk.dense[start:stop], chunk.codes[start:stop])
 
 
 # --- output ----------------------------------------------------------------------------------------
@@ -295,10 +238,6 @@ def preprocess_criteo(out_dir, train, eval=(), *, format="norm", engine="pyarrow
     per step (memory stays bounded by it and by the vocabularies). Writes ``out_dir/<split>/...`` and
     ``out_dir/preprocess.json`` (this summary, with a ready Data layer).
     """
-    import time
-
-    from .engines import get_engine
-
     start = time.perf_counter()
     fmt = str(format).lower()
     if fmt not in FORMATS:

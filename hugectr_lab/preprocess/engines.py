@@ -26,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data import DataError
-from .criteo import CATS, COLUMNS, DENSE, LABEL, NULL_CODE, OOV_CODE, RESERVED_CODES, Chunk, Fitted
+from .schema import CATS, COLUMNS, DENSE, LABEL, NULL_CODE, OOV_CODE, RESERVED_CODES, Chunk, Fitted
 from .moments import ExactMoments, normalize
 
 _MERGE_ENTRIES = 1 << 22  # merge a column's partial category counts once they hold this many entries
