@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .batch import CSR, Samples
-from .errors import DataError
+from .errors import DataError, first_non_finite
 
 _INT32 = struct.Struct("<i")
 
@@ -114,7 +114,9 @@ def _parse_unframed(buf, layout, path, offset, first_index, max_records):
         return ParsedRecords(None, 0, 0, [])
     indices = first_index + np.arange(len(starts))
     _raise_first_error(walk, starts, layout, path, offsets=offsets, payload_offsets=offsets, indices=indices)
-    return ParsedRecords(_decode(words, starts, walk, layout), len(starts), 4 * int(walk.ends[-1]), [])
+    samples = _decode(words, starts, walk, layout)
+    _raise_non_finite(samples, path, payload_offsets=offsets, indices=indices)
+    return ParsedRecords(samples, len(starts), 4 * int(walk.ends[-1]), [])
 
 
 def _locate_unframed(words, layout, max_records):
@@ -177,6 +179,7 @@ def _parse_framed(buf, layout, path, offset, first_index, max_records):
                            payload_offsets=offset + begins[ok], indices=first_index + np.flatnonzero(ok),
                            expected_ends=starts + kept)
         samples = _decode(words, starts, walk, layout)
+        _raise_non_finite(samples, path, payload_offsets=offset + begins[ok], indices=first_index + np.flatnonzero(ok))
     return ParsedRecords(samples, len(records), int(ends[-1]) + 1, dropped)
 
 
@@ -263,6 +266,15 @@ def _raise_first_error(walk, starts, layout, path, *, offsets, payload_offsets, 
                                                f"its max_feature_num_per_sample {limits[j]}")
     raise DataError(path, int(offsets[i]), f"{where}: the length field says {4 * (expected_ends[i] - starts[i])} "
                                            f"payload bytes but the slots' nnz make {4 * (walk.ends[i] - starts[i])}")
+
+
+def _raise_non_finite(samples, path, *, payload_offsets, indices):
+    """DataError naming the first NaN or infinity among the decoded labels and dense values (a float's
+    byte offset: its record's payload start + 4 * its position, labels first)."""
+    found = first_non_finite(samples.labels, samples.dense)
+    if found is not None:
+        i, column, what = found
+        raise DataError(path, int(payload_offsets[i]) + 4 * column, f"sample {indices[i]}: {what}")
 
 
 def _decode(words, starts, walk, layout) -> Samples:

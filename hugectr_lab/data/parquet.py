@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .batch import Samples, SlotLayout
-from .errors import DataError
+from .errors import DataError, first_non_finite
 
 METADATA_FILE = "_metadata.json"
 FILE_LIST = "_file_list.txt"
@@ -199,6 +199,11 @@ class ParquetFileReader:
         dense = np.empty((n, lay.dense_dim), np.float32)
         for j, i in enumerate(self._conts):
             dense[:, j] = self._column(table, i, first_row, np.float32)
+        found = first_non_finite(labels, dense)
+        if found is not None:
+            r, column, what = found
+            index = (self._labels + self._conts)[column]
+            raise DataError(self.path, None, f"row {first_row + r}, column {table.column_names[index]!r}: {what}")
         keys = np.empty((n, lay.slot_num), np.int64)
         for s, i in enumerate(self._cats):
             keys[:, s] = self._column(table, i, first_row, np.int64)

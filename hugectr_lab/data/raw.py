@@ -25,7 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .batch import Samples, SlotLayout
-from .errors import DataError
+from .errors import DataError, first_non_finite
 
 
 class RawRecords(NamedTuple):
@@ -85,6 +85,10 @@ class RawLayout(SlotLayout):
         labels, dense, file_keys = self.split(words)
         if self.float_label_dense:
             labels, dense = np.array(labels, np.float32), np.array(dense, np.float32)
+            found = first_non_finite(labels, dense)
+            if found is not None:
+                i, column, what = found
+                raise DataError(path, self._offset(first_index + i, column), f"sample {first_index + i}: {what}")
         else:
             if dense.size and dense.min() < 0:
                 i, j = np.argwhere(dense < 0)[0]

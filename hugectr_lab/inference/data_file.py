@@ -35,17 +35,22 @@ def read_inference_data(path, key_type="I64"):
     if len(lines) not in (3, 4):
         raise ValueError(f"{path}: an inference data file has 4 lines (labels, dense features, keys, row "
                          f"pointers) or 3 (without labels); found {len(lines)}")
-    if len(lines) == 3:
-        lines = [""] + lines
+    shift = 4 - len(lines)  # a 3-line file has no labels line: its line 1 holds the dense features
+    lines = [""] * shift + lines
 
     def numbers(i, dtype, what):
         try:
             return np.array(lines[i].split(), dtype=dtype)
-        except ValueError as e:
-            raise ValueError(f"{path}: line {i + 1} ({what}): {e}") from None
+        except (ValueError, OverflowError) as e:
+            raise ValueError(f"{path}: line {i + 1 - shift} ({what}): {e}") from None
 
     labels = numbers(0, np.float32, "labels")
     dense = numbers(1, np.float32, "dense features")
+    for i, (values, what) in enumerate(((labels, "label"), (dense, "dense feature"))):
+        if not np.isfinite(values).all():
+            j = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise ValueError(f"{path}: line {i + 1 - shift}: {what} value {j} is {values[j]} (NaN and infinity "
+                             "are refused)")
     keys = numbers(2, np.uint32 if key_type == "I32" else np.int64, "keys")
     row_ptrs = numbers(3, np.int64, "row pointers")
     return PredictInputs(dense, keys, row_ptrs, labels if labels.size else None)
