@@ -12,6 +12,18 @@ import numpy as np
 
 
 @contextlib.contextmanager
+def naming_os_errors(path):
+    """Give an OSError raised inside the block that names no file (a write's ENOSPC "No space left on
+    device", EFBIG, EIO) ``path`` as its file name, so the message says which file could not be written."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, os.fspath(path)) from e
+        raise
+
+
+@contextlib.contextmanager
 def atomic_write(path, mode="wb"):
     """Open a temporary file next to ``path``; on success it replaces ``path`` in one rename.
 
@@ -23,7 +35,7 @@ def atomic_write(path, mode="wb"):
         raise FileNotFoundError(f"cannot write {path}: directory {directory} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
-        with os.fdopen(fd, mode) as f:
+        with naming_os_errors(path), os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -48,7 +60,7 @@ def write_dir_atomic(path, files):
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path) or ".")
     try:
         for name, content in files.items():
-            with open(os.path.join(tmp, name), "wb") as f:
+            with naming_os_errors(os.path.join(path, name)), open(os.path.join(tmp, name), "wb") as f:
                 f.write(content if isinstance(content, bytes) else np.ascontiguousarray(content).tobytes())
         if os.path.isdir(path):
             old = tmp + ".old"
