@@ -225,7 +225,7 @@ def _parser():
         p.add_argument("--batchsize", type=int, default=0, help="train and eval batch (default: the config's)")
         p.add_argument("--eval-interval", type=int, default=None)
         p.add_argument("--output", default=None, help="model file prefix (default: the solver's snapshot_prefix)")
-        p.add_argument("--backend", default=None, help="numpy, cupy or auto (default numpy)")
+        p.add_argument("--backend", default=None, help="numpy, cupy or auto (default auto: CuPy on a usable GPU, else NumPy)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         _add_generate_options(p)
         p.set_defaults(run=run)
@@ -235,7 +235,7 @@ def _parser():
     pred.add_argument("--cache-percentage", type=float, default=0.5, help="cached share of each table (default 0.5)")
     pred.add_argument("--no-cache", action="store_true", help="look every key up in the parameter server")
     pred.add_argument("--device", type=int, default=0)
-    pred.add_argument("--backend", default=None, help="numpy, cupy or auto (default numpy)")
+    pred.add_argument("--backend", default=None, help="numpy, cupy or auto (default auto: CuPy on a usable GPU, else NumPy)")
     pred.set_defaults(run=_cmd_predict)
     _add_preprocess_parser(sub)
     return parser

@@ -22,9 +22,11 @@ dashboards subscribe to.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -42,6 +44,7 @@ from .events import EvalEnd, EventBus, IterationEnd, ModelSaved
 from .fileio import atomic_write, write_bytes_atomic
 from .layers import BuildContext, Network, TrainStep, network_inputs
 from .metrics import Metrics
+from .numerics import DynamicLossScaler, NonFiniteError, all_finite, locate_nonfinite
 from .optim import create_dense_optimizer
 
 
@@ -51,6 +54,16 @@ STEP_PHASES = ("embedding fwd", "dense fwd+bwd", "all-reduce", "dense update", "
 
 class IllegalCallError(RuntimeError):
     """A Session method called out of order (HugeCTR's ``IllegalCall``)."""
+
+
+def serialised(method):
+    """Run ``method`` holding the session's re-entrant lock: public Session methods called from several
+    threads run one at a time, each to its end (a save never sees half a training step)."""
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
 
 
 def flatten_vvgpu(vvgpu):
@@ -86,14 +99,26 @@ def _seed_sequence(seed, group):
 class Session:
     """``Session(solver_config, config_file, use_model_oversubscriber=False, temp_embedding_dir="")``.
 
-    ``backend``: "numpy" (default), "cupy" or "auto" (CuPy when a usable GPU exists), or a Backend
-    object; the environment variable ``HUGECTR_LAB_BACKEND`` overrides the default. The choice is
-    ``session.backend.name``.
+    ``backend``: "auto" (default: CuPy when CuPy imports and a usable GPU exists, else NumPy), "numpy",
+    "cupy", or a Backend object; the environment variable ``HUGECTR_LAB_BACKEND`` overrides the default.
+    The choice is ``session.backend.name`` and why, ``session.backend.reason`` (also logged).
 
     Devices: ``device_ids`` are all G GPU ids of ``vvgpu`` in global order; this process runs
     ``local_devices`` (global ids) of them -- all G unless an MPI launcher started one process per
     node list. Per-device lists (``train_networks``, ``eval_networks``, ``dense_optimizers``,
     ``train_steps``) are local.
+
+    Thread safety: every public method holds one re-entrant lock (``serialised``), so calls from
+    several threads run one after the other -- two threads calling ``train()`` train distinct batches
+    and lose no iteration; a ``download_params_to_files`` never interleaves with a training step.
+
+    Non-finite steps (docs/reliability.md): a NaN/inf loss -- or, in mixed precision, a non-finite
+    gradient -- raises ``NonFiniteError`` naming the iteration and, where the step is still at hand, the
+    first layer that produced it; its update is not applied. On CuPy with the static scaler the check
+    stays on the device and is read with the loss (``get_current_loss``, the ``IterationEnd`` event),
+    ``eval``, ``check_overflow`` and ``download_params_to_files``; after it the session refuses to save.
+    The solver's ``loss_scaling="dynamic"`` skips such steps and halves the scale instead
+    (``loss_scaler``, a ``DynamicLossScaler``; None with the static scaler).
     """
 
     def __init__(self, solver_config, config_file, use_model_oversubscriber=False, temp_embedding_dir="", *,
@@ -123,6 +148,14 @@ class Session:
         self.key_type = "I64" if solver.i64_input_key else "I32"
         self.compute_dtype = np.float16 if solver.use_mixed_precision else np.float32
         self.scaler = float(solver.scaler) if solver.use_mixed_precision else 1.0
+        self._lock = threading.RLock()
+        self.loss_scaler = (DynamicLossScaler(self.scaler, growth_interval=solver.loss_scale_growth_interval)
+                            if solver.loss_scaling == "dynamic" else None)
+        # CuPy with the static scaler: each device keeps the first non-finite iteration on the device
+        # (0: none) and the host reads it with the loss; elsewhere every step is checked at once.
+        self._check_on_device = self.backend.name != "numpy" and self.loss_scaler is None
+        self._nonfinite_at = None
+        self._poisoned = None   # the NonFiniteError whose update reached the model (CuPy, static)
 
         self._reader_train = self._make_reader(solver.batchsize, eval=False)
         self._reader_eval = self._make_reader(solver.batchsize_eval, eval=True) if cfg.data.eval_source else None
@@ -141,7 +174,9 @@ class Session:
                 self.eval_networks.append(self._make_network(solver.batchsize_eval // G, False,
                                                              np.random.default_rng(0)))
                 self.dense_optimizers.append(self._make_dense_optimizer())
-                self.train_steps.append(TrainStep(self.train_networks[-1], graph=solver.use_cuda_graph))
+                # a graph would freeze the loss scale it was captured with: dynamic scaling runs eagerly
+                self.train_steps.append(TrainStep(self.train_networks[-1],
+                                                  graph=solver.use_cuda_graph and self.loss_scaler is None))
 
         self._load_dense_weights(solver.model_file, np.random.default_rng(dense_seq))
         self._mos = None
@@ -247,6 +282,7 @@ class Session:
     def get_data_reader_eval(self):
         return self._reader_eval
 
+    @serialised
     def start_data_reading(self):
         """Start the train and eval readers on the config's sources (non-epoch mode)."""
         for reader in (self._reader_train, self._reader_eval):
@@ -259,6 +295,7 @@ class Session:
 
     # ---- training -----------------------------------------------------------------------------------
 
+    @serialised
     def set_learning_rate(self, lr):
         """Learning rate for the next iterations of every dense optimizer and every embedding."""
         for opt in self.dense_optimizers:
@@ -312,6 +349,8 @@ class Session:
                 with self.comm.scope(g):
                     net.grads[...] = total
         mark("all-reduce")
+        if not self._finite_step(losses, feeds):
+            return losses   # skipped by dynamic loss scaling
         for g, net, opt in self._local(self.train_networks, self.dense_optimizers):
             with self.comm.scope(g):
                 opt.update(net.weights, net.grads)
@@ -324,12 +363,93 @@ class Session:
         mark("embedding update")
         return losses
 
+    def _finite_step(self, losses, feeds):
+        """Whether this step's updates may be applied: False skips them (dynamic loss scaling); a
+        non-finite step otherwise raises ``NonFiniteError`` -- or, checked on the device, is recorded
+        there for ``_check_finite``."""
+        xp = self.backend.xp
+        iteration = self.iteration + 1
+        flags = []
+        for g, loss, net in self._local(losses, self.train_networks):
+            with self.comm.scope(g):
+                arrays = [loss]
+                if self.solver.use_mixed_precision:   # fp16 gradients overflow where the loss does not
+                    arrays += [net.grads] + [net.input_grad(spec.top) for spec in self.config.embeddings]
+                flags.append(all_finite(xp, *arrays))
+        if self._check_on_device:
+            if self._nonfinite_at is None:
+                self._nonfinite_at = [None] * len(flags)
+            for i, (g, finite) in enumerate(zip(self.local_devices, flags)):
+                with self.comm.scope(g):
+                    first = self._nonfinite_at[i] if self._nonfinite_at[i] is not None else xp.zeros((), xp.int64)
+                    self._nonfinite_at[i] = xp.where(~finite & (first == 0), iteration, first)
+            return True
+        finite = all(bool(flag) for flag in flags)
+        if self.loss_scaler is not None:
+            changed = self.loss_scaler.update(finite)
+            if changed:
+                self._set_loss_scale(self.loss_scaler.scale)
+            if changed is not None:
+                return finite
+        elif finite:
+            return True
+        raise self._nonfinite_error(iteration, losses, feeds)
+
+    def _nonfinite_error(self, iteration, losses, feeds):
+        where = None
+        for g, net, feed, loss in self._local(self.train_networks, feeds, losses):
+            with self.comm.scope(g):
+                where = locate_nonfinite(net, feed, loss)
+            if where:
+                where = f"{where} (device {g})"
+                break
+        scale = f" at the minimum loss scale {self.loss_scaler.scale:g}" if self.loss_scaler else ""
+        values = ", ".join(f"{float(loss):g}" for loss in losses)
+        return NonFiniteError(
+            f"iteration {iteration}: the training step is not finite{scale} (loss {values})"
+            + (f"; first non-finite: {where}" if where else "")
+            + "; its update was not applied. Lower the learning rate, check the input data"
+            + ("" if not self.solver.use_mixed_precision or self.loss_scaler else
+               ", or try the solver's loss_scaling='dynamic'") + ".",
+            iteration=iteration, where=where)
+
+    def _check_finite(self):
+        """Read the devices' non-finite records (CuPy, static scaler; one small copy each, at points
+        that synchronise anyway) and raise ``NonFiniteError`` once a step went non-finite."""
+        if self._poisoned is None and self._nonfinite_at is not None:
+            firsts = [int(self.backend.to_host(a)) for a in self._nonfinite_at]
+            if any(firsts):
+                at = min(f for f in firsts if f)
+                self._poisoned = (
+                    f"iteration {at}: the training step was not finite (NaN/inf loss or gradient), seen at "
+                    f"iteration {self.iteration}; its update and later ones reached the model, so this session "
+                    "no longer trains, evaluates or saves. Rebuild it from the last snapshot with a lower "
+                    "learning rate (or loss_scaling='dynamic' in mixed precision)", at)
+        if self._poisoned is not None:
+            message, at = self._poisoned
+            raise NonFiniteError(message, iteration=at)
+
+    def _set_loss_scale(self, scale):
+        """The loss scale S of the next steps: the loss layers' gradient factor and the divisor of every
+        dense and sparse optimizer."""
+        _log.info("Session: loss scale %g at iteration %d", scale, self.iteration + 1)
+        self.scaler = scale
+        for net in self.train_networks:
+            net.ctx.scaler = scale
+        for opt in self.dense_optimizers:
+            opt.scaler = np.float32(scale)
+        for emb in self.embeddings:
+            emb.scaler = scale
+
     def _sparse_inputs(self, batch):
         by_top = {spec.top: csr for spec, csr in zip(self.config.data.sparse, batch.sparse)}
         return [by_top[spec.bottom] for spec in self.config.embeddings]
 
+    @serialised
     def train(self):
         """One iteration on the next full batch; False (nothing trained) at the end of the data."""
+        if self._poisoned is not None:
+            self._check_finite()
         reader = self._reader_train
         if not reader.started:
             raise IllegalCallError("train() before the training reader was started: call "
@@ -354,23 +474,30 @@ class Session:
         return True
 
     def _local_loss(self):
-        return float(np.mean([float(loss) for loss in self._losses]))
+        loss = float(np.mean([float(loss) for loss in self._losses]))
+        self._check_finite()
+        return loss
 
+    @serialised
     def get_current_loss(self):
         """Mean over all G devices of the last training batch's loss (regularizer term included).
         Over several MPI processes every process must call it; each gets the same value."""
         if self._losses is None:
             raise IllegalCallError("get_current_loss() before the first train()")
         losses = [float(loss) for loss in self._losses]
+        self._check_finite()
         if self.comm.group.size > 1:
             losses = [loss for part in self.comm.group.allgather(losses) for loss in part]
         return float(np.mean(losses))
 
+    @serialised
     def check_overflow(self):
         """Raise ``EmbeddingOverflowError`` if any embedding was offered more keys than it holds."""
+        self._check_finite()
         for emb in self.embeddings:
             emb.check_overflow()
 
+    @serialised
     def copy_weights_for_evaluation(self):
         """Copy the training weights (and BatchNorm running statistics) to the evaluation copies."""
         for g, train_net, eval_net in self._local(self.train_networks, self.eval_networks):
@@ -379,10 +506,12 @@ class Session:
 
     # ---- evaluation ---------------------------------------------------------------------------------
 
+    @serialised
     def eval(self):
         """One evaluation batch into the metrics; False at the end of the eval data (epoch mode)."""
         if self._reader_eval is None:
             return True
+        self._check_finite()
         batch = self._reader_eval.read_a_batch()
         if batch is None or batch.size == 0:
             return False
@@ -403,6 +532,7 @@ class Session:
         self._last_eval = (preds, labels, batch.size)
         return True
 
+    @serialised
     def get_eval_metrics(self):
         """``[("AUC", value), ...]`` over the eval batches since the last call; resets the metrics."""
         values = self.metrics.get()
@@ -410,6 +540,7 @@ class Session:
         self._eval_batches = 0
         return values
 
+    @serialised
     def evaluation(self, export_predictions_out_file="", export_labels_out_file=""):
         """Evaluate one pass over the eval source and return the metrics; optionally export
         predictions and labels as text (one ``%g``-formatted value plus a space per real sample).
@@ -450,6 +581,7 @@ class Session:
 
     # ---- model files --------------------------------------------------------------------------------
 
+    @serialised
     def download_params_to_files(self, prefix, iter, *, sparse_format="v3.0"):
         """Write the dense model, dense optimizer state, BatchNorm statistics (``.ntp.json``), and per
         embedding the sparse model and its optimizer state, under HugeCTR's file names. ``iter <= 0``
@@ -494,14 +626,17 @@ class Session:
         """A no-op kept for HugeCTR 3.0 compatibility; weights load through the SolverParser."""
         return Error_t.Success
 
+    @serialised
     def get_params_num(self):
         """Dense parameters + Σ over embeddings of (keys held × embedding_vec_size)."""
         return self.train_networks[0].num_params + sum(e.num_keys() * e.embedding_vec_size for e in self.embeddings)
 
+    @serialised
     def summary(self, print_fn=print):
         """The dense graph of the training copy as a table (layers, tensors, shapes, parameters)."""
         return self.train_networks[0].summary(print_fn)
 
+    @serialised
     def close(self):
         """Stop the reader threads and remove the model oversubscriber's files."""
         for reader in (self._reader_train, self._reader_eval):

@@ -108,16 +108,17 @@ def probe_gpus():
 
 
 def get_backend(name=None, device_ids=None):
-    """Resolve ``"numpy" | "cupy" | "auto"`` (default: ``$HUGECTR_LAB_BACKEND`` or ``"numpy"``).
+    """Resolve ``"numpy" | "cupy" | "auto"`` (default: ``$HUGECTR_LAB_BACKEND`` or ``"auto"``).
 
-    ``"auto"`` picks CuPy when a usable GPU exists, else NumPy. ``backend.name`` is the choice and
+    ``"auto"`` picks CuPy when CuPy imports and a usable CUDA GPU exists, else NumPy, so an unchanged
+    HugeCTR script runs on the GPU wherever there is one. ``backend.name`` is the choice and
     ``backend.reason`` says how it was made (e.g. ``"auto: 4 GPU(s), GPU 0 is NVIDIA H100 80GB HBM3"``).
     ``device_ids`` are checked against the visible GPUs for CuPy.
     """
     if isinstance(name, Backend):
         return name
     source = "argument" if name else ("$" + ENV_VAR if os.environ.get(ENV_VAR) else "default")
-    name = (name or os.environ.get(ENV_VAR) or "numpy").lower()
+    name = (name or os.environ.get(ENV_VAR) or "auto").lower()
     reason = source
     probe = probe_gpus() if name in ("auto", "cupy") else None
     if name == "auto":

@@ -8,8 +8,8 @@ backend (the cache's kernels in ``kernels/embedding_cache.cu``)::
     session = InferenceSession(config, 0, cache)
     predictions = session.predict(dense_features, embedding_columns, row_ptrs)
 
-``CreateEmbeddingCache`` and ``InferenceSession`` take ``backend=`` ("numpy" by default or from
-``HUGECTR_LAB_BACKEND``, "cupy", "auto"). Cache statistics: ``cache.stats()`` and the
+``CreateEmbeddingCache`` and ``InferenceSession`` take ``backend=`` ("auto" by default -- CuPy where a
+usable GPU is, else NumPy -- or from ``HUGECTR_LAB_BACKEND``, "numpy", "cupy"). Cache statistics: ``cache.stats()`` and the
 ``CacheStats`` events on ``cache.events``. See docs/inference.md.
 """
 

@@ -62,7 +62,7 @@ class EmbeddingCache:
     """``CreateEmbeddingCache(parameter_server, cuda_dev_id, use_gpu_embedding_cache, cache_size_percentage,
     model_config_path, model_name, i64_input_key)`` (``EmbeddingCacheInterface`` in HugeCTR).
 
-    ``backend``: "numpy" (default; ``HUGECTR_LAB_BACKEND`` overrides), "cupy", "auto" or a Backend:
+    ``backend``: "auto" (default; ``HUGECTR_LAB_BACKEND`` overrides), "numpy", "cupy" or a Backend:
     where the cache's arrays live and its kernels run. With ``use_gpu_embedding_cache=False`` there is
     no cache: every lookup goes to the parameter server (statistics still count lookups).
     """

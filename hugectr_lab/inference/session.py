@@ -23,6 +23,7 @@ does not pay for ``max_batchsize`` rows.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 
@@ -36,6 +37,9 @@ from .cache import EmbeddingCache, _check_same_tables
 from .parameter_server import InferenceConfigError, load_inference_config, resolve_model_path
 
 
+_log = logging.getLogger("hugectr_lab")
+
+
 class PredictInputError(ValueError):
     """``predict`` arguments that do not describe a batch of the config's shape (HugeCTR: WrongInput)."""
 
@@ -44,7 +48,8 @@ class InferenceSession:
     """``InferenceSession(config_file, device_id, embedding_cache)``.
 
     ``backend``: None (the embedding cache's backend), or "numpy" / "cupy" / "auto" / a Backend, which
-    must then be the cache's. ``session.backend.name`` says which runs.
+    must then be the cache's. ``session.backend.name`` says which runs and ``session.backend.reason`` why
+    (also logged).
     """
 
     def __init__(self, config_file, device_id, embedding_cache, *, backend=None):
@@ -64,6 +69,8 @@ class InferenceSession:
             raise InferenceConfigError(f"{what}(backend={self.backend.name!r}) differs from the embedding cache's "
                                        f"backend {embedding_cache.backend.name!r}; create both on one backend")
         self.config_file = str(config_file)
+        _log.info("InferenceSession %s: backend %s, chosen by %s", os.path.basename(self.config_file),
+                  self.backend.name, self.backend.reason)
         self.config = cfg = load_inference_config(config_file, what)
         ps_model = embedding_cache.parameter_server.model(embedding_cache.model_name)
         _check_same_tables(cfg, ps_model, config_file, embedding_cache.model_name)

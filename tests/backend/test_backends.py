@@ -26,6 +26,21 @@ def test_auto_falls_back_to_numpy_and_cupy_explains_itself(monkeypatch):
     assert get_backend("numpy").reason == "argument"
 
 
+def test_default_is_auto_and_the_environment_overrides_it(monkeypatch):
+    monkeypatch.delenv("HUGECTR_LAB_BACKEND", raising=False)
+    default = get_backend()
+    assert default.name == ("cupy" if visible_gpu_count() else "numpy")
+    assert default.reason == get_backend("auto").reason and default.reason.startswith("auto: ")
+    monkeypatch.setenv("HUGECTR_LAB_BACKEND", "numpy")
+    assert get_backend().name == "numpy" and get_backend().reason == "$HUGECTR_LAB_BACKEND"
+
+
+def test_tests_run_pinned_to_numpy():
+    """tests/conftest.py pins every test that is not gpu-marked to the NumPy backend."""
+    import os
+    assert os.environ["HUGECTR_LAB_BACKEND"] == "numpy"
+
+
 @pytest.mark.gpu
 def test_auto_picks_the_gpu_and_says_which():
     auto = get_backend("auto")
