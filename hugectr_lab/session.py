@@ -130,7 +130,8 @@ class Session:
             raise ValueError("Session(use_model_oversubscriber=True) needs temp_embedding_dir: a writable directory "
                              "for the host-side embedding tables")
         self.solver = solver = solver_config
-        self.config_file = str(config_file)
+        # config_file may also be the config itself (a dict: the Model API builds one)
+        self.config_file = str(config_file) if isinstance(config_file, (str, os.PathLike)) else "<model graph>"
         self.device_ids = flatten_vvgpu(solver.vvgpu)
         self.num_devices = G = len(self.device_ids)
         group = process_group()

@@ -112,6 +112,8 @@ def parse_solver(value, loc: Loc) -> SolverSpec:
     values["eval_metrics"] = read_value(obj, loc, "eval_metrics", eval_metrics, DEFAULT_METRICS)
     if values["mixed_precision"] is not None and values["enable_tf32_compute"]:
         loc.child("enable_tf32_compute").fail("cannot be true together with mixed_precision")
+    if values["loss_scaling"] == "dynamic" and values["mixed_precision"] is None:
+        loc.child("loss_scaling").fail('"dynamic" needs mixed_precision (FP32 training has no loss scale)')
     warn_unknown(obj, loc, keys_of(SolverSpec) | _SPECIAL_KEYS)
     return SolverSpec(**values)
 

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import Loc
-from .fields import boolean, list_of, non_negative_int, positive_int, positive_number, string, validate
+from .fields import boolean, list_of, non_negative_int, one_of, positive_int, positive_number, string, validate
 from .model import load_json
 from .parse_solver import check_batch_split, device_lists, parse_solver
 from .specs import SolverSpec
@@ -44,6 +44,9 @@ _VALIDATORS = {
     "eval_interval": non_negative_int,
     "use_model_oversubscriber": boolean,
     "temp_embedding_dir": string,
+    "loss_scaling": one_of("static", "dynamic"),
+    "loss_scale_growth_interval": positive_int,
+    "on_vocabulary_overflow": one_of("warn", "error"),
 }
 
 _ATTRIBUTES = {  # attribute → documentation
@@ -71,6 +74,10 @@ _ATTRIBUTES = {  # attribute → documentation
     "metrics_spec": "extension: metric name → threshold (AUC stops training when reached)",
     "use_model_oversubscriber": "extension: train through the ModelOversubscriber",
     "temp_embedding_dir": "extension: the oversubscriber's working directory",
+    "loss_scaling": "extension: 'static' (HugeCTR: the fixed scaler) or 'dynamic' (mixed precision: skip "
+                    "overflowing steps and halve the scale, double it after loss_scale_growth_interval good steps)",
+    "loss_scale_growth_interval": "extension: finite steps in a row before dynamic loss scaling doubles the scale",
+    "on_vocabulary_overflow": "extension: 'warn' (once per table) or 'error' when a table refuses keys in training",
 }
 
 
@@ -125,7 +132,9 @@ class SolverParser:
             scaler=spec.scaler, i64_input_key=spec.i64_input_key, use_algorithm_search=spec.algorithm_search,
             use_cuda_graph=spec.cuda_graph, repeat_dataset=spec.repeat_dataset, max_iter=spec.max_iter,
             num_epochs=spec.num_epochs, display=spec.display, snapshot=spec.snapshot,
-            eval_interval=spec.eval_interval, metrics_spec=spec.metrics_spec,
+            eval_interval=spec.eval_interval, metrics_spec=spec.metrics_spec, loss_scaling=spec.loss_scaling,
+            loss_scale_growth_interval=spec.loss_scale_growth_interval,
+            on_vocabulary_overflow=spec.on_vocabulary_overflow,
             # The JSON has no oversubscriber keys: the helper's defaults.
             use_model_oversubscriber=_DEFAULT_VALUES["use_model_oversubscriber"],
             temp_embedding_dir=_DEFAULT_VALUES["temp_embedding_dir"])
@@ -163,14 +172,17 @@ def solver_parser_helper(seed=0, max_eval_batches=100, batchsize_eval=2048, batc
                          vvgpu=[[0]], use_mixed_precision=False, enable_tf32_compute=False,  # noqa: B006
                          scaler=1.0, i64_input_key=False, use_algorithm_search=True, use_cuda_graph=True,
                          repeat_dataset=True, max_iter=0, num_epochs=0, display=200, snapshot=10000,
-                         eval_interval=1000, use_model_oversubscriber=False, temp_embedding_dir="./"):
+                         eval_interval=1000, use_model_oversubscriber=False, temp_embedding_dir="./", *,
+                         loss_scaling="static", loss_scale_growth_interval=2000, on_vocabulary_overflow="warn"):
     """HugeCTR v3.0's ``solver_parser_helper``: every argument and default of the binding.
 
     The list defaults are never mutated (values are copied into tuples). Derived as HugeCTR does:
     in non-epoch mode (repeat_dataset=True) max_iter = max_iter or 10000 and num_epochs = 0; in epoch
     mode num_epochs = num_epochs or 1 and max_iter = 0; metrics_spec = {"AUC": 1.0}. Note the singular
     keyword ``sparse_opt_states_file`` that takes a list (attribute ``sparse_opt_states_files``).
-    Raises ConfigError naming the argument for a wrong type or value.
+    Raises ConfigError naming the argument for a wrong type or value. Keyword-only extensions
+    (docs/reliability.md): ``loss_scaling`` ("static" or "dynamic", mixed precision only),
+    ``loss_scale_growth_interval`` and ``on_vocabulary_overflow`` ("warn" or "error").
     """
     args = dict(locals())
     for arg, check in _VALIDATORS.items():
@@ -179,6 +191,8 @@ def solver_parser_helper(seed=0, max_eval_batches=100, batchsize_eval=2048, batc
         check_batch_split(args[batch_arg], args["vvgpu"], Loc(batch_arg))
     if args["use_mixed_precision"] and args["enable_tf32_compute"]:
         Loc("enable_tf32_compute").fail("cannot be True together with use_mixed_precision")
+    if args["loss_scaling"] == "dynamic" and not args["use_mixed_precision"]:
+        Loc("loss_scaling").fail("'dynamic' needs use_mixed_precision=True (FP32 training has no loss scale)")
     repeat = args["repeat_dataset"]
     args.update(max_iter=(args["max_iter"] or 10000) if repeat else 0,
                 num_epochs=0 if repeat else (args["num_epochs"] or 1),

@@ -87,6 +87,10 @@ class SolverSpec(_KeyTypeAndPrecision):
     algorithm_search: bool = key(boolean, default=True)
     cuda_graph: bool = key(boolean, default=True)
     export_predictions_prefix: str | None = key(string, default=None)
+    # hugectr-lab extensions (docs/reliability.md): mixed-precision loss scaling and vocabulary overflow
+    loss_scaling: str = key(one_of("static", "dynamic"), default="static")
+    loss_scale_growth_interval: int = key(positive_int, default=2000)
+    on_vocabulary_overflow: str = key(one_of("warn", "error"), default="warn")
 
     def __post_init__(self):
         if self.batchsize_eval is None:

@@ -263,8 +263,10 @@ class Network:
         self._run(feed, training=False, with_loss=False)
         return self.predictions
 
-    def backward(self):
-        """Backprop the last training forward: fill ``grads`` (regularizer first), keep input grads."""
+    def backward(self, inspect=None):
+        """Backprop the last training forward: fill ``grads`` (regularizer first), keep input grads.
+        ``inspect(layer, d_inputs)``, if given, is called after each layer's backward (the search for
+        the first non-finite gradient, ``numerics.locate_nonfinite``)."""
         if not self.ctx.training:
             raise RuntimeError("backward() on an evaluation copy (built with BuildContext(training=False))")
         if self.loss is None or not self._trained:
@@ -279,6 +281,8 @@ class Network:
                 d_outputs = [self.xp.zeros(self.shapes[t], self.ctx.compute_dtype) if g is None else g
                              for t, g in zip(node.tops, d_outputs)]
                 d_inputs = node.layer.backward(d_outputs)
+                if inspect is not None:
+                    inspect(node.layer, d_inputs)
             for b, g in zip(node.bottoms, d_inputs):
                 if g is not None:
                     d[b] = g
