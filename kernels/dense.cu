@@ -19,8 +19,7 @@ template <typename T>
 __global__ void hctr_bias_act_fwd(const T* __restrict__ y, const T* __restrict__ b, T* __restrict__ z, long long m,
                                   int n, int relu) {
     const long long total = m * n;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    for (long long i : hctr_grid_stride(total)) {
         // Round the sum to T before the ReLU, as the reference does (y + b is a T array).
         float v = to_f32(from_f32<T>(to_f32(y[i]) + to_f32(b[i % n])));
         if (relu && v < 0.0f) v = 0.0f;
@@ -70,8 +69,7 @@ template <typename T>
 __global__ void hctr_dropout_fwd(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ mask, long long total,
                                  const unsigned long long* __restrict__ seed_ptr, float rate, float scale) {
     const unsigned long long seed = *seed_ptr;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    for (long long i : hctr_grid_stride(total)) {
         const float keep = hctr_uniform(seed, (unsigned long long)i) >= rate ? scale : 0.0f;
         mask[i] = from_f32<T>(keep);
         y[i] = from_f32<T>(to_f32(x[i]) * keep);

@@ -38,8 +38,8 @@ __global__ void hctr_embedding_combine_fwd(const float* __restrict__ values, con
                                            const long long* __restrict__ row_offsets,
                                            const float* __restrict__ row_scale, T* __restrict__ out,
                                            long long num_rows, int vec) {
-    for (long long r = blockIdx.x * (long long)blockDim.y + threadIdx.y; r < num_rows;
-         r += (long long)gridDim.x * blockDim.y) {
+    for (long long r : hctr_stride(blockIdx.x * (long long)blockDim.y + threadIdx.y, num_rows,
+                                   (long long)gridDim.x * blockDim.y)) {
         const long long first = row_offsets[r], end = row_offsets[r + 1];
         const float scale = row_scale != nullptr ? row_scale[r] : 1.0f;
         for (int e = threadIdx.x; e < vec; e += blockDim.x) {
@@ -59,7 +59,7 @@ __global__ void hctr_embedding_combine_fwd(const float* __restrict__ values, con
 __global__ void hctr_radix_hist(const long long* __restrict__ keys, long long n, int shift, long long tile,
                                 long long num_tiles, long long* __restrict__ hist) {
     __shared__ int counts[256];
-    for (long long t = blockIdx.x; t < num_tiles; t += gridDim.x) {
+    for (long long t : hctr_block_stride(num_tiles)) {
         for (int d = threadIdx.x; d < 256; d += blockDim.x) counts[d] = 0;
         __syncthreads();
         const long long start = t * tile, end = start + tile < n ? start + tile : n;
@@ -79,7 +79,7 @@ __global__ void hctr_radix_scatter(const long long* __restrict__ keys_in, const 
     __shared__ long long running[256];
     const int lane = threadIdx.x;
     const unsigned lanes_below = (1u << lane) - 1u;
-    for (long long t = blockIdx.x; t < num_tiles; t += gridDim.x) {
+    for (long long t : hctr_block_stride(num_tiles)) {
         for (int d = lane; d < 256; d += 32) running[d] = offsets[d * num_tiles + t];
         __syncwarp();
         const long long start = t * tile, end = start + tile < n ? start + tile : n;
@@ -116,8 +116,7 @@ __global__ void hctr_embedding_reduce_grad_chunks(const T* __restrict__ wgrad, c
                                                   float* __restrict__ partial, long long num_unique,
                                                   int vec, int chunk) {
     const long long total = chunk_offsets[num_unique] * vec;   // C * E; the grid covers C_max * E
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    for (long long i : hctr_grid_stride(total)) {
         const long long c = i / vec;
         const int e = (int)(i - c * vec);
         long long lo = 0, hi = num_unique - 1;   // the key u owning chunk c: last u with chunk_offsets[u] <= c
@@ -139,8 +138,7 @@ __global__ void hctr_embedding_reduce_grad_bwd(const float* __restrict__ partial
                                                const long long* __restrict__ chunk_offsets, float* __restrict__ g,
                                                long long num_unique, int vec, float scaler) {
     const long long total = num_unique * vec;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    for (long long i : hctr_grid_stride(total)) {
         const long long u = i / vec;
         const int e = (int)(i - u * vec);
         float acc = 0.0f;
@@ -154,8 +152,7 @@ template <typename T>
 __global__ void hctr_scatter_rows(T* __restrict__ dst, const long long* __restrict__ rows, const T* __restrict__ src,
                                   long long num_rows, long long width) {
     const long long total = num_rows * width;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    for (long long i : hctr_grid_stride(total)) {
         const long long r = i / width;
         const long long row = rows[r];
         if (row >= 0) dst[row * width + (i - r * width)] = src[i];

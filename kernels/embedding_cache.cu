@@ -54,13 +54,6 @@ __device__ __forceinline__ unsigned int hctr_murmur3(long long key) {
 }
 
 template <typename Key>
-__device__ __forceinline__ Key hctr_empty_key();
-template <>
-__device__ __forceinline__ unsigned int hctr_empty_key<unsigned int>() { return 0xffffffffu; }
-template <>
-__device__ __forceinline__ long long hctr_empty_key<long long>() { return 0x7fffffffffffffffll; }
-
-template <typename Key>
 __device__ __forceinline__ long long hctr_cache_set(Key key, long long num_sets) {
     return (long long)hctr_murmur3(key) % num_sets;
 }
@@ -68,8 +61,7 @@ __device__ __forceinline__ long long hctr_cache_set(Key key, long long num_sets)
 template <typename Key>
 __global__ void hctr_embedding_cache_set_index(const Key* __restrict__ keys, long long num_keys, long long num_sets,
                                                long long* __restrict__ out) {
-    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < num_keys;
-         k += (long long)gridDim.x * blockDim.x) {
+    for (long long k : hctr_grid_stride(num_keys)) {
         out[k] = hctr_cache_set(keys[k], num_sets);
     }
 }
@@ -80,8 +72,7 @@ __global__ void hctr_embedding_cache_query(const Key* __restrict__ cache_keys, l
                                            const Key* __restrict__ keys, long long num_keys, int vec, long long now,
                                            float* __restrict__ out_values, long long* __restrict__ out_slots) {
     const int lane = threadIdx.x & 31;
-    const long long warps = ((long long)gridDim.x * blockDim.x) >> 5;
-    for (long long k = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5; k < num_keys; k += warps) {
+    for (long long k : hctr_warp_stride(num_keys)) {
         const Key key = keys[k];
         const long long base = hctr_cache_set(key, num_sets) * HCTR_CACHE_WAYS;
         const bool real = key != hctr_empty_key<Key>();
@@ -115,7 +106,7 @@ __global__ void hctr_embedding_cache_insert(Key* __restrict__ cache_keys, long l
     __shared__ long long stamps[HCTR_CACHE_WAYS];
     __shared__ long long source[HCTR_CACHE_WAYS];   // new key (input index) per way, -1 = way unchanged
     const int way = threadIdx.x;
-    for (long long g = blockIdx.x; g < num_groups; g += gridDim.x) {
+    for (long long g : hctr_block_stride(num_groups)) {
         const long long base = group_sets[g] * HCTR_CACHE_WAYS;
         const long long mine = cache_stamps[base + way];
         stamps[way] = mine;

@@ -11,8 +11,7 @@
 template <typename T>
 __global__ void hctr_fm_order2_fwd(const T* __restrict__ x, T* __restrict__ y, long long m, int fields, int k) {
     const long long total = m * k;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    for (long long i : hctr_grid_stride(total)) {
         const long long s = i / k;
         const T* v = x + s * fields * k + (i - s * k);
         float sum = 0.0f, squares = 0.0f;
@@ -29,8 +28,7 @@ template <typename T>
 __global__ void hctr_fm_order2_bwd(const T* __restrict__ d_y, const T* __restrict__ x, T* __restrict__ d_x,
                                    long long m, int fields, int k) {
     const long long total = m * k;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    for (long long i : hctr_grid_stride(total)) {
         const long long s = i / k;
         const long long base = s * fields * k + (i - s * k);
         float sum = 0.0f;

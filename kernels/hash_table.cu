@@ -29,13 +29,6 @@
 
 #define HCTR_MISSING (-2LL)
 
-template <typename Key>
-__device__ __forceinline__ Key hctr_empty_key();
-template <>
-__device__ __forceinline__ unsigned int hctr_empty_key<unsigned int>() { return 0xFFFFFFFFu; }
-template <>
-__device__ __forceinline__ long long hctr_empty_key<long long>() { return 0x7FFFFFFFFFFFFFFFLL; }
-
 __device__ __forceinline__ unsigned int hctr_cas(unsigned int* address, unsigned int compare, unsigned int value) {
     return atomicCAS(address, compare, value);
 }
@@ -71,8 +64,7 @@ template <typename Key>
 __global__ void hctr_hash_table_lookup(const Key* __restrict__ slot_keys, const long long* __restrict__ slot_rows,
                                        long long num_slots, const Key* __restrict__ keys, long long* __restrict__ out,
                                        long long num_keys) {
-    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < num_keys;
-         k += (long long)gridDim.x * blockDim.x) {
+    for (long long k : hctr_grid_stride(num_keys)) {
         const Key key = keys[k];
         long long row = -1;
         if (key != hctr_empty_key<Key>()) {
@@ -89,8 +81,7 @@ __global__ void hctr_hash_table_probe(const Key* __restrict__ slot_keys, const l
                                       Key* __restrict__ scratch_keys, long long* __restrict__ scratch_first,
                                       long long num_scratch, long long* __restrict__ rows0,
                                       long long* __restrict__ scratch_slot) {
-    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < num_keys;
-         k += (long long)gridDim.x * blockDim.x) {
+    for (long long k : hctr_grid_stride(num_keys)) {
         const Key key = keys[k];
         if (key == hctr_empty_key<Key>()) {
             rows0[k] = -1;
@@ -115,8 +106,7 @@ __global__ void hctr_hash_table_probe(const Key* __restrict__ slot_keys, const l
 __global__ void hctr_hash_table_first(const long long* __restrict__ scratch_first,
                                       const long long* __restrict__ scratch_slot, const long long* __restrict__ rows0,
                                       long long num_keys, long long* __restrict__ first, long long* __restrict__ is_new) {
-    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < num_keys;
-         k += (long long)gridDim.x * blockDim.x) {
+    for (long long k : hctr_grid_stride(num_keys)) {
         const long long slot = scratch_slot[k];
         const long long f = slot < 0 ? -1 : scratch_first[slot];
         first[k] = f;
@@ -131,8 +121,7 @@ __global__ void hctr_hash_table_insert(Key* __restrict__ slot_keys, long long* _
                                        const long long* __restrict__ counters, long long capacity, long long room,
                                        long long* __restrict__ rows0, long long* __restrict__ new_rows) {
     const long long size = counters[0], remembered = counters[2];
-    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < num_keys;
-         k += (long long)gridDim.x * blockDim.x) {
+    for (long long k : hctr_grid_stride(num_keys)) {
         if (!is_new[k]) {
             new_rows[k] = -1;
             continue;
@@ -160,8 +149,7 @@ __global__ void hctr_hash_table_resolve(const long long* __restrict__ rows0, con
                                         long long num_keys, const long long* __restrict__ new_incl,
                                         long long* __restrict__ counters, long long capacity, long long room,
                                         long long* __restrict__ rows, long long* __restrict__ is_first) {
-    const long long start = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    if (start == 0) {   // the insert kernel has read the counters; nothing else here does
+    if (blockIdx.x == 0 && threadIdx.x == 0) {   // the insert kernel has read the counters; nothing else here does
         const long long fresh = new_incl[num_keys - 1], size = counters[0];
         const long long free_rows = capacity > size ? capacity - size : 0;
         const long long accepted = fresh < free_rows ? fresh : free_rows, refused = fresh - accepted;
@@ -169,7 +157,7 @@ __global__ void hctr_hash_table_resolve(const long long* __restrict__ rows0, con
         counters[1] += refused;
         counters[2] = counters[2] + refused < room ? counters[2] + refused : room;
     }
-    for (long long k = start; k < num_keys; k += (long long)gridDim.x * blockDim.x) {
+    for (long long k : hctr_grid_stride(num_keys)) {
         const long long r0 = rows0[k], f = first[k];
         const long long row = r0 == HCTR_MISSING ? rows0[f] : r0;
         rows[k] = row;
@@ -180,8 +168,7 @@ __global__ void hctr_hash_table_resolve(const long long* __restrict__ rows0, con
 __global__ void hctr_hash_table_unique(const long long* __restrict__ rows, const long long* __restrict__ first,
                                        const long long* __restrict__ first_incl, long long num_keys,
                                        long long* __restrict__ inverse, long long* __restrict__ unique_rows) {
-    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < num_keys;
-         k += (long long)gridDim.x * blockDim.x) {
+    for (long long k : hctr_grid_stride(num_keys)) {
         const long long row = rows[k], f = first[k];
         inverse[k] = row >= 0 ? first_incl[f] - 1 : -1;
         if (row >= 0 && f == k) unique_rows[first_incl[k] - 1] = row;

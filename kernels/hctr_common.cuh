@@ -48,3 +48,49 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
     v = lane < warps ? scratch[lane] : 0.0f;
     return warp_sum(v);
 }
+
+// The empty-key marker of a hash table: the key type's maximum (`sentinel_key` in the references),
+// which also marks a padding key. Key = unsigned int (I32) | long long (I64).
+template <typename Key>
+__device__ __forceinline__ Key hctr_empty_key();
+template <>
+__device__ __forceinline__ unsigned int hctr_empty_key<unsigned int>() { return 0xFFFFFFFFu; }
+template <>
+__device__ __forceinline__ long long hctr_empty_key<long long>() { return 0x7FFFFFFFFFFFFFFFLL; }
+
+// Strided index loops in 64-bit (sizes may pass 2^31):
+//   for (long long i : hctr_grid_stride(n))   one index of [0, n) per grid thread at a time;
+//   for (long long s : hctr_block_stride(n))  one per block (the block's threads share it);
+//   for (long long r : hctr_warp_stride(n))   one per warp (blockDim.x a multiple of 32);
+//   hctr_stride(first, n, step)               any other mapping (e.g. a row per threadIdx.y).
+// After inlining each is the plain `for (i = first; i < n; i += step)`.
+struct hctr_stride_range {
+    struct iterator {
+        long long i, step;
+        __device__ __forceinline__ long long operator*() const { return i; }
+        __device__ __forceinline__ iterator& operator++() {
+            i += step;
+            return *this;
+        }
+        __device__ __forceinline__ bool operator!=(const iterator& end) const { return i < end.i; }
+    };
+    long long first, n, step;
+    __device__ __forceinline__ iterator begin() const { return {first, step}; }
+    __device__ __forceinline__ iterator end() const { return {n, step}; }
+};
+
+__device__ __forceinline__ hctr_stride_range hctr_stride(long long first, long long n, long long step) {
+    return {first, n, step};
+}
+
+__device__ __forceinline__ hctr_stride_range hctr_grid_stride(long long n) {
+    return {blockIdx.x * (long long)blockDim.x + threadIdx.x, n, (long long)gridDim.x * blockDim.x};
+}
+
+__device__ __forceinline__ hctr_stride_range hctr_block_stride(long long n) {
+    return {(long long)blockIdx.x, n, (long long)gridDim.x};
+}
+
+__device__ __forceinline__ hctr_stride_range hctr_warp_stride(long long n) {
+    return {(blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5, n, ((long long)gridDim.x * blockDim.x) >> 5};
+}

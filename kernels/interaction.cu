@@ -25,7 +25,7 @@ __global__ void hctr_interaction_fwd(const T* __restrict__ mlp, const T* __restr
                                      long long m, int fields, int w) {
     extern __shared__ float z[];
     const int n = fields + 1, pairs = n * (n - 1) / 2, width = w + pairs + 1;
-    for (long long s = blockIdx.x; s < m; s += gridDim.x) {
+    for (long long s : hctr_block_stride(m)) {
         hctr_stage_z(mlp, emb, z, s, fields, w);
         __syncthreads();
         T* row = out + s * width;
@@ -54,7 +54,7 @@ __global__ void hctr_interaction_bwd(const T* __restrict__ d_y, const T* __restr
     const int n = fields + 1, width = w + n * (n - 1) / 2 + 1;
     float* z = shared;
     float* sym = shared + n * w;  // (n, n)
-    for (long long s = blockIdx.x; s < m; s += gridDim.x) {
+    for (long long s : hctr_block_stride(m)) {
         hctr_stage_z(mlp, emb, z, s, fields, w);
         const T* dy = d_y + s * width;
         for (int q = threadIdx.x; q < n * n; q += blockDim.x) {

@@ -26,8 +26,7 @@ __global__ void hctr_bce_loss_fwd(const T* __restrict__ logits, const float* __r
 template <typename T>
 __global__ void hctr_bce_loss_bwd(const T* __restrict__ logits, const float* __restrict__ labels,
                                   T* __restrict__ d_logits, long long count, float scale) {
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < count;
-         i += (long long)gridDim.x * blockDim.x) {
+    for (long long i : hctr_grid_stride(count)) {
         const float sigma = 0.5f * (1.0f + tanhf(0.5f * to_f32(logits[i])));
         d_logits[i] = from_f32<T>((sigma - labels[i]) * scale);
     }

@@ -22,8 +22,7 @@ __global__ void hctr_multicross_fwd(const T* __restrict__ x0, const T* __restric
     extern __shared__ float shared[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float* x = shared + warp * dim;
-    const long long warps = (long long)gridDim.x * (blockDim.x >> 5);
-    for (long long r = blockIdx.x * (long long)(blockDim.x >> 5) + warp; r < m; r += warps) {
+    for (long long r : hctr_warp_stride(m)) {
         const T* x0r = x0 + r * dim;
         for (int d = lane; d < dim; d += 32) x[d] = to_f32(x0r[d]);
         __syncwarp();

@@ -132,8 +132,7 @@ __global__ void hctr_sparse_update_rows(float* __restrict__ values, T* __restric
                                         float h4, float h5) {
     const Rule rule(h0, h1, h2, h3, h4, h5);
     const long long total = num_rows * vec;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    for (long long i : hctr_grid_stride(total)) {
         const long long u = i / vec;
         const long long row = rows[u];
         if (row < 0) continue;
@@ -148,8 +147,7 @@ __global__ void hctr_sparse_update_all(float* __restrict__ values, T* __restrict
                                        long long num_elements, float h0, float h1, float h2, float h3, float h4,
                                        float h5) {
     const Rule rule(h0, h1, h2, h3, h4, h5);
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < num_elements;
-         i += (long long)gridDim.x * blockDim.x)
+    for (long long i : hctr_grid_stride(num_elements))
         hctr_apply<Rule>(values, s1, s2, i, [&](float& w, float& a, float& b) { rule.all(w, a, b); });
 }
 
@@ -160,8 +158,7 @@ __global__ void hctr_sparse_sgd_atomic_update(float* __restrict__ values, const 
                                               const long long* __restrict__ row_ids, const T* __restrict__ wgrad,
                                               long long num_keys, int vec, float neg_lr_over_scaler) {
     const long long total = num_keys * vec;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)gridDim.x * blockDim.x) {
+    for (long long i : hctr_grid_stride(total)) {
         const long long k = i / vec;
         const int e = (int)(i - k * vec);
         const long long row = rows[k];
@@ -177,8 +174,7 @@ __global__ void hctr_sparse_adam_lazy_update(float* __restrict__ values, T* __re
                                              const float* __restrict__ g, long long num_rows, int vec, double lr,
                                              double beta1, double beta2, float c1, float c2, float eps,
                                              long long step) {
-    for (long long u = blockIdx.x * (long long)blockDim.x + threadIdx.x; u < num_rows;
-         u += (long long)gridDim.x * blockDim.x) {
+    for (long long u : hctr_grid_stride(num_rows)) {
         const long long row = rows[u];
         if (row < 0) continue;
         const double p = (double)prev_time[row], k = (double)step - p;

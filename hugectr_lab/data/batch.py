@@ -10,20 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-KEY_DTYPES = {"I32": np.dtype(np.uint32), "I64": np.dtype(np.int64)}
-
-
-def key_dtype(key_type) -> np.dtype:
-    """The key dtype for ``"I32"`` / ``"I64"`` (HugeCTR's ``input_key_type``) or a uint32/int64 dtype."""
-    if isinstance(key_type, str) and key_type.upper() in KEY_DTYPES:
-        return KEY_DTYPES[key_type.upper()]
-    try:
-        dtype = np.dtype(key_type)
-    except TypeError:
-        dtype = None
-    if dtype not in KEY_DTYPES.values():
-        raise ValueError(f"key type must be 'I32' (uint32) or 'I64' (int64), got {key_type!r}")
-    return dtype
+from ..rules.keys import KEY_DTYPES, key_dtype, key_type_name  # noqa: F401  (re-exported by data)
 
 
 def as_keys(keys, key_type) -> np.ndarray:
@@ -34,11 +21,6 @@ def as_keys(keys, key_type) -> np.ndarray:
         if keys.min() < info.min or keys.max() > info.max:
             raise ValueError(f"keys out of range for {dtype} ({info.min}..{info.max})")
     return np.ascontiguousarray(keys, dtype=dtype)
-
-
-def key_type_name(dtype) -> str:
-    """``"I32"`` or ``"I64"`` for a key dtype."""
-    return "I32" if key_dtype(dtype) == KEY_DTYPES["I32"] else "I64"
 
 
 @dataclass(frozen=True, eq=False)

@@ -29,36 +29,12 @@ from typing import NamedTuple
 import numpy as np
 
 from ..backend import get_backend, reference_op
-
-KEY_DTYPES = {"I32": np.dtype(np.uint32), "I64": np.dtype(np.int64)}
+from ..rules.keys import key_dtype, key_type_name, refused_room, sentinel_key
 
 EXTRA_SLOTS = 1024          # slots beyond 2 * capacity (room for refused keys in small tables)
 MAX_CAPACITY = (1 << 31) - EXTRA_SLOTS   # keeps C < 2**32 (the slot of a hash is (h >> 32) * C >> 32)
 _MISSING = -2               # internal probe result: the key is not in the table
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)   # splitmix64 finalizer
-
-
-def key_dtype(key_type):
-    """``"I32"`` -> uint32, ``"I64"`` -> int64 (HugeCTR's TypeKey); dtypes are accepted as they are."""
-    if isinstance(key_type, str):
-        try:
-            return KEY_DTYPES[key_type.upper()]
-        except KeyError:
-            raise ValueError(f"key type must be 'I32' or 'I64', got {key_type!r}") from None
-    dtype = np.dtype(key_type)
-    if dtype not in KEY_DTYPES.values():
-        raise ValueError(f"key dtype must be uint32 (I32) or int64 (I64), got {dtype}")
-    return dtype
-
-
-def key_type_name(dtype):
-    """uint32 -> ``"I32"``, int64 -> ``"I64"``."""
-    return "I32" if np.dtype(dtype) == np.uint32 else "I64"
-
-
-def sentinel_key(dtype):
-    """The empty-key marker of HugeCTR's hash table (max of TypeKey); that key value is unusable."""
-    return int(np.iinfo(dtype).max)
 
 
 def as_keys(backend, keys, dtype, padding=False):
@@ -122,11 +98,6 @@ def hash_slot(xp, keys, num_slots):
     x = (x ^ (x >> xp.uint64(27))) * _MIX2
     x = x ^ (x >> xp.uint64(31))
     return (((x >> xp.uint64(32)) * xp.uint64(num_slots)) >> xp.uint64(32)).astype(xp.int64)
-
-
-def refused_room(num_slots, capacity):
-    """How many refused keys a table remembers: up to a load of 3/4 of its slots."""
-    return max(0, 3 * num_slots // 4 - capacity)
 
 
 def _probe(xp, slot_keys, slot_rows, keys):

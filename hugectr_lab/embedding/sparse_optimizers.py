@@ -9,9 +9,8 @@ read into float32 for the arithmetic. Every update op below changes ``values`` a
 
 from __future__ import annotations
 
-import math
-
 from ..backend import reference_op
+from ..rules.optimizers import adam_step_size, momentum_step, nesterov_step
 
 UPDATE_TYPES = ("Local", "Global", "LazyGlobal")
 SPARSE_OPTIMIZERS: dict = {}
@@ -226,7 +225,7 @@ def sparse_sgd_atomic_update(xp, values, rows, row_ids, wgrad, lr_over_scaler):
 def sparse_momentum_sgd_update(xp, values, momentum, rows, g, lr, momentum_factor):
     """m_r = mu*m_r - lr*g_r; w_r += m_r."""
     rows, g = _touched(rows, g)
-    m = momentum_factor * momentum[rows].astype(xp.float32) - lr * g
+    m = momentum_step(momentum[rows].astype(xp.float32), g, lr, momentum_factor)
     momentum[rows] = m
     values[rows] += m
 
@@ -245,10 +244,8 @@ def sparse_momentum_sgd_global_update(xp, values, momentum, rows, g, lr, momentu
 def sparse_nesterov_update(xp, values, accumulator, rows, g, lr, momentum_factor):
     """a_new = mu*a_old - lr*g_r; w_r += -mu*a_old + (1+mu)*a_new."""
     rows, g = _touched(rows, g)
-    old = accumulator[rows].astype(xp.float32)
-    new = momentum_factor * old - lr * g
-    accumulator[rows] = new
-    values[rows] += -momentum_factor * old + (1 + momentum_factor) * new
+    accumulator[rows], change = nesterov_step(accumulator[rows].astype(xp.float32), g, lr, momentum_factor)
+    values[rows] += change
 
 
 @reference_op
@@ -262,10 +259,6 @@ def sparse_nesterov_global_update(xp, values, accumulator, rows, g, lr, momentum
     values[rows] -= (1 + momentum_factor) * lr * g
 
 
-def _adam_alpha(lr, beta1, beta2, step):
-    return lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
-
-
 @reference_op
 def sparse_adam_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, step):
     """m_r = b1*m_r + (1-b1)*g_r; v_r = b2*v_r + (1-b2)*g_r^2; w_r -= alpha_t*m_r/(sqrt(v_r) + eps)."""
@@ -273,7 +266,7 @@ def sparse_adam_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, ste
     m_r = beta1 * m[rows].astype(xp.float32) + (1 - beta1) * g
     v_r = beta2 * v[rows].astype(xp.float32) + (1 - beta2) * g * g
     m[rows], v[rows] = m_r, v_r
-    values[rows] -= _adam_alpha(lr, beta1, beta2, step) * m_r / (xp.sqrt(v_r) + epsilon)
+    values[rows] -= adam_step_size(lr, beta1, beta2, step) * m_r / (xp.sqrt(v_r) + epsilon)
 
 
 @reference_op
@@ -286,7 +279,7 @@ def sparse_adam_global_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsil
     m_all = beta1 * m.astype(xp.float32)
     v_all = beta2 * v.astype(xp.float32)
     m[...], v[...] = m_all, v_all
-    values -= _adam_alpha(lr, beta1, beta2, step) * m_all / (xp.sqrt(v_all) + epsilon)
+    values -= adam_step_size(lr, beta1, beta2, step) * m_all / (xp.sqrt(v_all) + epsilon)
 
 
 @reference_op

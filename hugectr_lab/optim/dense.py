@@ -27,11 +27,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 import inspect
-import math
 
 import numpy as np
 
 from ..backend import array_module, to_host
+from ..rules.optimizers import adam_step_size, momentum_step, nesterov_step
 
 
 class DenseOptimizer(ABC):
@@ -202,9 +202,7 @@ class MomentumSGDOptimizer(DenseOptimizer):
         self.momentum_factor = np.float32(momentum_factor)
 
     def _step(self, weights, g, lr):
-        m = self._load("momentum")
-        m *= self.momentum_factor
-        m -= lr * g
+        m = momentum_step(self._load("momentum"), g, lr, self.momentum_factor)
         self._store("momentum", m)
         weights += m
 
@@ -220,11 +218,9 @@ class NesterovOptimizer(DenseOptimizer):
         self.momentum_factor = np.float32(momentum_factor)
 
     def _step(self, weights, g, lr):
-        mu = self.momentum_factor
-        a_old = self._load("accumulator")
-        a_new = mu * a_old - lr * g
+        a_new, change = nesterov_step(self._load("accumulator"), g, lr, self.momentum_factor)
         self._store("accumulator", a_new)
-        weights += (np.float32(1) + mu) * a_new - mu * a_old
+        weights += change
 
 
 class AdamOptimizer(DenseOptimizer):
@@ -260,7 +256,7 @@ class AdamOptimizer(DenseOptimizer):
         self._store("m", m)
         self._store("v", v)
         # HugeCTR computes the bias-corrected step size in double, then rounds it to float.
-        alpha_t = np.float32(float(lr) * math.sqrt(1 - float(b2) ** self.t) / (1 - float(b1) ** self.t))
+        alpha_t = np.float32(adam_step_size(lr, b1, b2, self.t))
         v = self.xp.sqrt(v, out=v)
         v += self.epsilon
         m *= alpha_t

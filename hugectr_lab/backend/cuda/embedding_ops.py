@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...embedding.hash_table import refused_room, sentinel_key
-from ...embedding.sparse_optimizers import _adam_alpha
+from ...rules.keys import refused_room, sentinel_key
+from ...rules.optimizers import adam_step_size
 from ..ops import kernel_op
 from .common import FLOATS, ctype, f32, reference
 from .loader import MAX_BLOCKS, NULL, launch, launch_grid
@@ -138,7 +138,7 @@ def _update(name, args, states, passes, hparams):
 
 
 def _adam(lr, beta1, beta2, epsilon, step):
-    return (_adam_alpha(lr, beta1, beta2, step), beta1, beta2, 1 - beta1, 1 - beta2, epsilon)
+    return (adam_step_size(lr, beta1, beta2, step), beta1, beta2, 1 - beta1, 1 - beta2, epsilon)
 
 
 # Hyper-parameters are passed as the reference's float32 expressions read them (see sparse_update.cu).
