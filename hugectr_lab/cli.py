@@ -19,8 +19,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from .config import ConfigError, SolverParser, parse_config, solver_parser_helper
-from .data import DISTRIBUTIONS, DataError, generate_for_config
+from .config import SolverParser, parse_config, solver_parser_helper
+from .data import DISTRIBUTIONS, generate_for_config
 from .fit import evaluate, fit
 from .optim import get_learning_rate_scheduler
 from .progress import ProgressReporter
@@ -238,16 +238,45 @@ def _parser():
     pred.add_argument("--backend", default=None, help="numpy, cupy or auto (default auto: CuPy on a usable GPU, else NumPy)")
     pred.set_defaults(run=_cmd_predict)
     _add_preprocess_parser(sub)
+    debug_help = "show the full traceback of an error instead of one line"
+    parser.add_argument("--debug", action="store_true", help=debug_help)
+    for command in sub.choices.values():  # also accepted after the command; SUPPRESS keeps the top level's value
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=debug_help)
     return parser
 
 
+# Bad input of every kind: ConfigError, DataError and the other ValueErrors, a missing or unwritable file or a full
+# disk (OSError), a table too small for its keys (OverflowError), a missing optional package (ImportError).
+USER_ERRORS = (ValueError, OSError, ArithmeticError, ImportError)
+
+
+def _one_line(error) -> str:
+    """The error as one line: an OSError as "<file>: <reason>", others as their message."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
 def main(argv=None):
+    """Run one command; returns 0, 2 for bad input (one line on stderr naming the file or field), 1 for an
+    internal error, 130 when interrupted. ``--debug`` lets the exception and its traceback through."""
     args = _parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ConfigError, DataError, FileNotFoundError, FileExistsError, ValueError) as e:
-        print(f"hugectr-lab {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except (KeyboardInterrupt, Exception) as e:
+        if args.debug:
+            raise
+        if isinstance(e, KeyboardInterrupt):
+            print(f"hugectr-lab {args.command}: interrupted", file=sys.stderr)
+            return 130
+        if isinstance(e, USER_ERRORS):
+            print(f"hugectr-lab {args.command}: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        print(f"hugectr-lab {args.command}: internal error: {type(e).__name__}: {_one_line(e)} (rerun with --debug "
+              "for the traceback, and please report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

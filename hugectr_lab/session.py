@@ -42,6 +42,7 @@ from .embedding import save_sparse_optimizer_state
 from .enums import Error_t
 from .events import EvalEnd, EventBus, IterationEnd, ModelSaved
 from .fileio import atomic_write, write_bytes_atomic
+from .input_files import input_problem
 from .layers import BuildContext, Network, TrainStep, network_inputs
 from .metrics import Metrics
 from .numerics import DynamicLossScaler, NonFiniteError, all_finite, locate_nonfinite
@@ -247,15 +248,17 @@ class Session:
         first.load_weights(flat[:first.num_params])
         ntp = model_file + ".ntp.json"
         if first.has_state and os.path.exists(ntp):  # HugeCTR never reads it back (quirk 9)
-            with open(ntp) as f:
-                first.load_state(json.load(f))
+            first.load_state(_read_json(ntp, "BatchNorm running statistics"))
 
     def _load_dense_optimizer(self, path):
         data = _read_file(path, "dense_opt_states_file")
         step = None
         if os.path.exists(path + ".json"):  # our sidecar: HugeCTR's file has no step counter
-            with open(path + ".json") as f:
-                step = json.load(f).get("step")
+            sidecar = _read_json(path + ".json", "optimizer step sidecar")
+            step = sidecar.get("step") if isinstance(sidecar, dict) else None
+            if not (step is None or type(step) is int and step >= 0):
+                raise ValueError(f"{path}.json: optimizer step sidecar: \"step\" must be an integer >= 0, got "
+                                 f"{step!r} (delete the file to restart the optimizer's step count at 1)")
         for g, opt in self._local(self.dense_optimizers):
             with self.comm.scope(g):
                 opt.load_state_bytes(data)
@@ -654,8 +657,23 @@ class Session:
 
 def _read_file(path, what):
     _require_path(path, what)
+    problem = input_problem(path)
+    if problem is not None:
+        raise ValueError(f"solver {what}: {path} {problem}")
     with open(path, "rb") as f:
         return f.read()
+
+
+def _read_json(path, what):
+    """The JSON value in the file at ``path``; ValueError naming the file and ``what`` it should hold."""
+    problem = input_problem(path)
+    if problem is not None:
+        raise ValueError(f"{path}: {what} {problem}")
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"{path}: {what}: not valid JSON ({e})") from None
 
 
 def _require_path(path, what):

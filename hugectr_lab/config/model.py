@@ -6,9 +6,9 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from ..input_files import read_text
 from .errors import ConfigError, Loc
 from .fields import warn_unknown
 from .parse_data import data_to_json
@@ -78,7 +78,8 @@ def load_json(src: str | os.PathLike | Mapping) -> tuple[Mapping, str | None]:
         text, file = src, None
     elif isinstance(src, (str, os.PathLike)):
         file = os.fspath(src)
-        text = Path(file).read_text()
+        text = read_text(file, "JSON config", lambda offset, what: ConfigError(
+            f"{file}: " + (f"byte {offset}: " if offset is not None else "") + what, file=file))
     else:
         raise TypeError(f"parse_config takes a path, JSON text or a dict, got {type(src).__name__}")
     try:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..input_files import input_problem, read_text
 from .errors import DataError
 
 
 def read_file_list(path) -> list[str]:
     """The N entries of the file list at ``path``, as written (trailing whitespace stripped)."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    lines = read_text(path, "file list", lambda offset, what: DataError(path, offset, what)).splitlines()
     count_text = lines[0].strip() if lines else ""
     try:
         count = int(count_text)
@@ -47,9 +47,12 @@ def resolve_data_path(entry: str, list_path) -> str:
         candidate = entry
     else:
         candidate = os.path.join(os.path.dirname(os.path.abspath(list_path)), entry)
-    if not os.path.isfile(candidate):
+    problem = input_problem(candidate)
+    if problem == "not found":
         raise DataError(list_path, None, f"data file {entry!r} not found (relative to the working directory "
                                          f"{os.getcwd()!r} nor to the file list's directory)")
+    if problem is not None:
+        raise DataError(list_path, None, f"data file {entry!r} ({candidate}) {problem}")
     return candidate
 
 

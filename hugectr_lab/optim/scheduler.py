@@ -23,6 +23,8 @@ import os
 
 import numpy as np
 
+from ..input_files import read_text
+
 _F32 = np.float32
 
 # argument -> (kind, lower bound); one rule table for the constructor and the JSON reader.
@@ -138,11 +140,12 @@ def get_learning_rate_scheduler(json_file) -> LearningRateScheduler:
     optimizer type. Errors are ValueErrors that name the file and the JSON path.
     """
     name = os.fspath(json_file)
-    with open(name, encoding="utf-8") as f:
-        try:
-            config = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{name}: invalid JSON: {e}") from None
+    text = read_text(name, "JSON config", lambda offset, what: ValueError(
+        f"{name}: " + (f"byte {offset}: " if offset is not None else "") + what))
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{name}: invalid JSON: {e}") from None
 
     def fail(path, message):
         raise ValueError(f"{name}: {path} {message}")
