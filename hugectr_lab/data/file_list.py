@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..fileio import naming_os_errors
 from ..input_files import input_problem, read_text
 from .errors import DataError
 
@@ -37,7 +38,8 @@ def write_file_list(path, data_paths) -> None:
     data_paths = [str(p) for p in data_paths]
     if not data_paths:
         raise ValueError("a file list needs at least one data file")
-    Path(path).write_text("".join(f"{line}\n" for line in [str(len(data_paths))] + data_paths), encoding="utf-8")
+    with naming_os_errors(path):
+        Path(path).write_text("".join(f"{line}\n" for line in [str(len(data_paths))] + data_paths), encoding="utf-8")
 
 
 def resolve_data_path(entry: str, list_path) -> str:

@@ -10,6 +10,8 @@ import os
 
 import numpy as np
 
+from ..fileio import naming_os_errors
+from ..input_files import input_problem
 from .batch import as_keys, key_dtype
 from .errors import DataError
 
@@ -17,12 +19,16 @@ from .errors import DataError
 def write_keyset(path, keys, key_type) -> None:
     """Write ``keys`` (any integer array-like, written in the given order) as a keyset file."""
     dtype = key_dtype(key_type)
-    as_keys(keys, dtype).astype(dtype.newbyteorder("<"), copy=False).tofile(path)
+    with naming_os_errors(path):
+        as_keys(keys, dtype).astype(dtype.newbyteorder("<"), copy=False).tofile(path)
 
 
 def read_keyset(path, key_type) -> np.ndarray:
     """The keys of the keyset file at ``path``.  # (K,) uint32 | int64"""
     dtype = key_dtype(key_type)
+    problem = input_problem(path)
+    if problem is not None:
+        raise DataError(path, None, f"keyset file {problem}")
     size = os.path.getsize(path)
     if size % dtype.itemsize:
         raise DataError(path, size - size % dtype.itemsize,

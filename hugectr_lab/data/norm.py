@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..fileio import naming_os_errors
 from .batch import Samples, as_keys, key_dtype
 from .errors import DataError, DataWarning
 from .norm_parse import checksums, frame_records, key_word_positions, parse_records
@@ -173,7 +174,7 @@ def write_norm_file(path, samples: Samples, *, check="Sum", key_type="I32", slot
     when ``samples`` is empty.
     """
     data = encode_norm(samples, check=check, key_type=key_type, slot_nums=slot_nums)
-    with open(path, "wb") as f:
+    with naming_os_errors(path), open(path, "wb") as f:
         f.write(data)
     return len(data)
 

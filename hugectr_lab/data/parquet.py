@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .batch import Samples, SlotLayout
+from ..input_files import input_problem, read_text
 from .errors import DataError, first_non_finite
 
 METADATA_FILE = "_metadata.json"
@@ -94,12 +95,12 @@ def read_parquet_metadata(path) -> ParquetMetadata:
     """``_metadata.json`` at ``path`` (a directory means the file inside it)."""
     if os.path.isdir(path):
         path = os.path.join(path, METADATA_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except FileNotFoundError:
+    if input_problem(path) == "not found":
         raise DataError(path, None, "not found: a Parquet dataset needs _metadata.json next to its Parquet files "
-                                    "(NVTabular writes it with to_parquet(..., cats=, conts=, labels=))") from None
+                                    "(NVTabular writes it with to_parquet(..., cats=, conts=, labels=))")
+    text = read_text(path, "Parquet metadata file", lambda offset, what: DataError(path, offset, what))
+    try:
+        obj = json.loads(text)
     except ValueError as err:
         raise DataError(path, None, f"not valid JSON ({err})") from None
     return ParquetMetadata.from_json(obj, path)
@@ -140,10 +141,11 @@ class ParquetFileReader:
         meta_path = os.path.join(os.path.dirname(os.path.abspath(self.path)), METADATA_FILE)
         self.metadata = read_parquet_metadata(meta_path) if metadata is None else metadata
         _check_roles(self.metadata, layout, meta_path)
+        problem = input_problem(self.path)
+        if problem is not None:
+            raise DataError(self.path, None, f"Parquet file {problem}")
         try:
             self._file = pq.ParquetFile(self.path)
-        except FileNotFoundError:
-            raise DataError(self.path, None, "Parquet file not found") from None
         except (OSError, pa.ArrowException) as err:
             raise DataError(self.path, None, f"not a readable Parquet file ({err})") from None
         self.num_rows = self._file.metadata.num_rows
@@ -154,9 +156,13 @@ class ParquetFileReader:
             raise DataError(self.path, None, f"holds {self.num_rows} rows but {meta_path} says "
                                              f"{self.metadata.file_stats[name]}")
         schema = self._file.schema_arrow
-        self._columns = {}
-        for role, pairs in (("labels", self.metadata.labels), ("conts", self.metadata.conts),
-                            ("cats", self.metadata.cats)):
+        roles = (("labels", self.metadata.labels), ("conts", self.metadata.conts), ("cats", self.metadata.cats))
+        missing = [f"{name!r} ({role})" for role, pairs in roles for name, _ in pairs if name not in schema.names]
+        if missing:  # named first: a missing column shifts the others, whose index checks would blame them
+            raise DataError(self.path, None, f"{meta_path} names column{'s' if len(missing) > 1 else ''} "
+                                             f"{', '.join(missing)} that the file does not have (its "
+                                             f"{len(schema)} columns: {', '.join(schema.names)})")
+        for role, pairs in roles:
             for name, index in pairs:
                 if not 0 <= index < len(schema):
                     raise DataError(self.path, None, f"column {name!r} ({role}): index {index} is outside the "

@@ -25,6 +25,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .batch import Samples, SlotLayout
+from ..fileio import naming_os_errors
+from ..input_files import input_problem
 from .errors import DataError, first_non_finite
 
 
@@ -173,7 +175,7 @@ def encode_raw(data, layout: RawLayout) -> bytes:
 def write_raw_file(path, data, layout: RawLayout) -> int:
     """Write ``data`` (``RawRecords`` or one-hot ``Samples``) as a Raw file; returns the sample count."""
     words = layout.encode(data)
-    with open(path, "wb") as f:
+    with naming_os_errors(path), open(path, "wb") as f:
         f.write(words.tobytes())
     return len(words)
 
@@ -194,8 +196,9 @@ class RawFile:
 
     def __init__(self, path, layout: RawLayout, num_samples=None):
         self.path, self.layout = str(path), layout
-        if not os.path.isfile(self.path):
-            raise DataError(self.path, None, "Raw data file not found")
+        problem = input_problem(self.path)
+        if problem is not None:
+            raise DataError(self.path, None, f"Raw data file {problem}")
         size = os.path.getsize(self.path)
         if num_samples is None:
             num_samples = raw_num_records(self.path, layout)
