@@ -22,6 +22,7 @@ dashboards subscribe to.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -41,7 +42,7 @@ from .embedding import SparseEmbedding, load_sparse_model, load_sparse_optimizer
 from .embedding import save_sparse_optimizer_state
 from .enums import Error_t
 from .events import EvalEnd, EventBus, IterationEnd, ModelSaved
-from .fileio import atomic_write, write_bytes_atomic
+from .fileio import Snapshot, atomic_write, check_snapshot_file, write_bytes_atomic
 from .input_files import input_problem
 from .layers import BuildContext, Network, TrainStep, network_inputs
 from .metrics import Metrics
@@ -88,6 +89,7 @@ def model_file_names(prefix, iteration, num_embeddings):
         "ntp": f"{prefix}_dense_{it}.model.ntp.json",
         "sparse": [f"{prefix}{i}_sparse_{it}.model" for i in range(num_embeddings)],
         "sparse_opt": [f"{prefix}{i}_opt_sparse_{it}.model" for i in range(num_embeddings)],
+        "manifest": f"{prefix}_{it}.manifest.json",   # ours (docs/reliability.md): written last
     }
 
 
@@ -151,6 +153,9 @@ class Session:
         self.compute_dtype = np.float16 if solver.use_mixed_precision else np.float32
         self.scaler = float(solver.scaler) if solver.use_mixed_precision else 1.0
         self._lock = threading.RLock()
+        # v3.1's freeze_dense / freeze_embedding: these weights get no updates (gradients still flow)
+        self.frozen_dense = False
+        self.frozen_embeddings = set()   # embedding indices
         self.loss_scaler = (DynamicLossScaler(self.scaler, growth_interval=solver.loss_scale_growth_interval)
                             if solver.loss_scaling == "dynamic" else None)
         # CuPy with the static scaler: each device keeps the first non-finite iteration on the device
@@ -356,13 +361,16 @@ class Session:
         if not self._finite_step(losses, feeds):
             return losses   # skipped by dynamic loss scaling
         for g, net, opt in self._local(self.train_networks, self.dense_optimizers):
-            with self.comm.scope(g):
-                opt.update(net.weights, net.grads)
+            if not self.frozen_dense:
+                with self.comm.scope(g):
+                    opt.update(net.weights, net.grads)
         mark("dense update")
-        for spec, emb in zip(self.config.embeddings, self.embeddings):
+        trained = [(i, spec, emb) for i, (spec, emb) in enumerate(zip(self.config.embeddings, self.embeddings))
+                   if i not in self.frozen_embeddings]
+        for _, spec, emb in trained:
             emb.backward([net.input_grad(spec.top) for net in self.train_networks])
         mark("embedding bwd")
-        for emb in self.embeddings:
+        for _, _, emb in trained:
             emb.update()
         mark("embedding update")
         return losses
@@ -586,7 +594,7 @@ class Session:
     # ---- model files --------------------------------------------------------------------------------
 
     @serialised
-    def download_params_to_files(self, prefix, iter, *, sparse_format="v3.0"):
+    def download_params_to_files(self, prefix, iter, *, sparse_format="v3.0", allow_zero=False):
         """Write the dense model, dense optimizer state, BatchNorm statistics (``.ntp.json``), and per
         embedding the sparse model and its optimizer state, under HugeCTR's file names. ``iter <= 0``
         writes nothing and returns ``Error_t.WrongInput`` (HugeCTR).
@@ -595,15 +603,31 @@ class Session:
         ``emb_vector``, ``slot_id``) instead of the v3.0 file, so the model loads into newer HugeCTR;
         ``embedding_files`` accepts either form. With the model oversubscriber the sparse files hold
         what the devices hold (HugeCTR); ``get_model_oversubscriber().store(files)`` writes whole tables.
+
+        The files form one snapshot (``fileio.Snapshot``): all are written under temporary names,
+        then ``<prefix>_<iter>.manifest.json`` commits them, so a crash or a full disk leaves either the
+        old files or the new ones (docs/reliability.md). A session whose model took a non-finite
+        update raises ``NonFiniteError`` instead of saving it.
         """
         if sparse_format not in ("v3.0", "v3.1"):
             raise ValueError(f"download_params_to_files(sparse_format=...) must be 'v3.0' or 'v3.1', "
                              f"got {sparse_format!r}")
-        if iter <= 0:
+        if iter < 0 or (iter == 0 and not allow_zero):   # allow_zero: v3.1's save_params_to_files(prefix)
             warnings.warn(f"download_params_to_files(iter={iter}): iter must be positive; nothing written",
                           RuntimeWarning, stacklevel=2)
             return Error_t.WrongInput
+        self._check_finite()
         names = model_file_names(prefix, iter, len(self.embeddings))
+        snapshot = (Snapshot(names["manifest"], step=int(iter), info={"iteration": self.iteration})
+                    if self.comm.group.rank == 0 else contextlib.nullcontext())
+        with snapshot:
+            written = self._write_model_files(names, sparse_format)
+        if self.comm.group.rank == 0:
+            written.append(names["manifest"])
+        self.events.publish(ModelSaved(self.iteration, tuple(written)))
+        return Error_t.Success
+
+    def _write_model_files(self, names, sparse_format):
         net, optimizer = self.train_networks[0], self.dense_optimizers[0]   # replicas are identical
         written = [names["dense"], names["dense_opt"]]
         if hasattr(optimizer, "t"):  # Adam's step counter, which HugeCTR's raw state file cannot hold
@@ -623,8 +647,7 @@ class Session:
             save_sparse_model(emb, sparse, directory=sparse_format == "v3.1")
             save_sparse_optimizer_state(emb, sparse_opt)
             written += [sparse, sparse_opt]
-        self.events.publish(ModelSaved(self.iteration, tuple(written)))
-        return Error_t.Success
+        return written
 
     def init_params(self, model_file=""):
         """A no-op kept for HugeCTR 3.0 compatibility; weights load through the SolverParser."""
@@ -669,6 +692,7 @@ def _read_json(path, what):
     problem = input_problem(path)
     if problem is not None:
         raise ValueError(f"{path}: {what} {problem}")
+    check_snapshot_file(path)
     try:
         with open(path, "rb") as f:
             return json.loads(f.read().decode("utf-8"))
@@ -679,6 +703,7 @@ def _read_json(path, what):
 def _require_path(path, what):
     if not os.path.exists(path):
         raise FileNotFoundError(f"solver {what}: {path} does not exist")
+    check_snapshot_file(path)   # a file of an interrupted or mixed save is refused
 
 
 def _host_floats(value):
