@@ -33,6 +33,7 @@ from .data import read_keyset
 from .embedding import (read_sparse_model_dir, read_sparse_model_file, read_sparse_optimizer_state,
                         write_sparse_model_file, write_sparse_optimizer_state)
 from .embedding.hash_table import merge_sorted
+from .fileio import MANIFEST_SUFFIX, Snapshot, check_snapshot_file
 
 _NAME_CHARS = string.ascii_letters + string.digits
 
@@ -206,6 +207,7 @@ class ModelOversubscriber:
         for emb, store, path in zip(self.embeddings, self.stores, embedding_files):
             if not os.path.exists(path):
                 raise FileNotFoundError(f"solver embedding_files: {path} does not exist")
+            check_snapshot_file(path)
             if os.path.isdir(path):
                 model = read_sparse_model_dir(path, vec_size=emb.embedding_vec_size, key_type=emb.key_dtype)
             else:
@@ -213,6 +215,7 @@ class ModelOversubscriber:
                                                with_slot_id=emb.has_slot_ids)
             store.upsert(model.keys, model.vectors, model.slot_ids)
         for emb, store, path in zip(self.embeddings, self.stores, sparse_opt_states_files):
+            check_snapshot_file(path)
             saved = read_sparse_optimizer_state(path, key_type=emb.key_dtype)
             if saved.optimizer != emb.optimizer.type_name:
                 raise ValueError(f"{path}: holds {saved.optimizer} state but embedding '{emb.name}' uses "
@@ -250,6 +253,9 @@ class ModelOversubscriber:
 
         ``optimizer_state_files`` (an extension) also writes each embedding's per-key optimizer state
         directory (the ``sparse_opt_states_file`` format), so a later run can continue exactly.
+
+        The files are committed together with ``<first file>.manifest.json`` (``fileio.Snapshot``): a
+        crash or a full disk leaves all old files or all new ones.
         """
         files = list(snapshot_file_list)
         for what, names in (("snapshot_file_list", files), ("optimizer_state_files", optimizer_state_files or [])):
@@ -258,6 +264,12 @@ class ModelOversubscriber:
         self._flush()
         if self.embeddings and self.embeddings[0].comm.group.rank != 0:
             return   # across MPI processes every store holds the whole tables; process 0 writes them
+        if not files and not optimizer_state_files:
+            return
+        with Snapshot(os.fspath((files or optimizer_state_files)[0]) + MANIFEST_SUFFIX):
+            self._write_files(files, optimizer_state_files)
+
+    def _write_files(self, files, optimizer_state_files):
         for emb, store, path in zip(self.embeddings, self.stores, files):
             keys, vectors, slot_ids, _ = store.all_rows()
             write_sparse_model_file(path, keys, vectors, slot_ids, key_type=emb.key_dtype)
