@@ -1,0 +1,89 @@
+"""HugeCTR v3.1's sample scripts (DCN, WDL, DeepFM, DLRM; scaled down), changed in one import line, train,
+save v3.1 model files, export predictions, and serve them through v3.1's inference session."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from model_api_helpers import inference_script, sample_script
+from sample_scripts import run_sample
+
+from hugectr_lab.config import parse_config
+
+
+@pytest.mark.parametrize("name", ["dcn", "wdl", "deepfm", "dlrm"])
+def test_v31_sample_trains_saves_and_serves(workdir, name, capsys):
+    ns = run_sample(sample_script(name), workdir, f"{name}.py")
+    model = ns["model"]
+    # graph_to_json wrote a config that parses back to the model that trained
+    assert parse_config(f"{name}.json", ignore=("solver",)) == model.config
+    # fit: 10 iterations, a snapshot at 10 (v3.1 sparse models are directories)
+    assert model.session.iteration == 10
+    assert os.path.isfile(f"{name}_dense_10.model")
+    for i in range(2):
+        assert os.path.isdir(f"{name}{i}_sparse_10.model")
+        assert {"key", "emb_vector"} <= set(os.listdir(f"{name}{i}_sparse_10.model"))
+    preds = np.loadtxt(f"{name}_pred_10")
+    assert preds.shape == (2 * 128,) and np.all((preds > 0) & (preds < 1))
+    # the inference session over the same data reproduces the exported predictions
+    served = run_sample(inference_script(name), workdir, f"{name}_inference.py")
+    assert served["preds"].shape == preds.shape
+    assert served["mse"] < 1e-10
+    assert 0.0 <= served["auc"] <= 1.0
+    assert "dense parameters" in capsys.readouterr().out   # model.summary() printed the graph
+
+
+def test_low_level_v31_loop(workdir):
+    """v3.1's low-level loop: the solver's max_eval_batches, eval() with the current weights, save at iter 0."""
+    script = sample_script("wdl", footer=False) + '''
+model.compile()
+model.start_data_reading()
+lr_sch = model.get_learning_rate_scheduler()
+losses = []
+for i in range(12):
+    lr = lr_sch.get_next()
+    model.set_learning_rate(lr)
+    model.train()
+    if i % 4 == 0:
+        losses.append(model.get_current_loss())
+    if i % 6 == 0 and i != 0:
+        for _ in range(solver.max_eval_batches):
+            model.eval()
+        metrics = model.get_eval_metrics()
+model.save_params_to_files("./")
+'''
+    ns = run_sample(script, workdir, "wdl_low_level.py")
+    assert len(ns["losses"]) == 3 and all(np.isfinite(ns["losses"]))
+    assert ns["metrics"][0][0] == "AUC" and 0 <= ns["metrics"][0][1] <= 1
+    assert os.path.isfile("./_dense_0.model") and os.path.isdir("./0_sparse_0.model")
+
+
+def test_v31_names_and_v30_names_are_told_apart():
+    import hugectr
+    import hugectr.v31 as h31
+
+    assert hugectr.Input is not h31.Input and hugectr.Model is not h31.Model
+    assert "AdaGrad" in h31.Optimizer_t.__members__ and "AdaGrad" not in hugectr.Optimizer_t.__members__
+    with pytest.raises(TypeError, match="import hugectr.v31 as hugectr"):
+        h31.Model(hugectr.solver_parser_helper(), h31.DataReaderParams(h31.DataReaderType_t.Norm, ["x"]),
+                  h31.CreateOptimizer())
+    with pytest.raises(ValueError, match="nnz_per_slot"):
+        h31.DataReaderSparseParam("data1", [1, 2], True, 3)
+    with pytest.raises(ValueError, match="HitRate"):
+        h31.CreateSolver(metrics_spec={h31.MetricsType.HitRate: 0.8})
+    solver = h31.CreateSolver(metrics_spec={h31.MetricsType.AUC: 1.0, h31.MetricsType.AverageLoss: 0.0})
+    assert solver.metrics_spec == {"AUC": 1.0, "AverageLoss": 0.0}
+    assert solver.max_eval_batches == 100 and solver.lr == 0.001
+
+
+def test_workspace_size_sets_the_vocabulary(workdir):
+    ns = run_sample(sample_script("dcn", footer=False) + "model.compile()\n", workdir, "dcn.py")
+    emb = ns["model"].config.embeddings[0]
+    assert emb.max_vocabulary_size_per_gpu == 1024 * 1024 // (4 * 8)   # workspace_MB·1024²/(4·vec)
+    assert emb.combiner == "sum"
+    obj = ns["model"].config_json()
+    assert obj["layers"][0]["sparse"][1] == {"top": "deep_data", "type": "DistributedSlot",
+                                             "max_feature_num_per_sample": 16, "max_nnz": 2, "slot_num": 8}
+    assert json.dumps(obj)   # plain JSON
