@@ -16,6 +16,7 @@ import numpy as np
 
 from ..config import parse_config
 from ..embedding.files import read_sparse_model_dir, read_sparse_model_file
+from ..fileio import check_snapshot_file
 from ..embedding.hash_table import key_dtype, sentinel_key
 
 SLOT_ID_TYPES = ("LocalizedSlotSparseEmbeddingHash", "LocalizedSlotSparseEmbeddingOneHot")
@@ -115,6 +116,7 @@ class ParameterServer:
             if not os.path.exists(resolved):
                 raise FileNotFoundError(f"model {name!r} table {i} ({spec.name or spec.top}): sparse model file "
                                         f"{path!r} not found (inference.sparse_model_file[{i}] in {config_path})")
+            check_snapshot_file(resolved)
             if os.path.isdir(resolved):
                 model = read_sparse_model_dir(resolved, vec_size=spec.embedding_vec_size, key_type=self.key_type)
             else:

@@ -32,6 +32,7 @@ import numpy as np
 from ..backend import get_backend
 from ..embedding.combine import mean_row_scale
 from ..embedding.hash_table import key_dtype, sentinel_key
+from ..fileio import check_snapshot_file
 from ..layers import BuildContext, Network, network_inputs
 from .cache import EmbeddingCache, _check_same_tables
 from .parameter_server import InferenceConfigError, load_inference_config, resolve_model_path
@@ -111,6 +112,7 @@ class InferenceSession:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"inference.dense_model_file {self.config.inference.dense_model_file!r} not found "
                                     f"(in {self.config_file})")
+        check_snapshot_file(path)
         weights = np.fromfile(path, dtype="<f4")
         if weights.size < net.num_params:
             raise InferenceConfigError(f"dense model file {path}: holds {weights.size} float32 values, the graph of "
