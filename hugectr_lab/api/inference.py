@@ -65,8 +65,8 @@ class InferenceSessionV31:
         config["inference"]["algorithm_search"] = params.use_algorithm_search
         config["inference"]["cuda_graph"] = params.use_cuda_graph
         # The inference config is derived, not the user's file: it lives in a private directory.
-        self._dir = tempfile.mkdtemp(prefix="hugectr_lab_inference_")
-        self.config_path = os.path.join(self._dir, f"{params.model_name}.json")
+        self._dir = tempfile.TemporaryDirectory(prefix="hugectr_lab_inference_")   # removed with the session
+        self.config_path = os.path.join(self._dir.name, f"{params.model_name}.json")
         with atomic_write(self.config_path, "w") as f:
             json.dump(config, f, indent=1)
         ps = CreateParameterServer([self.config_path], [params.model_name], params.i64_input_key)

@@ -51,6 +51,7 @@ class ModelBase:
         self.session = None
         self.config = None
         self._lr_scheduler = None
+        self._last_dashboard = None   # the TrainingDashboard of the last fit(dashboard=True)
 
     # ---- building -------------------------------------------------------------------------------------
 
@@ -161,6 +162,7 @@ class ModelBase:
 
         board = _DashboardView(TrainingDashboard(self.session, self._lr_scheduler, max_iter=max_iter or None,
                                                  eval_interval=eval_interval))
+        self._last_dashboard = board.dashboard
         if in_notebook():
             from IPython.display import display
 

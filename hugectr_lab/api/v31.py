@@ -281,7 +281,9 @@ class Model(ModelBase):
         self.mos_params = mos_params
         self.optimizer_spec = dataclasses.replace(opt_params.spec, learning_rate=solver.lr)
         self._schedule = dict(solver.schedule)
-        self._oversubscribe = tempfile.mkdtemp(prefix="hugectr_lab_mos_") if mos_params is not None else None
+        # the oversubscriber's host-side tables live in a private directory, removed with the model
+        self._mos_dir = tempfile.TemporaryDirectory(prefix="hugectr_lab_mos_") if mos_params is not None else None
+        self._oversubscribe = self._mos_dir.name if mos_params is not None else None
         files = mos_params.trained_sparse_models if mos_params and not mos_params.train_from_scratch else ()
         self.solver = SolverParser._create(**{**{k: getattr(solver.parser, k) for k in _ATTRIBUTES},
                                               "embedding_files": list(files)})
