@@ -25,9 +25,9 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data import DataError
 from .schema import CATS, COLUMNS, DENSE, LABEL, NULL_CODE, OOV_CODE, RESERVED_CODES, Chunk, Fitted
 from .moments import ExactMoments, normalize
+from .validate import DENSE_OPS, bad_line_error, dense_after_ops
 
 _MERGE_ENTRIES = 1 << 22  # merge a column's partial category counts once they hold this many entries
 
@@ -44,11 +44,8 @@ def get_engine(name, **options):
 
 def _dense_ops(x, pipeline, means=None, stds=None):
     """FillMissing → Clip → LogOp → Normalize on one dense column, as the NVTabular engine does.  # (n,)"""
-    x = np.where(np.isnan(x), pipeline.fill_value, x)
-    if pipeline.clip_min is not None:
-        x[x < pipeline.clip_min] = pipeline.clip_min
-    if pipeline.log:
-        x = np.log(x.astype(np.float32) + 1)  # float32, as LogOp
+    with np.errstate(invalid="ignore", divide="ignore"):  # log of x < -1 or -1: reported with its line
+        x = dense_after_ops(x, pipeline)
     if means is not None:
         x = normalize(x, means, stds)  # as ExactNormalize: float64 arithmetic, rounded once to float32
     return x
@@ -67,7 +64,7 @@ class ArrowEngine:
             raise ImportError('the preprocess pipeline needs pyarrow: pip install "hugectr-lab[parquet]"') from None
         self.chunk_bytes, self.progress = int(chunk_bytes), progress
 
-    def _batches(self, paths, desc):
+    def _batches(self, paths, desc, pipeline):
         import pyarrow as pa
         import pyarrow.csv as csv
 
@@ -89,7 +86,8 @@ class ArrowEngine:
                             bar.update(position - done)
                             done = position
                 except pa.ArrowInvalid as err:
-                    raise DataError(path, None, f"not Criteo-format TSV (label, I1-I13, C1-C26): {err}") from None
+                    raise bad_line_error([path], pipeline,
+                                         f"not Criteo-format TSV (label, I1-I13, C1-C26): {err}") from None
                 bar.update(os.path.getsize(path) - done)
 
     def fit(self, paths, pipeline) -> Fitted:
@@ -99,8 +97,8 @@ class ArrowEngine:
         partial = [[] for _ in CATS]  # per column: value_counts struct arrays
         sizes = [0] * len(CATS)
         moments = ExactMoments(len(DENSE))
-        for path, batch in self._batches(paths, "fit"):
-            self._check_labels(path, batch)
+        for path, batch in self._batches(paths, "fit", pipeline):
+            self._check_labels(path, batch, pipeline)
             for j, name in enumerate(CATS):
                 column = batch.column(name).drop_null()
                 if len(column):
@@ -127,8 +125,8 @@ class ArrowEngine:
     def transform(self, paths, fitted: Fitted, pipeline):
         import pyarrow.compute as pc
 
-        for path, batch in self._batches(paths, "transform"):
-            self._check_labels(path, batch)
+        for path, batch in self._batches(paths, "transform", pipeline):
+            self._check_labels(path, batch, pipeline)
             n = batch.num_rows
             labels = batch.column(LABEL).to_numpy().astype(np.float32)
             columns = []
@@ -137,6 +135,7 @@ class ArrowEngine:
                                           None if fitted.means is None else fitted.means[j],
                                           None if fitted.stds is None else fitted.stds[j]))
             dense = np.stack(columns, axis=1) if columns else np.zeros((n, 0), np.float32)
+            _check_dense([path], dense, pipeline)
             codes = np.empty((n, len(CATS)), np.int64)
             for j, name in enumerate(CATS):
                 column = batch.column(name)
@@ -150,10 +149,16 @@ class ArrowEngine:
         """Free what fitting left behind (nothing here)."""
 
     @staticmethod
-    def _check_labels(path, batch):
-        if batch.column(LABEL).null_count:
-            row = int(np.flatnonzero(batch.column(LABEL).is_null().to_numpy(zero_copy_only=False))[0])
-            raise DataError(path, None, f"a line (row {row} of a block) has no label (column 1 must be 0 or 1)")
+    def _check_labels(path, batch, pipeline):
+        labels = batch.column(LABEL).to_numpy(zero_copy_only=False)  # float64 with NaN where one is missing
+        if not ((labels == 0) | (labels == 1)).all():
+            raise bad_line_error([path], pipeline, "a label is missing or not 0/1 (column 1 must be 0 or 1)")
+
+
+def _check_dense(paths, dense, pipeline):
+    """DataError naming the input line when the operators made a dense value NaN or infinite."""
+    if not np.isfinite(dense).all():
+        raise bad_line_error(paths, pipeline, f"{DENSE_OPS} (and Normalize) made a dense value NaN or infinite")
 
 
 def _floats(column):
@@ -223,7 +228,7 @@ class NVTabularEngine:
         try:
             workflow.fit(self._dataset(paths))
         except ValueError as err:
-            raise DataError(paths[0], None, f"not Criteo-format TSV (label, I1-I13, C1-C26): {err}") from None
+            raise bad_line_error(paths, pipeline, f"not Criteo-format TSV (label, I1-I13, C1-C26): {err}") from None
         sizes = [_stable_vocabulary(categorify.categories[name], name) for name in CATS]
         means = stds = None
         if normalizer is not None:
@@ -237,9 +242,10 @@ class NVTabularEngine:
         disable = not (ddf.npartitions > 1 if self.progress is None else self.progress)
         for i in tqdm(range(ddf.npartitions), desc="transform", unit="part", disable=disable):
             df = ddf.get_partition(i).compute()
-            if df[LABEL].isna().any():
-                raise DataError(paths[0], None, "a line has no label (column 1 must be 0 or 1)")
+            if not df[LABEL].isin((0, 1)).all():  # a missing label is NA, not in the set either
+                raise bad_line_error(paths, pipeline, "a label is missing or not 0/1 (column 1 must be 0 or 1)")
             dense = np.stack([df[c].to_numpy() for c in DENSE], axis=1)
+            _check_dense(paths, dense, pipeline)
             yield Chunk(df[LABEL].to_numpy().astype(np.float32),
                         dense.astype(np.float32) if pipeline.log or pipeline.normalize else dense.astype(np.float64),
                         np.stack([df[c].to_numpy() for c in CATS], axis=1).astype(np.int64))
