@@ -1,5 +1,6 @@
-"""``EmbeddingInspector``: rows of a Session's embedding table by raw key, per-slot norm statistics
-and the most frequent keys of the training data.
+"""``EmbeddingInspector``: rows of a Session's embedding table by raw key, per-slot norm statistics,
+the most frequent keys of the training data, the keys closest to a key and a 2-D projection of the
+table (``hugectr_lab.analysis``: PCA by SVD and kNN by GEMM + top-k, on CuPy where the backend is).
 
 The table is read with ``SparseEmbedding.dump()`` (host copies; press "Refresh" after training).
 Key frequencies and each key's slot come from a separate, read-only pass over the training source
@@ -15,6 +16,7 @@ import html
 import ipywidgets as W
 import numpy as np
 
+from hugectr_lab.analysis import get_analysis_engine, nearest_keys
 from hugectr_lab.data import DataReader32, DataReader64
 
 from ._figure import LiveFigure
@@ -24,20 +26,25 @@ TABLE_STYLE = "line-height:1.4;font-size:12px"
 
 
 class EmbeddingInspector:
-    """``EmbeddingInspector(session, table=0, scan_batches=20, top_k=20, lock=None)``.
+    """``EmbeddingInspector(session, table=0, scan_batches=20, top_k=20, lock=None, engine=None)``.
 
     ``lookup(keys)`` -> {key: vector (E,) or None}; ``slot_stats`` (one dict per slot: slot, keys,
     mean/std/min/max of the L2 norms of the slot's vectors); ``top_keys`` ((key, count) pairs,
-    most frequent first); ``refresh()`` re-reads the table. ``lock``: a lock held while the table is
-    read (pass ``TrainingDashboard.lock`` to read between iterations of a running dashboard).
+    most frequent first); ``neighbors(key, k, metric)`` -> [(key, score)] closest first;
+    ``projection`` ((N, 2) PCA coordinates of the table's rows, in ``keys`` order); ``refresh()``
+    re-reads the table. ``lock``: a lock held while the table is read (pass ``TrainingDashboard.lock``
+    to read between iterations of a running dashboard). ``engine``: an ``AnalysisEngine`` (default:
+    ``get_analysis_engine(backend=session.backend)``), shown in the neighbours box.
     """
 
-    def __init__(self, session, table=0, scan_batches=20, top_k=20, lock=None):
+    def __init__(self, session, table=0, scan_batches=20, top_k=20, lock=None, engine=None):
         if not 0 <= table < len(session.embeddings):
             raise ValueError(f"table must be in [0, {len(session.embeddings)}), got {table!r}")
         self.session, self.table, self.top_k = session, table, int(top_k)
         self.scan_batches = int(scan_batches)
         self.lock = lock or contextlib.nullcontext()
+        self.engine = get_analysis_engine("auto" if engine is None else engine,
+                                          session.backend if engine is None else None)
         self.embedding = session.embeddings[table]
         spec = session.config.embeddings[table]
         self.slot_num = session.config.sparse_input(spec.bottom).slot_num
@@ -53,12 +60,21 @@ class EmbeddingInspector:
         box = dict(max_height="280px", overflow="auto", margin="0 2em 0 0")
         self.lookup_html = W.HTML(layout=W.Layout(overflow="auto"))
         self.slot_html, self.top_html = W.HTML(layout=W.Layout(**box)), W.HTML(layout=W.Layout(**box))
-        self.plot = LiveFigure(1, 2, figsize=(10, 3), min_interval=0.0)
+        self.near_text = W.Text(placeholder="a key", description="closest to", continuous_update=False)
+        self.near_k = W.BoundedIntText(value=10, min=1, max=1000, description="k", layout=W.Layout(width="9em"))
+        self.near_metric = W.Dropdown(options=["cosine", "euclidean", "dot"], value="cosine", description="metric",
+                                      layout=W.Layout(width="14em"))
+        self.near_button = W.Button(description="Closest keys", icon="crosshairs")
+        self.near_html = W.HTML(layout=W.Layout(max_height="280px", overflow="auto"))
+        self.near_button.on_click(lambda _: self.show_neighbors(self.near_text.value))
+        self.near_text.observe(lambda change: self.show_neighbors(change["new"]), names="value")
+        self.plot = LiveFigure(1, 3, figsize=(13, 3), min_interval=0.0)
         self.lookup_button.on_click(lambda _: self.show_lookup(self.key_text.value))
         self.key_text.observe(lambda change: self.show_lookup(change["new"]), names="value")
         self.refresh_button.on_click(lambda _: self.refresh())
         self.widget = W.VBox([W.HBox([self.key_text, self.lookup_button, self.refresh_button]), self.lookup_html,
-                              W.HBox([self.slot_html, self.top_html]), self.plot.widget])
+                              W.HBox([self.near_text, self.near_k, self.near_metric, self.near_button]),
+                              self.near_html, W.HBox([self.slot_html, self.top_html]), self.plot.widget])
         self.widget.add_class("hugectr-lab-embedding-inspector")
         self.refresh()
 
@@ -107,6 +123,8 @@ class EmbeddingInspector:
             seen = dict(zip(self.key_slots[0].tolist(), self.key_slots[1].tolist()))
             slots = np.array([seen.get(int(k), -1) for k in keys.tolist()], dtype=np.int64)
         self.norms, self.slots = norms, slots
+        self.projection = (self.engine.pca(vectors, 2)[0] if len(keys) >= 2
+                           else np.zeros((len(keys), 2)))   # (N, 2), PCA of the rows
         self.slot_stats = []
         for slot in sorted(set(slots.tolist())):
             n = norms[slots == slot]
@@ -138,6 +156,34 @@ class EmbeddingInspector:
                                   f"{rows}</table>")
         return found
 
+    def neighbors(self, key, k=10, metric="cosine"):
+        """The ``k`` keys whose vectors are closest to ``key``'s ([(key, score)], closest first; score:
+        cosine similarity, Euclidean distance or inner product). KeyError if the table lacks ``key``."""
+        return nearest_keys(self.keys, self.vectors, int(key), k, metric, engine=self.engine)
+
+    def show_neighbors(self, text):
+        text = str(text).strip()
+        if not text:
+            return []
+        try:
+            found = self.neighbors(int(text), self.near_k.value, self.near_metric.value)
+        except ValueError:
+            self.near_html.value = "<span style='color:#b00'>the key must be an integer</span>"
+            return []
+        except KeyError as exc:
+            self.near_html.value = f"<span style='color:#b00'>{html.escape(exc.args[0])}</span>"
+            return []
+        score = {"cosine": "cosine similarity", "euclidean": "distance", "dot": "inner product"}[self.near_metric.value]
+        rows = "".join(f"<tr><td>{k}</td><td>{s:.4f}</td><td>{self._slot_of(k)}</td></tr>" for k, s in found)
+        self.near_html.value = (f"<b>keys closest to {int(text)}</b> <small>({html.escape(self.engine.describe())})"
+                                f"</small><table style='{TABLE_STYLE}'><tr><th>key</th><th>{score}</th><th>slot</th>"
+                                f"</tr>{rows}</table>")
+        return found
+
+    def _slot_of(self, key):
+        slot = int(self.slots[self._row[key]])
+        return "unseen" if slot < 0 else slot
+
     # ---- views ---------------------------------------------------------------------------------
 
     def _draw(self):
@@ -158,9 +204,9 @@ class EmbeddingInspector:
             self._draw_plots()
 
     def _draw_plots(self):
-        ax_slots, ax_top = self.plot.axes
-        ax_slots.clear()
-        ax_top.clear()
+        ax_slots, ax_top, ax_pca = self.plot.axes
+        for ax in self.plot.axes:
+            ax.clear()
         stats = [s for s in self.slot_stats if s["slot"] >= 0]
         ax_slots.bar([s["slot"] for s in stats], [s["mean"] for s in stats],
                      yerr=[s["std"] for s in stats], color="#4c72b0")
@@ -169,4 +215,7 @@ class EmbeddingInspector:
         ax_top.bar(range(len(self.top_keys)), [c for _, c in self.top_keys], color="#dd8452")
         ax_top.set_xticks(range(len(self.top_keys)), [str(k) for k, _ in self.top_keys], rotation=90, fontsize=7)
         ax_top.set_title("key frequency", fontsize=10)
+        if len(self.projection):
+            ax_pca.scatter(self.projection[:, 0], self.projection[:, 1], c=self.slots, cmap="tab20", s=6)
+        ax_pca.set_title("PCA of the table (colour: slot)", fontsize=10)
         self.plot.redraw(force=True)

@@ -74,3 +74,41 @@ def test_localized_slot_ids_and_refresh_after_training(workdir):
     sess.train()
     inspector.refresh_button.click()
     assert len(inspector.norms) >= len(before) and not np.array_equal(inspector.norms[:len(before)], before)
+
+
+def test_keys_closest_to_a_key(workdir):
+    sess = trained(workdir)
+    inspector = EmbeddingInspector(sess, scan_batches=3)
+    keys, vectors, _ = sess.embeddings[0].dump()
+    query = int(keys[5])
+    found = inspector.neighbors(query, k=4)
+    # brute force: cosine similarity to every other row, highest first
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    similarity = unit @ unit[5]
+    similarity[5] = -np.inf
+    want = np.argsort(-similarity, kind="stable")[:4]
+    assert [k for k, _ in found] == [int(keys[i]) for i in want]
+    np.testing.assert_allclose([s for _, s in found], similarity[want], rtol=1e-6)
+    inspector.near_k.value = 3
+    inspector.near_text.value = str(query)
+    html_text = inspector.near_html.value
+    assert f"keys closest to {query}" in html_text and str(found[0][0]) in html_text
+    assert "analysis engine: " in html_text and inspector.engine.backend.name == "numpy"
+    inspector.near_text.value = "1000000000"
+    assert "key 1000000000 is not in the table" in inspector.near_html.value
+    inspector.near_text.value = "x"
+    assert "must be an integer" in inspector.near_html.value
+
+
+def test_pca_projection_of_the_table(workdir):
+    sess = trained(workdir)
+    inspector = EmbeddingInspector(sess, scan_batches=3)
+    keys, vectors, _ = sess.embeddings[0].dump()
+    assert inspector.projection.shape == (len(keys), 2)
+    centred = vectors - vectors.mean(axis=0)
+    # the two coordinates are uncorrelated and carry the largest variances
+    cov = np.cov(inspector.projection.T)
+    assert abs(cov[0, 1]) < 1e-6 * cov[0, 0] and cov[0, 0] >= cov[1, 1]
+    top = np.linalg.svd(centred, compute_uv=False)[:2] ** 2 / (len(keys) - 1)
+    np.testing.assert_allclose(np.diag(cov), top, rtol=1e-5)
+    assert len(inspector.plot.axes[2].collections) == 1   # the scatter
