@@ -19,6 +19,17 @@
 //     ascending, so free ways first, then least recently used -- and takes the group's new key of
 //     that rank if there is one; the block then copies the vectors. A set takes at most 64 keys per
 //     call; out_slots / out_evicted must be pre-filled with -1 / the empty key.
+//
+// The frequency-aware policy ("tinylfu"; references of the same names in cache_ops.py):
+//   sketch (4, W) unsigned int, W a power of two; row d counts key k at column murmur3(k, seed d+1) & (W-1).
+//   hctr_embedding_cache_sketch_halve: one thread per counter, grid-stride (aging: every counter >>= 1).
+//   hctr_embedding_cache_sketch_update: one thread per (distinct) key, 4 atomicAdds.
+//   hctr_embedding_cache_frequency: one thread per key, the minimum of its 4 counters.
+//   hctr_embedding_cache_insert_tinylfu: as hctr_embedding_cache_insert (a 64-thread block per touched
+//     set, keys grouped by set in input order), with each new key's estimate in freqs (N,). Thread w
+//     ranks way w in victim order (free first, then estimate, stamp, way ascending); the group's keys
+//     are ranked by (estimate descending, input order) into a shared table of the first 64; the key of
+//     rank r goes to the way of rank r if that way is free or holds a key of strictly lower estimate.
 #include "hctr_common.cuh"
 
 #define HCTR_CACHE_WAYS 64
@@ -42,13 +53,13 @@ __device__ __forceinline__ unsigned int hctr_murmur3_final(unsigned int h, unsig
     return h ^ (h >> 16);
 }
 
-__device__ __forceinline__ unsigned int hctr_murmur3(unsigned int key) {
-    return hctr_murmur3_final(hctr_murmur3_block(0u, key), 4u);
+__device__ __forceinline__ unsigned int hctr_murmur3(unsigned int key, unsigned int seed = 0u) {
+    return hctr_murmur3_final(hctr_murmur3_block(seed, key), 4u);
 }
 
-__device__ __forceinline__ unsigned int hctr_murmur3(long long key) {
+__device__ __forceinline__ unsigned int hctr_murmur3(long long key, unsigned int seed = 0u) {
     const unsigned long long u = (unsigned long long)key;
-    const unsigned int h = hctr_murmur3_block(hctr_murmur3_block(0u, (unsigned int)(u & 0xffffffffull)),
+    const unsigned int h = hctr_murmur3_block(hctr_murmur3_block(seed, (unsigned int)(u & 0xffffffffull)),
                                               (unsigned int)(u >> 32));
     return hctr_murmur3_final(h, 8u);
 }
@@ -133,5 +144,101 @@ __global__ void hctr_embedding_cache_insert(Key* __restrict__ cache_keys, long l
             if (src >= 0) cache_values[(base + w) * vec + idx % vec] = values[src * vec + idx % vec];
         }
         __syncthreads();   // stamps/source are rewritten for the next set
+    }
+}
+
+#define HCTR_SKETCH_DEPTH 4
+
+template <typename Key>
+__device__ __forceinline__ long long hctr_sketch_column(Key key, int d, long long width) {
+    return (long long)(hctr_murmur3(key, (unsigned int)(d + 1)) & (unsigned int)(width - 1));
+}
+
+template <typename Key>
+__device__ __forceinline__ unsigned int hctr_sketch_estimate(const unsigned int* __restrict__ sketch, long long width,
+                                                             Key key) {
+    unsigned int f = 0xffffffffu;
+    for (int d = 0; d < HCTR_SKETCH_DEPTH; ++d) f = min(f, sketch[d * width + hctr_sketch_column(key, d, width)]);
+    return f;
+}
+
+__global__ void hctr_embedding_cache_sketch_halve(unsigned int* __restrict__ sketch, long long size) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size; i += (long long)gridDim.x * blockDim.x)
+        sketch[i] >>= 1;
+}
+
+template <typename Key>
+__global__ void hctr_embedding_cache_sketch_update(unsigned int* __restrict__ sketch, long long width,
+                                                   const Key* __restrict__ keys, long long num_keys) {
+    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < num_keys;
+         k += (long long)gridDim.x * blockDim.x) {
+        const Key key = keys[k];
+        for (int d = 0; d < HCTR_SKETCH_DEPTH; ++d) atomicAdd(sketch + d * width + hctr_sketch_column(key, d, width), 1u);
+    }
+}
+
+template <typename Key>
+__global__ void hctr_embedding_cache_frequency(const unsigned int* __restrict__ sketch, long long width,
+                                               const Key* __restrict__ keys, long long num_keys,
+                                               unsigned int* __restrict__ out) {
+    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < num_keys;
+         k += (long long)gridDim.x * blockDim.x)
+        out[k] = hctr_sketch_estimate(sketch, width, keys[k]);
+}
+
+template <typename Key>
+__global__ void hctr_embedding_cache_insert_tinylfu(
+        Key* __restrict__ cache_keys, long long* __restrict__ cache_stamps, float* __restrict__ cache_values, int vec,
+        const unsigned int* __restrict__ sketch, long long width, const Key* __restrict__ keys,
+        const unsigned int* __restrict__ freqs, const float* __restrict__ values, const long long* __restrict__ order,
+        const long long* __restrict__ group_offsets, const long long* __restrict__ group_sets, long long num_groups,
+        long long now, long long* __restrict__ out_slots, Key* __restrict__ out_evicted) {
+    __shared__ long long stamps[HCTR_CACHE_WAYS];
+    __shared__ long long wfreq[HCTR_CACHE_WAYS];      // estimate of each way's key, -1 = free
+    __shared__ long long by_rank[HCTR_CACHE_WAYS];    // group position of the new key of each rank, -1 = none
+    __shared__ long long source[HCTR_CACHE_WAYS];     // new key (input index) per way, -1 = way unchanged
+    const int way = threadIdx.x;
+    for (long long g = blockIdx.x; g < num_groups; g += gridDim.x) {
+        const long long base = group_sets[g] * HCTR_CACHE_WAYS;
+        const Key held = cache_keys[base + way];
+        const long long mine = cache_stamps[base + way];
+        const long long myfreq = held == hctr_empty_key<Key>() ? -1 : (long long)hctr_sketch_estimate(sketch, width, held);
+        stamps[way] = mine;
+        wfreq[way] = myfreq;
+        by_rank[way] = -1;
+        __syncthreads();
+        int rank = 0;
+        for (int j = 0; j < HCTR_CACHE_WAYS; ++j) {
+            const long long f = wfreq[j], s = stamps[j];
+            rank += (f < myfreq) || (f == myfreq && (s < mine || (s == mine && j < way)));
+        }
+        const long long begin = group_offsets[g];
+        const long long count = group_offsets[g + 1] - begin;
+        for (long long p = way; p < count; p += HCTR_CACHE_WAYS) {
+            const unsigned int fp = freqs[order[begin + p]];
+            long long r = 0;
+            for (long long q = 0; q < count && r < HCTR_CACHE_WAYS; ++q) {
+                const unsigned int fq = freqs[order[begin + q]];
+                r += (fq > fp) || (fq == fp && q < p);
+            }
+            if (r < HCTR_CACHE_WAYS) by_rank[r] = p;
+        }
+        __syncthreads();
+        long long i = -1;
+        const long long p = by_rank[rank];
+        if (p >= 0 && myfreq < (long long)freqs[order[begin + p]]) {
+            i = order[begin + p];
+            out_slots[i] = base + way;
+            out_evicted[i] = held;
+            cache_keys[base + way] = keys[i];
+            cache_stamps[base + way] = now;
+        }
+        source[way] = i;
+        __syncthreads();
+        for (long long idx = way; idx < (long long)HCTR_CACHE_WAYS * vec; idx += HCTR_CACHE_WAYS) {
+            const long long w = idx / vec, src = source[w];
+            if (src >= 0) cache_values[(base + w) * vec + idx % vec] = values[src * vec + idx % vec];
+        }
+        __syncthreads();
     }
 }

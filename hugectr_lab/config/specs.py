@@ -236,6 +236,8 @@ class InferenceSpec(_KeyTypeAndPrecision):
 
     max_batchsize: int = key(positive_int, default=1024)
     hit_rate_threshold: float = key(number(0.0, 1.0), default=0.5)
+    # hugectr-lab extension: "lru" (HugeCTR's cache) or "tinylfu" (frequency-aware; docs/inference.md)
+    cache_policy: str = key(one_of("lru", "tinylfu"), default="lru")
     dense_model_file: str = key(string)
     sparse_model_files: tuple[str, ...] = key(str_or_list(), json="sparse_model_file")
     input_key_type: str = key(key_type, default="I32")

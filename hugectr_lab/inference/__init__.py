@@ -36,10 +36,11 @@ def CreateParameterServer(model_config_path, model_name, i64_input_key):
 
 
 def CreateEmbeddingCache(parameter_server, cuda_dev_id, use_gpu_embedding_cache, cache_size_percentage,
-                         model_config_path, model_name, i64_input_key, *, backend=None):
-    """An ``EmbeddingCache`` for one model of ``parameter_server`` on device ``cuda_dev_id``."""
+                         model_config_path, model_name, i64_input_key, *, backend=None, cache_policy=None):
+    """An ``EmbeddingCache`` for one model of ``parameter_server`` on device ``cuda_dev_id``
+    (``cache_policy``: "lru", "tinylfu", or None for the config's ``inference.cache_policy``)."""
     return EmbeddingCache(parameter_server, cuda_dev_id, use_gpu_embedding_cache, cache_size_percentage,
-                          model_config_path, model_name, i64_input_key, backend=backend)
+                          model_config_path, model_name, i64_input_key, backend=backend, cache_policy=cache_policy)
 
 
 __all__ = [

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..backend import get_backend
 from ..events import CacheStats, EventBus
-from .cache_ops import WAYS, empty_key
+from .cache_ops import SKETCH_DEPTH, WAYS, empty_key
 from .parameter_server import InferenceConfigError, ParameterServer, load_inference_config
 
 
@@ -37,10 +37,20 @@ class TableLookup:
     hit_rate: float
 
 
+POLICIES = ("lru", "tinylfu")
+SAMPLE_FACTOR = 32
+
+
+def sketch_width(rows):
+    """Columns of a table's count-min sketch: the power of two at or above its rows (at least 64), so
+    a column holds about one key of the table and the minimum of 4 rows is rarely inflated."""
+    return 1 << max(6, int(rows - 1).bit_length())
+
+
 class _Table:
     """Cache arrays and counters of one embedding table."""
 
-    def __init__(self, xp, ps_table, num_sets):
+    def __init__(self, xp, ps_table, num_sets, policy):
         self.ps = ps_table
         self.num_sets = num_sets
         capacity = num_sets * WAYS
@@ -48,6 +58,11 @@ class _Table:
         self.keys = xp.full(capacity, empty_key(dtype), dtype=dtype) if num_sets else None   # (C,)
         self.stamps = xp.zeros(capacity, dtype=xp.int64) if num_sets else None              # (C,)
         self.values = xp.zeros((capacity, ps_table.vec_size), dtype=xp.float32) if num_sets else None  # (C, E)
+        frequency = num_sets and policy == "tinylfu"
+        self.sketch = xp.zeros((SKETCH_DEPTH, sketch_width(ps_table.rows)), xp.uint32) if frequency else None  # (4, W)
+        # Aging: every counter halves once the sketch has counted SAMPLE_FACTOR × capacity keys since.
+        self.sample_size = SAMPLE_FACTOR * capacity
+        self.counted = 0
         self.now = 0
         self.calls = self.lookups = self.hits = self.insertions = self.evictions = 0
         self.occupied = self.refreshes = self.unknown_keys = 0
@@ -57,6 +72,12 @@ class _Table:
     def capacity(self):
         return self.num_sets * WAYS
 
+    def age(self, keys):
+        """Account ``keys`` counted keys; True when the sketch halves first (``sample_size`` reached)."""
+        halve = self.counted >= self.sample_size
+        self.counted = (self.counted // 2 if halve else self.counted) + keys
+        return halve
+
 
 class EmbeddingCache:
     """``CreateEmbeddingCache(parameter_server, cuda_dev_id, use_gpu_embedding_cache, cache_size_percentage,
@@ -65,10 +86,12 @@ class EmbeddingCache:
     ``backend``: "auto" (default; ``HUGECTR_LAB_BACKEND`` overrides), "numpy", "cupy" or a Backend:
     where the cache's arrays live and its kernels run. With ``use_gpu_embedding_cache=False`` there is
     no cache: every lookup goes to the parameter server (statistics still count lookups).
+    ``cache_policy``: "lru" (HugeCTR's) or "tinylfu" (frequency-aware admission and eviction); None
+    takes the config's ``inference.cache_policy`` (default "lru").
     """
 
     def __init__(self, parameter_server, cuda_dev_id, use_gpu_embedding_cache, cache_size_percentage,
-                 model_config_path, model_name, i64_input_key, *, backend=None):
+                 model_config_path, model_name, i64_input_key, *, backend=None, cache_policy=None):
         what = "CreateEmbeddingCache"
         if not isinstance(parameter_server, ParameterServer):
             raise TypeError(f"{what}(parameter_server=...) needs the object CreateParameterServer returned, "
@@ -99,12 +122,16 @@ class EmbeddingCache:
         self.config = cfg
         self.config_path = str(model_config_path)
         self.hit_rate_threshold = cfg.inference.hit_rate_threshold
+        self.policy = cfg.inference.cache_policy if cache_policy is None else cache_policy
+        if self.policy not in POLICIES:
+            raise ValueError(f"{what}(cache_policy=...) must be one of {', '.join(map(repr, POLICIES))}, "
+                             f"got {cache_policy!r}")
         self.events = EventBus()
         if self.backend.name == "cupy":
             from . import cuda_cache  # noqa: F401  (registers the cache kernels under the reference names)
         with self.backend.device(self.device_id):
-            self._tables = [_Table(self.backend.xp, table, self._num_sets(table.rows) if self.enabled else 0)
-                            for table in model.tables]
+            self._tables = [_Table(self.backend.xp, table, self._num_sets(table.rows) if self.enabled else 0,
+                                   self.policy) for table in model.tables]
 
     def _num_sets(self, rows):
         # HugeCTR: floor(floor(percentage * rows) / 64) sets; we keep at least one.
@@ -144,6 +171,8 @@ class EmbeddingCache:
                     miss_keys = uniq[miss]
                 else:
                     values, miss, miss_keys = None, None, uniq
+                if tab.sketch is not None:
+                    ops.embedding_cache_sketch_update(tab.sketch, uniq, tab.age(int(uniq.size)))
                 vectors, found = tab.ps.look_up(backend.to_host(miss_keys))
                 fetched = backend.asarray(vectors)
                 if values is None:
@@ -168,8 +197,12 @@ class EmbeddingCache:
         return results
 
     def _insert(self, tab, keys, values):
-        slots, evicted = self.backend.ops.embedding_cache_insert(tab.keys, tab.stamps, tab.values, keys, values,
-                                                                 tab.now)
+        ops = self.backend.ops
+        if tab.sketch is None:
+            slots, evicted = ops.embedding_cache_insert(tab.keys, tab.stamps, tab.values, keys, values, tab.now)
+        else:
+            slots, evicted = ops.embedding_cache_insert_tinylfu(tab.keys, tab.stamps, tab.values, tab.sketch, keys,
+                                                                values, tab.now)
         inserted = int((slots >= 0).sum())
         replaced = int(((slots >= 0) & (evicted != empty_key(tab.keys.dtype))).sum())
         tab.insertions += inserted

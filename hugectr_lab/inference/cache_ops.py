@@ -13,6 +13,15 @@ well), in any of the set's 64 ways. Replacement is least-recently-used within th
 order of a set is its ways sorted by (stamp, way), so free entries go first (lowest way first), then
 the entry touched longest ago. ``kernels/embedding_cache.cu`` implements the same three operations
 (same names and signatures on the CuPy backend, bit-identical results).
+
+The frequency-aware policy ("tinylfu") adds a count-min sketch per table, ``sketch`` (4, W) uint32
+(W a power of two): row d counts a key at column ``murmur3_32(key, seed d + 1) mod W``, and a key's
+estimated frequency is the minimum of its 4 counters. Each lookup counts its distinct keys once;
+``halve`` (aging, chosen by the caller every ``sample_size`` counted keys) first halves every counter,
+so old traffic fades. Insertion then admits a new key into its set only where it beats the entry it
+would replace: the set's new keys by estimate (highest first, ties in input order) meet its ways in
+victim order -- free ways first, then lowest estimate, then least recently used, then lowest way --
+and the r-th new key takes the r-th victim if that way is free or its key's estimate is strictly lower.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from ..backend import reference_op
 from ..embedding.hash_table import sentinel_key
 
 WAYS = 64          # entries per set (HugeCTR: SET_ASSOCIATIVITY 2 × SLAB_SIZE 32)
+SKETCH_DEPTH = 4   # rows of the count-min sketch (independent hashes, seeds 1..4)
 _QUERY_CHUNK = 1 << 16  # keys compared per step in the reference (bounds its (U, 64) temporaries)
 
 _C1, _C2 = 0xCC9E2D51, 0x1B873593
@@ -45,14 +55,14 @@ def _murmur_block(xp, h, k):
     return h * xp.uint32(5) + xp.uint32(0xE6546B64)
 
 
-def murmur3_32(xp, keys):
-    """(K,) uint32: MurmurHash3_x86_32 of each key's little-endian bytes (4 for uint32, 8 for int64), seed 0."""
+def murmur3_32(xp, keys, seed=0):
+    """(K,) uint32: MurmurHash3_x86_32 of each key's little-endian bytes (4 for uint32, 8 for int64)."""
     if keys.dtype == np.uint32:
-        h = _murmur_block(xp, xp.zeros(keys.shape, xp.uint32), keys)
+        h = _murmur_block(xp, xp.full(keys.shape, seed, xp.uint32), keys)
         length = 4
     elif keys.dtype == np.int64:
         u = keys.view(xp.uint64)
-        h = _murmur_block(xp, xp.zeros(keys.shape, xp.uint32), (u & xp.uint64(0xFFFFFFFF)).astype(xp.uint32))
+        h = _murmur_block(xp, xp.full(keys.shape, seed, xp.uint32), (u & xp.uint64(0xFFFFFFFF)).astype(xp.uint32))
         h = _murmur_block(xp, h, (u >> xp.uint64(32)).astype(xp.uint32))
         length = 8
     else:
@@ -131,4 +141,74 @@ def embedding_cache_insert(xp, cache_keys, cache_stamps, cache_values, keys, val
     cache_keys[target] = keys[inserted]
     cache_stamps[target] = now
     cache_values[target] = values[inserted]
+    return slots, evicted
+
+
+def sketch_columns(xp, keys, width):
+    """(4, N) int64: the column of each key in each sketch row."""
+    return xp.stack([(murmur3_32(xp, keys, d + 1) & xp.uint32(width - 1)).astype(xp.int64)
+                     for d in range(SKETCH_DEPTH)])
+
+
+@reference_op
+def embedding_cache_sketch_update(xp, sketch, keys, halve):
+    """Count ``keys`` (U,) once each in ``sketch`` (4, W) uint32, after halving every counter if ``halve``."""
+    if halve:
+        sketch >>= xp.uint32(1)
+    if keys.size:
+        cols = sketch_columns(xp, keys, sketch.shape[1])
+        for d in range(SKETCH_DEPTH):
+            xp.add.at(sketch[d], cols[d], xp.uint32(1))
+
+
+@reference_op
+def embedding_cache_frequency(xp, sketch, keys):
+    """(N,) uint32: each key's estimated frequency, the minimum of its counters in ``sketch`` (4, W)."""
+    if keys.size == 0:
+        return xp.zeros(0, dtype=xp.uint32)
+    cols = sketch_columns(xp, keys, sketch.shape[1])
+    return sketch[xp.arange(SKETCH_DEPTH)[:, None], cols].min(axis=0)
+
+
+@reference_op
+def embedding_cache_insert_tinylfu(xp, cache_keys, cache_stamps, cache_values, sketch, keys, values, now):
+    """``embedding_cache_insert`` behind the frequency gate (module docstring): ``keys`` (N,) distinct and
+    not cached, ``values`` (N, E), ``sketch`` (4, W). Same results: ``slots`` (N,) int64 (-1 = not
+    admitted) and ``evicted`` (N,) key dtype."""
+    n = keys.size
+    empty = empty_key(cache_keys.dtype)
+    slots = xp.full(n, -1, dtype=xp.int64)
+    evicted = xp.full(n, empty, dtype=cache_keys.dtype)
+    if n == 0:
+        return slots, evicted
+    num_sets = cache_keys.size // WAYS
+    sets = embedding_cache_set_index(xp, keys, num_sets)
+    freq = embedding_cache_frequency(xp, sketch, keys).astype(xp.int64)
+    idx = xp.arange(n, dtype=xp.int64)
+    order = xp.lexsort(xp.stack([idx, -freq, sets]))                 # by set, estimate descending, input order
+    sorted_sets = sets[order]
+    first = xp.ones(n, dtype=bool)
+    first[1:] = sorted_sets[1:] != sorted_sets[:-1]
+    starts = xp.flatnonzero(first)
+    group = xp.cumsum(first) - 1
+    rank = idx - starts[group]
+    touched = sorted_sets[starts]                                   # (T,)
+    ways = touched[:, None] * WAYS + xp.arange(WAYS, dtype=xp.int64)  # (T, 64) entries
+    way_keys = cache_keys[ways]
+    free = way_keys == empty
+    way_freq = xp.where(free, -1, embedding_cache_frequency(xp, sketch, way_keys.reshape(-1)).reshape(ways.shape)
+                        .astype(xp.int64))
+    way_order = xp.lexsort(xp.stack([xp.broadcast_to(xp.arange(WAYS), ways.shape), cache_stamps[ways], way_freq]))
+    ok = xp.flatnonzero(rank < WAYS)
+    g, r = group[ok], rank[ok]
+    way = way_order[g, r]
+    admit = way_freq[g, way] < freq[order[ok]]
+    ok, g, way = ok[admit], g[admit], way[admit]
+    target = touched[g] * WAYS + way
+    picked = order[ok]
+    slots[picked] = target
+    evicted[picked] = cache_keys[target]
+    cache_keys[target] = keys[picked]
+    cache_stamps[target] = now
+    cache_values[target] = values[picked]
     return slots, evicted

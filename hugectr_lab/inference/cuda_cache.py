@@ -9,7 +9,7 @@ import numpy as np
 from ..backend.cuda.common import reference
 from ..backend.cuda.loader import launch, launch_grid, multiprocessors
 from ..backend.ops import kernel_op
-from .cache_ops import WAYS, empty_key
+from .cache_ops import SKETCH_DEPTH, WAYS, empty_key
 
 FILE = "embedding_cache.cu"
 _KEY_CTYPE = {np.dtype(np.uint32): "unsigned int", np.dtype(np.int64): "long long"}
@@ -59,21 +59,74 @@ def embedding_cache_insert(xp, cache_keys, cache_stamps, cache_values, keys, val
     if n == 0:
         return slots, evicted
     keys = xp.ascontiguousarray(keys)
-    sets = _set_index(xp, keys, cache_keys.size // WAYS)
-    # Grouped by set, input order within a set: set*N + i is a distinct sort key, so any sort agrees.
+    order, offsets, group_sets = _groups(xp, keys, cache_keys.size // WAYS)
+    device = xp.cuda.runtime.getDevice()
+    launch_grid(FILE, f"hctr_embedding_cache_insert<{_KEY_CTYPE[keys.dtype]}>",
+                min(group_sets.size, 32 * multiprocessors(device)), WAYS,
+                (cache_keys, cache_stamps, cache_values, np.int32(cache_values.shape[1]), keys,
+                 xp.ascontiguousarray(values), order, offsets, group_sets, np.int64(group_sets.size),
+                 np.int64(now), slots, evicted))
+    return slots, evicted
+
+
+def _groups(xp, keys, num_sets):
+    """The keys grouped by set, input order within a set: ``order`` (N,), ``offsets`` (G+1,), ``sets`` (G,)."""
+    n = keys.size
+    sets = _set_index(xp, keys, num_sets)
+    # set*N + i is a distinct sort key, so any sort agrees.
     order = xp.argsort(sets * n + xp.arange(n, dtype=xp.int64))
     sorted_sets = sets[order]
     first = xp.ones(n, dtype=bool)
     first[1:] = sorted_sets[1:] != sorted_sets[:-1]
     starts = xp.flatnonzero(first)
-    num_groups = int(starts.size)
-    offsets = xp.empty(num_groups + 1, dtype=xp.int64)
+    offsets = xp.empty(starts.size + 1, dtype=xp.int64)
     offsets[:-1] = starts
     offsets[-1] = n
+    return order, offsets, sorted_sets[starts]
+
+
+def _sketch_ok(sketch, keys):
+    return (sketch.dtype == np.uint32 and sketch.ndim == 2 and sketch.shape[0] == SKETCH_DEPTH
+            and sketch.flags.c_contiguous and keys.dtype in _KEY_CTYPE)
+
+
+@kernel_op("embedding_cache_sketch_update")
+def embedding_cache_sketch_update(xp, sketch, keys, halve):
+    if not _sketch_ok(sketch, keys):
+        return reference("embedding_cache_sketch_update", xp, sketch, keys, halve)
+    if halve:
+        launch(FILE, "hctr_embedding_cache_sketch_halve", sketch.size, (sketch, np.int64(sketch.size)))
+    launch(FILE, f"hctr_embedding_cache_sketch_update<{_KEY_CTYPE[keys.dtype]}>", keys.size,
+           (sketch, np.int64(sketch.shape[1]), xp.ascontiguousarray(keys), np.int64(keys.size)))
+
+
+@kernel_op("embedding_cache_frequency")
+def embedding_cache_frequency(xp, sketch, keys):
+    if not _sketch_ok(sketch, keys):
+        return reference("embedding_cache_frequency", xp, sketch, keys)
+    out = xp.zeros(keys.size, dtype=xp.uint32)
+    launch(FILE, f"hctr_embedding_cache_frequency<{_KEY_CTYPE[keys.dtype]}>", keys.size,
+           (sketch, np.int64(sketch.shape[1]), xp.ascontiguousarray(keys), np.int64(keys.size), out))
+    return out
+
+
+@kernel_op("embedding_cache_insert_tinylfu")
+def embedding_cache_insert_tinylfu(xp, cache_keys, cache_stamps, cache_values, sketch, keys, values, now):
+    if not _ok(cache_keys, cache_stamps, cache_values, keys) or values.dtype != _F32 or not _sketch_ok(sketch, keys):
+        return reference("embedding_cache_insert_tinylfu", xp, cache_keys, cache_stamps, cache_values, sketch, keys,
+                         values, now)
+    n = keys.size
+    slots = xp.full(n, -1, dtype=xp.int64)
+    evicted = xp.full(n, empty_key(cache_keys.dtype), dtype=cache_keys.dtype)
+    if n == 0:
+        return slots, evicted
+    keys = xp.ascontiguousarray(keys)
+    order, offsets, group_sets = _groups(xp, keys, cache_keys.size // WAYS)
+    freqs = embedding_cache_frequency(xp, sketch, keys)
     device = xp.cuda.runtime.getDevice()
-    launch_grid(FILE, f"hctr_embedding_cache_insert<{_KEY_CTYPE[keys.dtype]}>",
-                min(num_groups, 32 * multiprocessors(device)), WAYS,
-                (cache_keys, cache_stamps, cache_values, np.int32(cache_values.shape[1]), keys,
-                 xp.ascontiguousarray(values), order, offsets, sorted_sets[starts], np.int64(num_groups),
-                 np.int64(now), slots, evicted))
+    launch_grid(FILE, f"hctr_embedding_cache_insert_tinylfu<{_KEY_CTYPE[keys.dtype]}>",
+                min(group_sets.size, 32 * multiprocessors(device)), WAYS,
+                (cache_keys, cache_stamps, cache_values, np.int32(cache_values.shape[1]), sketch,
+                 np.int64(sketch.shape[1]), keys, freqs, xp.ascontiguousarray(values), order, offsets, group_sets,
+                 np.int64(group_sets.size), np.int64(now), slots, evicted))
     return slots, evicted

@@ -51,8 +51,9 @@ SOURCES = {
     "interaction.cu": templated("hctr_interaction_fwd", DTYPES) + templated("hctr_interaction_bwd", DTYPES),
     # Inference embedding cache (wrappers: hugectr_lab/inference/cuda_cache.py).
     "embedding_cache.cu": tuple(e for k in ("hctr_embedding_cache_set_index", "hctr_embedding_cache_query",
-                                            "hctr_embedding_cache_insert")
-                                for e in templated(k, KEYS)),
+                                            "hctr_embedding_cache_insert", "hctr_embedding_cache_sketch_update",
+                                            "hctr_embedding_cache_frequency", "hctr_embedding_cache_insert_tinylfu")
+                                for e in templated(k, KEYS)) + ("hctr_embedding_cache_sketch_halve",),
 }
 
 # Compiler options shared by NVRTC (the loader) and nvcc (the compile check). No FMA contraction:
