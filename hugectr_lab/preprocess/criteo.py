@@ -33,6 +33,7 @@ import numpy as np
 from ..data import (CSR, ParquetDatasetWriter, ParquetLayout, RawLayout, RawRecords, Samples, write_file_list,
                     write_keyset, write_norm_file)
 from ..data.batch import key_dtype
+from ..fileio import naming_os_errors
 from .engines import get_engine
 from .schema import CATS, DENSE, LABEL, Chunk, CriteoPipeline, chunk_concat, chunk_take
 
@@ -149,7 +150,8 @@ class _SplitWriter:
             name = f"data.{len(self.out.parts)}.bin" if self.group else "data.bin"
             self.raw_path = os.path.join(self.directory, name)
             self.raw_file = open(self.raw_path, "wb")
-        self.raw_file.write(data)
+        with naming_os_errors(self.raw_path):
+            self.raw_file.write(data)
         self.group_files.append(self.raw_path)
 
     def _end_group(self):
@@ -281,7 +283,8 @@ def preprocess_criteo(out_dir, train, eval=(), *, format="norm", engine="pyarrow
     summary = PreprocessSummary(out_dir, fmt, eng.name, key_type, slot_sizes, splits, pipeline,
                                 data_layer(fmt, splits, slot_sizes, check, float_label_dense),
                                 time.perf_counter() - start)
-    with open(os.path.join(out_dir, "preprocess.json"), "w", encoding="utf-8") as f:
+    path = os.path.join(out_dir, "preprocess.json")
+    with naming_os_errors(path), open(path, "w", encoding="utf-8") as f:
         json.dump(summary.to_json(), f, indent=1)
     return summary
 
