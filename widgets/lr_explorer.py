@@ -7,20 +7,19 @@ config's optimizer clause and write back to it atomically (temporary file + rena
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
 import ipywidgets as W
 
+from hugectr_lab.config import load_json, parse_optimizer_clause, schedule_to_json
 from hugectr_lab.fileio import atomic_write
-from hugectr_lab.optim.scheduler import HPARAM_KEYS, LearningRateScheduler, get_learning_rate_scheduler
+from hugectr_lab.optim.scheduler import SPEC_FIELDS, LearningRateScheduler
 
 from ._figure import LiveFigure
 
-FIELDS = ("base_lr", "warmup_steps", "decay_start", "decay_steps", "decay_power", "end_lr")
-# constructor argument -> key in the optimizer's hparam object
-JSON_KEYS = {"base_lr": "learning_rate", "warmup_steps": "warmup_steps", "decay_start": "decay_start",
-             "decay_steps": "decay_steps", "decay_power": "decay_power", "end_lr": "end_lr"}
+FIELDS = tuple(SPEC_FIELDS)   # the scheduler's arguments: base_lr, warmup_steps, ..., end_lr
 
 
 class LRSchedulerExplorer:
@@ -140,26 +139,23 @@ class LRSchedulerExplorer:
         path = os.fspath(path) if path is not None else self.config_path
         if path is None:
             raise ValueError("load(): no config path (pass one, or give config_path to the explorer)")
-        sch = get_learning_rate_scheduler(path)
+        sch = LearningRateScheduler.from_spec(parse_optimizer_clause(path))
         self.set_values(update=update, **{name: getattr(sch, name) for name in FIELDS})
         self.message.value = f"loaded {path}"
 
     def save(self, path=None):
         """Write the values into ``path``'s (default: the config's) optimizer hparam object, atomically.
 
-        The file is re-read first and only the six schedule keys change (the JSON is re-indented)."""
+        The file is re-read first and only the six schedule keys change, written by the config's
+        writer (``config.schedule_to_json``; a key at its default is left out; the JSON is re-indented)."""
         path = os.fspath(path) if path is not None else self.config_path
         if path is None:
             raise ValueError("save(): no config path (pass one, or give config_path to the explorer)")
         self.scheduler()  # refuse to write an invalid schedule
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-        optimizer = config.get("optimizer") if isinstance(config, dict) else None
-        if not isinstance(optimizer, dict) or optimizer.get("type") not in HPARAM_KEYS:
-            raise ValueError(f"{path}: optimizer.type must be one of {', '.join(HPARAM_KEYS)}")
-        hparam = optimizer.setdefault(HPARAM_KEYS[optimizer["type"]], {})
-        for name, value in self.values().items():
-            hparam[JSON_KEYS[name]] = value
+        spec = dataclasses.replace(parse_optimizer_clause(path),   # errors name the file
+                                   **{SPEC_FIELDS[name]: value for name, value in self.values().items()})
+        config, _ = load_json(path)
+        config = {**config, "optimizer": schedule_to_json(config["optimizer"], spec)}
         with atomic_write(path, "w") as f:
             json.dump(config, f, indent=2)
             f.write("\n")

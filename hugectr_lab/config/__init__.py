@@ -26,13 +26,14 @@ from .layer_params import (INITIALIZERS, LAYER_KINDS, LAYER_TYPES_FP32, LAYER_TY
                            BatchNormParams, DropoutParams, ELUParams, FmOrder2Params, InnerProductParams, LayerKind,
                            LossParams, MultiCrossEntropyLossParams, MultiCrossParams, NoParams, ReduceParams,
                            ReshapeParams, SliceParams, WeightMultiplyParams)
-from .model import ModelConfig, load_json, parse_config
+from .model import ModelConfig, load_json, parse_config, parse_optimizer_clause
+from .parse_optimizer import schedule_to_json
 from .solver import SolverParser, solver_parser_helper
 from .specs import (COMBINERS, EMBEDDING_TYPES, OPTIMIZER_TYPES, UPDATE_TYPES, DataSpec, DenseSpec, EmbeddingSpec,
                     InferenceSpec, LabelSpec, LayerSpec, OptimizerSpec, SolverSpec, SparseInputSpec)
 
 __all__ = [
-    "parse_config", "load_json", "ModelConfig", "ConfigError", "ConfigWarning",
+    "parse_config", "parse_optimizer_clause", "schedule_to_json", "load_json", "ModelConfig", "ConfigError", "ConfigWarning",
     "SolverSpec", "OptimizerSpec", "DataSpec", "LabelSpec", "DenseSpec", "SparseInputSpec", "EmbeddingSpec",
     "LayerSpec", "InferenceSpec", "solver_parser_helper", "SolverParser",
     "NoParams", "InnerProductParams", "BatchNormParams", "ELUParams", "DropoutParams", "ReshapeParams",

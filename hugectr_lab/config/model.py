@@ -91,6 +91,16 @@ def load_json(src: str | os.PathLike | Mapping) -> tuple[Mapping, str | None]:
     return obj, file
 
 
+def parse_optimizer_clause(src: str | os.PathLike | Mapping) -> OptimizerSpec:
+    """The top-level ``optimizer`` clause of a config (path, JSON text or dict) as the learning-rate
+    scheduler reads it (``parse_optimizer(..., schedule_only=True)``); no other clause is read."""
+    obj, file = load_json(src)
+    root = Loc(file=file)
+    if "optimizer" not in obj:
+        root.child("optimizer").fail("the clause is required here but missing")
+    return parse_optimizer(obj["optimizer"], root.child("optimizer"), schedule_only=True)
+
+
 def parse_config(src: str | os.PathLike | Mapping, *, mixed_precision: bool | None = None,
                  require: tuple[str, ...] = ("layers",), ignore: tuple[str, ...] = ()) -> ModelConfig:
     """Parse and check a HugeCTR config.

@@ -17,13 +17,11 @@ float32 value widened to a Python float, e.g. ``LearningRateScheduler(0.001).get
 
 from __future__ import annotations
 
-import json
 import numbers
-import os
 
 import numpy as np
 
-from ..input_files import read_text
+from ..config import parse_optimizer_clause
 
 _F32 = np.float32
 
@@ -37,24 +35,9 @@ _RULES = {
     "end_lr": (float, 0.0),
 }
 
-# JSON key in the optimizer's hparam object -> constructor argument.
-_JSON_KEYS = {
-    "learning_rate": "base_lr",
-    "warmup_steps": "warmup_steps",
-    "decay_start": "decay_start",
-    "decay_steps": "decay_steps",
-    "decay_power": "decay_power",
-    "end_lr": "end_lr",
-}
-
-# optimizer.type -> the hparam object that holds learning_rate and the schedule keys.
-HPARAM_KEYS = {
-    "Adam": "adam_hparam",
-    "AdaGrad": "adagrad_hparam",
-    "MomentumSGD": "momentum_sgd_hparam",
-    "Nesterov": "nesterov_hparam",
-    "SGD": "sgd_hparam",
-}
+# constructor argument -> the OptimizerSpec field (the optimizer clause's hparam key) it comes from
+SPEC_FIELDS = {"base_lr": "learning_rate", "warmup_steps": "warmup_steps", "decay_start": "decay_start",
+               "decay_steps": "decay_steps", "decay_power": "decay_power", "end_lr": "end_lr"}
 
 
 def _validate(label, value, argument):
@@ -90,6 +73,11 @@ class LearningRateScheduler:
         self.end_lr = _validate("end_lr", end_lr, "end_lr")
         self._step = 0
         self._lr = 0.0
+
+    @classmethod
+    def from_spec(cls, spec) -> LearningRateScheduler:
+        """The schedule of an ``OptimizerSpec`` (its learning rate and scheduler keys)."""
+        return cls(**{argument: getattr(spec, field) for argument, field in SPEC_FIELDS.items()})
 
     def get_next(self) -> float:
         """Advance one step and return its learning rate."""
@@ -133,37 +121,11 @@ class LearningRateScheduler:
 def get_learning_rate_scheduler(json_file) -> LearningRateScheduler:
     """``hugectr.get_learning_rate_scheduler``: build the scheduler a model's JSON config describes.
 
-    Reads the top-level ``optimizer`` clause, picks the hparam object of its ``type``
-    (``adam_hparam``, ``adagrad_hparam``, ``momentum_sgd_hparam``, ``nesterov_hparam``,
-    ``sgd_hparam``) and takes ``learning_rate`` (required) plus the optional ``warmup_steps``,
-    ``decay_start``, ``decay_steps``, ``decay_power`` and ``end_lr`` from it. Works for every
-    optimizer type. Errors are ValueErrors that name the file and the JSON path.
+    Reads the top-level ``optimizer`` clause through the config parser
+    (``config.parse_optimizer_clause``): the hparam object of its ``type`` (``adam_hparam``,
+    ``adagrad_hparam``, ``momentum_sgd_hparam``, ``nesterov_hparam``, ``sgd_hparam``) gives
+    ``learning_rate`` (required) and the optional ``warmup_steps``, ``decay_start``, ``decay_steps``,
+    ``decay_power`` and ``end_lr``. Works for every optimizer type. Errors are ``ConfigError``s (a
+    ValueError) that name the JSON path and the file.
     """
-    name = os.fspath(json_file)
-    text = read_text(name, "JSON config", lambda offset, what: ValueError(
-        f"{name}: " + (f"byte {offset}: " if offset is not None else "") + what))
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{name}: invalid JSON: {e}") from None
-
-    def fail(path, message):
-        raise ValueError(f"{name}: {path} {message}")
-
-    optimizer = config.get("optimizer") if isinstance(config, dict) else None
-    if not isinstance(optimizer, dict):
-        fail("optimizer", "is required (an object)")
-    opt_type = optimizer.get("type")
-    if opt_type not in HPARAM_KEYS:
-        fail("optimizer.type", f"must be one of {', '.join(HPARAM_KEYS)}, got {opt_type!r}")
-    hparam_key = HPARAM_KEYS[opt_type]
-    hparam = optimizer.get(hparam_key)
-    if not isinstance(hparam, dict):
-        fail(f"optimizer.{hparam_key}", f"is required (an object) for type {opt_type}")
-    if "learning_rate" not in hparam:
-        fail(f"optimizer.{hparam_key}.learning_rate", "is required")
-    kwargs = {
-        argument: _validate(f"{name}: optimizer.{hparam_key}.{key}", hparam[key], argument)
-        for key, argument in _JSON_KEYS.items() if key in hparam
-    }
-    return LearningRateScheduler(**kwargs)
+    return LearningRateScheduler.from_spec(parse_optimizer_clause(json_file))

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hugectr_lab.config import ConfigError
 from hugectr_lab.optim import LearningRateScheduler, get_learning_rate_scheduler
 
 
@@ -125,30 +126,32 @@ def test_soft_keys_default(tmp_path):
     assert [s.get_next() for _ in range(3)] == [0.25] * 3
 
 
+# The optimizer clause is read by the config parser: its errors (ConfigError) give the JSON path, the
+# rule and the file.
 @pytest.mark.parametrize("config, message", [
     ({"optimizer": {"type": "Adam", "adam_hparam": {"beta1": 0.9}}},
-     "optimizer.adam_hparam.learning_rate is required"),
-    ({"solver": {}}, "optimizer is required"),
-    ({"optimizer": {"type": "RMSProp"}}, "optimizer.type must be one of"),
+     "optimizer.adam_hparam.learning_rate: is required"),
+    ({"solver": {}}, "optimizer: the clause is required"),
+    ({"optimizer": {"type": "RMSProp"}}, "optimizer.type: must be one of"),
     ({"optimizer": {"type": "Nesterov", "sgd_hparam": {"learning_rate": 0.1}}},
-     "optimizer.nesterov_hparam is required"),
+     "optimizer.nesterov_hparam: is required"),
     ({"optimizer": {"type": "SGD", "sgd_hparam": {"learning_rate": 0.1, "warmup_steps": 0}}},
-     "optimizer.sgd_hparam.warmup_steps must be >= 1"),
+     "optimizer.sgd_hparam.warmup_steps: must be a positive integer, got 0"),
     ({"optimizer": {"type": "SGD", "sgd_hparam": {"learning_rate": -1}}},
-     "optimizer.sgd_hparam.learning_rate must be >= 0"),
+     "optimizer.sgd_hparam.learning_rate: must be a positive number, got -1"),
     ({"optimizer": {"type": "SGD", "sgd_hparam": {"learning_rate": 0.1, "decay_steps": "5"}}},
-     "optimizer.sgd_hparam.decay_steps must be an integer"),
+     'optimizer.sgd_hparam.decay_steps: must be a positive integer, got "5"'),
 ])
 def test_json_errors_name_file_and_path(tmp_path, config, message):
     path = write_config(tmp_path, config)
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ConfigError) as info:
         get_learning_rate_scheduler(path)
-    assert str(info.value).startswith(f"{path}: ")
-    assert message in str(info.value)
+    assert str(info.value).startswith(message)
+    assert str(info.value).endswith(f"(in {path})")
 
 
 def test_invalid_json_names_the_file(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('{"optimizer": ')
-    with pytest.raises(ValueError, match="broken.json: invalid JSON"):
+    with pytest.raises(ConfigError, match=r"^invalid JSON: .*\(in .*broken\.json\)$"):
         get_learning_rate_scheduler(path)
