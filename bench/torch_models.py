@@ -4,6 +4,7 @@ slots (keys already offset per slot, one bag per (sample, slot)), sparse gradien
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,6 +45,37 @@ class DCN(nn.Module):
         return [torch.optim.SparseAdam([self.emb.weight], lr=1e-3), torch.optim.Adam(dense, lr=1e-3)]
 
 
+class DeepFM(nn.Module):
+    """Embedding (B, 26, 11): columns 0-9 are the FM vectors, column 10 the linear weight; dense (B, 13)
+    times W1 (13, 10) adds 13 FM vectors, times W2 (13, 1) the dense linear term. Logit = MLP 390-400-400-
+    400-1 (dropout 0.5) over the 39 FM vectors + FM second order + linear terms (the sample's graph)."""
+
+    def __init__(self, num_keys, vec=11, slots=26, dense=13, hidden=400):
+        super().__init__()
+        self.slots, self.vec, self.k = slots, vec, vec - 1
+        self.emb = nn.EmbeddingBag(num_keys, vec, mode="sum", sparse=True)
+        nn.init.uniform_(self.emb.weight, -0.05, 0.05)
+        self.w1 = nn.Parameter(torch.empty(dense, self.k).uniform_(-(6 / (dense + dense * self.k)) ** 0.5,
+                                                                   (6 / (dense + dense * self.k)) ** 0.5))
+        self.w2 = nn.Parameter(torch.empty(dense, 1).uniform_(-(3 / dense) ** 0.5, (3 / dense) ** 0.5))
+        width = (slots + dense) * self.k
+        self.deep = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(0.5), nn.Linear(hidden, hidden),
+                                  nn.ReLU(), nn.Dropout(0.5), nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(0.5),
+                                  nn.Linear(hidden, 1))
+
+    def forward(self, keys, bag_offsets, dense):
+        e = self.emb(keys, bag_offsets).view(dense.shape[0], self.slots, self.vec)
+        v = torch.cat([e[:, :, :self.k], dense.unsqueeze(2) * self.w1], dim=1)        # (B, 39, 10)
+        s = v.sum(dim=1)
+        fm = 0.5 * (s * s - (v * v).sum(dim=1)).sum(dim=1, keepdim=True)
+        linear = e[:, :, self.k].sum(dim=1, keepdim=True) + dense @ self.w2
+        return self.deep(v.flatten(1)) + fm + linear
+
+    def optimizers(self):
+        dense = [p for n, p in self.named_parameters() if not n.startswith("emb.")]
+        return [torch.optim.SparseAdam([self.emb.weight], lr=1e-3, eps=1e-7), torch.optim.Adam(dense, lr=1e-3, eps=1e-7)]
+
+
 class DLRM(nn.Module):
     """Bottom MLP 13-512-256-128, dot interaction with 26 embeddings of 128, top MLP 1024-1024-512-256-1."""
 
@@ -70,30 +102,42 @@ class DLRM(nn.Module):
         return [torch.optim.SGD(self.parameters(), lr=0.5)]
 
 
-class TorchStep:
-    """Model + optimizers + (fp16) GradScaler; ``step(batch)`` is one training iteration."""
+MODELS = {"dcn": DCN, "deepfm": DeepFM, "dlrm": DLRM}
 
-    def __init__(self, work, device="cuda"):
+
+class TorchStep:
+    """Model + optimizers + (fp16) GradScaler; ``step(batch)`` is one training iteration.
+
+    ``compact=True`` sizes the table by the distinct keys of ``work.batches`` and renumbers the keys
+    0..U-1 beforehand (the CPU benchmark: a 34 M-row table and its dense SparseAdam state would not
+    fit beside hugectr-lab's; the renumbering is not timed, the Session's hash table is)."""
+
+    def __init__(self, work, device="cuda", compact=False):
         torch.backends.cuda.matmul.allow_tf32 = work.precision == "tf32"
         torch.backends.cudnn.allow_tf32 = work.precision == "tf32"
-        cls = DCN if work.model == "dcn" else DLRM
-        with torch.device(device):   # parameters are created (and initialised) on the GPU
-            self.model = cls(work.num_keys, work.vec)
+        keys = [b.keys.astype("int64") for b in work.batches]
+        num_keys = work.num_keys
+        if compact:
+            distinct, inverse = np.unique(np.concatenate(keys), return_inverse=True)
+            keys, num_keys = np.split(inverse, len(keys)), distinct.size
+        with torch.device(device):   # parameters are created (and initialised) on the device
+            self.model = MODELS[work.model](num_keys, work.vec)
         self.optimizers = self.model.optimizers()
         self.fp16 = work.precision == "fp16"
-        self.scaler = torch.amp.GradScaler("cuda", init_scale=1024.0, enabled=self.fp16)
+        self.device_type = torch.device(device).type
+        self.scaler = torch.amp.GradScaler(self.device_type, init_scale=1024.0, enabled=self.fp16)
         self.loss_fn = nn.BCEWithLogitsLoss()
         rows = work.batch * len(work.cardinalities)
         offsets = torch.arange(rows, device=device)
-        self.batches = [(torch.as_tensor(b.keys.astype("int64"), device=device), offsets,
+        self.batches = [(torch.as_tensor(k, device=device), offsets,
                          torch.as_tensor(b.dense, device=device), torch.as_tensor(b.labels, device=device))
-                        for b in work.batches]
+                        for k, b in zip(keys, work.batches)]
 
     def step(self, batch):
         keys, offsets, dense, labels = batch
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.fp16):
+        with torch.autocast(self.device_type, dtype=torch.float16, enabled=self.fp16):
             loss = self.loss_fn(self.model(keys, offsets, dense).float(), labels)
         self.scaler.scale(loss).backward()
         for opt in self.optimizers:

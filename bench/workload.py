@@ -1,6 +1,6 @@
 """The benchmark workloads: the sample graphs at full size, Criteo Kaggle cardinalities, Zipf keys.
 
-``workload("dcn" | "dlrm", precision)`` gives the HugeCTR JSON config (from the repository's sample
+``workload("dcn" | "deepfm" | "dlrm", precision)`` gives the HugeCTR JSON config (from the repository's sample
 configs, data layer pointed nowhere: batches are handed to the step directly), the solver settings
 and host batches. Keys of slot s are ``offset_s + rank`` with rank ~ Zipf(1.1) over the slot's
 cardinality (``hugectr_lab.data.generator.draw_ranks``), one key per slot as in Criteo.
@@ -22,6 +22,7 @@ CRITEO_KAGGLE = (1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 56
                  5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572)
 PRECISIONS = ("fp32", "tf32", "fp16")
 MODELS = {"dcn": dict(config="dcn.json", batch=16384),
+          "deepfm": dict(config="deepfm.json", batch=16384),
           "dlrm": dict(config="dlrm_{}.json", batch=65536)}
 DENSE, SLOTS, ZIPF = 13, len(CRITEO_KAGGLE), 1.1
 
@@ -53,10 +54,10 @@ def offsets(cardinalities):
     return np.concatenate([[0], np.cumsum(cardinalities)[:-1]]).astype(np.int64)
 
 
-def host_batches(batch, count, seed=0):
+def host_batches(batch, count, seed=0, cardinalities=CRITEO_KAGGLE):
     rng = np.random.default_rng(seed)
-    vocab = np.tile(np.asarray(CRITEO_KAGGLE, np.int64), batch)
-    first = offsets(CRITEO_KAGGLE)
+    vocab = np.tile(np.asarray(cardinalities, np.int64), batch)
+    first = offsets(cardinalities)
     out = []
     for _ in range(count):
         keys = np.tile(first, batch) + draw_ranks(rng, vocab, ZIPF)
@@ -65,15 +66,17 @@ def host_batches(batch, count, seed=0):
     return out
 
 
-def workload(model, precision, num_batches=8, *, batch=None, gpus=1, process_per_gpu=False, cuda_graph=True):
+def workload(model, precision, num_batches=8, *, batch=None, gpus=1, process_per_gpu=False, cuda_graph=True,
+             cardinalities=CRITEO_KAGGLE):
     """The benchmark at its sample batch size (or global ``batch``) on GPUs 0..gpus-1: one node list
     (one process drives them all) or, with ``process_per_gpu``, one node list per GPU (one MPI process
-    each). ``cuda_graph`` is the solver's ``use_cuda_graph``."""
+    each). ``cuda_graph`` is the solver's ``use_cuda_graph``; ``cardinalities`` the 26 slots' key counts
+    (smaller ones: a smaller DLRM table)."""
     spec = MODELS[model]
     batch = batch or spec["batch"]
     fp16 = precision == "fp16"
     config = json.loads((CONFIGS / spec["config"].format("fp16" if fp16 else "fp32")).read_text())
-    batches = host_batches(batch, num_batches)
+    batches = host_batches(batch, num_batches, cardinalities=cardinalities)
     data = next(layer for layer in config["layers"] if layer["type"] == "Data")
     for key in ("format", "num_samples", "eval_num_samples", "cache_eval_data", "slot_size_array"):
         data.pop(key, None)
@@ -81,7 +84,7 @@ def workload(model, precision, num_batches=8, *, batch=None, gpus=1, process_per
     emb = next(layer for layer in config["layers"] if "sparse_embedding_hparam" in layer)
     hparam = emb["sparse_embedding_hparam"]
     if model == "dlrm":
-        hparam["slot_size_array"] = list(CRITEO_KAGGLE)
+        hparam["slot_size_array"] = list(cardinalities)
     else:
         # One GPU holds every key the timed batches bring (the sample spreads 4 x 361938 over 4 GPUs).
         distinct = np.unique(np.concatenate([b.keys for b in batches])).size
@@ -92,7 +95,7 @@ def workload(model, precision, num_batches=8, *, batch=None, gpus=1, process_per
     solver = dict(batchsize=batch, batchsize_eval=batch, max_eval_batches=1, vvgpu=vvgpu, seed=1,
                   use_cuda_graph=cuda_graph, use_mixed_precision=fp16, scaler=1024.0 if fp16 else 1.0, enable_tf32_compute=precision == "tf32",
                   repeat_dataset=True)
-    return Workload(model, precision, batch, config, solver, batches, CRITEO_KAGGLE,
+    return Workload(model, precision, batch, config, solver, batches, tuple(cardinalities),
                     hparam["embedding_vec_size"])
 
 

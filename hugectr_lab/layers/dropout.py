@@ -12,30 +12,65 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import reference_op
+from ..backend.scratch import scratch
 from .base import Layer
 from .registry import register_layer
 
 
 _GOLDEN = 0x9E3779B97F4A7C15
+_BASES = {}   # element count -> (n,) uint64 (i+1)·golden, host arrays reused by every NumPy step
+
+
+def _counters(xp, n):
+    """(n,) uint64 (i+1)·golden mod 2**64 (a copy-free cached array on NumPy)."""
+    if xp is not np:
+        return xp.arange(1, n + 1, dtype=xp.uint64) * xp.uint64(_GOLDEN)
+    base = _BASES.get(n)
+    if base is None:
+        if len(_BASES) > 16:
+            _BASES.clear()
+        base = np.arange(1, n + 1, dtype=np.uint64)
+        base *= np.uint64(_GOLDEN)   # wraps mod 2**64
+        base.flags.writeable = False
+        _BASES[n] = base
+    return base
+
+
+def dropout_bits(xp, seed, n):
+    """(n,) uint64 splitmix64(seed + (i+1)·golden) per flat index i (the top 24 bits are the uniform
+    number), computed in place in two reused buffers: valid until the next call. ``seed``: (1,) uint64."""
+    u64 = xp.uint64
+    x = xp.add(_counters(xp, n), seed.astype(u64, copy=False), out=scratch(xp, "dropout bits", (n,), u64))
+    t = scratch(xp, "dropout shifted", (n,), u64)
+    for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None)):
+        xp.right_shift(x, u64(shift), out=t)
+        x ^= t
+        if mult is not None:
+            x *= u64(mult)
+    return x
 
 
 def dropout_uniform(xp, seed, shape):
     """float32 in [0, 1) of ``shape``: the top 24 bits of splitmix64(seed + (i+1)·golden) per flat index i.
     ``seed``: (1,) uint64 array."""
-    u64 = xp.uint64
-    x = seed.astype(u64) + xp.arange(1, int(np.prod(shape)) + 1, dtype=u64) * u64(_GOLDEN)  # wraps mod 2**64
-    x = (x ^ (x >> u64(30))) * u64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> u64(27))) * u64(0x94D049BB133111EB)
-    x ^= x >> u64(31)
-    return ((x >> u64(40)).astype(xp.float32) * xp.float32(1.0 / (1 << 24))).reshape(shape)
+    x = dropout_bits(xp, seed, int(np.prod(shape)))
+    return ((x >> xp.uint64(40)).astype(xp.float32) * xp.float32(1.0 / (1 << 24))).reshape(shape)
+
+
+def _keep_threshold(rate):
+    """The least k in [0, 2**24] with float32(k / 2**24) >= rate under NumPy's comparison rules, so that
+    ``u >= rate`` equals ``bits >= k << 40`` bit for bit (u = top 24 bits / 2**24 is exact in float32)."""
+    k = min(max(int(np.ceil(float(rate) * (1 << 24))) - 1, 0), 1 << 24)
+    u = np.arange(k, k + 3, dtype=np.float32) * np.float32(1.0 / (1 << 24))
+    return k + int(np.argmax(u >= rate))
 
 
 @reference_op
 def dropout_fwd(xp, x, seed, rate):
     """``(y, mask)``: mask = (u >= rate)/(1 − rate) in x's dtype, y = x·mask; u = dropout_uniform(seed),
-    ``seed`` a (1,) uint64 array."""
-    u = dropout_uniform(xp, seed, x.shape)
-    mask = (u >= rate).astype(x.dtype) * x.dtype.type(1.0 / (1.0 - rate))
+    ``seed`` a (1,) uint64 array. The comparison runs on the hash's integer bits (same result)."""
+    keep = dropout_bits(xp, seed, x.size) >= xp.uint64(_keep_threshold(rate) << 40)
+    mask = xp.multiply(keep.reshape(x.shape), x.dtype.type(1.0 / (1.0 - rate)), dtype=x.dtype)
     return x * mask, mask
 
 

@@ -9,6 +9,7 @@ Weights w₀, b₀, w₁, b₁, … each (1, D).
 from __future__ import annotations
 
 from ..backend import reference_op
+from ..backend.scratch import scratch
 from .base import Layer, widen
 from .initializers import check_kind, constant, variance_scaling
 from .registry import register_layer
@@ -18,30 +19,38 @@ from .registry import register_layer
 def multicross_fwd(xp, x0, w, b):
     """x0 (m, D), w and b (L, D) → (y (m, D), xs (L, m, D) the inputs xₗ, hs (L, m, 1) the hₗ)."""
     x0w, w, b = widen(x0), widen(w), widen(b)
-    xs, hs = [], []
-    x = x0w
-    for l in range(w.shape[0]):
-        h = x @ w[l][:, None]  # (m, 1)
-        xs.append(x)
-        hs.append(h)
-        x = x0w * h + x + b[l]
-    return x.astype(x0.dtype), xp.stack(xs), xp.stack(hs)
+    L, (m, d) = w.shape[0], x0.shape
+    xs = xp.empty((L, m, d), x0w.dtype)
+    hs = xp.empty((L, m, 1), x0w.dtype)
+    xs[0] = x0w
+    y = xp.empty((m, d), x0w.dtype)
+    for l in range(L):
+        x = xs[l]
+        xp.matmul(x, w[l][:, None], out=hs[l])
+        nxt = xs[l + 1] if l + 1 < L else y
+        xp.multiply(x0w, hs[l], out=nxt)      # x₀ ⊙ hₗ + xₗ + bₗ, summed in this order
+        nxt += x
+        nxt += b[l]
+    return y.astype(x0.dtype, copy=False), xs, hs
 
 
 @reference_op
 def multicross_bwd(xp, d_y, x0, xs, hs, w):
     """→ (d_x0 (m, D), d_w (L, D), d_b (L, D)), from the saved ``xs``, ``hs`` of the forward."""
-    g, x0w, w = widen(d_y), widen(x0), widen(w)
-    d_w = xp.zeros(w.shape, g.dtype)
-    d_b = xp.zeros(w.shape, g.dtype)
+    x0w, w = widen(x0), widen(w)
+    g = xp.array(widen(d_y), copy=True)     # updated in place below; d_y stays intact
+    tmp = scratch(xp, "multicross product", g.shape, g.dtype)
+    d_w = xp.empty(w.shape, g.dtype)
+    d_b = xp.empty(w.shape, g.dtype)
     acc = xp.zeros_like(g)
     for l in reversed(range(w.shape[0])):
-        acc += g * hs[l]
-        v = (g * x0w).sum(axis=1, keepdims=True)  # (m, 1): dL/dhₗ
-        d_w[l] = (xs[l] * v).sum(axis=0)
-        d_b[l] = g.sum(axis=0)
-        g = g + v * w[l]
-    return (acc + g).astype(d_y.dtype), d_w.astype(d_y.dtype), d_b.astype(d_y.dtype)
+        acc += xp.multiply(g, hs[l], out=tmp)
+        v = xp.multiply(g, x0w, out=tmp).sum(axis=1, keepdims=True)  # (m, 1): dL/dhₗ
+        xp.multiply(xs[l], v, out=tmp).sum(axis=0, out=d_w[l])
+        g.sum(axis=0, out=d_b[l])
+        g += xp.multiply(v, w[l], out=tmp)
+    acc += g
+    return acc.astype(d_y.dtype, copy=False), d_w.astype(d_y.dtype, copy=False), d_b.astype(d_y.dtype, copy=False)
 
 
 @register_layer("MultiCross")
