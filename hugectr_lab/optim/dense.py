@@ -53,6 +53,7 @@ class DenseOptimizer(ABC):
         self.xp = array_module(xp)
         self._num_params = None
         self._states = None  # name -> (N,) state array, once allocated
+        self._work = {}  # name -> (N,) float32 buffer reused by every update
 
     # States are kept in float32 even in mixed precision. HugeCTR 3.0 stores them in fp16, where
     # Adam's v = (1-b2)*g^2 underflows to 0 for small gradients and m/(sqrt(v)+eps) then explodes
@@ -85,6 +86,7 @@ class DenseOptimizer(ABC):
             self.xp = array_module(xp)
         self._num_params = int(num_params)
         self._states = {name: self._initial_state(name) for name in self.state_names}
+        self._work = {}
         return self
 
     def _initial_state(self, name):
@@ -100,9 +102,16 @@ class DenseOptimizer(ABC):
         if self._states is None:
             self.init(weights.size)
         self._check_buffers(weights, grads)
-        g = grads.astype(np.float32)  # a copy: the caller's gradient stays intact
-        g /= self.scaler
+        # into a buffer of our own: the caller's gradient stays intact, and no array is allocated per step
+        g = self.xp.divide(grads, self.scaler, out=self._buffer("g"))
         self._step(weights, g, self.learning_rate)
+
+    def _buffer(self, name):
+        """An (N,) float32 work array of this optimizer, reused by every update (contents undefined)."""
+        buf = self._work.get(name)
+        if buf is None or buf.size != self._num_params:
+            buf = self._work[name] = self.xp.empty(self._num_params, dtype=np.float32)
+        return buf
 
     def _check_buffers(self, weights, grads):
         if weights.dtype != np.float32:
@@ -247,21 +256,22 @@ class AdamOptimizer(DenseOptimizer):
     def _step(self, weights, g, lr):
         self.t += 1
         b1, b2, one = self.beta1, self.beta2, np.float32(1)
-        m = self._load("m")
+        xp, m, v, t = self.xp, self._states["m"], self._states["v"], self._buffer("t")
+        # The states (float32) change in place; every product is rounded in the order of
+        # m = b1*m + (1-b1)*g, v = b2*v + ((1-b2)*g)*g.
         m *= b1
-        m += (one - b1) * g
-        v = self._load("v")
+        m += xp.multiply(g, one - b1, out=t)
         v *= b2
-        v += (one - b2) * g * g
-        self._store("m", m)
-        self._store("v", v)
+        xp.multiply(g, one - b2, out=t)
+        t *= g
+        v += t
         # HugeCTR computes the bias-corrected step size in double, then rounds it to float.
         alpha_t = np.float32(adam_step_size(lr, b1, b2, self.t))
-        v = self.xp.sqrt(v, out=v)
-        v += self.epsilon
-        m *= alpha_t
-        m /= v
-        weights -= m
+        denom = xp.sqrt(v, out=t)
+        denom += self.epsilon
+        step = xp.multiply(m, alpha_t, out=g)     # g is not needed any more
+        step /= denom
+        weights -= step
 
 
 class AdaGradOptimizer(DenseOptimizer):
