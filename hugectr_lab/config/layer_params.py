@@ -172,7 +172,7 @@ LAYER_KINDS: dict[str, LayerKind] = {
     "ReLU": LayerKind(NoParams),
     "Sigmoid": LayerKind(NoParams),
     "Cast": LayerKind(NoParams),
-    "Concat": LayerKind(NoParams, bottoms=(2, 5)),
+    "Concat": LayerKind(NoParams, bottoms=(2, 5)),  # HugeCTR's docs say 4, its code handles 5
     "Add": LayerKind(NoParams, bottoms=_TWO_OR_MORE),
     "DotProduct": LayerKind(NoParams, bottoms=_TWO_OR_MORE),
     "Interaction": LayerKind(NoParams, bottoms=(2, 2)),  # [mlp (B, E), embedding (B, S, E)]

@@ -72,10 +72,11 @@ class BuildContext:
 
 
 class Layer(ABC):
-    """Base class. Subclasses set ``num_inputs`` and implement ``_build``, ``forward``, ``backward``."""
+    """Base class. Subclasses implement ``_build``, ``forward``, ``backward``."""
 
     type_name: ClassVar[str] = "Layer"  # set by @register_layer
-    num_inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # (min, max); None = unbounded
+    # (min, max) input tensors, None = unbounded; set by @register_layer from config.LAYER_KINDS
+    num_inputs: ClassVar[tuple[int, int | None]] = (1, 1)
     is_loss: ClassVar[bool] = False
     # BatchNorm keeps fp32 weights in mixed precision: it binds to the master buffer, not the fp16 copy.
     uses_master_weights: ClassVar[bool] = False

@@ -10,8 +10,6 @@ from .registry import register_layer
 class Concat(Layer):
     """y = [x₀ | x₁ | …] along columns; backward splits dy back. Inputs (m, wᵢ), output (m, Σwᵢ)."""
 
-    num_inputs = (2, 5)  # HugeCTR's docs say 4, its code handles 5
-
     def _build(self, shapes):
         for i, s in enumerate(shapes):
             self._require_rank(s, (2,), f"input {i}")

@@ -7,8 +7,6 @@ from .registry import register_layer
 
 
 class _SameShape(Layer):
-    num_inputs = (2, None)
-
     def _build(self, shapes):
         if len(set(shapes)) != 1:
             raise self.error(f"inputs must have identical shapes, got {[list(s) for s in shapes]}")
@@ -32,8 +30,6 @@ class Add(_SameShape):
 @register_layer("Sub")
 class Sub(_SameShape):
     """y = x₀ − x₁; dx₀ = dy, dx₁ = −dy. (v3.1 layer; our definition.)"""
-
-    num_inputs = (2, 2)
 
     def forward(self, inputs, training):
         return [inputs[0] - inputs[1]]

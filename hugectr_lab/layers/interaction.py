@@ -45,8 +45,6 @@ def interaction_bwd(xp, d_y, mlp, emb):
 
 @register_layer("Interaction")
 class Interaction(Layer):
-    num_inputs = (2, 2)
-
     def _build(self, shapes):
         mlp, emb = shapes
         self._require_rank(mlp, (2,), "input 0 (the bottom MLP output)")

@@ -35,7 +35,6 @@ def bce_loss_bwd(xp, logits, labels, scale):
 
 
 class _Loss(Layer):
-    num_inputs = (2, 2)
     is_loss = True
 
     def __init__(self, regularizer=None, lambda_=0.0):

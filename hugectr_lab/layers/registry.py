@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from dataclasses import fields, is_dataclass
 
+from ..config import LAYER_KINDS
+
 LAYERS: dict = {}
 
 
 def register_layer(type_name):
-    """Class decorator: register a layer under its HugeCTR JSON type name."""
+    """Class decorator: register a layer under its HugeCTR JSON type name. Its input count
+    ``num_inputs`` comes from the config's ``LAYER_KINDS`` entry (``bottoms``), the one table of it."""
 
     def wrap(cls):
         if type_name in LAYERS and LAYERS[type_name] is not cls:
             raise ValueError(f"layer type {type_name!r} is registered twice")
+        if type_name not in LAYER_KINDS:
+            raise ValueError(f"layer type {type_name!r} has no entry in config.LAYER_KINDS (its params and arity)")
         cls.type_name = type_name
+        cls.num_inputs = LAYER_KINDS[type_name].bottoms
         LAYERS[type_name] = cls
         return cls
 
