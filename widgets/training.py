@@ -4,7 +4,9 @@ The training loop runs in a background thread so the notebook stays responsive. 
 flags (``threading.Event``); the loop thread makes every call into the session, holding
 ``dashboard.lock``, so "evaluate now" and "save model" run between iterations. The plots are fed by
 the session's events (``IterationEnd``, ``EvalEnd``, ``ModelSaved``) and redrawn at most
-``1 / min_redraw_interval`` times a second, so a fast loop is not slowed down by drawing.
+``1 / min_redraw_interval`` times a second, so a fast loop is not slowed down by drawing. The
+per-iteration history is bounded (``BinnedHistory``: at most ``history_points`` evenly binned points
+over the whole run), so a redraw costs the same at iteration 10 and at iteration 1,000,000.
 
 ``train_for(n)`` runs ``n`` iterations in the loop thread and pauses: a notebook (or a test) drives
 the dashboard with it where nobody presses the buttons.
@@ -12,6 +14,7 @@ the dashboard with it where nobody presses the buttons.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 
@@ -20,6 +23,7 @@ import ipywidgets as W
 from hugectr_lab.events import EvalEnd, IterationEnd, ModelSaved
 
 from ._figure import LiveFigure
+from ._history import BinnedHistory
 
 
 class TrainingDashboard:
@@ -32,8 +36,14 @@ class TrainingDashboard:
     * ``max_eval_batches``: eval batches per evaluation (default: the solver's ``max_eval_batches``).
     * ``save_prefix``: prefix of the files "save model" writes (``download_params_to_files``).
 
-    State for code and tests: ``history`` (dicts of iteration, loss, lr, samples_per_sec),
-    ``eval_history`` (dicts of iteration and metrics), ``saved`` (``ModelSaved`` events), ``state``
+    * ``history_points``: the most points the loss / learning-rate history keeps (even); past that,
+      neighbouring points merge, so each point is the mean over a bin of iterations (``history_stride``).
+    * ``baselines``: {name: AUC} or a ``hugectr_lab.analysis.BaselineReport``, drawn as horizontal lines
+      beside the eval AUC (also ``show_baselines`` later).
+
+    State for code and tests: ``history`` (dicts of iteration, loss, lr, samples_per_sec and count: one
+    per iteration until ``history_points`` is reached, then bin means), ``eval_history`` (dicts of
+    iteration and metrics), ``baselines`` ({name: AUC}), ``saved`` (``ModelSaved`` events), ``state``
     ("idle", "running", "paused", "stopped", "finished", "error"), ``error``, ``redraws``, the lines
     ``loss_line``, ``auc_line`` and ``lr_line``, and the widgets (``progress``, ``throughput``,
     ``overflow``, ``status``, buttons). ``widget`` is the whole dashboard (also shown by ``display``).
@@ -44,7 +54,7 @@ class TrainingDashboard:
     """
 
     def __init__(self, session, lr_scheduler=None, max_iter=None, eval_interval=None, max_eval_batches=None, *,
-                 save_prefix="", min_redraw_interval=0.1, clock=time.monotonic):
+                 save_prefix="", min_redraw_interval=0.1, clock=time.monotonic, history_points=2000, baselines=None):
         if max_iter is not None and max_iter < 0:
             raise ValueError(f"max_iter must be None or >= 0, got {max_iter!r}")
         self.session = session
@@ -54,7 +64,10 @@ class TrainingDashboard:
         self.max_eval_batches = max_eval_batches or session.solver.max_eval_batches
         self.save_prefix = save_prefix
         self.lock = threading.RLock()
-        self.history, self.eval_history, self.saved = [], [], []
+        self._history = BinnedHistory(("loss", "lr", "samples_per_sec"), history_points)
+        self._recent_rates = collections.deque(maxlen=20)   # samples/s of the last 20 iterations
+        self.eval_history, self.saved = [], []
+        self.baselines, self._baseline_artists = {}, []
         self.state, self.error = "idle", None
         self._thread = None
         self._pause_at = None                # train_for: pause when session.iteration reaches this
@@ -96,13 +109,17 @@ class TrainingDashboard:
         self.overflow = readout("overflow: not checked")
         self.status = readout("idle")
         self.status.add_class("hugectr-lab-status")
+        self.baseline_label = readout("")
         self.widget = W.VBox([
             W.HBox([self.start_button, self.pause_button, self.stop_button, self.eval_button, self.save_button]),
             W.HBox([self.progress, self.iteration_label, self.throughput]),
             W.HBox([self.overflow, self.status]),
+            self.baseline_label,
             self.plot.widget,
         ])
         self.widget.add_class("hugectr-lab-training-dashboard")
+        if baselines is not None:
+            self.show_baselines(baselines)
         session.events.subscribe(self._on_event)
 
     # ---- notebook display ------------------------------------------------------------------------
@@ -115,6 +132,35 @@ class TrainingDashboard:
     @property
     def redraws(self):
         return self.plot.redraws
+
+    @property
+    def history(self):
+        """The loss / learning-rate / samples-per-second history: at most ``history_points`` dicts."""
+        return self._history.points()
+
+    @property
+    def history_stride(self):
+        """Iterations per history point (1 until the history first fills up)."""
+        return self._history.stride
+
+    def show_baselines(self, baselines):
+        """Draw ``baselines`` ({name: AUC} or a ``BaselineReport``) as dashed lines on the eval AUC plot,
+        next to the model's curve, and list them under the status line."""
+        engine = getattr(baselines, "engine", None)
+        aucs = dict(baselines.aucs if hasattr(baselines, "aucs") else baselines)
+        with self.plot.lock:
+            for artist in self._baseline_artists:
+                artist.remove()
+            ax = self.plot.axes[1]
+            colors = ("#c44e52", "#55a868", "#8172b2", "#937860")
+            self._baseline_artists = [ax.axhline(value, ls="--", lw=1, color=colors[i % len(colors)], label=name)
+                                      for i, (name, value) in enumerate(aucs.items())]
+            self.auc_line.set_label("model")
+            ax.legend(fontsize=7, loc="lower right")
+            self.baselines = aucs
+            self.baseline_label.value = ("baselines (eval AUC): " + ", ".join(f"{k} {v:.4f}" for k, v in aucs.items())
+                                         + (f" [{engine}]" if engine else ""))
+            self.plot.redraw(force=True)
 
     # ---- controls (callable from any thread: they only set flags) ----------------------------------
 
@@ -313,8 +359,9 @@ class TrainingDashboard:
 
     def _on_event(self, event):
         if isinstance(event, IterationEnd):
-            self.history.append({"iteration": event.iteration, "loss": event.loss, "lr": event.learning_rate,
-                                 "samples_per_sec": event.samples_per_sec})
+            self._history.append(event.iteration, loss=event.loss, lr=event.learning_rate,
+                                 samples_per_sec=event.samples_per_sec)
+            self._recent_rates.append(event.samples_per_sec)
             self._refresh()
         elif isinstance(event, EvalEnd):
             self.eval_history.append({"iteration": event.iteration, "metrics": dict(event.metrics)})
@@ -332,7 +379,7 @@ class TrainingDashboard:
             self._update_views(force)
 
     def _update_views(self, force):
-        history = list(self.history)
+        history = self.history
         iterations = [h["iteration"] for h in history]
         self.loss_line.set_data(iterations, [h["loss"] for h in history])
         self.lr_line.set_data(iterations, [h["lr"] for h in history])
@@ -345,9 +392,9 @@ class TrainingDashboard:
             self.progress.max = max(iteration, 1)
             self.progress.value = iteration
         self.iteration_label.value = self._iteration_text(iteration)
-        if history:
-            recent = [h["samples_per_sec"] for h in history[-20:]]
-            self.throughput.value = f"samples/s: {history[-1]['samples_per_sec']:,.0f} " \
+        recent = list(self._recent_rates)
+        if recent:
+            self.throughput.value = f"samples/s: {recent[-1]:,.0f} " \
                                     f"(mean of last {len(recent)}: {sum(recent) / len(recent):,.0f})"
         self.plot.redraw(force=force)
 
