@@ -46,11 +46,23 @@ def segment_sum(xp, data, segment_ids, num_segments):
         xp.add.at(out, segment_ids, data)
         return out
     if (segment_ids[1:] < segment_ids[:-1]).any():
-        order = np.argsort(segment_ids, kind="stable")
-        segment_ids, data = segment_ids[order], data[order]
+        order = _stable_order(segment_ids, num_segments)
+        segment_ids, data = segment_ids[order], data.take(order, axis=0)
     starts = np.flatnonzero(np.r_[True, segment_ids[1:] != segment_ids[:-1]])
     out[segment_ids[starts]] = np.add.reduceat(data, starts, axis=0)
     return out
+
+
+def _stable_order(ids, bound):
+    """``np.argsort(ids, kind="stable")`` for ids (n,) int64 in [0, bound): an unstable (SIMD) sort of
+    the distinct composite keys id·n + position gives the same permutation, several times faster."""
+    n = ids.size
+    if bound * n >= 1 << 62:
+        return np.argsort(ids, kind="stable")
+    composite = ids * n
+    composite += np.arange(n)
+    composite.sort()
+    return composite % n
 
 
 @reference_op
@@ -60,9 +72,14 @@ def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
     values (V, E) float32; rows (K,) int64, -1 = zero vector; row_offsets (R+1,) int64;
     row_scale (R,) float32 or None. Returns (R, E) in ``out_dtype``, accumulated in float32.
     """
-    hit = rows >= 0
-    row_ids = csr_row_ids(xp, row_offsets, rows.size)
-    out = segment_sum(xp, values[rows[hit]], row_ids[hit], row_offsets.size - 1)
+    if xp is np and row_offsets.size - 1 == rows.size and bool((row_offsets[1:] - row_offsets[:-1] == 1).all()):
+        # one key per row (one-hot slots, Criteo): a gather, the same values as the sum of one row
+        out = values.take(xp.maximum(rows, 0), axis=0)
+        out[rows < 0] = 0
+    else:
+        hit = rows >= 0
+        row_ids = csr_row_ids(xp, row_offsets, rows.size)
+        out = segment_sum(xp, values[rows[hit]], row_ids[hit], row_offsets.size - 1)
     if row_scale is not None:
         out *= row_scale[:, None]
     return out.astype(out_dtype, copy=False)

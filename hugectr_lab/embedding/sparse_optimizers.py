@@ -9,6 +9,8 @@ read into float32 for the arithmetic. Every update op below changes ``values`` a
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import reference_op
 from ..rules.optimizers import adam_step_size, momentum_step, nesterov_step
 
@@ -202,8 +204,13 @@ class SparseAdaGrad(SparseOptimizer):
 # values (V, E) float32; states (V, E) -------------------------------------------------------------
 
 def _touched(rows, g):
-    """The rows that are not padding (-1) and their gradients."""
+    """The rows that are not padding (-1) and their gradients; views where the padding is a suffix
+    (as in a ``Lookup``'s distinct rows) on NumPy, where checking costs no device read."""
     hit = rows >= 0
+    if isinstance(hit, np.ndarray):
+        count = int(hit.sum())
+        if hit[:count].all():
+            return rows[:count], g[:count]
     return rows[hit], g[hit]
 
 
@@ -263,10 +270,21 @@ def sparse_nesterov_global_update(xp, values, accumulator, rows, g, lr, momentum
 def sparse_adam_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, step):
     """m_r = b1*m_r + (1-b1)*g_r; v_r = b2*v_r + (1-b2)*g_r^2; w_r -= alpha_t*m_r/(sqrt(v_r) + eps)."""
     rows, g = _touched(rows, g)
-    m_r = beta1 * m[rows].astype(xp.float32) + (1 - beta1) * g
-    v_r = beta2 * v[rows].astype(xp.float32) + (1 - beta2) * g * g
+    # In place on the gathered copies, rounded in the order of the formulas above.
+    m_r = m[rows].astype(xp.float32, copy=False)
+    m_r *= beta1
+    m_r += (1 - beta1) * g
+    v_r = v[rows].astype(xp.float32, copy=False)
+    v_r *= beta2
+    t = (1 - beta2) * g
+    t *= g
+    v_r += t
     m[rows], v[rows] = m_r, v_r
-    values[rows] -= adam_step_size(lr, beta1, beta2, step) * m_r / (xp.sqrt(v_r) + epsilon)
+    denom = xp.sqrt(v_r, out=t)
+    denom += epsilon
+    m_r *= adam_step_size(lr, beta1, beta2, step)
+    m_r /= denom
+    values[rows] -= m_r
 
 
 @reference_op
