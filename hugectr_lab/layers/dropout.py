@@ -18,30 +18,34 @@ from .registry import register_layer
 
 
 _GOLDEN = 0x9E3779B97F4A7C15
-_BASES = {}   # element count -> (n,) uint64 (i+1)·golden, host arrays reused by every NumPy step
+_MASK64 = (1 << 64) - 1
+# NumPy hashes blocks of this many elements, so that the hash's nine passes stay in the L2 cache.
+_BLOCK = 1 << 15
+_COUNTERS = {}   # n -> (n,) uint64 (i+1)·golden, read-only, shared by every NumPy step
 
 
-def _counters(xp, n):
-    """(n,) uint64 (i+1)·golden mod 2**64 (a copy-free cached array on NumPy)."""
-    if xp is not np:
-        return xp.arange(1, n + 1, dtype=xp.uint64) * xp.uint64(_GOLDEN)
-    base = _BASES.get(n)
+def _counters(n):
+    base = _COUNTERS.get(n)
     if base is None:
-        if len(_BASES) > 16:
-            _BASES.clear()
         base = np.arange(1, n + 1, dtype=np.uint64)
         base *= np.uint64(_GOLDEN)   # wraps mod 2**64
         base.flags.writeable = False
-        _BASES[n] = base
+        _COUNTERS[n] = base
     return base
 
 
-def dropout_bits(xp, seed, n):
-    """(n,) uint64 splitmix64(seed + (i+1)·golden) per flat index i (the top 24 bits are the uniform
-    number), computed in place in two reused buffers: valid until the next call. ``seed``: (1,) uint64."""
+def dropout_bits(xp, seed, n, start=0):
+    """(n,) uint64 splitmix64(seed + (start+i+1)·golden) for i < n: the hash of flat indices start..start+n-1
+    (its top 24 bits are the uniform number). ``seed``: (1,) uint64. On NumPy (n <= ``_BLOCK``) the result
+    lives in a reused buffer, valid until the next call."""
     u64 = xp.uint64
-    x = xp.add(_counters(xp, n), seed.astype(u64, copy=False), out=scratch(xp, "dropout bits", (n,), u64))
-    t = scratch(xp, "dropout shifted", (n,), u64)
+    if xp is np:
+        offset = u64((int(seed[0]) + start * _GOLDEN) & _MASK64)   # seed + start·golden, mod 2**64
+        x = np.add(_counters(n), offset, out=scratch(np, "dropout bits", (n,), u64))
+        t = scratch(np, "dropout shifted", (n,), u64)
+    else:
+        x = seed.astype(u64) + xp.arange(start + 1, start + n + 1, dtype=u64) * u64(_GOLDEN)
+        t = xp.empty_like(x)
     for shift, mult in ((30, 0xBF58476D1CE4E5B9), (27, 0x94D049BB133111EB), (31, None)):
         xp.right_shift(x, u64(shift), out=t)
         x ^= t
@@ -53,7 +57,13 @@ def dropout_bits(xp, seed, n):
 def dropout_uniform(xp, seed, shape):
     """float32 in [0, 1) of ``shape``: the top 24 bits of splitmix64(seed + (i+1)·golden) per flat index i.
     ``seed``: (1,) uint64 array."""
-    x = dropout_bits(xp, seed, int(np.prod(shape)))
+    n = int(np.prod(shape))
+    if xp is np:
+        x = np.empty(n, np.uint64)
+        for i in range(0, n, _BLOCK):
+            x[i:i + _BLOCK] = dropout_bits(np, seed, min(_BLOCK, n - i), i)
+    else:
+        x = dropout_bits(xp, seed, n)
     return ((x >> xp.uint64(40)).astype(xp.float32) * xp.float32(1.0 / (1 << 24))).reshape(shape)
 
 
@@ -69,9 +79,20 @@ def _keep_threshold(rate):
 def dropout_fwd(xp, x, seed, rate):
     """``(y, mask)``: mask = (u >= rate)/(1 − rate) in x's dtype, y = x·mask; u = dropout_uniform(seed),
     ``seed`` a (1,) uint64 array. The comparison runs on the hash's integer bits (same result)."""
-    keep = dropout_bits(xp, seed, x.size) >= xp.uint64(_keep_threshold(rate) << 40)
-    mask = xp.multiply(keep.reshape(x.shape), x.dtype.type(1.0 / (1.0 - rate)), dtype=x.dtype)
-    return x * mask, mask
+    threshold = xp.uint64(_keep_threshold(rate) << 40)
+    scale = x.dtype.type(1.0 / (1.0 - rate))
+    if xp is not np:
+        mask = xp.multiply(dropout_bits(xp, seed, x.size).reshape(x.shape) >= threshold, scale, dtype=x.dtype)
+        return x * mask, mask
+    y, mask = np.empty_like(x), np.empty_like(x)
+    x_flat, y_flat, mask_flat = x.reshape(-1), y.reshape(-1), mask.reshape(-1)
+    keep = scratch(np, "dropout keep", (_BLOCK,), bool)
+    for start in range(0, x.size, _BLOCK):   # block by block: the hash's temporaries stay in cache
+        stop = min(x.size, start + _BLOCK)
+        k = np.greater_equal(dropout_bits(np, seed, stop - start, start), threshold, out=keep[:stop - start])
+        m = np.multiply(k, scale, out=mask_flat[start:stop])
+        np.multiply(x_flat[start:stop], m, out=y_flat[start:stop])
+    return y, mask
 
 
 @register_layer("Dropout")
