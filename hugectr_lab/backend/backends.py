@@ -141,6 +141,18 @@ def get_backend(name=None, device_ids=None):
     return backend
 
 
+def backend_object(backend, owner):
+    """The Backend a building block (layer context, embedding, hash table) runs on: the object its owner
+    resolved with ``get_backend``, or a NumPy backend for None. Only the entry points (Session,
+    InferenceSession, the CLI) resolve names, once; ``owner`` names the receiver in the TypeError."""
+    if backend is None:
+        return NumpyBackend()
+    if not isinstance(backend, Backend):
+        raise TypeError(f"{owner}: backend must be a Backend object, e.g. hugectr_lab.get_backend({backend!r}); "
+                        f"got {backend!r}")
+    return backend
+
+
 def array_module(xp=None):
     """The array module named by ``xp``: an array module, a Backend (anything with ``.xp``) or None (numpy)."""
     if xp is None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import Communicator, InProcessCommunicator, get_backend, to_host
+from ..backend import Communicator, InProcessCommunicator, backend_object, to_host
 from .combine import combiner_name, csr_row_ids, mean_row_scale
 from .hash_table import HashTable, as_keys, key_dtype, sentinel_key
 from .sparse_optimizers import SparseAdam, SparseOptimizer
@@ -27,7 +27,6 @@ from .sparse_optimizers import SparseAdam, SparseOptimizer
 EMBEDDING_TYPES: dict = {}
 MAX_VEC_SIZE = 1024
 INIT_BOUND = 0.05   # default table init: Uniform(-0.05, 0.05)
-_HOST = get_backend("numpy")   # key placement for loading happens on the host
 
 
 @dataclass
@@ -108,7 +107,7 @@ class SparseEmbedding(ABC):
             EMBEDDING_TYPES[cls.type_name] = cls
 
     def __init__(self, *, slot_num, embedding_vec_size, combiner=0, max_vocabulary_size_per_gpu=None,
-                 slot_size_array=None, optimizer=None, name="sparse_embedding", comm=1, backend="numpy",
+                 slot_size_array=None, optimizer=None, name="sparse_embedding", comm=1, backend=None,
                  key_type="I32", mixed_precision=False, scaler=1.0, seed=0):
         self.name = name
         self.slot_num = _positive_int(slot_num, "slot_num", name)
@@ -125,7 +124,7 @@ class SparseEmbedding(ABC):
         self.comm = comm if isinstance(comm, Communicator) else InProcessCommunicator(int(comm))
         self.num_devices = self.comm.size              # G, over all processes
         self.local_devices = self.comm.local_devices   # global ids of the devices held here
-        self.backend = get_backend(backend)
+        self.backend = backend_object(backend, f"embedding '{name}'")
         self.key_dtype = key_dtype(key_type)
         self.compute_dtype = np.dtype(np.float16 if mixed_precision else np.float32)
         self.scaler = float(scaler)
@@ -270,7 +269,7 @@ class SparseEmbedding(ABC):
         self._check_batch(row_offsets, keys)   # on the host arrays, before the upload: no device read
         on_host = not hasattr(keys, "__cuda_array_interface__")
         if on_host:   # convert and check once, then copy
-            keys = as_keys(_HOST, keys, self.key_dtype)
+            keys = as_keys(None, keys, self.key_dtype)
         staged = []
         for g in self.local_devices:
             with self.comm.scope(g):
@@ -438,7 +437,7 @@ class SparseEmbedding(ABC):
             self.step = int(step)
 
     def _host_keys(self, keys):
-        return as_keys(_HOST, to_host(keys), self.key_dtype)
+        return as_keys(None, to_host(keys), self.key_dtype)   # key placement for loading is on the host
 
     def _per_device(self, keys, slot_ids):
         """For host ``keys`` placed by ``_place``, yield ``(local device, host selection, the selected keys

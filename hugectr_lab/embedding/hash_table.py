@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..backend import get_backend, reference_op
+from ..backend import backend_object, reference_op
 from ..rules.keys import key_dtype, key_type_name, refused_room, sentinel_key
 
 EXTRA_SLOTS = 1024          # slots beyond 2 * capacity (room for refused keys in small tables)
@@ -38,7 +38,7 @@ _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)   # 
 
 
 def as_keys(backend, keys, dtype, padding=False):
-    """``keys`` as a flat array of key dtype on ``backend``.
+    """``keys`` as a flat array of key dtype on ``backend`` (None: a NumPy array, on the host).
 
     Host input (NumPy arrays, lists) is checked on the host, before it is uploaded: a value that does
     not fit the key type is an error, and so is the reserved ``sentinel_key`` unless ``padding`` (then
@@ -59,7 +59,7 @@ def as_keys(backend, keys, dtype, padding=False):
     if not padding and keys.size and int(keys.max()) == sentinel_key(dtype):
         raise ValueError(f"key {sentinel_key(dtype)} is reserved as the empty-key marker for key type "
                          f"{key_type_name(dtype)} (the maximum key value) and cannot be used as a feature key")
-    return backend.asarray(keys)
+    return keys if backend is None else backend.asarray(keys)
 
 
 def _check_fits(keys, dtype):
@@ -214,7 +214,7 @@ class HashTable:
     backward pass reuses. On CuPy none of these waits for the device.
     """
 
-    def __init__(self, capacity, key_type="I64", backend="numpy"):
+    def __init__(self, capacity, key_type="I64", backend=None):
         if int(capacity) < 1:
             raise ValueError(f"hash table capacity (max_vocabulary_size_per_gpu) must be >= 1, got {capacity}")
         if int(capacity) > MAX_CAPACITY:
@@ -223,7 +223,7 @@ class HashTable:
         self.capacity = int(capacity)
         self.num_slots = 2 * self.capacity + EXTRA_SLOTS
         self.key_dtype = key_dtype(key_type)
-        self.backend = get_backend(backend)
+        self.backend = backend_object(backend, "HashTable")
         self.clear()
 
     def clear(self):

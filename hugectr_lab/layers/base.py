@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..backend import get_backend
+from ..backend import backend_object
 
 
 class LayerError(ValueError):
@@ -41,6 +41,7 @@ class BuildContext:
     ``scaler`` is the loss scaler S, ``device_count`` the number of logical devices G (losses divide
     their gradient by G), ``rng`` feeds Dropout, ``training`` says whether backward will run.
     ``tf32`` is accepted for parity with ``enable_tf32_compute``; it has no effect on NumPy.
+    ``backend`` is the Backend object the owner resolved (None: NumPy); names are not resolved here.
     """
 
     backend: Any = None
@@ -52,7 +53,7 @@ class BuildContext:
     tf32: bool = False
 
     def __post_init__(self):
-        self.backend = get_backend(self.backend or "numpy")
+        self.backend = backend_object(self.backend, "BuildContext")
         self.compute_dtype = np.dtype(self.compute_dtype)
         if self.compute_dtype not in (np.float16, np.float32, np.float64):
             raise ValueError(f"compute_dtype must be float16, float32 or float64, got {self.compute_dtype}")

@@ -3,8 +3,12 @@
 import ast
 from pathlib import Path
 
+import pytest
+
+from hugectr_lab.backend import NumpyBackend, get_backend
 from hugectr_lab.config import LAYER_KINDS
-from hugectr_lab.layers import LAYERS
+from hugectr_lab.embedding import DistributedSlotSparseEmbeddingHash, HashTable
+from hugectr_lab.layers import LAYERS, BuildContext
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -27,3 +31,24 @@ def test_layer_arity_comes_from_the_config_table():
         assert cls.num_inputs == LAYER_KINDS[name].bottoms, name
     # only the base class's default; no layer restates its input count
     assert [f for f, _ in _assignments("hugectr_lab/layers", "num_inputs")] == ["hugectr_lab/layers/base.py"]
+
+
+def _calls(folder, name):
+    return [(path.relative_to(REPO).as_posix(), node.lineno) for path in sorted((REPO / folder).rglob("*.py"))
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == name]
+
+
+def test_building_blocks_take_the_backend_object_they_are_given():
+    # The Session (or another entry point) resolves the backend once; layers and embeddings never do.
+    for folder in ("hugectr_lab/layers", "hugectr_lab/embedding"):
+        assert _calls(folder, "get_backend") == [], folder
+    session_backend = get_backend("numpy")
+    assert BuildContext(backend=session_backend).backend is session_backend
+    assert HashTable(4, "I32", session_backend).backend is session_backend
+    assert isinstance(BuildContext().backend, NumpyBackend)
+    for build in (lambda: BuildContext(backend="numpy"), lambda: HashTable(4, "I32", "cupy"),
+                  lambda: DistributedSlotSparseEmbeddingHash(slot_num=1, embedding_vec_size=2,
+                                                             max_vocabulary_size_per_gpu=4, backend="auto")):
+        with pytest.raises(TypeError, match=r"backend must be a Backend object, e\.g\. hugectr_lab\.get_backend"):
+            build()

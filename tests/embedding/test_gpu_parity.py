@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from embedding_cases import ALL_TYPES, batch_for, make_embedding, sorted_dump
 
+from hugectr_lab.backend import get_backend
 from hugectr_lab.embedding import SparseAdam, SparseSGD
 
 
@@ -15,7 +16,7 @@ def test_cupy_matches_numpy(cls):
         rng = np.random.default_rng(0)
         one_hot = cls.__name__.endswith("OneHot")
         optimizer = SparseSGD(0.1, atomic_update=True) if one_hot else SparseAdam(0.05, "LazyGlobal")
-        emb = make_embedding(cls, G=2, combiner="mean", optimizer=optimizer, backend=backend, seed=3)
+        emb = make_embedding(cls, G=2, combiner="mean", optimizer=optimizer, backend=get_backend(backend), seed=3)
         outputs = []
         for _ in range(3):
             row_offsets, keys = batch_for(cls, rng, 8)

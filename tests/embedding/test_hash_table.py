@@ -58,7 +58,7 @@ def test_capacity_overflow_refuses_and_counts_distinct_keys():
 def test_sentinel_key_is_padding_in_the_table(backend, key_type, sentinel):
     dtype = np.uint32 if key_type == "I32" else np.int64
     assert sentinel_key(dtype) == sentinel
-    table = HashTable(2, key_type, backend)
+    table = HashTable(2, key_type, get_backend(backend))
     keys = table.backend.asarray(np.array([sentinel, 7, sentinel, 9, 7, 8, sentinel], dtype=dtype))
     lookup = table.lookup(keys, insert=True)
     assert host(lookup.rows).tolist() == [-1, 0, -1, 1, 0, -1, -1]          # 8 is refused: capacity 2
@@ -81,7 +81,7 @@ def test_sentinel_key_from_the_host_is_rejected_before_upload(backend, key_type,
     with pytest.raises(ValueError, match=f"key {sentinel} is reserved as the empty-key marker for key type {key_type}"):
         as_keys(be, np.array([1, sentinel], dtype=dtype), np.dtype(dtype))
     emb = DistributedSlotSparseEmbeddingHash(slot_num=1, embedding_vec_size=2, max_vocabulary_size_per_gpu=4,
-                                             key_type=key_type, backend=backend)
+                                             key_type=key_type, backend=be)
     with pytest.raises(ValueError, match=f"key {sentinel} is reserved"):
         emb.forward(np.array([0, 1, 2]), np.array([3, sentinel], dtype=dtype))
     with pytest.raises(ValueError, match=f"key {sentinel} is reserved"):
@@ -103,7 +103,7 @@ def test_matches_a_dict_over_many_batches(backend, key_type):
     rng = np.random.default_rng(1)
     dtype = np.uint32 if key_type == "I32" else np.int64
     low = 0 if key_type == "I32" else -3000
-    table, reference = HashTable(5000, key_type, backend), {}
+    table, reference = HashTable(5000, key_type, get_backend(backend)), {}
     xp = table.backend.xp
     for _ in range(40):
         keys = rng.integers(low, 3000, rng.integers(0, 200)).astype(dtype)
@@ -124,7 +124,7 @@ def test_matches_a_dict_over_many_batches(backend, key_type):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_refused_keys_are_counted_once_while_the_table_remembers_them(backend):
-    table = HashTable(4, "I64", backend)
+    table = HashTable(4, "I64", get_backend(backend))
     room = 3 * table.num_slots // 4 - 4                       # refused keys the table remembers
     table.get_insert(np.arange(4))
     batch = np.arange(100, 100 + room + 10)                   # 10 more refused keys than it remembers

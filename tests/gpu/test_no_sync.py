@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hugectr_lab.backend import get_backend
 from hugectr_lab.config import solver_parser_helper
 from hugectr_lab.data import generate_dataset
 from hugectr_lab.embedding import SparseAdam
@@ -213,7 +214,7 @@ def test_stash_restore_and_slot_ids_do_not_synchronise():
     with stream:
         twins = [LocalizedSlotSparseEmbeddingHash(slot_num=slots, embedding_vec_size=8, max_vocabulary_size_per_gpu=2000,
                                                   combiner="mean", optimizer=SparseAdam(0.01, "LazyGlobal"),
-                                                  key_type="I64", backend="cupy", seed=4) for _ in range(2)]
+                                                  key_type="I64", backend=get_backend("cupy"), seed=4) for _ in range(2)]
         grads = [cupy.asarray(g) for g in grads]
         capture = Capture(stream)
         for i, emb in enumerate(twins):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import models
+from hugectr_lab.backend import get_backend
 from hugectr_lab.layers import LAYERS, BuildContext, Network
 from layer_cases import all_cases
 
@@ -15,7 +16,7 @@ CASE_PARAMS = [pytest.param(type_name, case, id=cid) for cid, type_name, case in
 
 
 def run_case(type_name, case, backend, dtype):
-    ctx = BuildContext(backend=backend, compute_dtype=dtype, rng=np.random.default_rng(0))
+    ctx = BuildContext(backend=get_backend(backend), compute_dtype=dtype, rng=np.random.default_rng(0))
     xp = ctx.xp
     layer = LAYERS[type_name](**case.params)
     out_shapes = layer.build(case.shapes, ctx)
@@ -62,7 +63,8 @@ def test_tower_step_matches_numpy(name):
     feed["label"] = rng.integers(0, 2, size=shapes["label"]).astype(np.float32)
     results = []
     for backend in ("numpy", "cupy"):
-        ctx = BuildContext(backend=backend, compute_dtype=dtype, scaler=scaler, rng=np.random.default_rng(4))
+        ctx = BuildContext(backend=get_backend(backend), compute_dtype=dtype, scaler=scaler,
+                           rng=np.random.default_rng(4))
         net = Network(specs, shapes, ctx)
         net.init_weights(np.random.default_rng(5))
         loss = float(net.forward(feed))

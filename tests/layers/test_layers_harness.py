@@ -14,7 +14,7 @@ SEED = 123
 
 def build(type_name, case, dtype="float64", scaler=1.0):
     layer = LAYERS[type_name](**case.params)
-    ctx = BuildContext(backend="numpy", compute_dtype=dtype, scaler=scaler, rng=np.random.default_rng(SEED))
+    ctx = BuildContext(compute_dtype=dtype, scaler=scaler, rng=np.random.default_rng(SEED))
     out_shapes = layer.build(case.shapes, ctx)
     return layer, ctx, out_shapes
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import models
+from hugectr_lab.backend import get_backend
 from hugectr_lab.layers import BuildContext, Network, TrainStep
 
 BATCH, SLOTS, LATENT, HIDDEN = 37, 5, 4, 24
@@ -32,8 +33,8 @@ def feeds(count, seed=3):
 
 
 def deepfm_net(backend="numpy", dtype="float32"):
-    ctx = BuildContext(backend=backend, compute_dtype=dtype, scaler=1024.0 if dtype == "float16" else 1.0,
-                       rng=np.random.default_rng(4))
+    ctx = BuildContext(backend=get_backend(backend), compute_dtype=dtype,
+                       scaler=1024.0 if dtype == "float16" else 1.0, rng=np.random.default_rng(4))
     net = Network(models.deepfm(SLOTS, HIDDEN, LATENT, dropout_rate=0.3), models.inputs(BATCH, SLOTS, VEC), ctx)
     net.init_weights(np.random.default_rng(5))
     return net
