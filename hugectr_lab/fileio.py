@@ -81,12 +81,13 @@ def _temp_name(path):
 
 
 def _fsync_dir(directory):
-    _fault("fsync", directory)
-    fd = os.open(directory or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    with naming_os_errors(directory or "."):
+        _fault("fsync", directory)
+        fd = os.open(directory or ".", os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _require_dir(path):
@@ -139,8 +140,8 @@ def write_dir_atomic(path, files):
     try:
         for name, content in files.items():
             file = os.path.join(tmp, name)
-            _fault("write", file)
             with naming_os_errors(os.path.join(path, name)), open(file, "wb") as f:
+                _fault("write", file)
                 f.write(content if isinstance(content, bytes) else np.ascontiguousarray(content).tobytes())
                 f.flush()
                 _fault("fsync", file)
@@ -237,10 +238,10 @@ def _describe(path):
 
 def _write_manifest(path, manifest):
     tmp = _temp_name(path)
-    _fault("write", tmp)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with naming_os_errors(path), os.fdopen(fd, "w") as f:
+            _fault("write", tmp)
             json.dump(manifest, f, indent=1)
             f.flush()
             _fault("fsync", tmp)
@@ -268,6 +269,7 @@ class Snapshot:
         self.info = dict(info or {})
         self.files = []
         self._entries = []
+        self._manifest = None
 
     def __enter__(self):
         if getattr(_current, "snapshot", None) is not None:
@@ -290,8 +292,11 @@ class Snapshot:
         try:
             self._commit()
         except BaseException:
-            if not os.path.exists(self.path) or _read_manifest(self.path).get("state") != "pending":
-                for _, tmp, _ in self._entries:   # not committed yet: the old files are all still there
+            if self._manifest is not None and self._manifest_written():
+                with contextlib.suppress(OSError):   # committed: finish the renames (they need no space)
+                    _roll_forward(self.path, self._manifest)
+            else:
+                for _, tmp, _ in self._entries:   # not committed: the old files are all still there
                     _remove(tmp)
             raise
         return False
@@ -308,9 +313,18 @@ class Snapshot:
                                       **_describe(tmp)})
         for directory in {os.path.dirname(tmp) for _, tmp, _ in self._entries}:
             _fsync_dir(directory)
-        _write_manifest(self.path, manifest)
+        self._manifest = manifest
+        _write_manifest(self.path, manifest)   # the commit point: from here on rolled forward, never back
         _roll_forward(self.path, manifest)
         self.files = [path for path, _, _ in self._entries]
+
+
+    def _manifest_written(self):
+        """Whether our pending manifest reached its final name (the save is committed)."""
+        try:
+            return _read_manifest(self.path) == self._manifest
+        except (OSError, SnapshotError):
+            return False
 
 
 def _read_manifest(path):
@@ -390,7 +404,8 @@ def check_snapshot_file(path):
         return None
     _, manifest_path, manifest, entry = max(listing, key=lambda item: item[:2])
     if manifest.get("state") == "pending":
-        _roll_forward(manifest_path, manifest)
+        with contextlib.suppress(OSError):   # a read-only or full disk: the check below still decides
+            _roll_forward(manifest_path, manifest)
     if not _matches(path, entry):
         raise SnapshotError(
             f"{path}: does not match its snapshot manifest {manifest_path} (step {manifest.get('step')}): the file "
