@@ -31,6 +31,7 @@ import inspect
 import numpy as np
 
 from ..backend import array_module, to_host
+from ..backend.scratch import cache_blocks
 from ..rules.optimizers import adam_step_size, momentum_step, nesterov_step
 
 
@@ -256,22 +257,24 @@ class AdamOptimizer(DenseOptimizer):
     def _step(self, weights, g, lr):
         self.t += 1
         b1, b2, one = self.beta1, self.beta2, np.float32(1)
-        xp, m, v, t = self.xp, self._states["m"], self._states["v"], self._buffer("t")
-        # The states (float32) change in place; every product is rounded in the order of
-        # m = b1*m + (1-b1)*g, v = b2*v + ((1-b2)*g)*g.
-        m *= b1
-        m += xp.multiply(g, one - b1, out=t)
-        v *= b2
-        xp.multiply(g, one - b2, out=t)
-        t *= g
-        v += t
         # HugeCTR computes the bias-corrected step size in double, then rounds it to float.
         alpha_t = np.float32(adam_step_size(lr, b1, b2, self.t))
-        denom = xp.sqrt(v, out=t)
-        denom += self.epsilon
-        step = xp.multiply(m, alpha_t, out=g)     # g is not needed any more
-        step /= denom
-        weights -= step
+        xp, m, v, t = self.xp, self._states["m"], self._states["v"], self._buffer("t")
+        # The states (float32) change in place, block by block (cache_blocks); every product is rounded
+        # in the order of m = b1*m + (1-b1)*g, v = b2*v + ((1-b2)*g)*g, w -= (alpha_t*m)/(sqrt(v)+eps).
+        for i in cache_blocks(xp, weights.size):
+            m_i, v_i, g_i, t_i = m[i], v[i], g[i], t[i]
+            m_i *= b1
+            m_i += xp.multiply(g_i, one - b1, out=t_i)
+            v_i *= b2
+            xp.multiply(g_i, one - b2, out=t_i)
+            t_i *= g_i
+            v_i += t_i
+            denom = xp.sqrt(v_i, out=t_i)
+            denom += self.epsilon
+            step = xp.multiply(m_i, alpha_t, out=g_i)     # g is not needed any more
+            step /= denom
+            weights[i] -= step
 
 
 class AdaGradOptimizer(DenseOptimizer):
