@@ -137,7 +137,7 @@ def markdown(report):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rows", type=int, default=1_000_000)
-    p.add_argument("--warm", type=int, default=600, help="warm-up requests per point")
+    p.add_argument("--warm", type=int, default=2000, help="warm-up requests per point")
     p.add_argument("--requests", type=int, default=100, help="measured requests per point")
     p.add_argument("--alphas", type=float, nargs="*", default=ALPHAS)
     p.add_argument("--percentages", type=float, nargs="*", default=PERCENTAGES)

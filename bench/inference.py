@@ -132,7 +132,7 @@ def hit_rate(backend, alpha, percentage, *, rows=10_000_000, threshold=1.0, requ
 
 # ---- latency ---------------------------------------------------------------------------------------
 
-def build_dcn(directory, max_batchsize, seed=0):
+def build_dcn(directory, max_batchsize, seed=0, cuda_graph=True):
     """The DCN sample's inference config, random dense weights and a sparse table (vec 16)."""
     directory = Path(directory)
     rng = np.random.default_rng(seed)
@@ -142,10 +142,11 @@ def build_dcn(directory, max_batchsize, seed=0):
                             rng.uniform(-0.05, 0.05, (keys.size, 16)).astype(np.float32), key_type="I32")
     cfg = inference_config(CONFIGS / "dcn.json", str(directory / "dcn_dense.model"),
                            [str(directory / "dcn0_sparse.model")], max_batchsize=max_batchsize)
+    cfg["inference"]["cuda_graph"] = cuda_graph
     for layer in cfg["layers"]:
         if layer["type"] == "Data":
             layer["sparse"][0]["max_feature_num_per_sample"] = 26
-    path = directory / "dcn_inference.json"
+    path = directory / f"dcn_inference{'' if cuda_graph else '_eager'}.json"
     path.write_text(json.dumps(cfg))
     parsed = parse_config(str(path), require=("inference", "layers"))
     shapes = {"dense": (1, 13), "sparse_embedding1": (1, 26, 16)}
@@ -162,17 +163,18 @@ def dcn_request(rng, n, offsets, alpha=1.1):
     return (rng.random(n * 13, dtype=np.float32), keys, np.arange(n * 26 + 1, dtype=np.int64))
 
 
-def latency(backend, directory, *, repeats=None, percentage=0.5):
-    config, offsets = build_dcn(directory, max(BATCHES))
+def latency(backend, directory, *, repeats=None, percentage=0.5, cuda_graph=True, policy="lru",
+            batches=BATCHES, threads=(1, 2, 4)):
+    config, offsets = build_dcn(directory, max(BATCHES), cuda_graph=cuda_graph)
     ps = CreateParameterServer([config], ["dcn"], False)
-    cache = CreateEmbeddingCache(ps, 0, True, percentage, config, "dcn", False, backend=backend)
+    cache = CreateEmbeddingCache(ps, 0, True, percentage, config, "dcn", False, backend=backend, cache_policy=policy)
     session = InferenceSession(config, 0, cache)
     rng = np.random.default_rng(1)
     for _ in range(8):                      # warm the cache
         session.predict(*dcn_request(rng, 16384, offsets))
-    repeats = repeats or {1: 300, 64: 300, 1024: 100, 16384: 30}
+    repeats = repeats or {1: 1000, 64: 1000, 1024: 500, 16384: 30}
     rows = []
-    for batch in BATCHES:
+    for batch in batches:
         requests = [dcn_request(rng, batch, offsets) for _ in range(8)]
         for r in requests[:4]:              # graph of this size, kernels compiled
             session.predict(*r)
@@ -188,8 +190,41 @@ def latency(backend, directory, *, repeats=None, percentage=0.5):
         print(f"  batch {batch:>5}: p50 {p50 * 1e3:8.3f} ms  p99 {p99 * 1e3:8.3f} ms  {batch / p50:12,.0f} samples/s",
               flush=True)
     stats = cache.stats()[0]
-    return dict(rows=rows, cache=dict(percentage=percentage, capacity=stats.capacity, hit_rate=stats.hit_rate,
-                                      last_hit_rate=stats.last_hit_rate, table_rows=int(offsets[-1])))
+    report = dict(cuda_graph=cuda_graph and session._graph is not None, policy=policy, rows=rows,
+                  cache=dict(percentage=percentage, capacity=stats.capacity, hit_rate=stats.hit_rate,
+                             last_hit_rate=stats.last_hit_rate, table_rows=int(offsets[-1])),
+                  threads=[])
+    for batch in (b for b in (64, 1024) if b in batches):
+        requests = [dcn_request(rng, batch, offsets) for _ in range(8)]
+        calls = max(8, repeats[batch] // 2)
+        for count in threads:
+            report["threads"].append(dict(batch=batch, threads=count, calls=calls * count,
+                                          samples_per_s=_threaded(session, requests, count, calls)))
+            print(f"  batch {batch:>5}, {count} threads: {report['threads'][-1]['samples_per_s']:12,.0f} samples/s",
+                  flush=True)
+    return report
+
+
+def _threaded(session, requests, count, calls):
+    """Samples/s of ``count`` threads each calling predict ``calls`` times on one session."""
+    import threading
+
+    start = threading.Barrier(count + 1)
+
+    def work(w):
+        start.wait()
+        for i in range(calls):
+            session.predict(*requests[(w + i) % len(requests)])
+
+    workers = [threading.Thread(target=work, args=(w,)) for w in range(count)]
+    for t in workers:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in workers:
+        t.join()
+    samples = count * calls * (len(requests[0][2]) - 1) // 26
+    return samples / (time.perf_counter() - t0)
 
 
 # ---- report ----------------------------------------------------------------------------------------
@@ -198,15 +233,20 @@ def markdown(report):
     lines = [f"# Inference benchmark ({report['backend']})", "",
              f"{report['device']}, {report['date']}; versions: "
              + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
-    if "latency" in report:
-        lat = report["latency"]
+    for lat in report.get("latency", ()):
         c = lat["cache"]
-        lines += ["## DCN sample: predict latency (end to end, host in / host out)", "",
+        path = ("captured CUDA graph" if lat["cuda_graph"] else "eager (no graph)") if report["backend"] == "cupy" \
+            else "NumPy"
+        lines += [f"## DCN sample: predict latency, {path}, cache policy {lat['policy']} (host in / host out)", "",
                   f"Table {c['table_rows']:,} rows (vec 16), cache {c['percentage']:.0%} = {c['capacity']:,} entries, "
                   f"keys Zipf(1.1) per slot; cumulative cache hit rate {c['hit_rate']:.3f}.", "",
                   "| batch | p50 (ms) | p99 (ms) | samples/s (batch / p50) |", "|---:|---:|---:|---:|"]
         lines += [f"| {r['batch']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['samples_per_s']:,.0f} |"
                   for r in lat["rows"]]
+        if lat["threads"]:
+            lines += ["", "Threads calling `predict` on the one session (calls run one at a time):", "",
+                      "| batch | threads | samples/s |", "|---:|---:|---:|"]
+            lines += [f"| {r['batch']} | {r['threads']} | {r['samples_per_s']:,.0f} |" for r in lat["threads"]]
         lines.append("")
     if "hit_rate" in report:
         lines += ["## Cache hit rate vs the ideal static top-k cache (10 M-row table)", "",
@@ -230,6 +270,9 @@ def main(argv=None):
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--quick", action="store_true", help="smaller runs (smoke test)")
     p.add_argument("--max-warm-draws", type=int, default=None, help="cap on warm-up draws per hit-rate point")
+    p.add_argument("--batches", type=int, nargs="*", default=BATCHES, help="latency batch sizes")
+    p.add_argument("--compare", action="store_true",
+                   help="CuPy: also the tinylfu policy and the eager path (inference.cuda_graph false)")
     args = p.parse_args(argv)
     backend = get_backend(args.backend)
     report = dict(backend=backend.name, device=device_name(backend),
@@ -247,10 +290,16 @@ def main(argv=None):
 
     if args.part in ("all", "latency"):
         print("latency (DCN sample):", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            report["latency"] = latency(backend, tmp, repeats={1: 20, 64: 20, 1024: 10, 16384: 3}
-                                        if args.quick else None)
-        save()
+        runs = [dict(cuda_graph=True, policy="lru")]
+        if args.compare and backend.name == "cupy":
+            runs += [dict(cuda_graph=True, policy="tinylfu"), dict(cuda_graph=False, policy="lru")]
+        report["latency"] = []
+        for run in runs:
+            print(f"  {run}", flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                report["latency"].append(latency(backend, tmp, repeats={1: 20, 64: 20, 1024: 10, 16384: 3}
+                                                 if args.quick else None, batches=tuple(args.batches), **run))
+            save()
     if args.part in ("all", "hitrate"):
         print("hit rate (10 M rows):", flush=True)
         cap = args.max_warm_draws or (20_000_000 if args.quick or backend.name == "numpy" else 400_000_000)

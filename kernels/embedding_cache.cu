@@ -242,3 +242,210 @@ __global__ void hctr_embedding_cache_insert_tinylfu(
         __syncthreads();
     }
 }
+
+// ---- The predict graph's lookup (hugectr_lab/inference/graph_path.py) ---------------------------------
+//
+// One captured CUDA graph per padded batch runs the cache lookup of every table without the host:
+// the keys (K,) of a table, padded with the empty key, are de-duplicated into an open-addressing set
+// (P,) (P a power of two >= 2K; which slot a key takes depends on thread order, nothing else does), a
+// warp per distinct key queries the cache (a hit takes the call's stamp) or reads the parameter
+// server's row (sorted keys on the device, binary search; vectors in pinned host memory read over
+// the bus; unknown keys get the default value), and counts distinct keys, hits and unknown keys. If
+// the first table's hit rate is below the threshold, the misses of each cache set are chained
+// (link) and the set's first-chained miss inserts the set's best 64 by (estimate descending, key
+// ascending) -- the order in which the eager path, which sees the misses sorted by key, inserts them --
+// into the ways in victim order. Predictions, cache contents and counters equal the eager path's
+// (EmbeddingCache.lookup on the same requests; tested in tests/inference/test_gpu.py).
+// counters (5,) long long per table: distinct keys, hits, unknown keys, insertions, replaced entries.
+
+template <typename Key>
+__device__ __forceinline__ Key hctr_atomic_cas(Key* address, Key expected, Key desired);
+template <>
+__device__ __forceinline__ unsigned int hctr_atomic_cas<unsigned int>(unsigned int* address, unsigned int expected,
+                                                                      unsigned int desired) {
+    return atomicCAS(address, expected, desired);
+}
+template <>
+__device__ __forceinline__ long long hctr_atomic_cas<long long>(long long* address, long long expected,
+                                                                long long desired) {
+    return (long long)atomicCAS((unsigned long long*)address, (unsigned long long)expected,
+                                (unsigned long long)desired);
+}
+
+__device__ __forceinline__ bool hctr_infer_refresh(const long long* __restrict__ first_counters, double threshold) {
+    const long long distinct = first_counters[0], hits = first_counters[1];
+    const double rate = distinct ? 1.0 - (double)(distinct - hits) / (double)distinct : 1.0;
+    return rate < threshold;
+}
+
+template <typename Key>
+__global__ void hctr_infer_dedupe(const Key* __restrict__ keys, long long num_keys, Key* __restrict__ set_keys,
+                                  long long set_size, long long* __restrict__ inverse) {
+    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < num_keys;
+         k += (long long)gridDim.x * blockDim.x) {
+        const Key key = keys[k];
+        long long slot = 0;
+        if (key != hctr_empty_key<Key>()) {
+            slot = (long long)(hctr_murmur3(key, 0x9e3779b9u) & (unsigned int)(set_size - 1));
+            for (;;) {
+                const Key old = hctr_atomic_cas<Key>(set_keys + slot, hctr_empty_key<Key>(), key);
+                if (old == hctr_empty_key<Key>() || old == key) break;
+                slot = (slot + 1) & (set_size - 1);
+            }
+        }
+        inverse[k] = slot;
+    }
+}
+
+__global__ void hctr_infer_sketch_halve(unsigned int* __restrict__ sketch, long long size,
+                                        const long long* __restrict__ flag) {
+    if (*flag == 0) return;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size; i += (long long)gridDim.x * blockDim.x)
+        sketch[i] >>= 1;
+}
+
+template <typename Key>
+__global__ void hctr_infer_lookup(const Key* __restrict__ set_keys, long long set_size, const Key* __restrict__ cache_keys,
+                                  long long* __restrict__ cache_stamps, const float* __restrict__ cache_values,
+                                  long long num_sets, const long long* __restrict__ now, const Key* __restrict__ ps_keys,
+                                  long long ps_rows, const float* ps_vectors, float default_value,
+                                  unsigned int* __restrict__ sketch, long long width, int vec,
+                                  float* __restrict__ set_values, unsigned char* __restrict__ set_miss,
+                                  long long* __restrict__ counters) {
+    const int lane = threadIdx.x & 31;
+    const long long warps = ((long long)gridDim.x * blockDim.x) >> 5;
+    for (long long h = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5; h < set_size; h += warps) {
+        const Key key = set_keys[h];
+        if (key == hctr_empty_key<Key>()) continue;   // the same for the whole warp
+        long long slot = -1;
+        if (num_sets > 0) {
+            const long long base = hctr_cache_set(key, num_sets) * HCTR_CACHE_WAYS;
+            const unsigned int low = __ballot_sync(0xffffffffu, cache_keys[base + lane] == key);
+            const unsigned int high = __ballot_sync(0xffffffffu, cache_keys[base + 32 + lane] == key);
+            if (low) slot = base + __ffs(low) - 1;
+            else if (high) slot = base + 32 + __ffs(high) - 1;
+        }
+        float* out = set_values + h * vec;
+        long long row = -1;
+        if (slot >= 0) {
+            const float* src = cache_values + slot * vec;
+            for (int e = lane; e < vec; e += 32) out[e] = src[e];
+        } else {
+            if (lane == 0) {
+                long long lo = 0, hi = ps_rows;   // first row with ps_keys[row] >= key
+                while (lo < hi) {
+                    const long long mid = (lo + hi) >> 1;
+                    if (ps_keys[mid] < key) lo = mid + 1;
+                    else hi = mid;
+                }
+                row = (lo < ps_rows && ps_keys[lo] == key) ? lo : -1;
+            }
+            row = __shfl_sync(0xffffffffu, row, 0);
+            if (row >= 0) {
+                const float* src = ps_vectors + row * vec;
+                for (int e = lane; e < vec; e += 32) out[e] = src[e];
+            } else {
+                for (int e = lane; e < vec; e += 32) out[e] = default_value;
+            }
+        }
+        if (lane == 0) {
+            set_miss[h] = slot < 0;
+            atomicAdd((unsigned long long*)counters, 1ull);
+            if (slot >= 0) {
+                cache_stamps[slot] = *now;
+                atomicAdd((unsigned long long*)counters + 1, 1ull);
+            } else if (row < 0) {
+                atomicAdd((unsigned long long*)counters + 2, 1ull);
+            }
+            if (sketch != nullptr)
+                for (int d = 0; d < HCTR_SKETCH_DEPTH; ++d) atomicAdd(sketch + d * width + hctr_sketch_column(key, d, width), 1u);
+        }
+    }
+}
+
+template <typename Key>
+__global__ void hctr_infer_link(const Key* __restrict__ set_keys, const unsigned char* __restrict__ set_miss,
+                                long long set_size, long long num_sets, const long long* __restrict__ first_counters,
+                                double threshold, long long* __restrict__ heads, long long* __restrict__ next) {
+    if (!hctr_infer_refresh(first_counters, threshold)) return;
+    for (long long h = blockIdx.x * (long long)blockDim.x + threadIdx.x; h < set_size;
+         h += (long long)gridDim.x * blockDim.x) {
+        const Key key = set_keys[h];
+        if (key == hctr_empty_key<Key>() || !set_miss[h]) continue;
+        const long long s = hctr_cache_set(key, num_sets);
+        next[h] = (long long)atomicExch((unsigned long long*)heads + s, (unsigned long long)h);
+    }
+}
+
+template <typename Key>
+__device__ __forceinline__ bool hctr_infer_before(long long fa, Key ka, long long fb, Key kb) {
+    return fa > fb || (fa == fb && ka < kb);
+}
+
+template <typename Key>
+__global__ void hctr_infer_insert(const Key* __restrict__ set_keys, const unsigned char* __restrict__ set_miss,
+                                  const float* __restrict__ set_values, long long set_size,
+                                  const long long* __restrict__ heads, const long long* __restrict__ next,
+                                  const long long* __restrict__ first_counters, double threshold,
+                                  Key* __restrict__ cache_keys, long long* __restrict__ cache_stamps,
+                                  float* __restrict__ cache_values, long long num_sets, int vec,
+                                  const unsigned int* __restrict__ sketch, long long width,
+                                  const long long* __restrict__ now, long long* __restrict__ counters) {
+    __shared__ long long stamps[HCTR_CACHE_WAYS], wfreq[HCTR_CACHE_WAYS];
+    __shared__ long long cand[HCTR_CACHE_WAYS], cfreq[HCTR_CACHE_WAYS], source[HCTR_CACHE_WAYS];
+    __shared__ int num_cand;
+    if (!hctr_infer_refresh(first_counters, threshold)) return;
+    const int way = threadIdx.x;
+    for (long long h = blockIdx.x; h < set_size; h += gridDim.x) {
+        const Key key = set_keys[h];
+        if (key == hctr_empty_key<Key>() || !set_miss[h]) continue;   // the same for the whole block
+        const long long s = hctr_cache_set(key, num_sets);
+        if (heads[s] != h) continue;
+        if (way == 0) {   // the set's best 64 new keys, in insertion order
+            int n = 0;
+            for (long long c = h; c >= 0; c = next[c]) {
+                const Key ck = set_keys[c];
+                const long long f = sketch ? (long long)hctr_sketch_estimate(sketch, width, ck) : 0;
+                if (n == HCTR_CACHE_WAYS && !hctr_infer_before(f, ck, cfreq[n - 1], set_keys[cand[n - 1]])) continue;
+                int j = n < HCTR_CACHE_WAYS ? n : HCTR_CACHE_WAYS - 1;
+                while (j > 0 && hctr_infer_before(f, ck, cfreq[j - 1], set_keys[cand[j - 1]])) {
+                    cand[j] = cand[j - 1];
+                    cfreq[j] = cfreq[j - 1];
+                    --j;
+                }
+                cand[j] = c;
+                cfreq[j] = f;
+                if (n < HCTR_CACHE_WAYS) ++n;
+            }
+            num_cand = n;
+        }
+        const long long base = s * HCTR_CACHE_WAYS;
+        const Key held = cache_keys[base + way];
+        const long long mine = cache_stamps[base + way];
+        const bool free_way = held == hctr_empty_key<Key>();
+        const long long myfreq = free_way ? -1 : (sketch ? (long long)hctr_sketch_estimate(sketch, width, held) : 0);
+        stamps[way] = mine;
+        wfreq[way] = myfreq;
+        __syncthreads();
+        int rank = 0;
+        for (int j = 0; j < HCTR_CACHE_WAYS; ++j) {
+            const long long f = wfreq[j], st = stamps[j];
+            rank += (f < myfreq) || (f == myfreq && (st < mine || (st == mine && j < way)));
+        }
+        long long src = -1;
+        if (rank < num_cand && (sketch == nullptr || myfreq < cfreq[rank])) {
+            src = cand[rank];
+            cache_keys[base + way] = set_keys[src];
+            cache_stamps[base + way] = *now;
+            atomicAdd((unsigned long long*)counters + 3, 1ull);
+            if (!free_way) atomicAdd((unsigned long long*)counters + 4, 1ull);
+        }
+        source[way] = src;
+        __syncthreads();
+        for (long long idx = way; idx < (long long)HCTR_CACHE_WAYS * vec; idx += HCTR_CACHE_WAYS) {
+            const long long w = idx / vec, from = source[w];
+            if (from >= 0) cache_values[(base + w) * vec + idx % vec] = set_values[from * vec + idx % vec];
+        }
+        __syncthreads();
+    }
+}

@@ -18,6 +18,7 @@ set), as HugeCTR's refresh does. Statistics per table are kept (``stats()``) and
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +39,7 @@ class TableLookup:
 
 
 POLICIES = ("lru", "tinylfu")
-SAMPLE_FACTOR = 32
+SAMPLE_FACTOR = 64
 
 
 def sketch_width(rows):
@@ -127,6 +128,8 @@ class EmbeddingCache:
             raise ValueError(f"{what}(cache_policy=...) must be one of {', '.join(map(repr, POLICIES))}, "
                              f"got {cache_policy!r}")
         self.events = EventBus()
+        # One lookup (or one predict of a session over this cache) at a time: they change the cache.
+        self.lock = threading.RLock()
         if self.backend.name == "cupy":
             from . import cuda_cache  # noqa: F401  (registers the cache kernels under the reference names)
         with self.backend.device(self.device_id):
@@ -155,7 +158,7 @@ class EmbeddingCache:
                              f"has {len(self._tables)}")
         backend, xp, ops = self.backend, self.backend.xp, self.backend.ops
         results, pending = [], []
-        with backend.device(self.device_id):
+        with self.lock, backend.device(self.device_id):
             for tab, keys in zip(self._tables, table_keys):
                 keys = backend.asarray(keys, dtype=tab.ps.keys.dtype).reshape(-1)
                 uniq, inverse = xp.unique(keys, return_inverse=True)
@@ -191,10 +194,13 @@ class EmbeddingCache:
                 for tab, item in zip(self._tables, pending):
                     if item is not None and item[0].size:
                         self._insert(tab, *item)
+            self._publish()
+        return results
+
+    def _publish(self):
         if self.events._subscribers:
             for event in self.stats():
                 self.events.publish(event)
-        return results
 
     def _insert(self, tab, keys, values):
         ops = self.backend.ops

@@ -96,6 +96,12 @@ class InferenceSession:
             self._load(first)
         self._networks[1] = first
         self.events = embedding_cache.events
+        # CuPy with inference.cuda_graph (default true): the captured predict path (graph_path.py).
+        self._graph = None
+        if self.backend.name == "cupy" and inf.cuda_graph:
+            from .graph_path import GraphPredictor
+            with self.backend.device(self.device_id):
+                self._graph = GraphPredictor(self)
 
     # ---- graph ----------------------------------------------------------------------------------
 
@@ -151,12 +157,13 @@ class InferenceSession:
         return self.predict_array(dense_feature, embeddingcolumns, row_ptrs, i64_input_key).reshape(-1).tolist()
 
     def predict_array(self, dense_feature, embeddingcolumns, row_ptrs, i64_input_key=None):
-        """As ``predict``, returning a (N, L) float32 NumPy array."""
+        """As ``predict``, returning a (N, L) float32 NumPy array. Safe to call from several threads:
+        calls on one session (or one embedding cache) run one at a time."""
         dense, keys, row_ptrs = self._validate(dense_feature, embeddingcolumns, row_ptrs, i64_input_key)
         n = (row_ptrs.size - 1) // self.slot_num
-        out = np.zeros((n, self.label_dim), dtype=np.float32)
+        out = np.empty((n, self.label_dim), dtype=np.float32)
         S = self.slot_num
-        with self.backend.device(self.device_id):
+        with self.embedding_cache.lock, self.backend.device(self.device_id):
             for start in range(0, n, self.max_batchsize):
                 stop = min(n, start + self.max_batchsize)
                 ptrs = row_ptrs[start * S:stop * S + 1]
@@ -165,9 +172,11 @@ class InferenceSession:
 
     def _predict_chunk(self, dense, keys, row_ptrs):
         n = dense.shape[0]
+        parts = self._split_tables(keys, row_ptrs, n)
+        if self._graph is not None and self._graph.fits(parts, n):
+            return self._graph.predict_chunk(dense, parts, n)
         batch = self._padded(n)
         backend, xp, ops = self.backend, self.backend.xp, self.backend.ops
-        parts = self._split_tables(keys, row_ptrs, n)
         lookups = self.embedding_cache.lookup([k for k, _ in parts])
         data = self.config.data
         padded_dense = np.zeros((batch, self.dense_dim), dtype=np.float32)

@@ -74,3 +74,106 @@ def test_predict_on_cupy_equals_numpy(model, tmp_path, monkeypatch):
     # The cache kernels are deterministic: both backends saw the same hits, insertions and evictions.
     assert cpu.embedding_cache.stats() == gpu.embedding_cache.stats()
     trained.close()
+
+
+@pytest.mark.parametrize("key_type", ["I32", "I64"])
+@pytest.mark.parametrize("vec, num_sets, width", [(1, 1, 64), (5, 3, 128), (16, 37, 1 << 12)])
+def test_tinylfu_kernels_equal_the_references_on_a_stream(key_type, vec, num_sets, width):
+    import cupy
+
+    from hugectr_lab.inference import cuda_cache  # noqa: F401
+    dtype = np.dtype(np.uint32 if key_type == "I32" else np.int64)
+    ref, gpu = get_backend("numpy").ops, get_backend("cupy").ops
+    assert gpu.implementation("embedding_cache_insert_tinylfu") == "kernel"
+    size = num_sets * WAYS
+    host = [np.full(size, empty_key(dtype), dtype), np.zeros(size, np.int64), np.zeros((size, vec), np.float32)]
+    dev = [cupy.asarray(a) for a in host]
+    sketch, d_sketch = np.zeros((4, width), np.uint32), cupy.zeros((4, width), np.uint32)
+    rng = np.random.default_rng(vec * 1000 + num_sets)
+    for now in range(1, 31):
+        ranks = np.floor(rng.pareto(1.1, 700) * 40).astype(np.int64) % 5000
+        keys = np.unique((ranks * 2654435761 - 2 ** 31 if dtype == np.int64 else ranks * 7919).astype(dtype))
+        values, slots = ref.embedding_cache_query(*host, keys, now)
+        gpu.embedding_cache_query(*dev, cupy.asarray(keys), now)
+        halve = now % 7 == 0
+        ref.embedding_cache_sketch_update(sketch, keys, halve)
+        gpu.embedding_cache_sketch_update(d_sketch, cupy.asarray(keys), halve)
+        np.testing.assert_array_equal(d_sketch.get(), sketch)
+        np.testing.assert_array_equal(gpu.embedding_cache_frequency(d_sketch, cupy.asarray(keys)).get(),
+                                      ref.embedding_cache_frequency(sketch, keys))
+        miss = keys[slots < 0]
+        vectors = rng.standard_normal((miss.size, vec)).astype(np.float32)
+        out = ref.embedding_cache_insert_tinylfu(*host, sketch, miss, vectors, now)
+        d_out = gpu.embedding_cache_insert_tinylfu(*dev, d_sketch, cupy.asarray(miss), cupy.asarray(vectors), now)
+        for a, b in zip(d_out, out):
+            np.testing.assert_array_equal(a.get(), b)
+        for a, b in zip(dev, host):
+            np.testing.assert_array_equal(a.get(), b)
+
+
+def _policy_session(config, backend, policy, percentage, graph=True):
+    if not graph:
+        import json
+        obj = json.loads(open(config).read())
+        obj["inference"]["cuda_graph"] = False
+        config = config.replace(".json", "_eager.json")
+        open(config, "w").write(json.dumps(obj))
+    ps = CreateParameterServer([config], ["m"], False)
+    return InferenceSession(config, 0, CreateEmbeddingCache(ps, 0, True, percentage, config, "m", False,
+                                                            backend=backend, cache_policy=policy))
+
+
+@pytest.mark.parametrize("model", ["dcn", "wdl"])
+@pytest.mark.parametrize("policy", ["lru", "tinylfu"])
+def test_graph_path_equals_the_eager_path_and_numpy(model, policy, tmp_path, monkeypatch):
+    """The captured predict path: same predictions, statistics and cache contents as NumPy's eager path,
+    over buckets of several sizes, a request split in chunks and a cache that evicts."""
+    monkeypatch.chdir(tmp_path)
+    trained = Trained(sample_config(model), steps=3)
+    config = trained.write_inference_config(max_batchsize=256)
+    samples = trained.eval_samples()
+    cpu = _policy_session(config, "numpy", policy, 0.05)
+    gpu = _policy_session(config, "cupy", policy, 0.05)
+    eager = _policy_session(config, "cupy", policy, 0.05, graph=False)
+    assert gpu._graph is not None and eager._graph is None
+    for start, size in [(0, 1), (1, 3), (4, 64), (68, 256), (324, 300), (0, 1), (624, 64), (700, 200), (0, 1024)]:
+        inputs = predict_inputs(samples.take(start, start + size))
+        want = np.asarray(cpu.predict(*inputs[:3]), np.float32)
+        np.testing.assert_allclose(np.asarray(gpu.predict(*inputs[:3]), np.float32), want, rtol=0, atol=2e-5)
+        np.testing.assert_allclose(np.asarray(eager.predict(*inputs[:3]), np.float32), want, rtol=0, atol=2e-5)
+        assert gpu.embedding_cache.stats() == cpu.embedding_cache.stats() == eager.embedding_cache.stats()
+    for t in range(cpu.embedding_cache.num_tables):
+        np.testing.assert_array_equal(gpu.embedding_cache.cached_keys(t), cpu.embedding_cache.cached_keys(t))
+    assert cpu.embedding_cache.stats()[0].evictions > 0
+    assert all(b.call.graph is not None for b in gpu._graph.buckets.values() if b.call.calls > 1)
+    trained.close()
+
+
+def test_predict_from_several_threads_on_cupy(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.chdir(tmp_path)
+    trained = Trained(sample_config("dcn"), steps=2)
+    config = trained.write_inference_config(max_batchsize=64)
+    samples = trained.eval_samples()
+    requests = [predict_inputs(samples.take(s, s + n)) for s, n in zip(range(0, 1024, 40), [1, 7, 64, 33, 100] * 6)]
+    want = [np.asarray(_session(config, "numpy").predict(*r[:3]), np.float32) for r in requests]
+    session = _session(config, "cupy")
+    got, errors = {}, []
+
+    def worker(w):
+        try:
+            for i in range(w, len(requests), 4):
+                got[i] = np.asarray(session.predict(*requests[i][:3]), np.float32)
+        except Exception as e:   # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, w in enumerate(want):
+        np.testing.assert_allclose(got[i], w, rtol=0, atol=2e-5)
+    trained.close()

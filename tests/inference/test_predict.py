@@ -172,3 +172,52 @@ def test_write_and_read_the_inference_data_file(workdir):
         warnings.simplefilter("error")
         assert len(open_session(trained.write_inference_config()).predict(*back[:3])) == 5
     trained.close()
+
+
+@pytest.mark.parametrize("policy", ["lru", "tinylfu"])
+def test_predictions_equal_the_sessions_with_every_cache_policy(policy):
+    """WDL (two tables), a small cache that evicts: every call answers as the training Session does."""
+    trained = Trained(sample_config("wdl"), steps=3)
+    expected = trained.eval_predictions()
+    config = trained.write_inference_config(max_batchsize=128)
+    ps = CreateParameterServer([config], ["m"], False)
+    cache = CreateEmbeddingCache(ps, 0, True, 0.05, config, "m", False, cache_policy=policy)
+    session = InferenceSession(config, 0, cache)
+    inputs = predict_inputs(trained.eval_samples())
+    for _ in range(2):   # a cold and a warm cache
+        np.testing.assert_allclose(run(session, inputs), expected, rtol=0, atol=1e-6)
+    assert cache.policy == policy and all(s.evictions > 0 for s in cache.stats())
+    trained.close()
+
+
+def test_predict_from_several_threads_equals_single_threaded():
+    import threading
+
+    trained = Trained(sample_config("dcn"), steps=2)
+    config = trained.write_inference_config(max_batchsize=64)
+    samples = trained.eval_samples()
+    requests = [predict_inputs(samples.take(start, start + size))
+                for start, size in zip(range(0, 1024, 40), [1, 7, 64, 33, 100, 5, 64, 2] * 4)]
+    want = [run(open_session(config, percentage=0.1), r) for r in requests]
+    session = open_session(config, percentage=0.1)
+    got, errors = {}, []
+
+    def worker(w):
+        try:
+            for i in range(w, len(requests), 4):
+                got[i] = run(session, requests[i])
+        except Exception as e:   # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for i, w in enumerate(want):
+        np.testing.assert_array_equal(got[i], w)
+    stats = session.embedding_cache.stats()[0]
+    chunks = sum(-(-(r.row_ptrs.size - 1) // (26 * 64)) for r in requests)   # 100 samples: two chunks of <= 64
+    assert stats.calls == chunks and stats.lookups > 0
+    trained.close()

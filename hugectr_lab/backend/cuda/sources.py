@@ -53,7 +53,11 @@ SOURCES = {
     "embedding_cache.cu": tuple(e for k in ("hctr_embedding_cache_set_index", "hctr_embedding_cache_query",
                                             "hctr_embedding_cache_insert", "hctr_embedding_cache_sketch_update",
                                             "hctr_embedding_cache_frequency", "hctr_embedding_cache_insert_tinylfu")
-                                for e in templated(k, KEYS)) + ("hctr_embedding_cache_sketch_halve",),
+                                for e in templated(k, KEYS)) + ("hctr_embedding_cache_sketch_halve",)
+                          # the predict graph's lookup (hugectr_lab/inference/graph_path.py)
+                          + tuple(e for k in ("hctr_infer_dedupe", "hctr_infer_lookup", "hctr_infer_link",
+                                              "hctr_infer_insert") for e in templated(k, KEYS))
+                          + ("hctr_infer_sketch_halve",),
 }
 
 # Compiler options shared by NVRTC (the loader) and nvcc (the compile check). No FMA contraction:
