@@ -22,6 +22,8 @@ def input_problem(path) -> str | None:
         return "not found"
     except OSError as e:  # permission denied on a parent, a name too long, a link loop
         return e.strerror.lower() if e.strerror else str(e)
+    except ValueError:  # os.stat refuses a name with a NUL byte
+        return "is not a valid path (it holds a NUL byte)"
     for test, kind in SPECIAL_KINDS:
         if test(mode):
             return f"is {kind}, not a regular file"

@@ -181,9 +181,14 @@ class ParquetFileReader:
 
     def iter_samples(self, batch_rows=DEFAULT_BATCH_ROWS):
         """Yield ``Samples`` for successive stretches of rows, in file order."""
+        pa, _ = pyarrow_modules()
         first = 0
         for group in range(self._file.num_row_groups):
-            table = self._file.read_row_group(group)
+            try:
+                table = self._file.read_row_group(group)
+            except (OSError, pa.ArrowException) as err:  # a corrupt page: arrow says what, not where
+                raise DataError(self.path, None, f"row group {group} (rows from {first}) is unreadable ({err})") \
+                    from None
             for start in range(0, table.num_rows, batch_rows):
                 yield self._decode(table.slice(start, batch_rows), first + start)
             first += table.num_rows
