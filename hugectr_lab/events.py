@@ -46,6 +46,19 @@ class ModelSaved:
     files: tuple
 
 
+@dataclass(frozen=True)
+class VocabularyOverflow:
+    """The first time a Session finds an embedding table refusing keys in training (once per embedding
+    and device; with CuPy found at the next eval, save or ``check_overflow``)."""
+
+    iteration: int
+    embedding: str
+    device: int             # global device id
+    capacity: int           # max_vocabulary_size_per_gpu
+    refused: tuple          # (low, high) bounds of the distinct keys refused so far (equal when exact)
+    message: str
+
+
 @dataclass
 class EventBus:
     """Publish/subscribe. A failing subscriber is reported once and never stops the loop."""

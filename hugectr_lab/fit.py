@@ -2,7 +2,7 @@
 
 Non-epoch mode (``repeat_dataset=True``): ``max_iter`` iterations; epoch mode: ``num_epochs`` passes
 over the training source. Every iteration takes the scheduler's next learning rate; every
-``eval_interval`` iterations (not at 0) it checks overflow, copies weights to the eval network and runs
+``eval_interval`` iterations (not at 0) it copies weights to the eval network and runs
 up to ``max_eval_batches`` eval batches (stopping early at the end of the eval source, then
 rewinding it), and stops when AUC reaches its threshold ("Hit target accuracy"). Every ``snapshot``
 iterations (not at 0) the Session writes its model files (``download_params_to_files``: HugeCTR's
@@ -39,8 +39,9 @@ def epoch_mode_of(session):
 
 def evaluate(session, max_eval_batches):
     """Copy weights, run up to ``max_eval_batches`` eval batches (rewinding at the end of the source)
-    and return ``get_eval_metrics()``."""
-    session.check_overflow()
+    and return ``get_eval_metrics()``. Vocabulary overflow is reported by the session's eval (a
+    warning, or an error with the solver's on_vocabulary_overflow="error"), not raised as HugeCTR's
+    huge_ctr does (docs/reliability.md)."""
     session.copy_weights_for_evaluation()
     for _ in range(max_eval_batches):
         if not session.eval():

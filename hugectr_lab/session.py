@@ -39,9 +39,9 @@ from .backend.comm import create_communicator, node_gpu_ids, process_group
 from .config import SolverParser, parse_config
 from .data import DataReader32, DataReader64
 from .embedding import SparseEmbedding, load_sparse_model, load_sparse_optimizer_state, save_sparse_model
-from .embedding import save_sparse_optimizer_state
+from .embedding import EmbeddingOverflowError, VocabularyOverflowWarning, save_sparse_optimizer_state
 from .enums import Error_t
-from .events import EvalEnd, EventBus, IterationEnd, ModelSaved
+from .events import EvalEnd, EventBus, IterationEnd, ModelSaved, VocabularyOverflow
 from .fileio import Snapshot, atomic_write, check_snapshot_file, write_bytes_atomic
 from .input_files import input_problem
 from .layers import BuildContext, Network, TrainStep, network_inputs
@@ -163,6 +163,7 @@ class Session:
         self._check_on_device = self.backend.name != "numpy" and self.loss_scaler is None
         self._nonfinite_at = None
         self._poisoned = None   # the NonFiniteError whose update reached the model (CuPy, static)
+        self._overflow_seen = set()   # (embedding index, device) already reported
 
         self._reader_train = self._make_reader(solver.batchsize, eval=False)
         self._reader_eval = self._make_reader(solver.batchsize_eval, eval=True) if cfg.data.eval_source else None
@@ -478,6 +479,8 @@ class Session:
         losses = self._step(*self._upload(batch, B // self.num_devices))
         self._losses = losses
         self.iteration += 1
+        if self.backend.name == "numpy":   # host counters: free to read every step
+            self._poll_overflow()
         if self.events._subscribers:
             elapsed = time.perf_counter() - start
             # the local devices' loss: a global one would need every process to take part
@@ -502,9 +505,37 @@ class Session:
             losses = [loss for part in self.comm.group.allgather(losses) for loss in part]
         return float(np.mean(losses))
 
+    def _poll_overflow(self):
+        """Report each table found refusing keys for the first time: a ``VocabularyOverflowWarning`` and
+        a ``VocabularyOverflow`` event, or, with the solver's ``on_vocabulary_overflow="error"``, an
+        ``EmbeddingOverflowError``. Reads the tables' counters (a device read on CuPy, so it runs
+        only where the host waits anyway: eval, save, ``check_overflow``)."""
+        for i, emb in enumerate(self.embeddings):
+            if not hasattr(emb, "refused_keys"):
+                continue
+            for g, (capacity, refused, message) in emb.refused_keys().items():
+                if (i, g) in self._overflow_seen:
+                    continue
+                if self.solver.on_vocabulary_overflow == "error":
+                    raise EmbeddingOverflowError(f"iteration {self.iteration}: {message} "
+                                                 "(the solver's on_vocabulary_overflow is 'error')")
+                self._overflow_seen.add((i, g))
+                hint = " -- raise max_vocabulary_size_per_gpu or use more devices"
+                warnings.warn(f"iteration {self.iteration}: {message}{hint}", VocabularyOverflowWarning, stacklevel=3)
+                self.events.publish(VocabularyOverflow(self.iteration, emb.name, g, capacity, refused, message))
+
+    @serialised
+    def vocabulary_overflow(self):
+        """``[VocabularyOverflow, ...]``: every local table that refused keys so far, with the distinct
+        keys refused (reads the devices; reports nothing by itself)."""
+        return [VocabularyOverflow(self.iteration, emb.name, g, capacity, refused, message)
+                for emb in self.embeddings if hasattr(emb, "refused_keys")
+                for g, (capacity, refused, message) in emb.refused_keys().items()]
+
     @serialised
     def check_overflow(self):
-        """Raise ``EmbeddingOverflowError`` if any embedding was offered more keys than it holds."""
+        """Raise ``EmbeddingOverflowError`` if any embedding was offered more keys than it holds (the
+        message gives the distinct keys refused)."""
         self._check_finite()
         for emb in self.embeddings:
             emb.check_overflow()
@@ -524,6 +555,7 @@ class Session:
         if self._reader_eval is None:
             return True
         self._check_finite()
+        self._poll_overflow()
         batch = self._reader_eval.read_a_batch()
         if batch is None or batch.size == 0:
             return False
@@ -617,6 +649,7 @@ class Session:
                           RuntimeWarning, stacklevel=2)
             return Error_t.WrongInput
         self._check_finite()
+        self._poll_overflow()
         names = model_file_names(prefix, iter, len(self.embeddings))
         snapshot = (Snapshot(names["manifest"], step=int(iter), info={"iteration": self.iteration})
                     if self.comm.group.rank == 0 else contextlib.nullcontext())

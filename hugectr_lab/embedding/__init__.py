@@ -7,7 +7,7 @@ from .files import (SparseModel, SparseModelFileError, SparseOptimizerState, loa
                     load_sparse_optimizer_state, read_sparse_model_dir, read_sparse_model_file,
                     read_sparse_optimizer_state, save_sparse_model, save_sparse_optimizer_state,
                     write_sparse_model_dir, write_sparse_model_file, write_sparse_optimizer_state)
-from .hash_table import EmbeddingOverflowError, HashTable, Lookup
+from .hash_table import EmbeddingOverflowError, HashTable, Lookup, VocabularyOverflowWarning
 from .localized import LocalizedSlotSparseEmbeddingHash
 from .one_hot import LocalizedSlotSparseEmbeddingOneHot
 from .sparse_optimizers import (SPARSE_OPTIMIZERS, SparseAdaGrad, SparseAdam, SparseMomentumSGD, SparseNesterov,
@@ -15,7 +15,7 @@ from .sparse_optimizers import (SPARSE_OPTIMIZERS, SparseAdaGrad, SparseAdam, Sp
 
 __all__ = [
     "EMBEDDING_TYPES", "SparseEmbedding", "DistributedSlotSparseEmbeddingHash", "LocalizedSlotSparseEmbeddingHash",
-    "LocalizedSlotSparseEmbeddingOneHot", "EmbeddingOverflowError", "HashTable", "Lookup", "SPARSE_OPTIMIZERS",
+    "LocalizedSlotSparseEmbeddingOneHot", "EmbeddingOverflowError", "VocabularyOverflowWarning", "HashTable", "Lookup", "SPARSE_OPTIMIZERS",
     "SparseOptimizer", "SparseSGD", "SparseMomentumSGD", "SparseNesterov", "SparseAdam", "SparseAdaGrad",
     "SparseModel", "SparseModelFileError", "SparseOptimizerState", "read_sparse_model_file", "write_sparse_model_file",
     "read_sparse_model_dir", "write_sparse_model_dir", "read_sparse_optimizer_state", "write_sparse_optimizer_state",

@@ -337,6 +337,18 @@ class SparseEmbedding(ABC):
             if dev.table is not None:
                 dev.table.check_overflow(f"embedding '{self.name}' on device {g}")
 
+    def refused_keys(self):
+        """``{global device id: (capacity, (low, high), message)}`` for each local table that refused
+        keys: bounds of the distinct keys refused and ``check_overflow``'s message (reads the devices)."""
+        report = {}
+        for g, dev in self._local():
+            table = getattr(dev, "table", None)
+            if table is not None:
+                message = table.overflow_message(f"embedding '{self.name}' on device {g}")
+                if message:
+                    report[g] = (table.capacity, table.refused_keys(), message)
+        return report
+
     def num_keys(self):
         """Keys held over all devices of all processes (``get_params_num`` counts num_keys() * E)."""
         return sum(self.comm.group.allgather(sum(len(dev.table) for dev in self.devices)))

@@ -76,6 +76,11 @@ class EmbeddingOverflowError(OverflowError):
     """More distinct keys reached a device than ``max_vocabulary_size_per_gpu`` allows."""
 
 
+class VocabularyOverflowWarning(RuntimeWarning):
+    """A table refused keys in training (they read the zero vector and learn nothing); issued once per
+    embedding and device. The solver's ``on_vocabulary_overflow="error"`` raises instead."""
+
+
 class Lookup(NamedTuple):
     """Rows for one batch of K keys on one device, every array (K,) int64 whatever the batch holds.
 
@@ -243,8 +248,16 @@ class HashTable:
 
     @property
     def overflow(self):
-        """Number of distinct keys refused because the table was full (reads the device)."""
+        """Refusals: distinct keys refused because the table was full, while the table remembers them
+        (``refused_room``); past that a refused key counts again in each batch (reads the device)."""
         return int(self._counters[1])
+
+    def refused_keys(self):
+        """``(low, high)`` bounds of the number of distinct keys refused so far (reads the device): equal
+        while the table remembers every refused key; past ``refused_room`` it remembers no more, so
+        ``low`` = the remembered ones + 1 and ``high`` = the refusals."""
+        _, refusals, remembered = (int(c) for c in self.backend.to_host(self._counters))
+        return (remembered, remembered) if refusals == remembered else (remembered + 1, refusals)
 
     def get(self, keys):
         """Rows (K,) int64 of ``keys``; -1 for keys not in the table."""
@@ -281,8 +294,20 @@ class HashTable:
 
     def check_overflow(self, what="hash table"):
         """Raise ``EmbeddingOverflowError`` if keys were refused; ``what`` names the table in the message."""
-        size, overflow = (int(c) for c in self.backend.to_host(self._counters[:2]))
-        if overflow:
-            raise EmbeddingOverflowError(
-                f"{what}: {size + overflow} keys exceed max_vocabulary_size_per_gpu={self.capacity} "
-                f"({overflow} keys got no row and were embedded as zero vectors)")
+        message = self.overflow_message(what)
+        if message:
+            raise EmbeddingOverflowError(message)
+
+    def overflow_message(self, what="hash table"):
+        """What ``check_overflow`` says (distinct keys refused, capacity), or None when none was refused."""
+        low, high = self.refused_keys()
+        if not high:
+            return None
+        size = len(self)
+        if low == high:
+            return (f"{what}: {size + low} keys exceed max_vocabulary_size_per_gpu={self.capacity} ({low} distinct "
+                    "keys got no row and were embedded as zero vectors)")
+        return (f"{what}: at least {size + low} keys exceed max_vocabulary_size_per_gpu={self.capacity} ({low} to "
+                f"{high} distinct keys got no row and were embedded as zero vectors; past "
+                f"{refused_room(self.num_slots, self.capacity)} the table stops remembering refused keys, so "
+                "later ones are counted at each lookup)")
