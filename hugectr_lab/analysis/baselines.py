@@ -88,6 +88,7 @@ class BaselineResult:
     name: str
     auc: float
     seconds: float
+    scores: np.ndarray = field(default=None, repr=False, compare=False)   # (N_val,) predicted probabilities
 
 
 @dataclass
@@ -150,7 +151,8 @@ def fit_baselines(train: Samples, val: Samples, *, engine=None, models=MODELS, n
         model.fit(xt, y_train)
         scores = model.predict_proba(xv)
         scores = np.asarray(scores.get() if hasattr(scores, "get") else scores)[:, 1]
-        report.results.append(BaselineResult(name, float(auc(scores, val.labels[:, 0])), time.perf_counter() - start))
+        report.results.append(BaselineResult(name, float(auc(scores, val.labels[:, 0])), time.perf_counter() - start,
+                                             scores))
     return report
 
 

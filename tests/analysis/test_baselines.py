@@ -62,6 +62,9 @@ def test_baselines_learn_the_planted_signal(generated):
     lr = LogisticRegression(C=1.0, max_iter=500).fit(enc.transform(train), train.labels[:, 0])
     assert aucs["logistic regression"] == pytest.approx(auc(lr.predict_proba(enc.transform(val))[:, 1],
                                                             val.labels[:, 0]), abs=1e-9)
+    for result in report.results:
+        assert result.scores.shape == (len(val),)
+        assert result.auc == auc(result.scores, val.labels[:, 0])
     text = report.table({"DCN": 0.75})
     assert text.splitlines()[1].startswith("DCN") and "logistic regression" in text and "scikit-learn" in text
     assert report.to_json()["auc"] == aucs
