@@ -20,7 +20,8 @@
 //     that rank if there is one; the block then copies the vectors. A set takes at most 64 keys per
 //     call; out_slots / out_evicted must be pre-filled with -1 / the empty key.
 //
-// The frequency-aware policy ("tinylfu"; references of the same names in cache_ops.py):
+// The frequency-aware policy ("tinylfu"; references of the same names in cache_ops.py:
+// `embedding_cache_sketch_update`, `embedding_cache_frequency`, `embedding_cache_insert_tinylfu`):
 //   sketch (4, W) unsigned int, W a power of two; row d counts key k at column murmur3(k, seed d+1) & (W-1).
 //   hctr_embedding_cache_sketch_halve: one thread per counter, grid-stride (aging: every counter >>= 1).
 //   hctr_embedding_cache_sketch_update: one thread per (distinct) key, 4 atomicAdds.

@@ -27,9 +27,10 @@ from .layer_params import (INITIALIZERS, LAYER_KINDS, LAYER_TYPES_FP32, LAYER_TY
                            LossParams, MultiCrossEntropyLossParams, MultiCrossParams, NoParams, ReduceParams,
                            ReshapeParams, SliceParams, WeightMultiplyParams)
 from .model import ModelConfig, load_json, parse_config, parse_optimizer_clause
-from .parse_optimizer import schedule_to_json
+from .parse_embedding import EMBEDDING_TYPES
+from .parse_optimizer import OPTIMIZER_TYPES, schedule_to_json
 from .solver import SolverParser, solver_parser_helper
-from .specs import (COMBINERS, EMBEDDING_TYPES, OPTIMIZER_TYPES, UPDATE_TYPES, DataSpec, DenseSpec, EmbeddingSpec,
+from .specs import (COMBINERS, UPDATE_TYPES, DataSpec, DenseSpec, EmbeddingSpec,
                     InferenceSpec, LabelSpec, LayerSpec, OptimizerSpec, SolverSpec, SparseInputSpec)
 
 __all__ = [

@@ -7,27 +7,39 @@ the table sizes), so the size keys are required only for training.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from .errors import Loc
 from .fields import json_object, keys_of, read_fields, read_value, tensor_names, warn_unknown, write_fields
 from .parse_optimizer import optimizer_to_json, parse_optimizer
-from .specs import SPARSE_INPUT_OF, EmbeddingSpec, OptimizerSpec, SparseInputSpec
+from .specs import EmbeddingSpec, OptimizerSpec, SparseInputSpec
 
 HPARAM = "sparse_embedding_hparam"
 _SIZES = ("max_vocabulary_size_per_gpu", "slot_size_array")
 _VECTOR = ("embedding_vec_size", "combiner", "default_emb_vec_value")
-# type → (hparam keys it reads, hparam keys a training config must give, top-level keys besides the graph's)
-EMBEDDING_KEYS = {
-    "DistributedSlotSparseEmbeddingHash": (("max_vocabulary_size_per_gpu", *_VECTOR),
-                                           ("max_vocabulary_size_per_gpu",), ("name",)),
-    "LocalizedSlotSparseEmbeddingHash": ((*_SIZES, *_VECTOR), (), ("name", "plan_file")),
-    "LocalizedSlotSparseEmbeddingOneHot": ((*_SIZES, *_VECTOR), ("slot_size_array",), ("name",)),
+
+
+class EmbeddingKind(NamedTuple):
+    sparse_input: str                 # the sparse-input type that feeds it (the reader routes by slot or by key)
+    hparam_keys: tuple[str, ...]      # the keys of sparse_embedding_hparam it reads
+    training_keys: tuple[str, ...]    # of those, the ones a training config must give
+    top_keys: tuple[str, ...]         # top-level keys besides the graph's
+
+
+# The one table of embedding types (the embedding classes register under the same names).
+EMBEDDING_KINDS = {
+    "DistributedSlotSparseEmbeddingHash": EmbeddingKind("DistributedSlot", ("max_vocabulary_size_per_gpu", *_VECTOR),
+                                                        ("max_vocabulary_size_per_gpu",), ("name",)),
+    "LocalizedSlotSparseEmbeddingHash": EmbeddingKind("LocalizedSlot", (*_SIZES, *_VECTOR), (), ("name", "plan_file")),
+    "LocalizedSlotSparseEmbeddingOneHot": EmbeddingKind("LocalizedSlot", (*_SIZES, *_VECTOR), ("slot_size_array",),
+                                                        ("name",)),
 }
+EMBEDDING_TYPES = frozenset(EMBEDDING_KINDS)
 _one_tensor = tensor_names(1, 1)
 
 
 def parse_embedding(obj: Mapping, loc: Loc, type_: str, *, inference: bool) -> EmbeddingSpec:
-    hparam_keys, training_keys, top_keys = EMBEDDING_KEYS[type_]
+    _, hparam_keys, training_keys, top_keys = EMBEDDING_KINDS[type_]
     hloc = loc.child(HPARAM)
     hparam = read_value(obj, loc, HPARAM, json_object)
     values = read_fields(EmbeddingSpec, hparam, hloc, names=hparam_keys, required=() if inference else training_keys)
@@ -46,7 +58,7 @@ def parse_embedding(obj: Mapping, loc: Loc, type_: str, *, inference: bool) -> E
 def check_embedding(emb: EmbeddingSpec, sparse: SparseInputSpec, optimizer: OptimizerSpec | None, loc: Loc, *,
                     inference: bool) -> None:
     """The rules between an embedding, the sparse input it reads and (training only) its optimizer."""
-    needed = SPARSE_INPUT_OF[emb.type]
+    needed = EMBEDDING_KINDS[emb.type].sparse_input
     if sparse.type != needed:
         loc.child("bottom").fail(f'"{emb.bottom}" is a {sparse.type} sparse input; {emb.type} reads {needed} ones')
     if emb.slot_size_array is not None and len(emb.slot_size_array) != sparse.slot_num:
@@ -63,7 +75,7 @@ def check_embedding(emb: EmbeddingSpec, sparse: SparseInputSpec, optimizer: Opti
 
 
 def embedding_to_json(emb: EmbeddingSpec) -> dict:
-    hparam_keys, _, top_keys = EMBEDDING_KEYS[emb.type]
+    _, hparam_keys, _, top_keys = EMBEDDING_KINDS[emb.type]
     head = {"name": emb.name} if emb.name else {}
     out = {**head, "type": emb.type, "bottom": emb.bottom, "top": emb.top,
            HPARAM: write_fields(emb, names=hparam_keys)}

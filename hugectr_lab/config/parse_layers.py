@@ -10,8 +10,8 @@ from .fields import (got, json_object, keys_of, list_of, nonempty_string, read_f
 from .graph import TensorRegistry
 from .layer_params import FP32_ONLY, LAYER_KINDS, LOSS_TYPES, MIXED_ONLY, LayerKind
 from .parse_data import parse_data
-from .parse_embedding import check_embedding, parse_embedding
-from .specs import EMBEDDING_TYPES, DataSpec, EmbeddingSpec, LayerSpec, OptimizerSpec
+from .parse_embedding import EMBEDDING_TYPES, check_embedding, parse_embedding
+from .specs import DataSpec, EmbeddingSpec, LayerSpec, OptimizerSpec
 
 _GRAPH_KEYS = {"name", "type", "bottom", "top"}
 _layer_list = list_of(json_object, min_len=1, what="a non-empty list of layer objects")

@@ -10,8 +10,9 @@ from collections.abc import Mapping
 
 from .errors import Loc
 from .fields import boolean, json_object, keys_of, one_of, read_fields, read_value, validate, warn_unknown, write_fields
-from .specs import OPTIMIZER_TYPES, UPDATE_TYPES, OptimizerSpec
+from .specs import UPDATE_TYPES, OptimizerSpec
 
+# The one table of optimizer types (the dense and sparse optimizer classes register under the same names):
 # type → (hparam object, keys it requires besides learning_rate, optional keys besides the scheduler's)
 HPARAMS = {
     "Adam": ("adam_hparam", ("beta1", "beta2", "epsilon"), ()),
@@ -20,6 +21,7 @@ HPARAMS = {
     "SGD": ("sgd_hparam", (), ("atomic_update",)),
     "AdaGrad": ("adagrad_hparam", ("initial_accu_value", "epsilon"), ()),
 }
+OPTIMIZER_TYPES = tuple(HPARAMS)   # AdaGrad: v3.1
 SCHEDULER_KEYS = ("warmup_steps", "decay_start", "decay_steps", "decay_power", "end_lr")
 
 

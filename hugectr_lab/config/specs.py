@@ -14,13 +14,7 @@ from .fields import (any_number, boolean, int_range, is_int, expected, key, list
                      non_negative_number, nonempty_string, number, one_of, positive_int, positive_number,
                      str_or_list, string)
 
-EMBEDDING_TYPES = frozenset({"DistributedSlotSparseEmbeddingHash", "LocalizedSlotSparseEmbeddingHash",
-                             "LocalizedSlotSparseEmbeddingOneHot"})
-# Which sparse-input type feeds which embedding type: the reader routes keys by slot or by key.
-SPARSE_INPUT_OF = {"DistributedSlotSparseEmbeddingHash": "DistributedSlot",
-                   "LocalizedSlotSparseEmbeddingHash": "LocalizedSlot",
-                   "LocalizedSlotSparseEmbeddingOneHot": "LocalizedSlot"}
-OPTIMIZER_TYPES = ("Adam", "MomentumSGD", "Nesterov", "SGD", "AdaGrad")  # AdaGrad: v3.1
+# The embedding and optimizer type tables are parse_embedding.EMBEDDING_KINDS and parse_optimizer.HPARAMS.
 UPDATE_TYPES = ("Local", "Global", "LazyGlobal")
 SCALERS = (128, 256, 512, 1024)  # the loss scales HugeCTR accepts as "mixed_precision"
 COMBINERS = ("sum", "mean")      # JSON spells them 0 and 1

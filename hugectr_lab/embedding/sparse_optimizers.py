@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import reference_op
+from ..config import UPDATE_TYPES
 from ..rules.optimizers import adam_step_size, momentum_step, nesterov_step
 
-UPDATE_TYPES = ("Local", "Global", "LazyGlobal")
 SPARSE_OPTIMIZERS: dict = {}
 
 

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import parse_config
+from ..embedding import EMBEDDING_TYPES as EMBEDDING_CLASSES
 from ..embedding.files import read_sparse_model_dir, read_sparse_model_file
 from ..fileio import check_snapshot_file
 from ..embedding.hash_table import key_dtype, sentinel_key
-
-SLOT_ID_TYPES = ("LocalizedSlotSparseEmbeddingHash", "LocalizedSlotSparseEmbeddingOneHot")
 
 
 class InferenceConfigError(ValueError):
@@ -121,7 +120,7 @@ class ParameterServer:
                 model = read_sparse_model_dir(resolved, vec_size=spec.embedding_vec_size, key_type=self.key_type)
             else:
                 model = read_sparse_model_file(resolved, key_type=self.key_type, vec_size=spec.embedding_vec_size,
-                                               with_slot_id=spec.type in SLOT_ID_TYPES)
+                                               with_slot_id=EMBEDDING_CLASSES[spec.type].has_slot_ids)
             keys, vectors = _first_occurrences(model.keys, model.vectors)
             if keys.size and int(keys[-1]) == sentinel_key(keys.dtype):
                 raise InferenceConfigError(f"{resolved}: holds the reserved key {int(keys[-1])} (the cache's "

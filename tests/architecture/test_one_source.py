@@ -52,3 +52,31 @@ def test_building_blocks_take_the_backend_object_they_are_given():
                                                              max_vocabulary_size_per_gpu=4, backend="auto")):
         with pytest.raises(TypeError, match=r"backend must be a Backend object, e\.g\. hugectr_lab\.get_backend"):
             build()
+
+
+def test_type_tables_are_stated_once_and_implemented_exactly():
+    """The config's tables name the types; each class registry implements exactly those names."""
+    from hugectr_lab.config import EMBEDDING_TYPES, OPTIMIZER_TYPES, UPDATE_TYPES
+    from hugectr_lab.config.parse_embedding import EMBEDDING_KINDS
+    from hugectr_lab.config.parse_optimizer import HPARAMS
+    from hugectr_lab.embedding import EMBEDDING_TYPES as EMBEDDING_CLASSES
+    from hugectr_lab.embedding import SPARSE_OPTIMIZERS
+    from hugectr_lab.embedding import sparse_optimizers
+    from hugectr_lab.optim import DENSE_OPTIMIZERS
+
+    assert EMBEDDING_TYPES == set(EMBEDDING_KINDS) == set(EMBEDDING_CLASSES)
+    assert OPTIMIZER_TYPES == tuple(HPARAMS)
+    assert set(OPTIMIZER_TYPES) == set(DENSE_OPTIMIZERS) == set(SPARSE_OPTIMIZERS)
+    assert sparse_optimizers.UPDATE_TYPES is UPDATE_TYPES
+    for name, cls in EMBEDDING_CLASSES.items():   # the sparse model file holds slot ids for localized types
+        assert cls.has_slot_ids == (EMBEDDING_KINDS[name].sparse_input == "LocalizedSlot"), name
+    # the type names appear as table keys in these modules only
+    tables = {name: [f for f, _ in _assignments("hugectr_lab", name)] for name in (
+        "EMBEDDING_KINDS", "HPARAMS", "OPTIMIZER_TYPES", "EMBEDDING_TYPES", "UPDATE_TYPES", "SPARSE_INPUT_OF",
+        "EMBEDDING_KEYS", "SLOT_ID_TYPES", "HPARAM_KEYS")}
+    assert tables == {"EMBEDDING_KINDS": ["hugectr_lab/config/parse_embedding.py"],
+                      "HPARAMS": ["hugectr_lab/config/parse_optimizer.py"],
+                      "OPTIMIZER_TYPES": ["hugectr_lab/config/parse_optimizer.py"],
+                      "EMBEDDING_TYPES": ["hugectr_lab/config/parse_embedding.py", "hugectr_lab/embedding/base.py"],
+                      "UPDATE_TYPES": ["hugectr_lab/config/specs.py"],
+                      "SPARSE_INPUT_OF": [], "EMBEDDING_KEYS": [], "SLOT_ID_TYPES": [], "HPARAM_KEYS": []}
