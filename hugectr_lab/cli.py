@@ -5,6 +5,8 @@
     hugectr-lab demo [--dir DIR]
     hugectr-lab predict CONFIG.json DATA.txt [--cache-percentage F --no-cache --backend ...]
     hugectr-lab preprocess OUT_DIR --train DAY [DAY ...] [--eval DAY ...] [--format norm|raw|parquet ...]
+    hugectr-lab estimate CONFIG.json [--batchsize B --gpus G --device-memory 80GiB ...]
+    hugectr-lab export-onnx INFERENCE.json OUT.onnx [--check DATA.txt]
 
 ``main(argv)`` returns an exit status; only the console entry point exits.
 """
@@ -16,9 +18,11 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from importlib import resources
 from pathlib import Path
 
+from .cli_model import add_parsers as add_model_parsers
 from .config import SolverParser, parse_config, solver_parser_helper
 from .data import DISTRIBUTIONS, generate_for_config
 from .fit import evaluate, fit
@@ -73,7 +77,13 @@ def _sources_missing(cfg):
 def train(config_path, args, print_fn=print):
     """Train from a config; generates its data first when the sources do not exist. Returns the
     FitResult and the model-file prefix."""
+    from .embedding import VocabularyOverflowWarning
+    from .events import VocabularyOverflow
     from .session import Session  # the engine loads only for commands that train
+
+    def say_overflow(event):
+        if isinstance(event, VocabularyOverflow):
+            print_fn(f"warning: iteration {event.iteration}: {event.message}")
 
     cfg = parse_config(config_path)
     if _sources_missing(cfg):
@@ -84,15 +94,20 @@ def train(config_path, args, print_fn=print):
     print_fn(f"backend: {session.backend.name} ({session.backend.reason}), devices: {session.num_devices}")
     scheduler = get_learning_rate_scheduler(config_path)
     prefix = args.output or (cfg.solver.snapshot_prefix if cfg.solver else "./model")
+    session.events.subscribe(say_overflow)
     try:
-        with ProgressReporter(session, total=solver.max_iter or None, disable=args.quiet, print_fn=print_fn):
-            result = fit(session, scheduler, max_iter=solver.max_iter, num_epochs=solver.num_epochs,
-                         display=solver.display, eval_interval=solver.eval_interval,
-                         max_eval_batches=solver.max_eval_batches, stop_at=_targets(cfg), print_fn=None)
-        if session.get_data_reader_eval() is not None and (not result.evaluations or
-                                                           result.evaluations[-1][0] != result.iterations):
-            result.evaluations.append((result.iterations, evaluate(session, solver.max_eval_batches)))
-        session.download_params_to_files(prefix, max(result.iterations, 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VocabularyOverflowWarning)   # printed by say_overflow instead
+            with ProgressReporter(session, total=solver.max_iter or None, disable=args.quiet, print_fn=print_fn):
+                result = fit(session, scheduler, max_iter=solver.max_iter, num_epochs=solver.num_epochs,
+                             display=solver.display, eval_interval=solver.eval_interval,
+                             max_eval_batches=solver.max_eval_batches, stop_at=_targets(cfg), print_fn=None)
+            if session.get_data_reader_eval() is not None and (not result.evaluations or
+                                                               result.evaluations[-1][0] != result.iterations):
+                result.evaluations.append((result.iterations, evaluate(session, solver.max_eval_batches)))
+            session.download_params_to_files(prefix, max(result.iterations, 1))
+        for report in session.vocabulary_overflow():
+            print_fn(f"vocabulary overflow at the end of training: {report.message}")
     finally:
         session.close()
     return result, prefix
@@ -238,6 +253,7 @@ def _parser():
     pred.add_argument("--backend", default=None, help="numpy, cupy or auto (default auto: CuPy on a usable GPU, else NumPy)")
     pred.set_defaults(run=_cmd_predict)
     _add_preprocess_parser(sub)
+    add_model_parsers(sub)
     debug_help = "show the full traceback of an error instead of one line"
     parser.add_argument("--debug", action="store_true", help=debug_help)
     for command in sub.choices.values():  # also accepted after the command; SUPPRESS keeps the top level's value

@@ -122,7 +122,7 @@ class ModelBase:
             self._added.append(_FromJson(graph_config_file, obj))
             self._json.append(obj)
 
-    def summary(self, print_fn=print, *, memory=False):
+    def summary(self, print_fn=print, *, memory=True):
         """Print the dense graph (layers, tensors, shapes, parameters) and the per-device memory estimate."""
         session = self._require_session("summary")
         session.summary(print_fn)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..config import OPTIMIZER_TYPES, UPDATE_TYPES, OptimizerSpec, SolverParser
+from ..config import EMBEDDING_TYPES, OPTIMIZER_TYPES, UPDATE_TYPES, OptimizerSpec, SolverParser
 from ..config.parse_data import FORMAT_KEYS
 from .layers import enum_name, name_list
 from .model import ModelBase
@@ -111,14 +111,10 @@ class Input:
         return f"Input(label_name={self.label_name!r}, dense_name={self.dense_name!r}, sparse_names={self.sparse_names})"
 
 
-EMBEDDING_TYPES = ("DistributedSlotSparseEmbeddingHash", "LocalizedSlotSparseEmbeddingHash",
-                   "LocalizedSlotSparseEmbeddingOneHot")
-
-
 def embedding_json(embedding_type, max_vocabulary_size_per_gpu, embedding_vec_size, combiner, name, bottom_name,
                    slot_size_array, optimizer=None) -> dict:
     """An embedding layer's JSON; ``combiner`` is "sum"/"mean" or HugeCTR v3.0's 0/1."""
-    kind = enum_name(embedding_type, "SparseEmbedding(embedding_type=...)", EMBEDDING_TYPES)
+    kind = enum_name(embedding_type, "SparseEmbedding(embedding_type=...)", sorted(EMBEDDING_TYPES))
     if combiner in ("sum", "mean"):
         combiner = ("sum", "mean").index(combiner)
     hparam = {"max_vocabulary_size_per_gpu": max_vocabulary_size_per_gpu, "embedding_vec_size": embedding_vec_size,

@@ -1,0 +1,100 @@
+"""The memory estimate against measured peaks: tracemalloc on the NumPy backend, the CuPy memory pool on a GPU,
+for the four sample models (scaled down) at two batch sizes; and the vocabulary that no longer fits."""
+
+import dataclasses
+import tracemalloc
+
+import pytest
+
+from model_api_helpers import make_data, sample_script
+from sample_scripts import run_sample
+
+from hugectr_lab.estimate import estimate_memory, max_vocabulary
+
+SAMPLES = ["dcn", "wdl", "deepfm", "dlrm"]
+
+
+@pytest.fixture(scope="module")
+def datadir(tmp_path_factory):
+    base = tmp_path_factory.mktemp("estimate")
+    make_data(base, samples=4096)
+    return base
+
+
+def built(datadir, name, batch, monkeypatch, backend=None):
+    monkeypatch.chdir(datadir)
+    script = sample_script(name, footer=False).replace("= 128", f"= {batch}")
+    if backend:
+        script = script.replace("model = hugectr.Model(solver, reader, optimizer)",
+                                f"model = hugectr.Model(solver, reader, optimizer, backend={backend!r})")
+    return run_sample(script, datadir, f"{name}.py")["model"]
+
+
+def run_a_while(model):
+    model.compile()
+    model.start_data_reading()
+    for _ in range(3):
+        model.train()
+    for _ in range(2):
+        model.eval()
+    model.get_eval_metrics()
+
+
+@pytest.mark.parametrize("batch", [256, 1024])
+@pytest.mark.parametrize("name", SAMPLES)
+def test_numpy_estimate_within_ten_percent_of_the_traced_peak(datadir, name, batch, monkeypatch):
+    model = built(datadir, name, batch, monkeypatch)
+    estimate = estimate_memory(model._parse(model.config_json()), model.solver, backend="numpy")
+    tracemalloc.start()
+    try:
+        run_a_while(model)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        model.close()
+    assert abs(estimate.total - peak) <= 0.10 * peak, (estimate.table(), peak)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("batch", [256, 1024])
+@pytest.mark.parametrize("name", SAMPLES)
+def test_cupy_estimate_within_ten_percent_of_the_memory_pool(datadir, name, batch, monkeypatch):
+    cupy = pytest.importorskip("cupy")
+    pool = cupy.get_default_memory_pool()
+    pool.free_all_blocks()
+    model = built(datadir, name, batch, monkeypatch, backend="cupy")
+    estimate = estimate_memory(model._parse(model.config_json()), model.solver, backend="cupy")
+    before = pool.total_bytes()
+    run_a_while(model)
+    cupy.cuda.Device().synchronize()
+    used = pool.total_bytes() - before   # the pool keeps every block it ever held: its high-water mark
+    model.close()
+    # cuBLAS's workspace comes from the pool too, once per stream
+    assert abs(estimate.per_device - used) <= 0.10 * used, (estimate.table(), used)
+
+
+def test_summary_prints_the_estimate(datadir, monkeypatch, capsys):
+    model = built(datadir, "dcn", 256, monkeypatch)
+    model.compile()
+    model.summary()
+    out = capsys.readouterr().out
+    for line in ("embedding tables", "hash tables", "dense optimizer states", "activations", "total per device"):
+        assert line in out
+    model.close()
+
+
+def test_max_vocabulary_is_where_the_estimate_stops_fitting(datadir, monkeypatch):
+    model = built(datadir, "dcn", 256, monkeypatch)
+    cfg = model._parse(model.config_json())
+    limit = 64 << 20
+    v = max_vocabulary(cfg, model.solver, limit, backend="cupy", embedding=0)
+    def per_device(vocab):
+        embs = list(cfg.embeddings)
+        embs[0] = dataclasses.replace(embs[0], max_vocabulary_size_per_gpu=vocab)
+        return estimate_memory(dataclasses.replace(cfg, embeddings=tuple(embs)), model.solver,
+                               backend="cupy").per_device
+
+    assert per_device(v) <= limit < per_device(v + 1)
+    # a row costs E=8 float32 values, Adam's two states and two hash slots of a uint32 key and an int64 row
+    per_row = 8 * 4 * 3 + 2 * (4 + 8)
+    assert abs(v - (limit - per_device(1)) / per_row) < 0.01 * v
