@@ -20,7 +20,7 @@ import time
 
 import ipywidgets as W
 
-from hugectr_lab.events import EvalEnd, IterationEnd, ModelSaved
+from hugectr_lab.events import EvalEnd, IterationEnd, ModelSaved, VocabularyOverflow
 
 from ._figure import LiveFigure
 from ._history import BinnedHistory
@@ -348,12 +348,9 @@ class TrainingDashboard:
 
     def _check_overflow(self):
         with self.lock:
-            try:
-                self.session.check_overflow()
-            except OverflowError as exc:
-                self.overflow.value = f"overflow: {exc}"
-            else:
-                self.overflow.value = f"overflow: none (checked at iteration {self.session.iteration})"
+            reports = self.session.vocabulary_overflow()   # distinct keys refused per table, no exception
+            self.overflow.value = ("overflow: " + "; ".join(r.message for r in reports) if reports else
+                                   f"overflow: none (checked at iteration {self.session.iteration})")
 
     # ---- events (called in the loop thread; they only record and refresh views) -------------------
 
@@ -367,6 +364,8 @@ class TrainingDashboard:
             self.eval_history.append({"iteration": event.iteration, "metrics": dict(event.metrics)})
             self.status.value = f"eval at {event.iteration}: " + ", ".join(f"{k} {v:.4f}" for k, v in event.metrics)
             self._refresh(force=True)
+        elif isinstance(event, VocabularyOverflow):   # the session found a table refusing keys
+            self.overflow.value = f"overflow (iteration {event.iteration}): {event.message}"
         elif isinstance(event, ModelSaved):
             self.saved.append(event)
             self.status.value = f"saved {len(event.files)} files at iteration {event.iteration}"
