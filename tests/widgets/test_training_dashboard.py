@@ -224,3 +224,17 @@ def test_requests_return_an_event_set_once_served(workdir):
         assert [e["iteration"] for e in dash.eval_history] == [0, 4] and dash.saved[-1].iteration == 4
     finally:
         dash.close()
+
+
+def test_overflow_readout_shows_the_tables_refusing_keys(workdir):
+    sess = Session(solver_parser_helper(batchsize=64, batchsize_eval=64, max_eval_batches=2, seed=3),
+                   write_config(workdir / "c.json", dnn_config(vocab=100)))
+    dash = TrainingDashboard(sess, max_iter=3)
+    with pytest.warns(RuntimeWarning, match="max_vocabulary_size_per_gpu=100"):
+        dash.start()
+        assert dash.join(TIMEOUT), "loop did not finish"
+    assert dash.error is None
+    # the VocabularyOverflow event of iteration 1, then the check when the loop finished
+    assert dash.overflow.value.startswith("overflow: embedding 'emb' on device 0: ")
+    assert "distinct keys got no row" in dash.overflow.value
+    dash.close()
