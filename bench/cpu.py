@@ -2,7 +2,7 @@
 
 hugectr-lab's NumPy backend against the same graphs in PyTorch eager on this CPU, in this process:
 
-* **training**: ``Session._step`` (embedding forward, dense forward + backward, optimizers; the batch
+* **training**: ``Session.train_step`` (embedding forward, dense forward + backward, optimizers; the batch
   already staged, as ``bench.train`` times it) of the DCN and DeepFM samples at batch 256 and 1024 and
   the DLRM sample with every slot capped at ``DLRM_CAP`` keys, against ``bench.torch_models``
   (``nn.EmbeddingBag`` with sparse gradients, SparseAdam + Adam, or SGD for DLRM) on the same batches.
@@ -11,7 +11,7 @@ hugectr-lab's NumPy backend against the same graphs in PyTorch eager on this CPU
   hugectr-lab median step time) in the round.
 * **per-phase profile** of the Session's step: wall time per phase (embedding forward, dense forward,
   loss, dense backward, dense optimizer, embedding backward, embedding update) from instrumented calls,
-  and the reader (``read_a_batch`` + ``_upload`` of a generated Norm file of the same layout).
+  and the reader (``read_a_batch`` + ``stage_batch`` of a generated Norm file of the same layout).
 * **inference**: ``InferenceSession.predict`` of the DCN sample (``bench.inference``'s model: 840 543-row
   table, host arrays in, predictions out) at batch 1, 64 and 1024 against the same network in PyTorch
   eager under ``torch.inference_mode`` (p50 of interleaved calls).
@@ -168,7 +168,7 @@ def profile_phases(runner, steps):
 
 
 def reader_ms(work, steps):
-    """Median ms of ``read_a_batch`` + ``_upload`` for a Norm file of the workload's layout (26 slots,
+    """Median ms of ``read_a_batch`` + ``stage_batch`` for a Norm file of the workload's layout (26 slots,
     one key each), through a Session of the same config (its background reader thread included)."""
     from hugectr_lab.config import solver_parser_helper
     from hugectr_lab.data.generator import generate_dataset
@@ -189,7 +189,7 @@ def reader_ms(work, steps):
         reader = session.get_data_reader_train()
         times = []
         for _ in range(steps + 2):
-            _timed(lambda: session._upload(reader.read_a_batch(), work.batch), times)
+            _timed(lambda: session.stage_batch(reader.read_a_batch()), times)
         session.close()
     return 1e3 * statistics.median(times[2:])
 

@@ -1,9 +1,10 @@
 """hugectr-lab's training step on device-resident batches, with an event between phases.
 
-The step is ``Session._step``, the part of ``Session.train`` after the batch is read and copied to the
-devices: embedding forward, dense forward, dense backward (+ the weight-gradient all-reduce over G
-GPUs), dense optimizer, embedding backward, sparse optimizer. Batches are uploaded once (``_upload``,
-every GPU gets its share), so the timed steps read no files and copy nothing from the host.
+The step is ``Session.train_step``, the part of ``Session.train`` after the batch is read and copied to
+the devices: embedding forward, dense forward, dense backward (+ the weight-gradient all-reduce over G
+GPUs), dense optimizer, embedding backward, sparse optimizer. Batches are staged once
+(``Session.stage_batch``, every GPU gets its share), so the timed steps read no files and copy nothing
+from the host.
 """
 
 from __future__ import annotations
@@ -26,16 +27,14 @@ class HugeCTRStep:
         self.session = s = Session(solver_parser_helper(**work.solver), work.config, backend=backend)
         rows = work.batch * len(work.cardinalities)
         row_offsets = np.arange(rows + 1, dtype=np.int64)   # one key per (sample, slot)
-        b = work.batch // s.num_devices
-        self.batches = [s._upload(SimpleNamespace(dense=h.dense, labels=h.labels,
-                                                  sparse=[SimpleNamespace(row_offsets=row_offsets, keys=h.keys)]), b)
+        self.batches = [s.stage_batch(SimpleNamespace(dense=h.dense, labels=h.labels,
+                                                      sparse=[SimpleNamespace(row_offsets=row_offsets, keys=h.keys)]))
                         for h in work.batches]
         self.batch = work.batch
 
-    def step(self, batch, mark=lambda phase: None):
-        """One training step on an uploaded batch; ``mark(phase)`` after each phase. Returns device 0's loss."""
-        feeds, staged = batch
-        return self.session._step(feeds, staged, mark)[0]
+    def step(self, batch, mark=None):
+        """One training step on a staged batch; ``mark(phase)`` after each phase. Returns device 0's loss."""
+        return self.session.train_step(batch, mark)[0]
 
     def close(self):
         self.session.close()

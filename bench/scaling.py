@@ -1,7 +1,7 @@
 """``python -m bench.scaling --model dcn|dlrm [--gpus 1 2 4] [--layouts one-process process-per-gpu]
 [--modes weak strong] [--precision fp16] [--no-cuda-graph] [--out DIR]``
 
-Samples/s of the training step (``Session._step`` on uploaded batches, as ``bench.train``) on 1, 2, 4
+Samples/s of the training step (``Session.train_step`` on staged batches, as ``bench.train``) on 1, 2, 4
 GPUs of this machine: weak scaling (per-GPU batch fixed at the sample's batch size) and strong scaling
 (global batch fixed at it), in two layouts -- one process driving every GPU (``vvgpu=[[0, 1, ...]]``)
 and one MPI process per GPU (``vvgpu=[[0], [1], ...]``, launched from here with ``mpiexec -n G``), where

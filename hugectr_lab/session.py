@@ -31,6 +31,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,6 +52,14 @@ from .optim import create_dense_optimizer
 
 
 _log = logging.getLogger("hugectr_lab")
+class StagedBatch(NamedTuple):
+    """A batch on the local devices (``Session.stage_batch``): per device a feed (tensor name -> its rows
+    of the dense input and labels), per embedding its staged CSR (``SparseEmbedding.stage``)."""
+
+    feeds: list
+    embeddings: list
+
+
 STEP_PHASES = ("embedding fwd", "dense fwd+bwd", "all-reduce", "dense update", "embedding bwd", "embedding update")
 
 
@@ -319,10 +328,21 @@ class Session:
         """``(global id, item of each list, ...)`` over the local devices."""
         return zip(self.local_devices, *per_device)
 
+    @serialised
+    def stage_batch(self, batch):
+        """Copy a full training batch to the local devices, for ``train_step``: each device's rows of the
+        dense input and labels, and every embedding's CSR (``SparseEmbedding.stage``). ``batch`` is what
+        the training reader's ``read_a_batch`` returns, or any object with ``labels`` (B, L), ``dense``
+        (B, D) and ``sparse`` (one CSR per sparse input, in Data layer order), B = ``batchsize``. Every
+        copy of a step happens here, before its first kernel, so no device waits for another's work."""
+        B = self.solver.batchsize
+        if len(batch.dense) != B or len(batch.labels) != B:
+            raise ValueError(f"stage_batch: the batch must hold batchsize = {B} samples, got dense "
+                             f"{len(batch.dense)} and labels {len(batch.labels)} rows")
+        return self._upload(batch, B // self.num_devices)
+
     def _upload(self, batch, b):
-        """Copy a batch to the local devices: ``(feeds, staged)`` -- one feed (tensor name -> array) per
-        local device with its rows of the dense input and labels, and per embedding its ``stage``d CSR.
-        Every copy of a step happens before its first kernel, so no device waits for another's work."""
+        """``StagedBatch`` of ``batch`` with ``b`` samples per device (``stage_batch``; evaluation too)."""
         data = self.config.data
         feeds = []
         for g in self.local_devices:
@@ -331,8 +351,8 @@ class Session:
                 if data.label.top:
                     feed[data.label.top] = self.backend.asarray(batch.labels[g * b:(g + 1) * b])
             feeds.append(feed)
-        return feeds, [emb.stage(csr.row_offsets, csr.keys)
-                       for emb, csr in zip(self.embeddings, self._sparse_inputs(batch))]
+        return StagedBatch(feeds, [emb.stage(csr.row_offsets, csr.keys)
+                                   for emb, csr in zip(self.embeddings, self._sparse_inputs(batch))])
 
     def _embed(self, feeds, staged, training):
         """Add every embedding's output to the local devices' feeds."""
@@ -341,11 +361,21 @@ class Session:
                 feed[spec.top] = out
         return feeds
 
-    def _step(self, feeds, staged, mark=None):
-        """One training step on an uploaded batch (the part of ``train()`` the devices run); returns the
-        local devices' losses (0-d device arrays). ``mark(phase)`` is called after each phase
-        (``STEP_PHASES``) -- the benchmark records device events there."""
-        mark = mark or (lambda phase: None)
+    @serialised
+    def train_step(self, staged, on_phase=None):
+        """One training iteration on a ``stage_batch`` result: the device work of ``train()`` --
+        embedding forward, dense forward + backward, the gradient all-reduce, dense update, embedding
+        backward, sparse update (``STEP_PHASES``) -- counted in ``iteration``. ``on_phase(phase)`` is
+        called after each phase (the benchmarks record device events there). A staged batch may be
+        trained on again. Returns the local devices' losses, 0-d device arrays (nothing waits for them)."""
+        if self._poisoned is not None:
+            self._check_finite()
+        losses = self._step(*staged, on_phase or (lambda phase: None))
+        self._losses = losses
+        self.iteration += 1
+        return losses
+
+    def _step(self, feeds, staged, mark):
         self._embed(feeds, staged, True)
         mark("embedding fwd")
         losses = []
@@ -461,8 +491,6 @@ class Session:
     @serialised
     def train(self):
         """One iteration on the next full batch; False (nothing trained) at the end of the data."""
-        if self._poisoned is not None:
-            self._check_finite()
         reader = self._reader_train
         if not reader.started:
             raise IllegalCallError("train() before the training reader was started: call "
@@ -476,9 +504,7 @@ class Session:
                 return False
             if batch.size == B:
                 break
-        losses = self._step(*self._upload(batch, B // self.num_devices))
-        self._losses = losses
-        self.iteration += 1
+        self.train_step(self.stage_batch(batch))
         if self.backend.name == "numpy":   # host counters: free to read every step
             self._poll_overflow()
         if self.events._subscribers:
