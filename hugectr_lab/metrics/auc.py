@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..numerics import NonFiniteError, describe_nonfinite
 from .base import Metric, array_module, per_device, undefined
 
 
@@ -12,7 +13,9 @@ def auc(preds, labels, xp=None) -> float:
     integrated with the trapezoid rule, so the value equals scikit-learn's ``roc_auc_score``.
     Labels are expected to be 0/1; like HugeCTR, a label y counts y as positive and 1 - y as
     negative. With no samples or a single label class the AUC is undefined: NaN and a
-    ``MetricUndefinedWarning``. O(N log N) (one sort); ``xp`` is numpy (default) or cupy.
+    ``MetricUndefinedWarning``. NaN or infinite predictions or labels raise ``NonFiniteError`` (an
+    AUC of them would be meaningless, not undefined). O(N log N) (one sort); ``xp`` is numpy (default)
+    or cupy.
     """
     xp = array_module(xp)
     preds = xp.asarray(preds).reshape(-1)
@@ -20,6 +23,11 @@ def auc(preds, labels, xp=None) -> float:
     if preds.shape != labels.shape:
         raise ValueError(f"preds and labels must have the same length, got {preds.shape[0]} "
                          f"and {labels.shape[0]}")
+    for values, what in ((preds, "predictions"), (labels, "labels")):
+        if not bool(xp.isfinite(values).all()):
+            problem = describe_nonfinite(values.get() if hasattr(values, "get") else values, f"AUC: {what}")
+            raise NonFiniteError(f"{problem}; the index is the sample's position among the evaluated samples "
+                                 "(a diverged model, or NaN/inf in the input data)")
     order = xp.argsort(preds)
     preds, labels = preds[order], labels[order]
     tp = xp.cumsum(labels)  # (N,) positives at or below each prediction
