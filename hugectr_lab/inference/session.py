@@ -232,6 +232,12 @@ class InferenceSession:
         if dense.size != n * D:
             raise PredictInputError(f"predict(): dense_feature has {dense.size} values; expected num_samples × "
                                     f"dense_dim = {n} × {D} = {n * D} ({how})")
+        finite = np.isfinite(dense)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            raise PredictInputError(f"predict(): dense_feature[{i}] = {dense[i]} (sample {i // D}, dense feature "
+                                    f"{i % D}) is not finite; {int(finite.size - finite.sum())} of {dense.size} "
+                                    "values are NaN or infinite")
         keys = _integers(embeddingcolumns, "embeddingcolumns")
         limit = n * self.max_feature_num_per_sample
         if keys.size > limit:

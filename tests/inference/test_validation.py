@@ -46,6 +46,9 @@ def test_a_well_formed_request_of_any_size(session):
                                               r"input_key_type I32"),
     ((good(1)[0], [1, 2, 2 ** 32 - 1, 4], good(1)[2]), r"embeddingcolumns\[2\] = 4294967295 is the reserved key"),
     ((["a", "b"], [1, 2, 3, 4], good(1)[2]), r"dense_feature must be a list of numbers"),
+    (([0.5, 0.5, 0.5, float("nan")], *good(2)[1:]), r"dense_feature\[3\] = nan \(sample 1, dense feature 1\) is "
+                                                   r"not finite; 1 of 4 values are NaN or infinite"),
+    (([float("inf")] * 2, *good(1)[1:]), r"dense_feature\[0\] = inf \(sample 0, dense feature 0\)"),
     ((good(1)[0], [1.5, 2, 3, 4], good(1)[2]), r"embeddingcolumns must be a list of integers"),
 ])
 def test_bad_arguments_are_named(session, args, message):
