@@ -260,15 +260,15 @@ class InferenceSession:
         dtype = self.key_dtype
         if keys.size:
             info = np.iinfo(dtype)
-            bad = (keys < info.min) | (keys > info.max)
-            if bad.any():
-                i = int(np.argmax(bad))
+            # Reductions first (a predict's hot path); the element-wise search only to name the culprit.
+            if keys.dtype != dtype and (int(keys.min()) < info.min or int(keys.max()) > info.max):
+                i = int(np.argmax((keys < info.min) | (keys > info.max)))
                 raise PredictInputError(f"predict(): embeddingcolumns[{i}] = {int(keys[i])} does not fit the config's "
                                         f"input_key_type {self.key_type} ({info.min}..{info.max - 1})")
             keys = keys.astype(dtype, copy=False)
-            reserved = keys == dtype.type(sentinel_key(dtype))
-            if reserved.any():
-                i = int(np.argmax(reserved))
+            reserved = dtype.type(sentinel_key(dtype))    # max(TypeKey): present iff it is the largest key
+            if keys.max() == reserved:
+                i = int(np.argmax(keys == reserved))
                 raise PredictInputError(f"predict(): embeddingcolumns[{i}] = {int(keys[i])} is the reserved key "
                                         f"max({self.key_type}), which no table can hold")
         return np.ascontiguousarray(keys, dtype=dtype)
