@@ -174,8 +174,8 @@ class Session:
         self._poisoned = None   # the NonFiniteError whose update reached the model (CuPy, static)
         self._overflow_seen = set()   # (embedding index, device) already reported
 
-        self._reader_train = self._make_reader(solver.batchsize, eval=False)
-        self._reader_eval = self._make_reader(solver.batchsize_eval, eval=True) if cfg.data.eval_source else None
+        self._reader_train = self.make_reader()
+        self._reader_eval = self.make_reader(eval=True) if cfg.data.eval_source else None
         self.embeddings = [
             SparseEmbedding.from_spec(spec, cfg.optimizer, slot_num=cfg.sparse_input(spec.bottom).slot_num,
                                       comm=self.comm, backend=self.backend, key_type=self.key_type,
@@ -217,10 +217,15 @@ class Session:
 
     # ---- construction helpers ---------------------------------------------------------------------
 
-    def _make_reader(self, batchsize, eval):
+    def make_reader(self, *, eval=False, repeat=None, seed=None):
+        """A new reader of this session's training data (``eval``: evaluation data), made as the session
+        makes its own -- format, key type, batch size (``batchsize`` / ``batchsize_eval``), devices -- but
+        independent of them: not started, its own position. ``repeat`` defaults to the solver's
+        ``repeat_dataset``, ``seed`` (Raw shuffling) to the session's data seed."""
         cls = DataReader64 if self.key_type == "I64" else DataReader32
-        return cls.from_data_spec(self.config.data, batchsize, repeat=self.solver.repeat_dataset, eval=eval,
-                                  num_devices=self.num_devices, seed=self._data_seed)
+        return cls.from_data_spec(self.config.data, self.solver.batchsize_eval if eval else self.solver.batchsize,
+                                  repeat=self.solver.repeat_dataset if repeat is None else repeat, eval=eval,
+                                  num_devices=self.num_devices, seed=self._data_seed if seed is None else seed)
 
     def _make_network(self, b, training, rng):
         ctx = BuildContext(backend=self.backend, compute_dtype=self.compute_dtype, scaler=self.scaler,

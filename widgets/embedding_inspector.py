@@ -17,7 +17,6 @@ import ipywidgets as W
 import numpy as np
 
 from hugectr_lab.analysis import get_analysis_engine, nearest_keys
-from hugectr_lab.data import DataReader32, DataReader64
 
 from ._figure import LiveFigure
 
@@ -87,10 +86,7 @@ class EmbeddingInspector:
 
     def _scan(self):
         """(unique keys, counts) and (keys, slot) from the first ``scan_batches`` training batches."""
-        s = self.session
-        cls = DataReader64 if s.key_type == "I64" else DataReader32
-        reader = cls.from_data_spec(s.config.data, s.solver.batchsize, repeat=False, eval=False,
-                                    num_devices=s.num_devices, seed=0)
+        reader = self.session.make_reader(repeat=False, seed=0)
         keys, slots = [], []
         try:
             reader.start()

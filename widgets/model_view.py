@@ -10,7 +10,6 @@ import html
 import os
 
 import ipywidgets as W
-import numpy as np
 
 from hugectr_lab.config import parse_config
 from hugectr_lab.layers.base import BuildContext
@@ -51,13 +50,7 @@ class ModelView:
                               "bottoms": [spec.bottom], "tops": {spec.top: shape}, "params": count})
         net = Network(cfg.layers, shapes, BuildContext(training=False), first_index=1 + len(cfg.embeddings))
         self.network = net
-        for node in net.nodes:
-            layer = node.layer
-            count = sum(int(np.prod(s)) for s in layer.weight_shapes())
-            tops = {} if layer.is_loss else {t: net.shapes[t] for t in node.tops}
-            self.rows.append({"index": layer.index, "kind": "loss" if layer.is_loss else "dense",
-                              "type": layer.type_name, "name": layer.name or "", "bottoms": list(node.bottoms),
-                              "tops": tops, "params": count})
+        self.rows += net.summary_rows()
         self.dense_params = net.num_params
         self.widget = W.HTML(self.to_html())
         self.widget.add_class("hugectr-lab-model-view")

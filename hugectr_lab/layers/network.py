@@ -305,17 +305,25 @@ class Network:
 
     # -- report ------------------------------------------------------------------------------
 
+    def summary_rows(self):
+        """One dict per layer in config order: ``index`` (in the config's ``layers``), ``kind`` ("dense"
+        or "loss"), ``type``, ``name``, ``bottoms``, ``tops`` (tensor name -> shape; {} for a loss),
+        ``params`` (weight count). ``summary`` prints them; the ModelView widget draws them."""
+        return [{"index": node.layer.index, "kind": "loss" if node.layer.is_loss else "dense",
+                 "type": node.layer.type_name, "name": node.layer.name or "", "bottoms": list(node.bottoms),
+                 "tops": {} if node.layer.is_loss else {t: self.shapes[t] for t in node.tops},
+                 "params": sum(int(np.prod(s)) for s in node.layer.weight_shapes())}
+                for node in self.nodes]
+
     def summary(self, print_fn=None):
         """A table of layers (# = the index in the config's ``layers``): type, name, bottoms, tops with
         shapes, parameter count. Returned, and passed to ``print_fn`` (e.g. ``print``) if given."""
         rows = [("#", "type", "name", "bottoms", "tops (shape)", "params")]
         rows.append(("", "(inputs)", "", "", ", ".join(f"{k} {list(v)}" for k, v in self.input_shapes.items()), ""))
-        for node in self.nodes:
-            layer = node.layer
-            count = sum(int(np.prod(s)) for s in layer.weight_shapes())
-            tops = "(loss)" if layer.is_loss else ", ".join(f"{t} {list(self.shapes[t])}" for t in node.tops)
-            rows.append((str(layer.index), layer.type_name, layer.name or "", ", ".join(node.bottoms), tops,
-                         f"{count:,}"))
+        for row in self.summary_rows():
+            tops = "(loss)" if row["kind"] == "loss" else ", ".join(f"{t} {list(s)}" for t, s in row["tops"].items())
+            rows.append((str(row["index"]), row["type"], row["name"], ", ".join(row["bottoms"]), tops,
+                         f"{row['params']:,}"))
         widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows]
         lines.insert(1, "-" * len(max(lines, key=len)))

@@ -1,5 +1,6 @@
-"""The public step parts: ``train()`` = read a batch -> ``stage_batch`` -> ``train_step``, which the
-benchmarks drive directly (with ``on_phase`` marks) on batches staged once."""
+"""The Session's public parts that the benchmarks and widgets use: ``train()`` = read a batch ->
+``stage_batch`` -> ``train_step`` (the benchmarks drive the two directly, with ``on_phase`` marks, on
+batches staged once), and ``make_reader`` (the embedding inspector scans the training data with one)."""
 
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ from session_helpers import dnn_config, optimizer, write_config
 
 
 def _session(config):
-    session = Session(solver_parser_helper(batchsize=64, batchsize_eval=64, max_eval_batches=2, seed=3,
+    session = Session(solver_parser_helper(batchsize=64, batchsize_eval=32, max_eval_batches=2, seed=3,
                                            vvgpu=[[0, 1]]), config)
     session.start_data_reading()
     return session
@@ -47,4 +48,19 @@ def test_stage_batch_names_the_batch_size_it_needs(workdir):
     short = SimpleNamespace(dense=batch.dense[:10], labels=batch.labels[:10], sparse=batch.sparse)
     with pytest.raises(ValueError, match="must hold batchsize = 64 samples, got dense 10 and labels 10 rows"):
         session.stage_batch(short)
+    session.close()
+
+
+def test_make_reader_reads_what_the_session_reads_on_its_own(workdir):
+    session = _session(write_config(workdir / "c.json", dnn_config()))
+    own = session.get_data_reader_train()
+    mine = session.make_reader(repeat=False)
+    assert not mine.started and mine is not own
+    for _ in range(3):
+        want, got = own.read_a_batch(), mine.read_a_batch()
+        assert got.size == want.size == 64
+        np.testing.assert_array_equal(got.dense, want.dense)
+        np.testing.assert_array_equal(got.sparse[0].keys, want.sparse[0].keys)
+    assert session.make_reader(eval=True).read_a_batch().labels.shape[0] == 32   # batchsize_eval
+    mine.close()
     session.close()
