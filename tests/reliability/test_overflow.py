@@ -96,3 +96,27 @@ def test_cli_train_prints_the_overflow(tmp_path, monkeypatch, capsys):
     assert "warning: iteration 1: embedding 'emb' on device 0: " in out
     assert "vocabulary overflow at the end of training: embedding 'emb' on device 0: " in out
     assert "distinct keys got no row" in out and "trained 12 iterations" in out
+
+
+@pytest.mark.gpu
+def test_cupy_reads_the_counters_only_at_eval_save_and_check(workdir):
+    """On CuPy training never reads the tables' counters: the warning comes with the next eval or save,
+    with the same distinct count as the NumPy reference."""
+    counts = {}
+    for backend in ("numpy", "cupy"):
+        args = dict(batchsize=64, batchsize_eval=64, max_eval_batches=2, seed=1)
+        session = Session(solver_parser_helper(**args), write_config(workdir / "c.json", dnn_config(vocab=100)),
+                          backend=backend)
+        session.start_data_reading()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(5):
+                session.train()
+            during_training = [w for w in caught if issubclass(w.category, VocabularyOverflowWarning)]
+            session.download_params_to_files(f"{backend}_model", 5)
+            after_save = [w for w in caught if issubclass(w.category, VocabularyOverflowWarning)]
+        assert len(after_save) == 1
+        assert len(during_training) == (1 if backend == "numpy" else 0)
+        counts[backend] = session.vocabulary_overflow()[0].refused
+        session.close()
+    assert counts["cupy"] == counts["numpy"]

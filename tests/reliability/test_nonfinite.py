@@ -1,0 +1,153 @@
+"""Non-finite training steps stop with NonFiniteError and write nothing; dynamic loss scaling skips
+them instead (docs/reliability.md)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from session_helpers import dnn_config, optimizer, write_config
+
+from hugectr_lab.config import solver_parser_helper
+from hugectr_lab.metrics import auc
+from hugectr_lab.numerics import DynamicLossScaler, NonFiniteError
+from hugectr_lab.session import Session
+
+
+def make_session(workdir, opt=None, backend="numpy", **solver):
+    args = dict(batchsize=64, batchsize_eval=64, max_eval_batches=2, seed=11)
+    args.update(solver)
+    return Session(solver_parser_helper(**args), write_config(workdir / "c.json", dnn_config(opt=opt)),
+                   backend=backend)
+
+
+def state(session):
+    """Host copies of everything a step updates: dense weights, optimizer state, embedding rows."""
+    emb = session.embeddings[0]
+    return (session.backend.to_host(session.train_networks[0].weights).copy(),
+            session.dense_optimizers[0].state_bytes(), emb.dump()[1].copy(), emb.step)
+
+
+def test_a_diverging_run_stops_at_the_first_non_finite_step_and_keeps_the_last_finite_state(workdir):
+    session = make_session(workdir, opt=optimizer("SGD", lr=1e6))
+    session.start_data_reading()
+    with pytest.raises(NonFiniteError) as caught:
+        for _ in range(50):
+            before = state(session)
+            session.train()
+    err = caught.value
+    assert err.iteration == session.iteration + 1 and err.iteration <= 10
+    assert f"iteration {err.iteration}: the training step is not finite" in str(err)
+    assert err.where and 'of layers[' in err.where and "(device 0)" in err.where
+    assert "its update was not applied" in str(err)
+    after = state(session)
+    np.testing.assert_array_equal(after[0], before[0])     # dense weights untouched by the bad step
+    assert after[1] == before[1] and after[3] == before[3]
+    # embedding rows untouched; keys first seen in the bad step were inserted with their initial values
+    np.testing.assert_array_equal(after[2][:len(before[2])], before[2])
+    # what is saved is the last finite state
+    session.download_params_to_files("ok", session.iteration)
+    saved = np.fromfile(f"ok_dense_{session.iteration}.model", dtype=np.float32)
+    assert np.isfinite(saved).all() and np.array_equal(saved, before[0])
+    session.close()
+
+
+def test_the_first_non_finite_layer_is_named(workdir):
+    session = make_session(workdir)
+    net = session.train_networks[0]
+    weights = session.backend.to_host(net.weights).copy()
+    weights[_fc2_offset(net)] = np.nan                         # one NaN in fc2's weight matrix
+    net.load_weights(weights)
+    session.start_data_reading()
+    with pytest.raises(NonFiniteError, match=r'iteration 1: .*first non-finite: output "fc2" of layers\[\d+\] '
+                                             r'\(InnerProduct "fc2"\) \(device 0\)'):
+        session.train()
+    session.close()
+
+
+def _fc2_offset(net):
+    """Where fc2's first weight sits in the flat buffer (dense model file order: layers in order)."""
+    offset = 0
+    for layer in net.layers:
+        if layer.name == "fc2":
+            return offset
+        offset += sum(int(np.prod(s)) for s in layer.weight_shapes())
+    raise AssertionError("no fc2")
+
+
+def test_fp16_overflow_with_the_static_scaler_names_the_gradient_and_suggests_dynamic_scaling(workdir):
+    session = make_session(workdir, use_mixed_precision=True, scaler=2.0 ** 20)
+    session.start_data_reading()
+    with pytest.raises(NonFiniteError, match=r"iteration 1: .*first non-finite: the (input )?gradient.*"
+                                             r"loss_scaling='dynamic'"):
+        session.train()
+    session.close()
+
+
+def test_dynamic_loss_scaling_skips_overflowing_steps_and_grows_back(workdir):
+    session = make_session(workdir, use_mixed_precision=True, scaler=2.0 ** 20, loss_scaling="dynamic",
+                           loss_scale_growth_interval=4)
+    session.start_data_reading()
+    scales, losses = [], []
+    for _ in range(24):
+        session.train()
+        scales.append(session.loss_scaler.scale)
+        losses.append(session.get_current_loss())
+    scaler = session.loss_scaler
+    assert scaler.skipped >= 1 and min(scales) < 2.0 ** 20      # halved on overflow ...
+    assert any(b == 2 * a for a, b in zip(scales, scales[1:]))  # ... and doubled after 4 good steps
+    assert np.isfinite(losses[-5:]).all() and np.isfinite(session.backend.to_host(session.train_networks[0].weights)).all()
+    assert session.dense_optimizers[0].scaler == np.float32(scaler.scale) and session.embeddings[0].scaler == scaler.scale
+    session.close()
+
+
+def test_dynamic_scaling_without_overflow_trains_exactly_as_the_static_scaler(workdir):
+    curves = []
+    for mode in ("static", "dynamic"):
+        session = make_session(workdir, use_mixed_precision=True, scaler=1024, loss_scaling=mode,
+                               loss_scale_growth_interval=10_000)
+        session.start_data_reading()
+        curve = []
+        for _ in range(6):
+            session.train()
+            curve.append(session.get_current_loss())
+        curves.append(curve)
+        session.close()
+    assert curves[0] == curves[1]
+
+
+def test_dynamic_loss_scaler_rules():
+    scaler = DynamicLossScaler(8.0, growth_interval=2, min_scale=1.0)
+    assert scaler.update(True) is False and scaler.update(True) is True and scaler.scale == 16.0
+    assert scaler.update(False) is True and scaler.scale == 8.0 and scaler.skipped == 1
+    for _ in range(3):
+        scaler.update(False)
+    assert scaler.scale == 1.0 and scaler.update(False) is None   # at the floor: the caller raises
+    with pytest.raises(ValueError, match="growth_interval"):
+        DynamicLossScaler(8.0, growth_interval=0)
+
+
+def test_auc_of_non_finite_predictions_is_an_error():
+    labels = np.array([0, 1, 0, 1], dtype=np.float32)
+    with pytest.raises(NonFiniteError, match=r"AUC: predictions: 4 of 4 values are not finite \(first: nan at index 0\)"):
+        auc(np.full(4, np.nan), labels)
+    with pytest.raises(NonFiniteError, match=r"AUC: predictions: 1 of 4 .*inf at index 2"):
+        auc(np.array([0.1, 0.2, np.inf, 0.4]), labels)
+    assert isinstance(NonFiniteError("x"), ValueError) and isinstance(NonFiniteError("x"), FloatingPointError)
+
+
+@pytest.mark.gpu
+def test_cupy_static_records_the_first_non_finite_step_on_the_device_and_refuses_to_save(workdir):
+    session = make_session(workdir, opt=optimizer("SGD", lr=1e6), backend="cupy")
+    session.start_data_reading()
+    for _ in range(20):
+        session.train()   # no host read of the check in the step
+    with pytest.raises(NonFiniteError, match=r"iteration \d+: the training step was not finite") as caught:
+        session.get_current_loss()
+    assert 1 <= caught.value.iteration <= 20
+    with pytest.raises(NonFiniteError):
+        session.download_params_to_files("bad", 20)
+    with pytest.raises(NonFiniteError):
+        session.train()
+    assert not any(name.startswith("bad") for name in os.listdir("."))
+    session.close()
