@@ -44,7 +44,6 @@ import shutil
 import threading
 import time
 import zlib
-from pathlib import Path
 
 import numpy as np
 

@@ -96,8 +96,10 @@ def test_dynamic_loss_scaling_skips_overflowing_steps_and_grows_back(workdir):
     scaler = session.loss_scaler
     assert scaler.skipped >= 1 and min(scales) < 2.0 ** 20      # halved on overflow ...
     assert any(b == 2 * a for a, b in zip(scales, scales[1:]))  # ... and doubled after 4 good steps
-    assert np.isfinite(losses[-5:]).all() and np.isfinite(session.backend.to_host(session.train_networks[0].weights)).all()
-    assert session.dense_optimizers[0].scaler == np.float32(scaler.scale) and session.embeddings[0].scaler == scaler.scale
+    assert np.isfinite(losses[-5:]).all()
+    assert np.isfinite(session.backend.to_host(session.train_networks[0].weights)).all()
+    assert session.dense_optimizers[0].scaler == np.float32(scaler.scale)
+    assert session.embeddings[0].scaler == scaler.scale
     session.close()
 
 
@@ -129,7 +131,8 @@ def test_dynamic_loss_scaler_rules():
 
 def test_auc_of_non_finite_predictions_is_an_error():
     labels = np.array([0, 1, 0, 1], dtype=np.float32)
-    with pytest.raises(NonFiniteError, match=r"AUC: predictions: 4 of 4 values are not finite \(first: nan at index 0\)"):
+    with pytest.raises(NonFiniteError, match=r"AUC: predictions: 4 of 4 values are not finite "
+                                             r"\(first: nan at index 0\)"):
         auc(np.full(4, np.nan), labels)
     with pytest.raises(NonFiniteError, match=r"AUC: predictions: 1 of 4 .*inf at index 2"):
         auc(np.array([0.1, 0.2, np.inf, 0.4]), labels)

@@ -36,7 +36,8 @@ def test_first_refusal_warns_once_per_table_and_device_with_distinct_keys(workdi
     assert len(overflow) == 2 and [e.device for e in events] == [0, 1]
     assert all(e.iteration == 1 and e.embedding == "emb" and e.capacity == 100 for e in events)
     message = str(overflow[0].message)
-    assert message.startswith("iteration 1: embedding 'emb' on device 0: ") and "max_vocabulary_size_per_gpu=100" in message
+    assert message.startswith("iteration 1: embedding 'emb' on device 0: ")
+    assert "max_vocabulary_size_per_gpu=100" in message
     # after 30 batches every key was offered: each device refused exactly the keys it owns beyond 100
     reports = session.vocabulary_overflow()
     held = [len(table) for table in (session.embeddings[0].devices[g].table for g in (0, 1))]

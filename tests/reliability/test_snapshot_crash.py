@@ -13,7 +13,6 @@ import shutil
 import signal
 import traceback
 
-import numpy as np
 import pytest
 
 from session_helpers import dnn_config, write_config
