@@ -386,6 +386,7 @@ class Model(ModelBase):
 
     def load_dense_weights(self, dense_model_file):
         self._require_session("load_dense_weights")._load_dense_weights(dense_model_file, None)
+        self._evaluated_at = -1   # the next eval() copies the loaded weights
 
     def load_dense_optimizer_states(self, dense_opt_states_file):
         self._require_session("load_dense_optimizer_states")._load_dense_optimizer(dense_opt_states_file)
