@@ -60,7 +60,8 @@ class EmbeddingInspector:
         self.lookup_html = W.HTML(layout=W.Layout(overflow="auto"))
         self.slot_html, self.top_html = W.HTML(layout=W.Layout(**box)), W.HTML(layout=W.Layout(**box))
         self.near_text = W.Text(placeholder="a key", description="closest to", continuous_update=False)
-        self.near_k = W.BoundedIntText(value=10, min=1, max=1000, description="k", layout=W.Layout(width="9em"))
+        self.near_k = W.BoundedIntText(value=10, min=1, max=1000, description="k", layout=W.Layout(width="8em"),
+                                       style={"description_width": "1.5em"})
         self.near_metric = W.Dropdown(options=["cosine", "euclidean", "dot"], value="cosine", description="metric",
                                       layout=W.Layout(width="14em"))
         self.near_button = W.Button(description="Closest keys", icon="crosshairs")
