@@ -43,6 +43,7 @@ class ModelBase:
     """
 
     sparse_format = "v3.0"
+    api_version = None   # "3.0" or "3.1": which version's Input and SparseEmbedding add() takes
 
     def __init__(self, *, backend=None):
         self.backend = backend
@@ -61,6 +62,11 @@ class ModelBase:
             raise RuntimeError("Model.add() after compile(): build a new Model to change the graph")
         if not hasattr(layer, "to_json"):
             raise TypeError(f"Model.add() takes an Input, SparseEmbedding or DenseLayer, got {type(layer).__name__}")
+        version = getattr(layer, "api_version", self.api_version)   # DenseLayer serves both versions
+        if version != self.api_version:
+            raise TypeError(f"Model.add({layer!r}): a HugeCTR v{version} object given to a v{self.api_version} Model; "
+                            "v3.1 scripts use `import hugectr.v31 as hugectr`, v3.0 scripts `import hugectr` "
+                            "(docs/compat.md)")
         self._added.append(layer)
         self._json.append(None)
 

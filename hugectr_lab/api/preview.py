@@ -86,6 +86,8 @@ def data_layer_json(data_reader_type, source, eval_source, check_type, cache_eva
 class Input:
     """``hugectr.Input`` (v3.0): the data reader and the label, dense and sparse tensors."""
 
+    api_version = "3.0"
+
     def __init__(self, data_reader_type, source, eval_source, check_type, cache_eval_data=0, label_dim=_REQUIRED,
                  label_name=_REQUIRED, dense_dim=_REQUIRED, dense_name=_REQUIRED, num_samples=0, eval_num_samples=0,
                  float_label_dense=True, num_workers=12, slot_size_array=(), data_reader_sparse_param_array=_REQUIRED,
@@ -134,6 +136,8 @@ def embedding_json(embedding_type, max_vocabulary_size_per_gpu, embedding_vec_si
 class SparseEmbedding:
     """``hugectr.SparseEmbedding`` (v3.0): ``combiner`` is 0 (sum) or 1 (mean)."""
 
+    api_version = "3.0"
+
     def __init__(self, embedding_type, max_vocabulary_size_per_gpu, embedding_vec_size, combiner,
                  sparse_embedding_name, bottom_name, slot_size_array=()):
         self.name, self.bottom_name = sparse_embedding_name, bottom_name
@@ -153,6 +157,8 @@ class Model(ModelBase):
     ``fit()`` runs the solver's settings (max_iter or num_epochs, display, eval_interval, snapshot) with
     HugeCTR's snapshot prefix "./"; its keywords ``progress`` and ``dashboard`` choose the view.
     """
+
+    api_version = "3.0"
 
     def __init__(self, solver_parser, opt_params, *, backend=None):
         if not isinstance(solver_parser, SolverParser):

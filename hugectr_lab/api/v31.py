@@ -154,6 +154,8 @@ class Input:
     The Data layer's reader settings come from the Model's ``DataReaderParams``; each sparse input's
     slot type follows the embedding that reads it (distributed or localized)."""
 
+    api_version = "3.1"
+
     def __init__(self, label_dim, label_name, dense_dim, dense_name, data_reader_sparse_param_array):
         self.label_dim, self.label_name, self.dense_dim, self.dense_name = label_dim, label_name, dense_dim, dense_name
         self.sparse = list(data_reader_sparse_param_array)
@@ -189,6 +191,8 @@ class SparseEmbedding:
     sparse_embedding_name, bottom_name, slot_size_array=[], optimizer=None)`` (v3.1): ``combiner`` is
     "sum" or "mean"; ``optimizer`` (a ``CreateOptimizer`` result) gives the embedding its own
     optimizer, trained with the solver's learning rate."""
+
+    api_version = "3.1"
 
     def __init__(self, embedding_type, workspace_size_per_gpu_in_mb, embedding_vec_size, combiner,
                  sparse_embedding_name, bottom_name, slot_size_array=(), optimizer=None, hybrid_embedding_param=None):
@@ -260,6 +264,8 @@ def CreateMOS(train_from_scratch, use_host_memory_ps=True, trained_sparse_models
 class Model(ModelBase):
     """``hugectr.Model(solver, reader_params, opt_params, mos_params=None)`` (v3.1)."""
 
+    api_version = "3.1"
+
     sparse_format = "v3.1"
 
     def __init__(self, solver, reader_params, opt_params, mos_params=None, *, backend=None):
@@ -293,6 +299,20 @@ class Model(ModelBase):
         return [layer.to_json(self) for layer in self._added if not isinstance(layer, Input)]
 
     # ---- high-level ---------------------------------------------------------------------------------
+
+    def construct_from_json(self, graph_config_file, include_dense_network=True):
+        """Add the layers of a graph JSON; as in v3.1 the Data layer keeps its tensors (label, dense,
+        sparse) and takes its reader settings (sources, format, check, ...) from ``DataReaderParams``."""
+        first = len(self._added)
+        super().construct_from_json(graph_config_file, include_dense_network)
+        data = self._json[first]
+        r = self.reader_params
+        reader = data_layer_json(r.data_reader_type, r.source[0], r.eval_source or None, r.check_type,
+                                 r.cache_eval_data, data["label"]["label_dim"], data["label"].get("top"),
+                                 data["dense"]["dense_dim"], data["dense"]["top"], r.num_samples or None,
+                                 r.eval_num_samples or None, r.float_label_dense, r.num_workers, r.slot_size_array,
+                                 data["sparse"])
+        self._json[first] = {**reader, "name": data.get("name", "data")}
 
     def fit(self, num_epochs=0, max_iter=2000, display=200, eval_interval=1000, snapshot=10000, snapshot_prefix="",
             *, progress=None, dashboard=False, print_fn=None):

@@ -89,3 +89,34 @@ def test_workspace_size_sets_the_vocabulary(workdir):
     assert obj["layers"][0]["sparse"][1] == {"top": "deep_data", "type": "DistributedSlot",
                                              "max_feature_num_per_sample": 16, "max_nnz": 2, "slot_num": 8}
     assert json.dumps(obj)   # plain JSON
+
+
+def test_objects_of_the_other_version_are_refused(workdir):
+    import hugectr
+    import hugectr.v31 as h31
+
+    ns = run_sample(sample_script("wdl", footer=False), workdir, "wdl.py")
+    v30_input = hugectr.Input(data_reader_type=hugectr.DataReaderType_t.Norm, source="a", eval_source="b",
+                              check_type=hugectr.Check_t.Sum, label_dim=1, label_name="label", dense_dim=13,
+                              dense_name="dense", sparse_names=["d"], data_reader_sparse_param_array=[
+                                  hugectr.DataReaderSparseParam(hugectr.DataReaderSparse_t.Distributed, 2, 1, 2)])
+    with pytest.raises(TypeError, match=r"v3.0 object given to a v3.1 Model.*import hugectr.v31 as hugectr"):
+        ns["model"].add(v30_input)
+    v30 = hugectr.Model(hugectr.solver_parser_helper(), hugectr.optimizer.CreateOptimizer(use_mixed_precision=False))
+    with pytest.raises(TypeError, match="v3.1 object given to a v3.0 Model"):
+        v30.add(h31.Input(1, "label", 13, "dense", [h31.DataReaderSparseParam("d", 1, True, 2)]))
+
+
+def test_construct_from_json_takes_the_reader_from_data_reader_params(workdir):
+    """v3.1: the graph's tensors come from the JSON, the sources from DataReaderParams."""
+    run_sample(sample_script("dcn"), workdir, "dcn.py")
+    script = sample_script("dcn", footer=False).split("model.add(")[0].replace(
+        '"./data/train.txt"', '"./data/train_again.txt"')
+    (workdir / "data/train_again.txt").write_text((workdir / "data/train.txt").read_text())
+    ns = run_sample(script + 'model.construct_from_json("dcn.json", include_dense_network=True)\nmodel.compile()\n',
+                    workdir, "dcn_from_json.py")
+    model = ns["model"]
+    assert model.config.data.source == "./data/train_again.txt"
+    assert parse_config("dcn.json", ignore=("solver",)).layers == model.config.layers
+    model.start_data_reading()
+    assert model.train()
