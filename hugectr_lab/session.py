@@ -45,7 +45,7 @@ from .enums import Error_t
 from .events import EvalEnd, EventBus, IterationEnd, ModelSaved, VocabularyOverflow
 from .fileio import Snapshot, atomic_write, check_snapshot_file, write_bytes_atomic
 from .input_files import input_problem
-from .layers import BuildContext, Network, TrainStep, network_inputs
+from .layers import BuildContext, LayerError, Network, TrainStep, network_inputs
 from .metrics import Metrics
 from .numerics import DynamicLossScaler, NonFiniteError, all_finite, locate_nonfinite
 from .optim import create_dense_optimizer
@@ -231,8 +231,13 @@ class Session:
         ctx = BuildContext(backend=self.backend, compute_dtype=self.compute_dtype, scaler=self.scaler,
                            device_count=self.num_devices, rng=rng, training=training,
                            tf32=self.solver.enable_tf32_compute)
-        return Network(self.config.layers, network_inputs(self.config, b), ctx,
-                       first_index=1 + len(self.config.embeddings))
+        try:
+            return Network(self.config.layers, network_inputs(self.config, b), ctx,
+                           first_index=1 + len(self.config.embeddings))
+        except LayerError as e:  # it names the layer's JSON path; say which config file
+            if not os.path.isfile(self.config_file):  # a config built in memory (the Model API)
+                raise
+            raise LayerError(f"{e} (in {self.config_file})") from None
 
     def _make_dense_optimizer(self):
         opt = self.config.optimizer

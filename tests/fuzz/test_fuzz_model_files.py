@@ -1,0 +1,71 @@
+"""Fuzzing the model files a Session loads: the dense model, the dense optimizer state and its step
+sidecar, the sparse model file and the files of the sparse optimizer-state directory. Loading returns or
+raises a ValueError naming the file (or its directory)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from fuzzing import check_clean, fuzz_settings, mutated
+from hypothesis import given
+
+from hugectr_lab.config import solver_parser_helper
+from hugectr_lab.session import Session
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "session"))
+from session_helpers import dnn_config, make_dataset, write_config  # noqa: E402
+
+FILES = {"dense": "m_dense_1.model", "dense_opt": "m_opt_dense_1.model", "dense_opt_step": "m_opt_dense_1.model.json",
+         "sparse": "m0_sparse_1.model", "sparse_opt_meta": "m0_opt_sparse_1.model/meta.json",
+         "sparse_opt_keys": "m0_opt_sparse_1.model/key", "sparse_opt_m": "m0_opt_sparse_1.model/m"}
+
+
+@pytest.fixture(scope="module")
+def snapshot(tmp_path_factory):
+    """A config and one saved snapshot of a small Adam model (after two steps)."""
+    base = tmp_path_factory.mktemp("snapshot")
+    make_dataset(base, files=1, samples=64)
+    config = write_config(base / "small.json", dnn_config(vocab=200, vec=4, batchnorm=True))
+    solver = solver_parser_helper(batchsize=16, batchsize_eval=16, vvgpu=[[0]], repeat_dataset=True)
+    cwd = os.getcwd()
+    os.chdir(base)  # the config's data paths are relative
+    try:
+        session = Session(solver, config)
+        session.start_data_reading()
+        session.train()
+        session.train()
+        session.download_params_to_files(str(base / "m"), 1)
+        session.close()
+    finally:
+        os.chdir(cwd)
+    for name in FILES.values():
+        assert (base / name).exists(), name
+    return base
+
+
+@pytest.mark.parametrize("target", sorted(FILES))
+def test_model_file(snapshot, tmp_path, monkeypatch, target):
+    monkeypatch.chdir(snapshot)  # the config's data paths are relative to it
+    work = tmp_path / "model"
+    shutil.copytree(snapshot, work, ignore=shutil.ignore_patterns("data", "small.json"))
+    path = work / FILES[target]
+    base = path.read_bytes()
+    solver = solver_parser_helper(batchsize=16, batchsize_eval=16, vvgpu=[[0]], model_file=str(work / FILES["dense"]),
+                                  dense_opt_states_file=str(work / FILES["dense_opt"]),
+                                  embedding_files=[str(work / FILES["sparse"])],
+                                  sparse_opt_states_file=[str(work / "m0_opt_sparse_1.model")])
+
+    def load():
+        Session(solver, str(snapshot / "small.json")).close()
+
+    @fuzz_settings(60)
+    @given(data=mutated(base))
+    def run(data):
+        path.write_bytes(data)
+        check_clean(f"model-{target.replace('_', '-')}", load, [path, path.parent], ValueError)
+
+    run()
