@@ -36,10 +36,11 @@ def describe_nonfinite(values, what):
             f"(first: {values.reshape(-1)[first]} at index {', '.join(map(str, where))})")
 
 
-def all_finite(xp, *arrays):
-    """0-d boolean device array: every element of every array is finite (no host synchronisation)."""
-    flag = xp.asarray(True)
-    for a in arrays:
+def all_finite(xp, first, *rest):
+    """0-d boolean device array: every element of every array is finite. Only device reductions: no
+    host synchronisation and no host-to-device copy."""
+    flag = xp.isfinite(first).all()
+    for a in rest:
         flag = flag & xp.isfinite(a).all()
     return flag
 
