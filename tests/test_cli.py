@@ -31,7 +31,7 @@ def test_train_generates_missing_data_trains_evaluates_and_saves(tmp_path, monke
     config = write_config(tmp_path / "c.json", cfg)
     assert main(["train", config, "--quiet", "--files", "2", "--samples", "1024", "--vocab", "30"]) == 0
     out = capsys.readouterr().out
-    assert "generating them" in out and "backend: numpy (default), devices: 2" in out
+    assert "generating them" in out and "backend: numpy ($HUGECTR_LAB_BACKEND), devices: 2" in out
     assert "trained 40 iterations" in out and "AUC" in out
     assert (tmp_path / "run_dense_40.model").exists() and (tmp_path / "run0_sparse_40.model").exists()
 
