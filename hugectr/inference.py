@@ -10,5 +10,5 @@ from hugectr_lab.api.inference import CreateInferenceSession, InferenceParams
 from hugectr_lab.inference import (CreateEmbeddingCache, CreateParameterServer, EmbeddingCacheInterface,
                                    InferenceSession, InferType, ParameterServerBase)
 
-__all__ = ["InferenceParams", "CreateInferenceSession", "CreateParameterServer", "CreateEmbeddingCache", "InferenceSession", "InferType", "ParameterServerBase",
-           "EmbeddingCacheInterface"]
+__all__ = ["InferenceParams", "CreateInferenceSession", "CreateParameterServer", "CreateEmbeddingCache",
+           "InferenceSession", "InferType", "ParameterServerBase", "EmbeddingCacheInterface"]

@@ -33,6 +33,7 @@ import numpy as np
 
 from .config import parse_config
 from .data.norm import DEFAULT_CHUNK_BYTES
+from .run_plan import RunPlan
 
 CUBLAS_WORKSPACE = 32 << 20
 POOL_BLOCK = 512
@@ -94,11 +95,11 @@ def estimate_memory(config, solver, *, backend="numpy") -> MemoryEstimate:
         raise ValueError(f"estimate_memory(backend=...) must be 'numpy' or 'cupy', got {backend!r}")
     cfg = config if hasattr(config, "embeddings") else parse_config(
         config, mixed_precision=solver.use_mixed_precision, require=("layers", "optimizer"), ignore=("solver",))
-    G = sum(len(node) for node in solver.vvgpu)
-    mixed = solver.use_mixed_precision
-    c = 2 if mixed else 4                         # compute dtype bytes
-    key = 8 if solver.i64_input_key else 4
-    b, b_eval = solver.batchsize // G, solver.batchsize_eval // G
+    plan = RunPlan.derive(solver)
+    G, mixed = plan.num_devices, plan.mixed_precision
+    c = plan.compute_dtype.itemsize
+    key = plan.key_dtype.itemsize
+    b, b_eval = plan.device_batch(), plan.device_batch(eval=True)
     r = lambda n: _round(n, backend)              # noqa: E731  (one pool block per array)
     est = MemoryEstimate(backend, G)
     d = est.device
@@ -128,7 +129,7 @@ def estimate_memory(config, solver, *, backend="numpy") -> MemoryEstimate:
     d["embedding optimizer states"] = states
     d["hash tables"] = hashes
 
-    train = Network(cfg.layers, network_inputs(cfg, b), BuildContext(compute_dtype=np.float16 if mixed else np.float32),
+    train = Network(cfg.layers, network_inputs(cfg, b), BuildContext(compute_dtype=plan.compute_dtype),
                     first_index=1 + len(cfg.embeddings))
     n = train.num_params
     d["dense parameters"] = 2 * (r(n * 4) + r(n * c) + (r(n * 2) if mixed else 0))
@@ -136,14 +137,15 @@ def estimate_memory(config, solver, *, backend="numpy") -> MemoryEstimate:
     d["dense optimizer states"] = len(opt.state_names) * r(n * 4)
     d["activations"] = _activations(train, c, r, training=True) + _activations(
         Network(cfg.layers, network_inputs(cfg, b_eval), BuildContext(
-            compute_dtype=np.float16 if mixed else np.float32, training=False), first_index=1 + len(cfg.embeddings)),
+            compute_dtype=plan.compute_dtype, training=False), first_index=1 + len(cfg.embeddings)),
         c, r, training=False)
     auc = max(solver.max_eval_batches * solver.batchsize_eval, 1) * 2 * 4 if "AUC" in solver.metrics_spec else 0
     d["workspace"] = workspace + update + r(auc) + (CUBLAS_WORKSPACE if backend == "cupy" else 0)
     data = cfg.data
     per_sample = 4 * (data.label.label_dim + data.dense.dense_dim) + sum(
         s.max_feature_num_per_sample * key + s.slot_num * 8 for s in data.sparse)
-    batches = (READER_PREFETCH + 1) * per_sample * (solver.batchsize + (solver.batchsize_eval if data.eval_source else 0))
+    samples = solver.batchsize + (solver.batchsize_eval if data.eval_source else 0)
+    batches = (READER_PREFETCH + 1) * per_sample * samples
     # a Norm reader holds its read buffer (parsing it makes short-lived copies, off the training peak)
     buffers = DEFAULT_CHUNK_BYTES * (2 if data.eval_source else 1) if data.format == "Norm" else 0
     host["data readers"] = int(batches + buffers) // (G if backend == "numpy" else 1)

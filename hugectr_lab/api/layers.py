@@ -18,7 +18,8 @@ UNUSED_V31_KEYWORDS = {"time_step": 0, "batchsize": 1, "SeqLength": 1, "vector_s
 
 
 def enum_name(value, what: str, allowed: Iterable[str] | None = None) -> str:
-    """``Layer_t.ReLU`` (either version's enum) or the string "ReLU" → "ReLU"; anything else is an error naming ``what``."""
+    """``Layer_t.ReLU`` (either version's enum) or the string "ReLU" → "ReLU"; anything else is an error
+    naming ``what``."""
     name = value.name if isinstance(value, enum.Enum) else value
     if not isinstance(name, str):
         raise TypeError(f"{what} must be an enum member or its name, got {value!r}")

@@ -110,7 +110,8 @@ class Input:
         return dict(self._json)
 
     def __repr__(self):
-        return f"Input(label_name={self.label_name!r}, dense_name={self.dense_name!r}, sparse_names={self.sparse_names})"
+        return (f"Input(label_name={self.label_name!r}, dense_name={self.dense_name!r}, "
+                f"sparse_names={self.sparse_names})")
 
 
 def embedding_json(embedding_type, max_vocabulary_size_per_gpu, embedding_vec_size, combiner, name, bottom_name,

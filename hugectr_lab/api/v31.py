@@ -218,7 +218,8 @@ class SparseEmbedding:
         return embedding_json(*self._args, optimizer=spec)
 
     def __repr__(self):
-        return f"SparseEmbedding({enum_name(self._args[0], 'type')}, name={self.name!r}, bottom_name={self.bottom_name!r})"
+        return (f"SparseEmbedding({enum_name(self._args[0], 'type')}, name={self.name!r}, "
+                f"bottom_name={self.bottom_name!r})")
 
 
 @dataclass(frozen=True)
@@ -452,5 +453,6 @@ def _dump(emb):
     return keys[order], vectors[order]
 
 
-__all__ = ["Layer_t", "Optimizer_t", "MetricsType", "Embedding_t", "CreateSolver", "DataReaderParams", "DataReaderSparseParam", "CreateOptimizer", "CreateMOS", "Input",
-           "SparseEmbedding", "Model", "Solver", "OptParamsPy", "MOSParams", "vocabulary_size"]
+__all__ = ["Layer_t", "Optimizer_t", "MetricsType", "Embedding_t", "CreateSolver", "DataReaderParams",
+           "DataReaderSparseParam", "CreateOptimizer", "CreateMOS", "Input", "SparseEmbedding", "Model", "Solver",
+           "OptParamsPy", "MOSParams", "vocabulary_size"]

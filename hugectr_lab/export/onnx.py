@@ -120,10 +120,11 @@ class _Exporter:
         num_keys = g.op("Shape", ["keys"])                                   # (1,) K
         rows = g.op("Sub", [g.op("Shape", ["row_ptrs"]), g.const([1], dtype=np.int64)])   # (1,) N*S
         seg = g.op("Unsqueeze", [_segments(g, "row_ptrs", num_keys), g.const([1], dtype=np.int64)])  # (K, 1)
-        counts = g.op("Sub", [g.op("Slice", ["row_ptrs", g.const([1], dtype=np.int64), g.const([2 ** 62], dtype=np.int64),
-                                              g.const([0], dtype=np.int64)]),
-                              g.op("Slice", ["row_ptrs", g.const([0], dtype=np.int64), g.const([-1], dtype=np.int64),
-                                             g.const([0], dtype=np.int64)])])   # (N*S,) keys per row
+        after = g.op("Slice", ["row_ptrs", g.const([1], dtype=np.int64), g.const([2 ** 62], dtype=np.int64),
+                               g.const([0], dtype=np.int64)])
+        before = g.op("Slice", ["row_ptrs", g.const([0], dtype=np.int64), g.const([-1], dtype=np.int64),
+                                g.const([0], dtype=np.int64)])
+        counts = g.op("Sub", [after, before])                                # (N*S,) keys per row
         starts = dict(zip((s.top for s in data.sparse), np.cumsum([0] + [s.slot_num for s in data.sparse])))
         for spec, (table_keys, vectors, default) in zip(cfg.embeddings, self.tables):
             e = spec.embedding_vec_size

@@ -17,7 +17,8 @@ pytest.importorskip("onnxruntime")
 
 def test_export_onnx_command_writes_a_file_onnxruntime_agrees_with(workdir, capsys):
     model = run_sample(sample_script("deepfm"), workdir, "deepfm.py")["model"]
-    cfg = inference_config("deepfm.json", "deepfm_dense_10.model", ["deepfm0_sparse_10.model", "deepfm1_sparse_10.model"])
+    cfg = inference_config("deepfm.json", "deepfm_dense_10.model",
+                           ["deepfm0_sparse_10.model", "deepfm1_sparse_10.model"])
     (workdir / "infer.json").write_text(json.dumps(cfg))
     data = model.config.data
     first = (workdir / "data/test.txt").read_text().split()[1]

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from model_api_helpers import BATCH, inference_script, sample_script
+from model_api_helpers import inference_script, sample_script
 from sample_scripts import run_sample
 
 from hugectr_lab.data import read_norm_file
