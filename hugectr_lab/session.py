@@ -49,6 +49,7 @@ from .layers import BuildContext, LayerError, Network, TrainStep, network_inputs
 from .metrics import Metrics
 from .numerics import DynamicLossScaler, NonFiniteError, all_finite, locate_nonfinite
 from .optim import create_dense_optimizer
+from .run_plan import RunPlan
 
 
 _log = logging.getLogger("hugectr_lab")
@@ -75,18 +76,6 @@ def serialised(method):
         with self._lock:
             return method(self, *args, **kwargs)
     return locked
-
-
-def flatten_vvgpu(vvgpu):
-    """``[[0, 1], [2, 3]]`` → ``[0, 1, 2, 3]`` (global device order); duplicates within a node are an error."""
-    nodes = [list(node) for node in vvgpu]
-    for n, node in enumerate(nodes):
-        if len(set(node)) != len(node):
-            raise ValueError(f"vvgpu[{n}] lists a GPU twice: {node}")
-    devices = [d for node in nodes for d in node]
-    if not devices:
-        raise ValueError("vvgpu names no device")
-    return devices
 
 
 def model_file_names(prefix, iteration, num_embeddings):
@@ -144,10 +133,13 @@ class Session:
         self.solver = solver = solver_config
         # config_file may also be the config itself (a dict: the Model API builds one)
         self.config_file = str(config_file) if isinstance(config_file, (str, os.PathLike)) else "<model graph>"
-        self.device_ids = flatten_vvgpu(solver.vvgpu)
-        self.num_devices = G = len(self.device_ids)
         group = process_group()
         self.backend = get_backend(backend, node_gpu_ids(solver.vvgpu, group))
+        # devices, per-device batch, dtypes, loss scale, backend, key type: derived here, once; everything
+        # the session builds takes them from the plan
+        self.plan = plan = RunPlan.derive(solver, self.backend)
+        self.device_ids = list(plan.devices)
+        G = plan.num_devices
         _log.info("Session %s: backend %s, chosen by %s", Path(self.config_file).name, self.backend.name,
                   self.backend.reason)
         self.config = cfg = parse_config(config_file, mixed_precision=solver.use_mixed_precision,
@@ -158,9 +150,7 @@ class Session:
         self._seeds = _seed_sequence(solver.seed, group)
         dense_seq, embedding_seq, dropout_seq = self._seeds.spawn(3)
         self._data_seed = self._seeds.spawn(1)[0]  # Raw batch shuffling (HugeCTR's is not reproducible)
-        self.key_type = "I64" if solver.i64_input_key else "I32"
-        self.compute_dtype = np.float16 if solver.use_mixed_precision else np.float32
-        self.scaler = float(solver.scaler) if solver.use_mixed_precision else 1.0
+        self.scaler = plan.loss_scale   # the current loss scale S (dynamic loss scaling changes it)
         self._lock = threading.RLock()
         # v3.1's freeze_dense / freeze_embedding: these weights get no updates (gradients still flow)
         self.frozen_dense = False
@@ -178,17 +168,17 @@ class Session:
         self._reader_eval = self.make_reader(eval=True) if cfg.data.eval_source else None
         self.embeddings = [
             SparseEmbedding.from_spec(spec, cfg.optimizer, slot_num=cfg.sparse_input(spec.bottom).slot_num,
-                                      comm=self.comm, backend=self.backend, key_type=self.key_type,
-                                      mixed_precision=solver.use_mixed_precision, scaler=self.scaler,
+                                      comm=self.comm, backend=plan.backend, key_type=plan.key_type,
+                                      mixed_precision=plan.mixed_precision, scaler=plan.loss_scale,
                                       seed=seq)
             for spec, seq in zip(cfg.embeddings, embedding_seq.spawn(len(cfg.embeddings)))]
         dropout_seqs = dropout_seq.spawn(G)
         self.train_networks, self.eval_networks, self.dense_optimizers, self.train_steps = [], [], [], []
         for g in self.local_devices:
             with self.comm.scope(g):
-                self.train_networks.append(self._make_network(solver.batchsize // G, True,
+                self.train_networks.append(self._make_network(plan.device_batch(), True,
                                                               np.random.default_rng(dropout_seqs[g])))
-                self.eval_networks.append(self._make_network(solver.batchsize_eval // G, False,
+                self.eval_networks.append(self._make_network(plan.device_batch(eval=True), False,
                                                              np.random.default_rng(0)))
                 self.dense_optimizers.append(self._make_dense_optimizer())
                 # a graph would freeze the loss scale it was captured with: dynamic scaling runs eagerly
@@ -215,6 +205,21 @@ class Session:
         self._eval_batches = 0
         self._train_started = False
 
+    @property
+    def num_devices(self):
+        """G, all devices over all processes (``plan.num_devices``)."""
+        return self.plan.num_devices
+
+    @property
+    def key_type(self):
+        """"I32" or "I64" (``plan.key_type``)."""
+        return self.plan.key_type
+
+    @property
+    def compute_dtype(self):
+        """float16 in mixed precision, else float32 (``plan.compute_dtype``)."""
+        return self.plan.compute_dtype
+
     # ---- construction helpers ---------------------------------------------------------------------
 
     def make_reader(self, *, eval=False, repeat=None, seed=None):
@@ -222,14 +227,15 @@ class Session:
         makes its own -- format, key type, batch size (``batchsize`` / ``batchsize_eval``), devices -- but
         independent of them: not started, its own position. ``repeat`` defaults to the solver's
         ``repeat_dataset``, ``seed`` (Raw shuffling) to the session's data seed."""
-        cls = DataReader64 if self.key_type == "I64" else DataReader32
-        return cls.from_data_spec(self.config.data, self.solver.batchsize_eval if eval else self.solver.batchsize,
+        plan = self.plan
+        cls = DataReader64 if plan.key_type == "I64" else DataReader32
+        return cls.from_data_spec(self.config.data, plan.batchsize_eval if eval else plan.batchsize,
                                   repeat=self.solver.repeat_dataset if repeat is None else repeat, eval=eval,
-                                  num_devices=self.num_devices, seed=self._data_seed if seed is None else seed)
+                                  num_devices=plan.num_devices, seed=self._data_seed if seed is None else seed)
 
     def _make_network(self, b, training, rng):
-        ctx = BuildContext(backend=self.backend, compute_dtype=self.compute_dtype, scaler=self.scaler,
-                           device_count=self.num_devices, rng=rng, training=training,
+        ctx = BuildContext(backend=self.plan.backend, compute_dtype=self.plan.compute_dtype, scaler=self.scaler,
+                           device_count=self.plan.num_devices, rng=rng, training=training,
                            tf32=self.solver.enable_tf32_compute)
         try:
             return Network(self.config.layers, network_inputs(self.config, b), ctx,
@@ -345,11 +351,11 @@ class Session:
         the training reader's ``read_a_batch`` returns, or any object with ``labels`` (B, L), ``dense``
         (B, D) and ``sparse`` (one CSR per sparse input, in Data layer order), B = ``batchsize``. Every
         copy of a step happens here, before its first kernel, so no device waits for another's work."""
-        B = self.solver.batchsize
+        B = self.plan.batchsize
         if len(batch.dense) != B or len(batch.labels) != B:
             raise ValueError(f"stage_batch: the batch must hold batchsize = {B} samples, got dense "
                              f"{len(batch.dense)} and labels {len(batch.labels)} rows")
-        return self._upload(batch, B // self.num_devices)
+        return self._upload(batch, self.plan.device_batch())
 
     def _upload(self, batch, b):
         """``StagedBatch`` of ``batch`` with ``b`` samples per device (``stage_batch``; evaluation too)."""
@@ -438,6 +444,8 @@ class Session:
                     self._nonfinite_at[i] = xp.where(~finite & (first == 0), iteration, first)
             return True
         finite = all(bool(flag) for flag in flags)
+        if self.comm.group.size > 1:   # one decision for every process (losses differ between them)
+            finite = all(self.comm.group.allgather(finite))
         if self.loss_scaler is not None:
             changed = self.loss_scaler.update(finite)
             if changed:
@@ -466,11 +474,17 @@ class Session:
                ", or try the solver's loss_scaling='dynamic'") + ".",
             iteration=iteration, where=where)
 
-    def _check_finite(self):
+    def _check_finite(self, collective=True):
         """Read the devices' non-finite records (CuPy, static scaler; one small copy each, at points
-        that synchronise anyway) and raise ``NonFiniteError`` once a step went non-finite."""
+        that synchronise anyway) and raise ``NonFiniteError`` once a step went non-finite. Over several
+        MPI processes a ``collective`` read gathers every process's records, so all of them raise
+        together; a local read (the ``IterationEnd`` event) happens only in a single process."""
+        if not collective and self.comm.group.size > 1:
+            return
         if self._poisoned is None and self._nonfinite_at is not None:
             firsts = [int(self.backend.to_host(a)) for a in self._nonfinite_at]
+            if self.comm.group.size > 1:
+                firsts = [f for part in self.comm.group.allgather(firsts) for f in part]
             if any(firsts):
                 at = min(f for f in firsts if f)
                 self._poisoned = (
@@ -507,7 +521,7 @@ class Session:
                                    "start_data_reading() (non-epoch mode) or "
                                    "get_data_reader_train().set_source(file_list) (epoch mode)")
         start = time.perf_counter()
-        B = self.solver.batchsize
+        B = self.plan.batchsize
         while True:
             batch = reader.read_a_batch()
             if batch is None or batch.size == 0:
@@ -526,7 +540,7 @@ class Session:
 
     def _local_loss(self):
         loss = float(np.mean([float(loss) for loss in self._losses]))
-        self._check_finite()
+        self._check_finite(collective=False)
         return loss
 
     @serialised
@@ -536,9 +550,9 @@ class Session:
         if self._losses is None:
             raise IllegalCallError("get_current_loss() before the first train()")
         losses = [float(loss) for loss in self._losses]
-        self._check_finite()
         if self.comm.group.size > 1:
             losses = [loss for part in self.comm.group.allgather(losses) for loss in part]
+        self._check_finite()   # after the gather: every process reaches this collective read
         return float(np.mean(losses))
 
     def _poll_overflow(self):
@@ -595,7 +609,7 @@ class Session:
         batch = self._reader_eval.read_a_batch()
         if batch is None or batch.size == 0:
             return False
-        b = self.solver.batchsize_eval // self.num_devices
+        b = self.plan.device_batch(eval=True)
         preds, labels, losses = [], [], []
         for g, net, feed in self._local(self.eval_networks, self._embed(*self._upload(batch, b), False)):
             with self.comm.scope(g):
