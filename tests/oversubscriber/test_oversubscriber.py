@@ -3,6 +3,7 @@ capacity over keyset/file-list pairs, keeps optimizer state with its keys, write
 cleans up its files."""
 
 import gc
+import json
 import os
 
 import numpy as np
@@ -143,6 +144,9 @@ def test_store_and_reload_with_optimizer_state_continues_exactly(workdir):
         while first.train():
             pass
     mos.store(["s.model"], optimizer_state_files=["s_opt.model"])
+    with open("s.model.manifest.json") as f:   # both committed as one snapshot (docs/reliability.md)
+        manifest = json.load(f)
+    assert manifest["state"] == "complete" and [e["name"] for e in manifest["files"]] == ["s.model", "s_opt.model"]
     first.download_params_to_files("m", 1)
     first.get_data_reader_train().set_source("file_list.2.txt")
     mos.update("file_list.2.keyset")
