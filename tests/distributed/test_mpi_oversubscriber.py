@@ -61,7 +61,7 @@ def test_epoch_mode_with_the_model_oversubscriber_over_two_processes(tmp_path, m
     assert "full.model" in names and sorted(os.listdir(tmp_path / "split")) == names
     for name in names:
         a, b = tmp_path / "alone" / name, tmp_path / "split" / name
-        if a.is_file():
+        if a.is_file() and not name.endswith(".manifest.json"):   # a manifest holds the save's time
             assert a.read_bytes() == b.read_bytes(), name
     for out in ("alone", "split"):   # the host stores' files are removed at exit
         assert not os.listdir(tmp_path / f"{out}_temp")
