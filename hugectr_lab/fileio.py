@@ -317,7 +317,6 @@ class Snapshot:
         _roll_forward(self.path, manifest)
         self.files = [path for path, _, _ in self._entries]
 
-
     def _manifest_written(self):
         """Whether our pending manifest reached its final name (the save is committed)."""
         try:
