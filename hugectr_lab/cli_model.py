@@ -65,6 +65,8 @@ def _cmd_estimate(args, print_fn=print):
     print_fn(f"this config {'fits' if fits else 'does NOT fit'}: {est.per_device / 2**30:,.3f} GiB per device")
     for i, spec in enumerate(cfg.embeddings):
         if spec.type == "LocalizedSlotSparseEmbeddingOneHot":
+            print_fn(f"embedding {spec.name or spec.top!r}: one-hot, sized by its slot_size_array "
+                     f"({sum(spec.slot_size_array):,} rows in all)")
             continue
         v = max_vocabulary(cfg, solver, memory, backend=args.backend, embedding=i)
         print_fn(f"embedding {spec.name or spec.top!r}: max_vocabulary_size_per_gpu up to {v:,} fits "
