@@ -277,3 +277,18 @@ def _umask():
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_directory_swap_outside_a_snapshot_never_loses_the_old_directory(tmp_path, monkeypatch):
+    """write_dir_atomic on its own, killed at each operation: the directory holds the old or the new
+    files, never none; new directories follow the umask."""
+    monkeypatch.chdir(tmp_path)
+    old, new = {"key": b"old keys", "emb_vector": b"o" * 8}, {"key": b"new keys!", "emb_vector": b"n" * 16}
+    assert forked(fileio.write_dir_atomic, "d", new, count_to="ops") == 0
+    assert oct(os.stat("d").st_mode & 0o777) == oct(0o777 & ~_umask())
+    ops = int(open("ops").read())
+    for k in range(1, ops + 1):
+        shutil.rmtree("d")
+        fileio.write_dir_atomic("d", old)
+        assert os.WIFSIGNALED(forked(fileio.write_dir_atomic, "d", new, fault_at=k)), k
+        assert read_tree("d") in (old, new), k
