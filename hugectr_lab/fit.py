@@ -7,9 +7,9 @@ up to ``max_eval_batches`` eval batches (stopping early at the end of the eval s
 rewinding it), and stops when AUC reaches its threshold ("Hit target accuracy"). Every ``snapshot``
 iterations (not at 0) the Session writes its model files (``download_params_to_files``: HugeCTR's
 names under ``snapshot_prefix``). A loss that is NaN or infinite at a ``display`` iteration ends the
-run with ``NonFiniteError`` (the Session itself raises it for the step that produced it). Epoch mode can visit several
-training sources per epoch (``sources``: file lists, each with the keyset the model oversubscriber loads
-before it -- HugeCTR v3.1's ``Model.fit`` over source/keyset pairs).
+run with ``NonFiniteError`` (the Session itself raises it for the step that produced it). Epoch mode
+can visit several training sources per epoch (``sources``: file lists, each with the keyset the model
+oversubscriber loads before it -- HugeCTR v3.1's ``Model.fit`` over source/keyset pairs).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class FitResult:
 
 
 def epoch_mode_of(session):
+    """Whether ``session`` trains in epochs (``repeat_dataset=False``) rather than for ``max_iter`` steps."""
     return not session.solver.repeat_dataset
 
 
