@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import secrets
 import string
+import threading
 import weakref
 from os import PathLike
 
@@ -183,7 +184,8 @@ class ModelOversubscriber:
     state. The device tables stay as they are until the first ``update``.
     """
 
-    def __init__(self, embeddings, temp_embedding_dir, *, embedding_files=(), sparse_opt_states_files=()):
+    def __init__(self, embeddings, temp_embedding_dir, *, embedding_files=(), sparse_opt_states_files=(), lock=None):
+        self._lock = lock or threading.RLock()   # a Session passes its own (docs/reliability.md)
         if not temp_embedding_dir:
             raise ValueError("the model oversubscriber needs temp_embedding_dir: a writable directory for the "
                              "host-side embedding tables (Session(solver, config, True, temp_embedding_dir))")
@@ -228,24 +230,25 @@ class ModelOversubscriber:
     def update(self, keyset_file):
         """Load the keys of the next sub-dataset: ``keyset_file`` (one keyset for every embedding) or a
         list with one keyset file per embedding."""
-        if isinstance(keyset_file, (str, bytes, PathLike)):
-            files = [keyset_file] * len(self.embeddings)
-        else:
-            files = list(keyset_file)
-            if len(files) != len(self.embeddings):
-                raise ValueError(f"update(keyset_file_list): {len(files)} keyset files for "
-                                 f"{len(self.embeddings)} embeddings (give one per embedding, or a single file)")
-        keysets = [read_keyset(path, emb.key_dtype) for path, emb in zip(files, self.embeddings)]
-        self._flush()
-        for emb, store, keys in zip(self.embeddings, self.stores, keysets):
-            emb.reset(keep_optimizer_state=False)
-            rows = store.find(np.unique(keys))
-            rows = np.sort(rows[rows >= 0])  # in store order, as HugeCTR loads them
-            if rows.size:
-                keys, vectors, slot_ids, states = store.read(rows)
-                emb.load(keys, vectors, slot_ids)
-                if states:
-                    emb.load_optimizer_state(keys, states, slot_ids)
+        with self._lock:   # the session's lock: never beside a training step
+            if isinstance(keyset_file, (str, bytes, PathLike)):
+                files = [keyset_file] * len(self.embeddings)
+            else:
+                files = list(keyset_file)
+                if len(files) != len(self.embeddings):
+                    raise ValueError(f"update(keyset_file_list): {len(files)} keyset files for "
+                                     f"{len(self.embeddings)} embeddings (give one per embedding, or a single file)")
+            keysets = [read_keyset(path, emb.key_dtype) for path, emb in zip(files, self.embeddings)]
+            self._flush()
+            for emb, store, keys in zip(self.embeddings, self.stores, keysets):
+                emb.reset(keep_optimizer_state=False)
+                rows = store.find(np.unique(keys))
+                rows = np.sort(rows[rows >= 0])  # in store order, as HugeCTR loads them
+                if rows.size:
+                    keys, vectors, slot_ids, states = store.read(rows)
+                    emb.load(keys, vectors, slot_ids)
+                    if states:
+                        emb.load_optimizer_state(keys, states, slot_ids)
 
     def store(self, snapshot_file_list, optimizer_state_files=None):
         """Write the device tables back to the host stores, then one complete sparse model file per
@@ -257,17 +260,18 @@ class ModelOversubscriber:
         The files are committed together with ``<first file>.manifest.json`` (``fileio.Snapshot``): a
         crash or a full disk leaves all old files or all new ones.
         """
-        files = list(snapshot_file_list)
-        for what, names in (("snapshot_file_list", files), ("optimizer_state_files", optimizer_state_files or [])):
-            if names and len(names) != len(self.embeddings):
-                raise ValueError(f"store({what}): {len(names)} files for {len(self.embeddings)} embeddings")
-        self._flush()
-        if self.embeddings and self.embeddings[0].comm.group.rank != 0:
-            return   # across MPI processes every store holds the whole tables; process 0 writes them
-        if not files and not optimizer_state_files:
-            return
-        with Snapshot(os.fspath((files or optimizer_state_files)[0]) + MANIFEST_SUFFIX):
-            self._write_files(files, optimizer_state_files)
+        with self._lock:   # the session's lock: never beside a training step
+            files = list(snapshot_file_list)
+            for what, names in (("snapshot_file_list", files), ("optimizer_state_files", optimizer_state_files or [])):
+                if names and len(names) != len(self.embeddings):
+                    raise ValueError(f"store({what}): {len(names)} files for {len(self.embeddings)} embeddings")
+            self._flush()
+            if self.embeddings and self.embeddings[0].comm.group.rank != 0:
+                return   # across MPI processes every store holds the whole tables; process 0 writes them
+            if not files and not optimizer_state_files:
+                return
+            with Snapshot(os.fspath((files or optimizer_state_files)[0]) + MANIFEST_SUFFIX):
+                self._write_files(files, optimizer_state_files)
 
     def _write_files(self, files, optimizer_state_files):
         for emb, store, path in zip(self.embeddings, self.stores, files):

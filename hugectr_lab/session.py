@@ -192,7 +192,8 @@ class Session:
 
             self._mos = ModelOversubscriber(self.embeddings, temp_embedding_dir,
                                             embedding_files=solver.embedding_files,
-                                            sparse_opt_states_files=solver.sparse_opt_states_files)
+                                            sparse_opt_states_files=solver.sparse_opt_states_files,
+                                            lock=self._lock)
         else:
             self._load_sparse(solver.embedding_files, solver.sparse_opt_states_files)
         if solver.dense_opt_states_file:
