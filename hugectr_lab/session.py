@@ -109,8 +109,9 @@ class Session:
     node list. Per-device lists (``train_networks``, ``eval_networks``, ``dense_optimizers``,
     ``train_steps``) are local.
 
-    Thread safety: every public method holds one re-entrant lock (``serialised``), so calls from
-    several threads run one after the other -- two threads calling ``train()`` train distinct batches
+    Thread safety: every public method but the plain getters holds one re-entrant lock
+    (``serialised``; the model oversubscriber's ``update``/``store`` share it), so calls from several
+    threads run one after the other -- two threads calling ``train()`` train distinct batches
     and lose no iteration; a ``download_params_to_files`` never interleaves with a training step.
 
     Non-finite steps (docs/reliability.md): a NaN/inf loss -- or, in mixed precision, a non-finite
