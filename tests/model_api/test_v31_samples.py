@@ -120,3 +120,22 @@ def test_construct_from_json_takes_the_reader_from_data_reader_params(workdir):
     assert parse_config("dcn.json", ignore=("solver",)).layers == model.config.layers
     model.start_data_reading()
     assert model.train()
+
+
+def test_v31_model_trains_bit_identically_to_its_graph_json(workdir):
+    from hugectr_lab.session import Session
+
+    model = run_sample(sample_script("deepfm", footer=False) + "model.compile()\nmodel.graph_to_json('g.json')\n",
+                       workdir, "deepfm.py")["model"]
+    twin = Session(model.solver, "g.json")
+    model.start_data_reading()
+    twin.start_data_reading()
+    for _ in range(6):
+        assert model.train() and twin.train()
+        assert model.get_current_loss() == twin.get_current_loss()
+    assert np.array_equal(np.asarray(model.session.train_networks[0].weights),
+                          np.asarray(twin.train_networks[0].weights))
+    for a, b in zip(model.session.embeddings, twin.embeddings):
+        (ka, va, _), (kb, vb, _) = a.dump(), b.dump()
+        assert np.array_equal(ka, kb) and np.array_equal(va, vb)
+    twin.close()
