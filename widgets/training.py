@@ -110,6 +110,7 @@ class TrainingDashboard:
         self.status = readout("idle")
         self.status.add_class("hugectr-lab-status")
         self.baseline_label = readout("")
+        self.baseline_label.layout.display = "none"   # shown by show_baselines
         self.widget = W.VBox([
             W.HBox([self.start_button, self.pause_button, self.stop_button, self.eval_button, self.save_button]),
             W.HBox([self.progress, self.iteration_label, self.throughput]),
@@ -158,6 +159,7 @@ class TrainingDashboard:
             self.auc_line.set_label("model")
             ax.legend(fontsize=7, loc="lower right")
             self.baselines = aucs
+            self.baseline_label.layout.display = None
             self.baseline_label.value = ("baselines (eval AUC): " + ", ".join(f"{k} {v:.4f}" for k, v in aucs.items())
                                          + (f" [{engine}]" if engine else ""))
             self.plot.redraw(force=True)

@@ -78,7 +78,9 @@ def test_baselines_from_a_report_name_the_engine(workdir):
     report = BaselineReport("scikit-learn + numpy", 100, 50, 12, [BaselineResult("logistic regression", 0.7, 0.1)])
     sess = make_session(workdir)
     dash = TrainingDashboard(sess)
+    assert dash.baseline_label.layout.display == "none"   # no empty row without baselines
     dash.show_baselines(report)
+    assert dash.baseline_label.layout.display is None
     dash.show_baselines(report)   # replaces, does not add
     assert [line.get_label() for line in dash.plot.axes[1].get_lines()] == ["model", "logistic regression"]
     assert dash.baseline_label.value.endswith("[scikit-learn + numpy]")
