@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..backend import Communicator, InProcessCommunicator, backend_object, to_host
+from ..rules import precision
 from .combine import combiner_name, csr_row_ids, mean_row_scale
 from .hash_table import HashTable, as_keys, key_dtype, sentinel_key
 from .sparse_optimizers import SparseAdam, SparseOptimizer
@@ -126,7 +127,7 @@ class SparseEmbedding(ABC):
         self.local_devices = self.comm.local_devices   # global ids of the devices held here
         self.backend = backend_object(backend, f"embedding '{name}'")
         self.key_dtype = key_dtype(key_type)
-        self.compute_dtype = np.dtype(np.float16 if mixed_precision else np.float32)
+        self.compute_dtype = precision.compute_dtype(mixed_precision)
         self.scaler = float(scaler)
         self.seed = seed
         self.step = 0   # update calls so far; Adam's bias correction uses it (HugeCTR's `times`)

@@ -34,6 +34,7 @@ from ..embedding.combine import mean_row_scale
 from ..embedding.hash_table import key_dtype, sentinel_key
 from ..fileio import check_snapshot_file
 from ..layers import BuildContext, Network, network_inputs
+from ..rules import precision
 from .cache import EmbeddingCache, _check_same_tables
 from .parameter_server import InferenceConfigError, load_inference_config, resolve_model_path
 
@@ -83,7 +84,7 @@ class InferenceSession:
         self.label_dim = data.label.label_dim
         self.slot_num = data.total_slot_num
         self.max_feature_num_per_sample = sum(s.max_feature_num_per_sample for s in data.sparse)
-        self.compute_dtype = np.dtype(np.float16 if inf.use_mixed_precision else np.float32)
+        self.compute_dtype = precision.compute_dtype(inf.use_mixed_precision)
         starts = dict(zip((s.top for s in data.sparse), np.cumsum([0] + [s.slot_num for s in data.sparse])))
         # Per table (embedding-layer order): first slot in the sample's slots, slots, combiner.
         self._tables = [(int(starts[e.bottom]), cfg.sparse_input(e.bottom).slot_num, e.combiner)

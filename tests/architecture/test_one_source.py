@@ -80,3 +80,27 @@ def test_type_tables_are_stated_once_and_implemented_exactly():
                       "EMBEDDING_TYPES": ["hugectr_lab/config/parse_embedding.py", "hugectr_lab/embedding/base.py"],
                       "UPDATE_TYPES": ["hugectr_lab/config/specs.py"],
                       "SPARSE_INPUT_OF": [], "EMBEDDING_KEYS": [], "SLOT_ID_TYPES": [], "HPARAM_KEYS": []}
+
+
+def _rederivations(path):
+    """Lines of ``path`` that work out a per-device batch (``x // G``, ``x // num_devices``) or a compute
+    dtype from the precision flag (``float16 if ... else float32``) themselves."""
+    found = []
+    for node in ast.walk(ast.parse((REPO / path).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.FloorDiv):
+            right = node.right
+            if getattr(right, "id", None) == "G" or getattr(right, "attr", None) == "num_devices":
+                found.append((node.lineno, "per-device batch"))
+        if isinstance(node, ast.IfExp) and "float16" in ast.unparse(node.body):
+            found.append((node.lineno, "compute dtype"))
+    return found
+
+
+def test_the_run_plan_is_derived_once():
+    """Session derives its RunPlan once; these modules take the values from the plan (or the precision rule)."""
+    for path in ("hugectr_lab/session.py", "hugectr_lab/estimate.py", "bench/hugectr_step.py",
+                 "hugectr_lab/embedding/base.py", "hugectr_lab/inference/session.py"):
+        assert _rederivations(path) == [], path
+    # the one place of each: the plan's per-device batch and the precision rule
+    assert [kind for _, kind in _rederivations("hugectr_lab/run_plan.py")] == ["per-device batch"]
+    assert [kind for _, kind in _rederivations("hugectr_lab/rules/precision.py")] == ["compute dtype"]
