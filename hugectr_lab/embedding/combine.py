@@ -35,8 +35,8 @@ def mean_row_scale(xp, counts):
 def segment_sum(xp, data, segment_ids, num_segments):
     """(num_segments, E) float32: the rows of ``data`` (K, E) summed per ``segment_ids`` (K,).
 
-    Equals ``xp.add.at`` up to float rounding; on NumPy a stable sort plus ``add.reduceat`` does it an
-    order of magnitude faster than ``add.at``.
+    Equals ``xp.add.at`` up to float rounding; on NumPy a sort plus ``add.reduceat`` does it an order of
+    magnitude faster than ``add.at``.
     """
     out = xp.zeros((num_segments, data.shape[1]), dtype=xp.float32)
     if segment_ids.size == 0:
@@ -45,12 +45,33 @@ def segment_sum(xp, data, segment_ids, num_segments):
     if xp is not np:
         xp.add.at(out, segment_ids, data)
         return out
+    segment_ids, data, starts = _grouped(data, segment_ids, num_segments)
+    out[segment_ids[starts]] = np.add.reduceat(data, starts, axis=0)
+    return out
+
+
+def fold_segments(start, data, segment_ids):
+    """NumPy: ``np.add.at(start, segment_ids, data)`` -- each row of ``data`` (K, E) added onto
+    ``start[segment_ids[k]]`` ((N, E), in place) in occurrence order, so bit for bit the same -- an order
+    of magnitude faster: round r adds the r-th occurrence of every row that has one."""
+    segment_ids, data, starts = _grouped(data, segment_ids, start.shape[0])
+    counts = np.diff(np.r_[starts, segment_ids.size])
+    ids = segment_ids[starts]
+    sums = start[ids]
+    pending, r = np.arange(ids.size), 0
+    while pending.size:
+        sums[pending] += data[starts[pending] + r]
+        r += 1
+        pending = pending[counts[pending] > r]
+    start[ids] = sums
+
+
+def _grouped(data, segment_ids, num_segments):
+    """``(segment_ids, data, starts)``: both in stable order of the ids, and where each id's run starts."""
     if (segment_ids[1:] < segment_ids[:-1]).any():
         order = _stable_order(segment_ids, num_segments)
         segment_ids, data = segment_ids[order], data.take(order, axis=0)
-    starts = np.flatnonzero(np.r_[True, segment_ids[1:] != segment_ids[:-1]])
-    out[segment_ids[starts]] = np.add.reduceat(data, starts, axis=0)
-    return out
+    return segment_ids, data, np.flatnonzero(np.r_[True, segment_ids[1:] != segment_ids[:-1]])
 
 
 def _stable_order(ids, bound):

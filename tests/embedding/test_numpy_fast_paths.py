@@ -76,3 +76,18 @@ def test_sparse_adam_update_follows_the_formula():
     np.testing.assert_array_equal(values[r], w0[r] - adam_step_size(0.01, 0.9, 0.999, 3) * m_r / (np.sqrt(v_r) + 1e-7))
     untouched = np.setdiff1d(np.arange(20), r)
     np.testing.assert_array_equal(values[untouched], w0[untouched])
+
+
+def test_atomic_sgd_equals_add_at_bit_for_bit():
+    from hugectr_lab.embedding.sparse_optimizers import sparse_sgd_atomic_update
+
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(40, 6)).astype(np.float32)
+    rows = np.minimum(rng.zipf(1.3, 500), 40) - 1                 # repeated rows, some run long
+    rows[::9] = -1
+    row_ids, wgrad = rng.integers(0, 100, 500), rng.normal(size=(100, 6)).astype(np.float32)
+    want = values.copy()
+    hit = rows >= 0
+    np.add.at(want, rows[hit], -0.25 * wgrad[row_ids[hit]])
+    sparse_sgd_atomic_update(np, values, rows, row_ids, wgrad, 0.25)
+    np.testing.assert_array_equal(values, want)
