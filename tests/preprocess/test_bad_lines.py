@@ -33,6 +33,7 @@ def test_bad_labels_and_non_finite_dense_name_the_line(tmp_path, engine, text, m
                           pipeline=CriteoPipeline(freq_threshold=0))
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in log:RuntimeWarning")  # NVTabular's LogOp
 @pytest.mark.parametrize("engine", ["pyarrow", "nvtabular"])
 def test_unclipped_negative_dense_values_name_the_line(tmp_path, engine):
     nvtabular_or_skip(engine)
