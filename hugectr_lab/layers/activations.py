@@ -48,13 +48,13 @@ class ELU(_Unary):
         (x,) = inputs
         self.x = x
         neg = self.alpha * (self.xp.exp(self.xp.minimum(x, 0)) - 1)
-        return [self.xp.where(x >= 0, x, neg).astype(x.dtype)]
+        return [self.xp.where(x >= 0, x, neg).astype(x.dtype, copy=False)]
 
     def backward(self, d_outputs):
         (d_y,) = d_outputs
         x = self.x
         slope = self.alpha * self.xp.exp(self.xp.minimum(x, 0))
-        return [self.xp.where(x >= 0, d_y, slope * d_y).astype(d_y.dtype)]
+        return [self.xp.where(x >= 0, d_y, slope * d_y).astype(d_y.dtype, copy=False)]
 
 
 @register_layer("Sigmoid")

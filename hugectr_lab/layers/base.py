@@ -176,7 +176,7 @@ def matmul(a, b):
 
 def sum_rows(a, axis=0, keepdims=True):
     """Sum over ``axis`` (default: the batch), accumulated in fp32 for fp16 arrays."""
-    return widen(a).sum(axis=axis, keepdims=keepdims).astype(a.dtype)
+    return widen(a).sum(axis=axis, keepdims=keepdims).astype(a.dtype, copy=False)
 
 
 def widen(a):

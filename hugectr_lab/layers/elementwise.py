@@ -58,7 +58,7 @@ class DotProduct(_SameShape):
         (d_y,) = d_outputs
         zero = self.y == 0
         d_y_y = self.xp.where(zero, 0, d_y * self.y)
-        return [(d_y_y / self.xp.where(zero, 1, x)).astype(d_y.dtype) for x in self.xs]
+        return [(d_y_y / self.xp.where(zero, 1, x)).astype(d_y.dtype, copy=False) for x in self.xs]
 
 
 @register_layer("ElementwiseMultiply")

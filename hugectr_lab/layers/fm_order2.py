@@ -16,7 +16,7 @@ def fm_order2_fwd(xp, x, out_dim):
     """x (m, F·k) → y (m, k) with k = out_dim."""
     v = widen(x).reshape(x.shape[0], -1, out_dim)  # (m, F, k)
     s = v.sum(axis=1)
-    return (0.5 * (s * s - (v * v).sum(axis=1))).astype(x.dtype)
+    return (0.5 * (s * s - (v * v).sum(axis=1))).astype(x.dtype, copy=False)
 
 
 @reference_op
@@ -24,7 +24,7 @@ def fm_order2_bwd(xp, d_y, x, out_dim):
     """d_y (m, k), x (m, F·k) → d_x (m, F·k)."""
     v = widen(x).reshape(x.shape[0], -1, out_dim)
     s = v.sum(axis=1, keepdims=True)
-    return (widen(d_y)[:, None, :] * (s - v)).reshape(x.shape).astype(d_y.dtype)
+    return (widen(d_y)[:, None, :] * (s - v)).reshape(x.shape).astype(d_y.dtype, copy=False)
 
 
 @register_layer("FmOrder2")

@@ -26,7 +26,7 @@ def interaction_fwd(xp, mlp, emb):
     rows, cols = xp.tril_indices(n, -1)
     pairs = (z @ z.transpose(0, 2, 1))[:, rows, cols]  # (m, n(n−1)/2)
     pad = xp.zeros((m, 1), z.dtype)
-    return xp.concatenate([widen(mlp), pairs, pad], axis=1).astype(mlp.dtype)
+    return xp.concatenate([widen(mlp), pairs, pad], axis=1).astype(mlp.dtype, copy=False)
 
 
 @reference_op
@@ -40,7 +40,7 @@ def interaction_bwd(xp, d_y, mlp, emb):
     g[:, rows, cols] = d_y[:, w:w + len(rows)]
     d_z = (g + g.transpose(0, 2, 1)) @ z  # (m, n, w)
     d_mlp = d_y[:, :w] + d_z[:, 0]
-    return d_mlp.astype(mlp.dtype), d_z[:, 1:].astype(emb.dtype)
+    return d_mlp.astype(mlp.dtype, copy=False), d_z[:, 1:].astype(emb.dtype)
 
 
 @register_layer("Interaction")
