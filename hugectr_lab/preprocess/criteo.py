@@ -30,10 +30,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..data import (CSR, ParquetDatasetWriter, ParquetLayout, RawLayout, RawRecords, Samples, write_file_list,
-                    write_keyset, write_norm_file)
+from ..data import (CSR, DataError, ParquetDatasetWriter, ParquetLayout, RawLayout, RawRecords, Samples,
+                    write_file_list, write_keyset, write_norm_file)
 from ..data.batch import key_dtype
 from ..fileio import naming_os_errors
+from ..input_files import input_problem
 from .engines import get_engine
 from .schema import CATS, DENSE, LABEL, Chunk, CriteoPipeline, chunk_concat, chunk_take
 
@@ -250,8 +251,11 @@ def preprocess_criteo(out_dir, train, eval=(), *, format="norm", engine="pyarrow
     if not train:
         raise ValueError("preprocess needs at least one training file")
     for path in train + evaluation:
-        if not os.path.isfile(path):
+        problem = input_problem(path)
+        if problem == "not found":
             raise FileNotFoundError(f"input file {path} does not exist")
+        if problem is not None:
+            raise DataError(path, None, f"input file {problem}")
     raw_int = fmt == "raw" and not float_label_dense
     if raw_int and (not pipeline.log or pipeline.normalize):
         raise ValueError("Raw without float_label_dense stores integers and the reader takes ln(x + 1): use the "

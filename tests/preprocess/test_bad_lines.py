@@ -3,6 +3,9 @@ input file and line, with both engines; the CLI prints one line and exits 2."""
 
 from __future__ import annotations
 
+import os
+import re
+
 import pytest
 
 from hugectr_lab.cli import main
@@ -58,3 +61,11 @@ def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
     assert main(["preprocess", str(tmp_path / "out"), "--train", str(day), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err == f"hugectr-lab preprocess: error: {day}: line 2: label '2': it must be 0 or 1\n"
+
+
+@pytest.mark.parametrize("kind, make", [("a directory", lambda p: p.mkdir()), ("a FIFO (named pipe)", os.mkfifo)])
+def test_a_special_input_file_says_what_it_is(tmp_path, kind, make):
+    day = tmp_path / "day_0"
+    make(day)
+    with pytest.raises(DataError, match=re.escape(f"{day}: input file is {kind}, not a regular file")):
+        preprocess_criteo(tmp_path / "out", [str(day)], progress=False)
