@@ -1,11 +1,15 @@
-"""``python -m bench.inference [--backend cupy|numpy] [--part all|latency|hitrate] [--out DIR] [--quick]``
+"""``python -m bench.inference [--backend cupy|numpy] [--part all|latency|hitrate] [--batches ...] [--compare]
+[--out DIR] [--quick]``
 
 Two measurements of hugectr-lab's inference path, in this process on this device:
 
 * **latency**: ``InferenceSession.predict`` of the DCN sample (26 slots, vec 16, 6 cross layers,
   2 × 1024 MLP, random weights, 840 543-row table with keys Zipf(1.1) per slot, cache 50 %), end to
   end (host arrays in, host predictions out), at batch 1, 64, 1024 and 16384: p50 / p99 of the wall
-  time per call after warm-up, and throughput = batch / p50.
+  time per call after warm-up, and throughput = batch / p50; then the throughput of 1, 2 and 4
+  threads calling ``predict`` on the one session (batch 64 and 1024). On CuPy this is the captured
+  predict path (``inference.cuda_graph`` true); ``--compare`` adds the "tinylfu" cache policy and the
+  eager path (``cuda_graph`` false). The cache policies' hit rates are ``bench/cache_policy.py``.
 * **hit rate**: the set-associative LRU cache (``hugectr_lab.inference.cache_ops``, the kernels on
   CuPy) on a 10 M-row table with keys Zipf(0.9 / 1.1 / 1.3), 1 / 5 / 10 / 20 % cached, against the
   ideal static top-k cache (the k most popular keys, k = the cache's entries) on the same requests.
