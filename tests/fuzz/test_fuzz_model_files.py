@@ -69,3 +69,33 @@ def test_model_file(snapshot, tmp_path, monkeypatch, target):
         check_clean(f"model-{target.replace('_', '-')}", load, [path, path.parent], ValueError)
 
     run()
+
+
+@pytest.mark.parametrize("target", ["dense", "sparse"])
+def test_inference_model_file(tmp_path, target):
+    """The same through the inference side: parameter server, embedding cache, InferenceSession and one
+    predict on the loaded model."""
+    import numpy as np
+
+    from hugectr_lab.inference import CreateEmbeddingCache, CreateParameterServer, InferenceSession
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
+    from inference_helpers import table, tiny_model
+
+    config = tiny_model(tmp_path, [table(50)], max_batchsize=4)
+    path = tmp_path / ("tiny_dense.model" if target == "dense" else "tiny0_sparse.model")
+    base = path.read_bytes()
+
+    def load_and_predict():
+        ps = CreateParameterServer([config], ["tiny"], False)
+        session = InferenceSession(config, 0, CreateEmbeddingCache(ps, 0, True, 0.5, config, "tiny", False))
+        out = session.predict([0.5, 0.5], [1, 7], [0, 1, 2])
+        assert np.asarray(out).shape == (1,)
+
+    @fuzz_settings(60)
+    @given(data=mutated(base))
+    def run(data):
+        path.write_bytes(data)
+        check_clean(f"inference-model-{target}", load_and_predict, path, ValueError)
+
+    run()
