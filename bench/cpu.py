@@ -17,8 +17,9 @@ hugectr-lab's NumPy backend against the same graphs in PyTorch eager on this CPU
   eager under ``torch.inference_mode`` (p50 of interleaved calls).
 
 Both libraries run with the same thread count (``torch.set_num_threads`` and threadpoolctl for NumPy's
-BLAS), reported with the BLAS in use. Prints markdown and writes ``<out>/cpu_<device>_<date>.json``
-and ``.md`` (device, date, load average, versions).
+BLAS), reported with the BLAS in use. Prints markdown and writes
+``<out>/cpu_<machine>_<N>-threads[_cpu-clock]_<date>.json`` and ``.md`` (device, date, load average,
+versions).
 """
 
 from __future__ import annotations
@@ -306,7 +307,8 @@ def main(argv=None):
     print(f"{report['device']}, {report['date']}, {args.threads} threads, load {report['load_before']}", flush=True)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{platform.machine()} {os.cpu_count()} cores").strip("-").lower()
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"cpu_{slug}_{report['date'][:10]}"
+    clock_tag = "_cpu-clock" if args.clock == "cpu" else ""
+    stem = args.out / f"cpu_{slug}_{args.threads}-threads{clock_tag}_{report['date'][:10]}"
 
     def save():
         report["load_after"] = list(os.getloadavg())
