@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fileio import naming_os_errors
+from ..input_files import input_problem
 from .batch import Samples, as_keys, key_dtype
 from .errors import DataError, DataWarning
 from .norm_parse import checksums, frame_records, key_word_positions, parse_records
@@ -181,6 +182,14 @@ def write_norm_file(path, samples: Samples, *, check="Sum", key_type="I32", slot
 
 # --- reading -------------------------------------------------------------------------------------
 
+def _open_data_file(path):
+    """``path`` opened for reading; DataError for a missing or special file (a FIFO would block)."""
+    problem = input_problem(path)
+    if problem is not None:
+        raise DataError(path, None, f"Norm data file {problem}")
+    return open(path, "rb")
+
+
 def read_header(f, path):
     """Read the header record from the start of the open binary file ``f``.
 
@@ -232,7 +241,7 @@ def iter_norm_file(path, layout: NormLayout, *, chunk_bytes=DEFAULT_CHUNK_BYTES)
     of ``DroppedSample`` (records whose checksum did not match). Structural problems raise DataError
     naming the byte offset. Bytes after the announced number of records are ignored, as in HugeCTR.
     """
-    with open(path, "rb") as f:
+    with _open_data_file(path) as f:
         header, offset = read_header(f, path)
         check_header(header, layout, path)
         f.seek(offset)
@@ -259,7 +268,7 @@ def iter_norm_file(path, layout: NormLayout, *, chunk_bytes=DEFAULT_CHUNK_BYTES)
 
 def read_norm_header(path) -> NormHeader:
     """The header of the Norm file at ``path``."""
-    with open(path, "rb") as f:
+    with _open_data_file(path) as f:
         return read_header(f, path)[0]
 
 
