@@ -3,8 +3,12 @@ in every format and through the DataReader (docs/compat.md, "Data")."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hugectr_lab.data import (CSR, DataError, DataReader, ParquetLayout, RawLayout, Samples, read_norm_file,
                               read_parquet_file, read_raw_file, write_norm_file, write_parquet_dataset,
@@ -75,3 +79,34 @@ def test_inference_data_file_refuses_non_finite_inputs(tmp_path, lines, message)
     path.write_text(lines)
     with pytest.raises(ValueError, match=f"{path}: {message}"):
         read_inference_data(path)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), check=st.sampled_from(["Sum", "None"]), key_type=st.sampled_from(["I32", "I64"]),
+       value=st.sampled_from([np.nan, np.inf, -np.inf]))
+def test_norm_property_the_first_non_finite_value_is_named(tmp_path_factory, data, check, key_type, value):
+    """Any shape, any nnz, any planted positions: the error names the first (sample-major) non-finite value
+    and its exact byte offset."""
+    n, label_dim, dense_dim = data.draw(st.integers(1, 12)), data.draw(st.integers(0, 2)), data.draw(st.integers(0, 4))
+    if label_dim + dense_dim == 0:
+        dense_dim = 1
+    slots = data.draw(st.integers(0, 3))
+    nnz = np.array(data.draw(st.lists(st.integers(0, 3), min_size=n * slots, max_size=n * slots)), np.int64)
+    floats = np.zeros((n, label_dim + dense_dim), np.float32)
+    planted = data.draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, label_dim + dense_dim - 1)),
+                                 min_size=1, max_size=3))
+    for row, column in planted:
+        floats[row, column] = value
+    row, column = min(planted)
+    offsets = np.concatenate([[0], np.cumsum(nnz)])
+    samples = Samples(floats[:, :label_dim], floats[:, label_dim:],
+                      (CSR(offsets, np.arange(offsets[-1], dtype=np.uint32)),))
+    path = tmp_path_factory.mktemp("nf") / "p.data"
+    write_norm_file(path, samples, check=check, key_type=key_type, slot_nums=(slots,))
+    key_bytes = 4 if key_type == "I32" else 8
+    record = 4 * (label_dim + dense_dim + slots) + key_bytes * nnz.reshape(n, slots).sum(axis=1)  # (n,)
+    header, frame = (69, 5) if check == "Sum" else (64, 0)
+    byte = header + int(record[:row].sum()) + frame * row + (4 if frame else 0) + 4 * column
+    field = f"label {column}" if column < label_dim else f"dense feature {column - label_dim}"
+    with pytest.raises(DataError, match=re.escape(f"{path}: byte {byte}: sample {row}: {field} is {float(value)}")):
+        read_norm_file(path, key_type, slot_nums=(slots,))
