@@ -153,6 +153,8 @@ def break_dataset(tmp_path, how):
         pq.write_table(table.set_column(i, "C3", column), folder / "part_0.parquet")
     elif how == "garbage":
         (folder / "part_0.parquet").write_bytes(b"not parquet at all")
+    elif how == "dropped":  # the file lacks one column; the later ones shift left
+        pq.write_table(pq.read_table(folder / "part_0.parquet").drop(["C2"]), folder / "part_0.parquet")
     if how != "no_meta":
         meta_path.write_text(json.dumps(meta))
     return read_file_list(list_path)[0]
@@ -167,6 +169,8 @@ def break_dataset(tmp_path, how):
     ("string", r"part_0\.parquet: column 'C3' \(cats\) has type string; it must be an integer column"),
     ("range", r"part_0\.parquet: row 3, column 'C3' \(slot 2\): value 3 is outside \[0, 3\)"),
     ("garbage", r"part_0\.parquet: not a readable Parquet file"),
+    ("dropped", r"part_0\.parquet: .*_metadata\.json names column 'C2' \(cats\) that the file does not have "
+                r"\(its 5 columns: label, I1, C3, I2, C1\)"),
 ])
 def test_corrupt_datasets_give_errors_naming_file_row_and_column(tmp_path, how, message):
     path = break_dataset(tmp_path, how)
