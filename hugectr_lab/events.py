@@ -47,6 +47,15 @@ class ModelSaved:
 
 
 @dataclass(frozen=True)
+class TrainerStatus:
+    """The trainer (``hugectr_lab.fit.Trainer``) changed state, or has something to say about a request."""
+
+    state: str              # "idle", "running", "paused", "stopped", "finished" or "error"
+    iteration: int          # the session's iteration at the change
+    message: str            # for a status line: "paused", "finished (max_iter reached)", "error: ...", ...
+
+
+@dataclass(frozen=True)
 class VocabularyOverflow:
     """The first time a Session finds an embedding table refusing keys in training (once per embedding
     and device; with CuPy found at the next eval, save or ``check_overflow``)."""

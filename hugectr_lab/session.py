@@ -222,6 +222,12 @@ class Session:
         """float16 in mixed precision, else float32 (``plan.compute_dtype``)."""
         return self.plan.compute_dtype
 
+    @property
+    def lock(self):
+        """The re-entrant lock every public method holds: hold it to run several calls as one, with no
+        other thread's call between them (the trainer holds it for a whole step and an evaluation)."""
+        return self._lock
+
     # ---- construction helpers ---------------------------------------------------------------------
 
     def make_reader(self, *, eval=False, repeat=None, seed=None):
@@ -637,27 +643,31 @@ class Session:
         return values
 
     @serialised
-    def evaluation(self, export_predictions_out_file="", export_labels_out_file=""):
+    def evaluation(self, export_predictions_out_file="", export_labels_out_file="", *, max_batches=None):
         """Evaluate one pass over the eval source and return the metrics; optionally export
         predictions and labels as text (one ``%g``-formatted value plus a space per real sample).
 
         Epoch mode: runs until the eval source ends, then rewinds it (HugeCTR). Non-epoch mode, where
         HugeCTR never returns: runs ``max_eval_batches`` batches from the start of the source, then
-        rewinds it. Only real samples are exported (HugeCTR also writes a partial batch's padding and
-        repeats the last batch).
+        rewinds it. ``max_batches`` (ours) bounds the pass in either mode. Only real samples are exported
+        (HugeCTR also writes a partial batch's padding and repeats the last batch). This is the one
+        evaluation: the trainer (``hugectr_lab.fit``) and the dashboard run it after copying the weights.
         """
         if bool(export_predictions_out_file) != bool(export_labels_out_file):
             raise ValueError("evaluation(): give both export_predictions_out_file and export_labels_out_file, "
                              "or neither")
         if self._reader_eval is None:
             raise IllegalCallError(f"evaluation(): the config {self.config_file} has no eval_source")
+        if max_batches is not None and (type(max_batches) is not int or max_batches < 1):
+            raise ValueError(f"evaluation(max_batches=...) must be a positive integer or None, got {max_batches!r}")
         exporting = bool(export_predictions_out_file)
         repeat = self.solver.repeat_dataset
         if repeat:
             self._reader_eval.set_source()  # a repeating source has no end: one bounded pass from its start
+        limit = max_batches if max_batches is not None else self.solver.max_eval_batches if repeat else None
         pred_parts, label_parts = [], []
         batches = 0
-        while not repeat or batches < self.solver.max_eval_batches:
+        while limit is None or batches < limit:
             if not self.eval():
                 break
             batches += 1

@@ -1,9 +1,11 @@
 """``TrainingDashboard``: a live view of a ``Session``'s training, and Start/Pause/Stop controls.
 
-The training loop runs in a background thread so the notebook stays responsive. Buttons only set
-flags (``threading.Event``); the loop thread makes every call into the session, holding
-``dashboard.lock``, so "evaluate now" and "save model" run between iterations. The plots are fed by
-the session's events (``IterationEnd``, ``EvalEnd``, ``ModelSaved``) and redrawn at most
+The dashboard holds no training or evaluation logic: its buttons call a ``hugectr_lab.fit.Trainer``
+(the engine's one loop, which ``fit`` runs too) -- Start/Resume ``start()``, Pause ``pause()``, Stop
+``stop()``, "Evaluate now" ``request_eval()``, "Save model" ``request_save()`` -- and it draws the
+session's events: ``IterationEnd``, ``EvalEnd``, ``ModelSaved``, ``VocabularyOverflow`` and the trainer's
+``TrainerStatus``. The trainer loops in a background thread so the notebook stays responsive, and
+serves the requests between two iterations (also while paused). Plots are redrawn at most
 ``1 / min_redraw_interval`` times a second, so a fast loop is not slowed down by drawing. The
 per-iteration history is bounded (``BinnedHistory``: at most ``history_points`` evenly binned points
 over the whole run), so a redraw costs the same at iteration 10 and at iteration 1,000,000.
@@ -15,12 +17,12 @@ the dashboard with it where nobody presses the buttons.
 from __future__ import annotations
 
 import collections
-import threading
 import time
 
 import ipywidgets as W
 
-from hugectr_lab.events import EvalEnd, IterationEnd, ModelSaved, VocabularyOverflow
+from hugectr_lab.events import EvalEnd, IterationEnd, ModelSaved, TrainerStatus, VocabularyOverflow
+from hugectr_lab.fit import Trainer
 
 from ._figure import LiveFigure
 from ._history import BinnedHistory
@@ -35,6 +37,8 @@ class TrainingDashboard:
     * ``eval_interval``: evaluate every that many iterations (None/0: only on "evaluate now").
     * ``max_eval_batches``: eval batches per evaluation (default: the solver's ``max_eval_batches``).
     * ``save_prefix``: prefix of the files "save model" writes (``download_params_to_files``).
+    * ``trainer``: drive this ``Trainer`` instead of making one from the arguments above (``Model.fit``
+      shows its own trainer so).
 
     * ``history_points``: the most points the loss / learning-rate history keeps (even); past that,
       neighbouring points merge, so each point is the mean over a bin of iterations (``history_stride``).
@@ -47,6 +51,8 @@ class TrainingDashboard:
     ("idle", "running", "paused", "stopped", "finished", "error"), ``error``, ``redraws``, the lines
     ``loss_line``, ``auc_line`` and ``lr_line``, and the widgets (``progress``, ``throughput``,
     ``overflow``, ``status``, buttons). ``widget`` is the whole dashboard (also shown by ``display``).
+    ``trainer`` is the loop it drives and ``lock`` the session's lock (hold it to read the session
+    between two iterations).
 
     In the browser the dashboard carries the CSS class ``hugectr-lab-training-dashboard``, the
     iteration readout ``hugectr-lab-iteration``, the status line ``hugectr-lab-status`` and the
@@ -54,30 +60,22 @@ class TrainingDashboard:
     """
 
     def __init__(self, session, lr_scheduler=None, max_iter=None, eval_interval=None, max_eval_batches=None, *,
-                 save_prefix="", min_redraw_interval=0.1, clock=time.monotonic, history_points=2000, baselines=None):
+                 save_prefix="", min_redraw_interval=0.1, clock=time.monotonic, history_points=2000, baselines=None,
+                 trainer=None):
         if max_iter is not None and max_iter < 0:
             raise ValueError(f"max_iter must be None or >= 0, got {max_iter!r}")
         self.session = session
-        self.lr_scheduler = lr_scheduler
         self.max_iter = max_iter
-        self.eval_interval = eval_interval or 0
-        self.max_eval_batches = max_eval_batches or session.solver.max_eval_batches
-        self.save_prefix = save_prefix
-        self.lock = threading.RLock()
+        # max_iter counts the session's iterations; the trainer counts its own from here
+        self.trainer = trainer or Trainer(
+            session, lr_scheduler, max_iter=None if max_iter is None else max(max_iter - session.iteration, 0),
+            eval_interval=eval_interval or 0, max_eval_batches=max_eval_batches, snapshot_prefix=save_prefix)
+        self.lock = session.lock
         self._history = BinnedHistory(("loss", "lr", "samples_per_sec"), history_points)
         self._recent_rates = collections.deque(maxlen=20)   # samples/s of the last 20 iterations
         self.eval_history, self.saved = [], []
         self.baselines, self._baseline_artists = {}, []
-        self.state, self.error = "idle", None
-        self._thread = None
-        self._pause_at = None                # train_for: pause when session.iteration reaches this
-        self._stop = threading.Event()
-        self._running = threading.Event()    # cleared while paused
-        self._idle = threading.Event()       # set while the loop thread waits in pause
-        self._eval_requested = threading.Event()
-        self._save_requested = threading.Event()
-        self._requests = threading.Lock()
-        self._waiters = {"eval": [], "save": []}   # Events of pending requests, set once served
+        self.state = "idle"
 
         self.plot = LiveFigure(1, 3, figsize=(11, 3), min_interval=min_redraw_interval, clock=clock)
         ax_loss, ax_auc, ax_lr = self.plot.axes
@@ -164,96 +162,74 @@ class TrainingDashboard:
                                          + (f" [{engine}]" if engine else ""))
             self.plot.redraw(force=True)
 
-    # ---- controls (callable from any thread: they only set flags) ----------------------------------
+    # ---- controls: each is a trainer method (callable from any thread) --------------------------------
+
+    @property
+    def lr_scheduler(self):
+        return self.trainer.lr_scheduler
+
+    @property
+    def eval_interval(self):
+        return self.trainer.eval_interval
+
+    @property
+    def max_eval_batches(self):
+        return self.trainer.max_eval_batches
+
+    @property
+    def save_prefix(self):
+        return self.trainer.snapshot_prefix
+
+    @property
+    def error(self):
+        """The exception that ended the loop or failed a request (None if none)."""
+        return self.trainer.error
 
     def start(self):
-        """Start the loop thread, or resume it when paused."""
-        if self._thread is not None and self._thread.is_alive():
-            self.resume()
-            return
-        self._stop.clear()
-        self._running.set()
-        self._idle.clear()
-        self.error = None
-        self._set_state("running")
-        self._thread = threading.Thread(target=self._loop, name="TrainingDashboard", daemon=True)
-        self._thread.start()
+        """Start the trainer's loop thread, or resume it when paused."""
+        self.trainer.start()
 
     def pause(self):
-        """Ask the loop to wait after the current iteration (``wait_paused`` waits for that).
-
-        While paused the session is not touched except to serve "Evaluate now" and "Save model";
-        the readouts show the iteration it paused at."""
-        if self.running:
-            self._running.clear()
-
-    def train_for(self, iterations, timeout=None) -> bool:
-        """Train ``iterations`` more iterations in the loop thread, then pause; block until then.
-
-        Starts the loop (or resumes it). Counts from the iteration the session is at when called
-        (approximate if the loop is already running). Returns True once the loop is paused or has
-        ended (``max_iter``, end of the data, Stop, an error), False if ``timeout`` seconds passed
-        first. The readouts and plots are up to date when it returns True."""
-        iterations = int(iterations)
-        if iterations < 0:
-            raise ValueError(f"iterations must be >= 0, got {iterations!r}")
-        self._pause_at = self.session.iteration + iterations
-        self.start()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self._idle.wait(0.02):
-            if not self.running:
-                return True
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-        return True
+        """Pause after the current iteration (``wait_paused`` waits for that). While paused the session
+        is not touched except to serve "Evaluate now" and "Save model"; the readouts show the iteration
+        it paused at."""
+        self.trainer.pause()
 
     def resume(self):
-        self._idle.clear()
-        self._running.set()
-        if self.running:
-            self._set_state("running")
+        self.trainer.resume()
 
     def stop(self):
-        """Ask the loop to end after the current iteration."""
-        self._stop.set()
-        self._running.set()
+        """End the loop after the current iteration."""
+        self.trainer.stop()
 
-    def request_eval(self) -> threading.Event:
-        """Evaluate between two iterations (at once, in this thread, when no loop is running).
+    def train_for(self, iterations, timeout=None) -> bool:
+        """Train ``iterations`` more iterations in the loop thread, then pause; block until then
+        (``Trainer.train_for``). True once paused or once the loop ended (``max_iter``, end of the data,
+        Stop, an error), False if ``timeout`` seconds passed first. The readouts and plots are up to
+        date when it returns True."""
+        return self.trainer.train_for(iterations, timeout)
 
-        Returns an Event that is set once the request has been served (or failed: see ``error``),
-        e.g. ``dash.request_eval().wait(60)``."""
-        return self._request("eval", self._eval_requested)
+    def request_eval(self):
+        """Evaluate between two iterations (at once, in this thread, when no loop is running). Returns
+        a ``threading.Event`` set once served (or failed: see ``error``), e.g. ``dash.request_eval().wait(60)``."""
+        return self.trainer.request_eval()
 
-    def request_save(self) -> threading.Event:
-        """Save the model between two iterations (at once, in this thread, when no loop is running).
-
-        Returns an Event that is set once the request has been served, like ``request_eval``."""
-        return self._request("save", self._save_requested)
-
-    def _request(self, kind, flag):
-        done = threading.Event()
-        with self._requests:
-            self._waiters[kind].append(done)
-            flag.set()
-        if not self.running:
-            self._serve_now()
-        return done
+    def request_save(self):
+        """Save the model between two iterations (at once when no loop runs), like ``request_eval``."""
+        return self.trainer.request_save()
 
     @property
     def running(self):
-        """Whether the loop thread is alive (running or paused)."""
-        return self._thread is not None and self._thread.is_alive()
+        """Whether the loop is on (running or paused)."""
+        return self.trainer.running
 
     def join(self, timeout=None) -> bool:
         """Wait for the loop thread to end; True if it has."""
-        if self._thread is not None:
-            self._thread.join(timeout)
-        return not self.running
+        return self.trainer.join(timeout)
 
     def wait_paused(self, timeout=None) -> bool:
-        """Wait until the loop thread is waiting in pause; True if it is."""
-        return self._idle.wait(timeout)
+        """Wait until the loop waits in pause; True if it does."""
+        return self.trainer.wait_paused(timeout)
 
     def close(self):
         """Stop the loop, wait for it and stop listening to the session."""
@@ -261,100 +237,22 @@ class TrainingDashboard:
         self.join(10)
         self.session.events.unsubscribe(self._on_event)
 
-    # ---- the loop thread ----------------------------------------------------------------------------
-
-    def _loop(self):
-        session = self.session
-        try:
-            with self.lock:
-                reader = session.get_data_reader_train()
-                if not reader.started:
-                    session.start_data_reading()
-            while not self._stop.is_set():
-                if not self._running.is_set():
-                    self._refresh(force=True)   # the final frame goes out before the state says "paused"
-                    self._set_state("paused")
-                    self._idle.set()
-                    while not self._running.wait(0.02):
-                        self._serve_requests()
-                    self._idle.clear()
-                    continue
-                self._serve_requests()
-                if self.max_iter is not None and session.iteration >= self.max_iter:
-                    self._finish("finished")
-                    return
-                if self._pause_at is not None and session.iteration >= self._pause_at:
-                    self._pause_at = None
-                    self._running.clear()
-                    continue
-                with self.lock:
-                    if self.lr_scheduler is not None:
-                        session.set_learning_rate(self.lr_scheduler.get_next())
-                    trained = session.train()
-                if not trained:
-                    self._finish("finished (end of the training data)")
-                    return
-                if self.eval_interval and session.iteration % self.eval_interval == 0:
-                    self._evaluate()
-            self._serve_requests()
-            self._finish("stopped")
-        except Exception as exc:  # shown in the dashboard; the notebook keeps running
-            self.error = exc
-            self._finish("error", f"error: {type(exc).__name__}: {exc}")
-
-    def _finish(self, state, text=None):
-        self._pause_at = None
-        self._check_overflow()
-        self._set_state(state.split(" ")[0], text or state)
+    def detach(self, message):
+        """Draw the final state, stop listening and turn the buttons off: the dashboard stays on screen
+        as a record (``Model.fit(dashboard=True)`` ends so, showing ``message``)."""
+        self.session.events.unsubscribe(self._on_event)
         self._refresh(force=True)
-        self.start_button.disabled = False
-        self.pause_button.disabled = self.stop_button.disabled = True
-
-    def _serve_now(self):
-        try:
-            self._serve_requests()
-        except Exception as exc:
-            self.error = exc
-            self.status.value = f"error: {type(exc).__name__}: {exc}"
-
-    def _serve_requests(self):
-        for kind, flag, action in (("eval", self._eval_requested, self._evaluate),
-                                   ("save", self._save_requested, self._save)):
-            if not flag.is_set():
-                continue
-            with self._requests:
-                flag.clear()
-                waiters, self._waiters[kind] = self._waiters[kind], []
-            try:
-                action()
-            finally:
-                for done in waiters:
-                    done.set()
-
-    def _evaluate(self):
-        session = self.session
-        with self.lock:
-            self._check_overflow()
-            session.copy_weights_for_evaluation()
-            for _ in range(self.max_eval_batches):
-                if not session.eval():
-                    break
-            session.get_eval_metrics()  # publishes EvalEnd, which _on_event records
-
-    def _save(self):
-        with self.lock:
-            if self.session.iteration <= 0:
-                self.status.value = "nothing to save before the first iteration"
-                return
-            self.session.download_params_to_files(self.save_prefix, self.session.iteration)
+        for button in (self.start_button, self.pause_button, self.stop_button, self.eval_button, self.save_button):
+            button.disabled = True
+        self.status.value = message
 
     def _check_overflow(self):
-        with self.lock:
-            reports = self.session.vocabulary_overflow()   # distinct keys refused per table, no exception
-            self.overflow.value = ("overflow: " + "; ".join(r.message for r in reports) if reports else
-                                   f"overflow: none (checked at iteration {self.session.iteration})")
+        """The overflow readout: every table refusing keys so far (a read, no exception)."""
+        reports = self.session.vocabulary_overflow()
+        self.overflow.value = ("overflow: " + "; ".join(r.message for r in reports) if reports else
+                               f"overflow: none (checked at iteration {self.session.iteration})")
 
-    # ---- events (called in the loop thread; they only record and refresh views) -------------------
+    # ---- events (called in the trainer's thread; they only record and refresh views) ----------------
 
     def _on_event(self, event):
         if isinstance(event, IterationEnd):
@@ -365,7 +263,14 @@ class TrainingDashboard:
         elif isinstance(event, EvalEnd):
             self.eval_history.append({"iteration": event.iteration, "metrics": dict(event.metrics)})
             self.status.value = f"eval at {event.iteration}: " + ", ".join(f"{k} {v:.4f}" for k, v in event.metrics)
+            self._check_overflow()
             self._refresh(force=True)
+        elif isinstance(event, TrainerStatus):
+            if event.state != "running":
+                if event.state != "paused":
+                    self._check_overflow()
+                self._refresh(force=True)   # the final frame goes out before the state says "paused"
+            self._set_state(event.state, event.message)
         elif isinstance(event, VocabularyOverflow):   # the session found a table refusing keys
             self.overflow.value = f"overflow (iteration {event.iteration}): {event.message}"
         elif isinstance(event, ModelSaved):

@@ -3,7 +3,8 @@
 A model is a list of HugeCTR JSON layer objects (``Input``, ``SparseEmbedding`` and ``DenseLayer`` each
 contribute one) plus an optimizer spec; ``compile()`` parses them with ``parse_config`` and builds a
 ``Session`` over the result, so a Python model and the JSON it writes (``graph_to_json``) are the same
-``ModelConfig`` and train identically. ``fit`` is ``hugectr_lab.fit.fit`` with a progress view.
+``ModelConfig`` and train identically. ``fit`` runs the engine's one loop (``hugectr_lab.fit.Trainer``,
+as ``hugectr_lab.fit.fit`` does) with a progress bar or the TrainingDashboard as its view.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 from ..config import ConfigError, parse_config
 from ..config.parse_optimizer import optimizer_to_json
 from ..fileio import atomic_write
-from ..fit import fit as run_fit
+from ..fit import fit_trainer
 from ..optim import LearningRateScheduler
 from .layers import DenseLayer
 
@@ -142,32 +143,33 @@ class ModelBase:
     def _fit(self, *, max_iter, num_epochs, display, eval_interval, snapshot, snapshot_prefix, sources=None,
              progress=None, dashboard=False, print_fn=None):
         session = self._require_session("fit")
-        views = []
-        if dashboard:
-            views.append(self._dashboard(max_iter, eval_interval))
         if progress is None:
             progress = not dashboard
+        # the bar shows the loss and prints each evaluation: the loop itself prints nothing then
+        say = print_fn or (None if progress else print)
+        trainer = fit_trainer(session, self._lr_scheduler, max_iter=max_iter, num_epochs=num_epochs, display=display,
+                              eval_interval=eval_interval, max_eval_batches=self.solver.max_eval_batches,
+                              print_fn=say, snapshot=snapshot, snapshot_prefix=snapshot_prefix,
+                              sparse_format=self.sparse_format, sources=sources)
+        views = []
+        if dashboard:
+            views.append(self._dashboard(trainer))
         if progress:
             from ..progress import ProgressReporter
 
             views.append(ProgressReporter(session, total=max_iter or None, print_fn=print_fn))
-        # the bar shows the loss and prints each evaluation: the loop itself prints nothing then
-        say = print_fn or (None if progress else print)
         try:
-            return run_fit(session, self._lr_scheduler, max_iter=max_iter, num_epochs=num_epochs, display=display,
-                           eval_interval=eval_interval, max_eval_batches=self.solver.max_eval_batches,
-                           print_fn=say, snapshot=snapshot, snapshot_prefix=snapshot_prefix,
-                           sparse_format=self.sparse_format, sources=sources)
+            return trainer.run()
         finally:
             for view in views:
                 view.close()
 
-    def _dashboard(self, max_iter, eval_interval):
-        """A TrainingDashboard shown as a live view of this fit (its own Start/Stop loop stays idle)."""
+    def _dashboard(self, trainer):
+        """A TrainingDashboard over this fit's trainer, shown while it runs and kept as a record after."""
         from hugectr_lab.widgets import TrainingDashboard
 
-        board = _DashboardView(TrainingDashboard(self.session, self._lr_scheduler, max_iter=max_iter or None,
-                                                 eval_interval=eval_interval))
+        end = None if trainer.max_iter is None else self.session.iteration + trainer.max_iter
+        board = _DashboardView(TrainingDashboard(self.session, max_iter=end, trainer=trainer))
         self._last_dashboard = board.dashboard
         if in_notebook():
             from IPython.display import display
@@ -239,24 +241,15 @@ class _FromJson:
 
 
 class _DashboardView:
-    """A TrainingDashboard fed by ``fit``'s events; its own training loop and buttons stay off.
-
-    When fit ends the final state is drawn and the dashboard stops listening; it stays on screen.
-    """
+    """The TrainingDashboard of ``fit(dashboard=True)``: it draws fit's trainer while fit runs (in the
+    notebook's thread, so its buttons wait for the cell); when fit ends it stays on screen as a record."""
 
     def __init__(self, dashboard):
         self.dashboard = dashboard
-        self.print_fn = print
-        for button in (dashboard.start_button, dashboard.pause_button, dashboard.stop_button):
-            button.disabled = True
-        dashboard.status.value = "Model.fit() is training"
 
     def close(self):
         board = self.dashboard
-        board._refresh(force=True)
-        board.session.events.unsubscribe(board._on_event)
-        board.state = "finished"
-        board.status.value = f"Model.fit() finished at iteration {board.session.iteration}"
+        board.detach(f"Model.fit() {board.state} at iteration {board.session.iteration}")
 
 
 __all__ = ["ModelBase", "ModelNotCompiledError", "DenseLayer", "in_notebook"]
