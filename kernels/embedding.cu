@@ -38,8 +38,7 @@ __global__ void hctr_embedding_combine_fwd(const float* __restrict__ values, con
                                            const long long* __restrict__ row_offsets,
                                            const float* __restrict__ row_scale, T* __restrict__ out,
                                            long long num_rows, int vec) {
-    for (long long r : hctr_stride(blockIdx.x * (long long)blockDim.y + threadIdx.y, num_rows,
-                                   (long long)gridDim.x * blockDim.y)) {
+    for (long long r : hctr_row_stride(num_rows)) {
         const long long first = row_offsets[r], end = row_offsets[r + 1];
         const float scale = row_scale != nullptr ? row_scale[r] : 1.0f;
         for (int e = threadIdx.x; e < vec; e += blockDim.x) {

@@ -164,15 +164,14 @@ __device__ __forceinline__ unsigned int hctr_sketch_estimate(const unsigned int*
 }
 
 __global__ void hctr_embedding_cache_sketch_halve(unsigned int* __restrict__ sketch, long long size) {
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size; i += (long long)gridDim.x * blockDim.x)
+    for (long long i : hctr_grid_stride(size))
         sketch[i] >>= 1;
 }
 
 template <typename Key>
 __global__ void hctr_embedding_cache_sketch_update(unsigned int* __restrict__ sketch, long long width,
                                                    const Key* __restrict__ keys, long long num_keys) {
-    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < num_keys;
-         k += (long long)gridDim.x * blockDim.x) {
+    for (long long k : hctr_grid_stride(num_keys)) {
         const Key key = keys[k];
         for (int d = 0; d < HCTR_SKETCH_DEPTH; ++d) atomicAdd(sketch + d * width + hctr_sketch_column(key, d, width), 1u);
     }
@@ -182,8 +181,7 @@ template <typename Key>
 __global__ void hctr_embedding_cache_frequency(const unsigned int* __restrict__ sketch, long long width,
                                                const Key* __restrict__ keys, long long num_keys,
                                                unsigned int* __restrict__ out) {
-    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < num_keys;
-         k += (long long)gridDim.x * blockDim.x)
+    for (long long k : hctr_grid_stride(num_keys))
         out[k] = hctr_sketch_estimate(sketch, width, keys[k]);
 }
 
@@ -199,7 +197,7 @@ __global__ void hctr_embedding_cache_insert_tinylfu(
     __shared__ long long by_rank[HCTR_CACHE_WAYS];    // group position of the new key of each rank, -1 = none
     __shared__ long long source[HCTR_CACHE_WAYS];     // new key (input index) per way, -1 = way unchanged
     const int way = threadIdx.x;
-    for (long long g = blockIdx.x; g < num_groups; g += gridDim.x) {
+    for (long long g : hctr_block_stride(num_groups)) {
         const long long base = group_sets[g] * HCTR_CACHE_WAYS;
         const Key held = cache_keys[base + way];
         const long long mine = cache_stamps[base + way];
@@ -282,8 +280,7 @@ __device__ __forceinline__ bool hctr_infer_refresh(const long long* __restrict__
 template <typename Key>
 __global__ void hctr_infer_dedupe(const Key* __restrict__ keys, long long num_keys, Key* __restrict__ set_keys,
                                   long long set_size, long long* __restrict__ inverse) {
-    for (long long k = blockIdx.x * (long long)blockDim.x + threadIdx.x; k < num_keys;
-         k += (long long)gridDim.x * blockDim.x) {
+    for (long long k : hctr_grid_stride(num_keys)) {
         const Key key = keys[k];
         long long slot = 0;
         if (key != hctr_empty_key<Key>()) {
@@ -301,7 +298,7 @@ __global__ void hctr_infer_dedupe(const Key* __restrict__ keys, long long num_ke
 __global__ void hctr_infer_sketch_halve(unsigned int* __restrict__ sketch, long long size,
                                         const long long* __restrict__ flag) {
     if (*flag == 0) return;
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < size; i += (long long)gridDim.x * blockDim.x)
+    for (long long i : hctr_grid_stride(size))
         sketch[i] >>= 1;
 }
 
@@ -314,8 +311,7 @@ __global__ void hctr_infer_lookup(const Key* __restrict__ set_keys, long long se
                                   float* __restrict__ set_values, unsigned char* __restrict__ set_miss,
                                   long long* __restrict__ counters) {
     const int lane = threadIdx.x & 31;
-    const long long warps = ((long long)gridDim.x * blockDim.x) >> 5;
-    for (long long h = (blockIdx.x * (long long)blockDim.x + threadIdx.x) >> 5; h < set_size; h += warps) {
+    for (long long h : hctr_warp_stride(set_size)) {
         const Key key = set_keys[h];
         if (key == hctr_empty_key<Key>()) continue;   // the same for the whole warp
         long long slot = -1;
@@ -369,8 +365,7 @@ __global__ void hctr_infer_link(const Key* __restrict__ set_keys, const unsigned
                                 long long set_size, long long num_sets, const long long* __restrict__ first_counters,
                                 double threshold, long long* __restrict__ heads, long long* __restrict__ next) {
     if (!hctr_infer_refresh(first_counters, threshold)) return;
-    for (long long h = blockIdx.x * (long long)blockDim.x + threadIdx.x; h < set_size;
-         h += (long long)gridDim.x * blockDim.x) {
+    for (long long h : hctr_grid_stride(set_size)) {
         const Key key = set_keys[h];
         if (key == hctr_empty_key<Key>() || !set_miss[h]) continue;
         const long long s = hctr_cache_set(key, num_sets);
@@ -397,7 +392,7 @@ __global__ void hctr_infer_insert(const Key* __restrict__ set_keys, const unsign
     __shared__ int num_cand;
     if (!hctr_infer_refresh(first_counters, threshold)) return;
     const int way = threadIdx.x;
-    for (long long h = blockIdx.x; h < set_size; h += gridDim.x) {
+    for (long long h : hctr_block_stride(set_size)) {
         const Key key = set_keys[h];
         if (key == hctr_empty_key<Key>() || !set_miss[h]) continue;   // the same for the whole block
         const long long s = hctr_cache_set(key, num_sets);

@@ -62,8 +62,9 @@ __device__ __forceinline__ long long hctr_empty_key<long long>() { return 0x7FFF
 //   for (long long i : hctr_grid_stride(n))   one index of [0, n) per grid thread at a time;
 //   for (long long s : hctr_block_stride(n))  one per block (the block's threads share it);
 //   for (long long r : hctr_warp_stride(n))   one per warp (blockDim.x a multiple of 32);
-//   hctr_stride(first, n, step)               any other mapping (e.g. a row per threadIdx.y).
-// After inlining each is the plain `for (i = first; i < n; i += step)`.
+//   for (long long r : hctr_row_stride(n))    one per (block, threadIdx.y): the x threads of a row share it.
+// After inlining each is the plain `for (i = first; i < n; i += step)`. Kernels write no strided loop
+// over the grid of their own (tests/architecture checks that gridDim appears only in this file).
 struct hctr_stride_range {
     struct iterator {
         long long i, step;
@@ -79,16 +80,16 @@ struct hctr_stride_range {
     __device__ __forceinline__ iterator end() const { return {n, step}; }
 };
 
-__device__ __forceinline__ hctr_stride_range hctr_stride(long long first, long long n, long long step) {
-    return {first, n, step};
-}
-
 __device__ __forceinline__ hctr_stride_range hctr_grid_stride(long long n) {
     return {blockIdx.x * (long long)blockDim.x + threadIdx.x, n, (long long)gridDim.x * blockDim.x};
 }
 
 __device__ __forceinline__ hctr_stride_range hctr_block_stride(long long n) {
     return {(long long)blockIdx.x, n, (long long)gridDim.x};
+}
+
+__device__ __forceinline__ hctr_stride_range hctr_row_stride(long long n) {
+    return {blockIdx.x * (long long)blockDim.y + threadIdx.y, n, (long long)gridDim.x * blockDim.y};
 }
 
 __device__ __forceinline__ hctr_stride_range hctr_warp_stride(long long n) {

@@ -110,3 +110,14 @@ def test_wrapper_kernel_source_names_the_reference(name, fn, files, path):
         header = source.read_text(encoding="utf-8").split("#include", 1)[0]
         assert f"`{name}`" in header and reference_file in header, (
             f"kernels/{cu}: its header should name the reference `{name}` ({reference_file})")
+
+
+def test_kernels_take_shared_helpers_from_hctr_common():
+    """The empty key and the strided loops over the grid are written once, in kernels/hctr_common.cuh."""
+    common = (REPO / "kernels" / "hctr_common.cuh").read_text(encoding="utf-8")
+    assert "hctr_empty_key()" in common and "gridDim" in common
+    for source in sorted((REPO / "kernels").glob("*.cu")):
+        text = source.read_text(encoding="utf-8")
+        assert '#include "hctr_common.cuh"' in text, source.name
+        assert "gridDim" not in text, f"{source.name}: write the strided loop with hctr_*_stride"
+        assert "hctr_empty_key()" not in text, f"{source.name}: hctr_empty_key is defined in hctr_common.cuh"
