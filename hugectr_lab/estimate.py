@@ -108,7 +108,7 @@ def estimate_memory(config, solver, *, backend="numpy") -> MemoryEstimate:
     tables = states = hashes = workspace = update = 0
     for spec in cfg.embeddings:
         sparse = cfg.sparse_input(spec.bottom)
-        emb = SparseEmbedding.from_spec(spec, cfg.optimizer, slot_num=sparse.slot_num, comm=G)
+        emb = SparseEmbedding.from_spec(spec, cfg.optimizer, plan=plan, slot_num=sparse.slot_num, comm=G)
         rows = max(emb._vocabulary_size(g) for g in range(G))
         e = spec.embedding_vec_size
         opt = emb.optimizer if emb.optimizer is not None else SparseOptimizer.from_spec(cfg.optimizer)

@@ -168,10 +168,8 @@ class Session:
         self._reader_train = self.make_reader()
         self._reader_eval = self.make_reader(eval=True) if cfg.data.eval_source else None
         self.embeddings = [
-            SparseEmbedding.from_spec(spec, cfg.optimizer, slot_num=cfg.sparse_input(spec.bottom).slot_num,
-                                      comm=self.comm, backend=plan.backend, key_type=plan.key_type,
-                                      mixed_precision=plan.mixed_precision, scaler=plan.loss_scale,
-                                      seed=seq)
+            SparseEmbedding.from_spec(spec, cfg.optimizer, plan=plan, slot_num=cfg.sparse_input(spec.bottom).slot_num,
+                                      comm=self.comm, seed=seq)
             for spec, seq in zip(cfg.embeddings, embedding_seq.spawn(len(cfg.embeddings)))]
         dropout_seqs = dropout_seq.spawn(G)
         self.train_networks, self.eval_networks, self.dense_optimizers, self.train_steps = [], [], [], []

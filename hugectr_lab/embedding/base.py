@@ -135,11 +135,15 @@ class SparseEmbedding(ABC):
         self._check_config()
 
     @classmethod
-    def from_spec(cls, spec, optimizer_spec=None, **kwargs):
+    def from_spec(cls, spec, optimizer_spec=None, *, plan=None, **kwargs):
         """Build from a config object with HugeCTR's embedding attributes (``type``, ``name``/``top``,
         ``embedding_vec_size``, ``combiner``, ``max_vocabulary_size_per_gpu``, ``slot_size_array``,
         ``optimizer``); ``optimizer_spec`` is used when the embedding has no optimizer of its own.
-        ``kwargs``: ``slot_num`` and the run-time arguments of the constructor."""
+        ``plan``: a Session's ``RunPlan``, which gives ``backend``, ``key_type``, ``mixed_precision`` and
+        ``scaler``. ``kwargs``: ``slot_num`` and the other run-time arguments of the constructor."""
+        if plan is not None:
+            kwargs = dict(backend=plan.backend, key_type=plan.key_type, mixed_precision=plan.mixed_precision,
+                          scaler=plan.loss_scale, **kwargs)
         target = EMBEDDING_TYPES.get(spec.type)
         if target is None or not issubclass(target, cls):
             raise ValueError(f"embedding '{getattr(spec, 'name', None) or spec.top}': unknown embedding type "
