@@ -33,7 +33,9 @@ _EXPORTS = {
              "write_parquet_dataset"),
     "preprocess": ("preprocess_criteo",),
     "optim": ("LearningRateScheduler", "get_learning_rate_scheduler"),
-    "events": ("EventBus", "IterationEnd", "EvalEnd", "ModelSaved", "SourceChange", "VocabularyOverflow"),
+    "events": ("EventBus", "IterationEnd", "EvalEnd", "ModelSaved", "SourceChange", "VocabularyOverflow",
+               "TrainerStatus"),
+    "fit": ("Trainer", "FitResult"),
     "numerics": ("NonFiniteError",),
     "inference": ("InferenceSession", "CreateParameterServer", "CreateEmbeddingCache", "ParameterServer",
                   "EmbeddingCache", "read_inference_data", "write_inference_data"),
@@ -41,8 +43,8 @@ _EXPORTS = {
                 "InferenceInspector"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-# Submodules reachable as attributes without an import: the trainer (``hugectr_lab.fit.fit``; the module
-# shadows a function of the same name, so the function is not exported here) and the widgets.
+# Submodules reachable as attributes without an import: the trainer's module (``hugectr_lab.fit.fit``; the
+# module shadows a function of the same name, so the function is not exported here) and the widgets.
 _SUBMODULES = ("fit", "widgets")
 __all__ = [*_MODULE_OF, *_SUBMODULES]
 
@@ -54,7 +56,8 @@ if TYPE_CHECKING:   # for type checkers and IDEs; never run
                        generate_for_config, read_file_list, read_keyset, read_norm_file, read_parquet_file,
                        read_raw_file, write_file_list, write_keyset, write_norm_file, write_parquet_dataset,
                        write_raw_file)
-    from .events import EvalEnd, EventBus, IterationEnd, ModelSaved, SourceChange, VocabularyOverflow
+    from .events import EvalEnd, EventBus, IterationEnd, ModelSaved, SourceChange, TrainerStatus, VocabularyOverflow
+    from .fit import FitResult, Trainer
     from .inference import (CreateEmbeddingCache, CreateParameterServer, EmbeddingCache, InferenceSession,
                             ParameterServer, read_inference_data, write_inference_data)
     from .numerics import NonFiniteError
