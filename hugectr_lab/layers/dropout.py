@@ -21,28 +21,31 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _MASK64 = (1 << 64) - 1
 # NumPy hashes blocks of this many elements, so that the hash's nine passes stay in the L2 cache.
 _BLOCK = 1 << 15
-_COUNTERS = {}   # n -> (n,) uint64 (i+1)·golden, read-only, shared by every NumPy step
+_COUNTERS = []   # [(_BLOCK,) uint64 (i+1)·golden], read-only, shared by every NumPy step
 
 
 def _counters(n):
-    base = _COUNTERS.get(n)
-    if base is None:
-        base = np.arange(1, n + 1, dtype=np.uint64)
+    """(n,) uint64 (i+1)·golden mod 2**64; for n <= ``_BLOCK`` a view of one cached array."""
+    if n > _BLOCK:
+        return np.arange(1, n + 1, dtype=np.uint64) * np.uint64(_GOLDEN)
+    if not _COUNTERS:
+        base = np.arange(1, _BLOCK + 1, dtype=np.uint64)
         base *= np.uint64(_GOLDEN)   # wraps mod 2**64
         base.flags.writeable = False
-        _COUNTERS[n] = base
-    return base
+        _COUNTERS.append(base)
+    return _COUNTERS[0][:n]
 
 
 def dropout_bits(xp, seed, n, start=0):
     """(n,) uint64 splitmix64(seed + (start+i+1)·golden) for i < n: the hash of flat indices start..start+n-1
-    (its top 24 bits are the uniform number). ``seed``: (1,) uint64. On NumPy (n <= ``_BLOCK``) the result
-    lives in a reused buffer, valid until the next call."""
+    (its top 24 bits are the uniform number). ``seed``: (1,) uint64. On NumPy the result lives in a
+    reused buffer, valid until the next call."""
     u64 = xp.uint64
     if xp is np:
+        size = max(n, _BLOCK)
         offset = u64((int(seed[0]) + start * _GOLDEN) & _MASK64)   # seed + start·golden, mod 2**64
-        x = np.add(_counters(n), offset, out=scratch(np, "dropout bits", (n,), u64))
-        t = scratch(np, "dropout shifted", (n,), u64)
+        x = np.add(_counters(n), offset, out=scratch(np, "dropout bits", (size,), u64)[:n])
+        t = scratch(np, "dropout shifted", (size,), u64)[:n]
     else:
         x = seed.astype(u64) + xp.arange(start + 1, start + n + 1, dtype=u64) * u64(_GOLDEN)
         t = xp.empty_like(x)
@@ -84,7 +87,7 @@ def dropout_fwd(xp, x, seed, rate):
     if xp is not np:
         mask = xp.multiply(dropout_bits(xp, seed, x.size).reshape(x.shape) >= threshold, scale, dtype=x.dtype)
         return x * mask, mask
-    y, mask = np.empty_like(x), np.empty_like(x)
+    y, mask = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)   # C order: flat views below
     x_flat, y_flat, mask_flat = x.reshape(-1), y.reshape(-1), mask.reshape(-1)
     keep = scratch(np, "dropout keep", (_BLOCK,), bool)
     for start in range(0, x.size, _BLOCK):   # block by block: the hash's temporaries stay in cache

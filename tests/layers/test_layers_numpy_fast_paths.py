@@ -95,3 +95,14 @@ def test_multicross_forward_returns_fresh_arrays():
     for a, k in zip((y1, xs1, hs1), kept):
         np.testing.assert_array_equal(a, k)
     np.testing.assert_array_equal(xs1[0], x0)
+
+
+def test_dropout_of_a_strided_view_writes_fresh_outputs():
+    rng = np.random.default_rng(9)
+    base = rng.normal(size=(40, 30)).astype(np.float32)
+    x = base[:, ::3]                                              # not contiguous
+    seed = np.array([77], np.uint64)
+    y, mask = dropout_fwd(np, x, seed, 0.4)
+    want_mask = (dropout_uniform(np, seed, x.shape) >= 0.4).astype(np.float32) * np.float32(1 / 0.6)
+    np.testing.assert_array_equal(mask, want_mask)
+    np.testing.assert_array_equal(y, x * want_mask)
