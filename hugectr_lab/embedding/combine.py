@@ -80,7 +80,7 @@ def _stable_order(ids, bound):
     n = ids.size
     if bound * n >= 1 << 62:
         return np.argsort(ids, kind="stable")
-    composite = ids * n
+    composite = ids.astype(np.int64) * n
     composite += np.arange(n)
     composite.sort()
     return composite % n

@@ -28,11 +28,11 @@ def _counters(n):
     """(n,) uint64 (i+1)·golden mod 2**64; for n <= ``_BLOCK`` a view of one cached array."""
     if n > _BLOCK:
         return np.arange(1, n + 1, dtype=np.uint64) * np.uint64(_GOLDEN)
-    if not _COUNTERS:
+    if not _COUNTERS or _COUNTERS[0].size < n:
         base = np.arange(1, _BLOCK + 1, dtype=np.uint64)
         base *= np.uint64(_GOLDEN)   # wraps mod 2**64
         base.flags.writeable = False
-        _COUNTERS.append(base)
+        _COUNTERS[:] = [base]
     return _COUNTERS[0][:n]
 
 

@@ -9,7 +9,6 @@ Weights w₀, b₀, w₁, b₁, … each (1, D).
 from __future__ import annotations
 
 from ..backend import reference_op
-from ..backend.scratch import scratch
 from .base import Layer, widen
 from .initializers import check_kind, constant, variance_scaling
 from .registry import register_layer
@@ -39,9 +38,10 @@ def multicross_bwd(xp, d_y, x0, xs, hs, w):
     """→ (d_x0 (m, D), d_w (L, D), d_b (L, D)), from the saved ``xs``, ``hs`` of the forward.
 
     The loop of the module docstring in closed form (same values up to float rounding), so that the
-    (m, D) arrays are read a few times instead of seven times per layer: with gₗ = g + Σₖ₍ₖ₎ₗ₎ vₖ·wₖ,
-    cₖ = x₀·wₖ and Pₖ = Σₗ₍ₗ₎ₖ₎ hₗ,  vₗ = rowsum(g ⊙ x₀) + Σₖ₍ₖ₎ₗ₎ vₖ·cₖ;  dwₗ = vₗᵀ·xₗ;
-    dbₗ = Σ_rows g + Σₖ₍ₖ₎ₗ₎ (Σ_rows vₖ)·wₖ;  dx₀ = g ⊙ (1 + Σₗ hₗ) + Σₖ vₖ·(1 + Pₖ)·wₖ.
+    (m, D) arrays are read a few times instead of seven times per layer. With gₗ = g + sum_{k>l} vₖ·wₖ
+    (the gradient reaching layer l), cₖ = x₀·wₖ and Pₖ = sum_{l<k} hₗ (per row):
+    vₗ = rowsum(g ⊙ x₀) + sum_{k>l} vₖ·cₖ;  dwₗ = vₗᵀ·xₗ;  dbₗ = Σ_rows g + sum_{k>l} (Σ_rows vₖ)·wₖ;
+    dx₀ = g ⊙ (1 + sum_l hₗ) + sum_k vₖ·(1 + Pₖ)·wₖ.
     """
     g, x0w, w = widen(d_y), widen(x0), widen(w)
     L = w.shape[0]
