@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hugectr_lab.inference import CreateEmbeddingCache, CreateParameterServer
-from hugectr_lab.inference.cache_ops import SKETCH_DEPTH, WAYS, empty_key, murmur3_32
+from hugectr_lab.inference.cache_ops import SKETCH_DEPTH, murmur3_32
 from inference_helpers import table, tiny_model
 from test_cache import host, murmur3_x86_32, new_cache, ops_for
 
