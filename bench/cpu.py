@@ -41,6 +41,7 @@ import threadpoolctl
 import torch
 
 from hugectr_lab.backend import get_backend
+from hugectr_lab.fileio import write_bytes_atomic
 
 from .hugectr_step import HugeCTRStep
 from .torch_models import DCN, TorchStep
@@ -66,12 +67,18 @@ def cpu_name():
 
 def pin_threads(n):
     """``n`` threads for PyTorch's intra-op pool and for every BLAS/OpenMP pool threadpoolctl finds;
-    returns the limiter (keep it alive) and what each pool reports."""
+    returns a function that restores the previous counts, and what each pool reports."""
+    before = torch.get_num_threads()
     torch.set_num_threads(n)
     limiter = threadpoolctl.threadpool_limits(n)
     pools = [dict(api=p["internal_api"], version=p.get("version"), threads=p["num_threads"],
                   library=Path(p["filepath"]).name) for p in threadpoolctl.threadpool_info()]
-    return limiter, dict(count=n, torch_intra_op=torch.get_num_threads(), pools=pools)
+
+    def restore():
+        limiter.restore_original_limits()
+        torch.set_num_threads(before)
+
+    return restore, dict(count=n, torch_intra_op=torch.get_num_threads(), pools=pools)
 
 
 def versions():
@@ -108,7 +115,7 @@ def train(model, batch, steps, rounds, warmup):
         ours.step(ours.batches[i % n])
         theirs.step(theirs.batches[i % n])
     ours_t, theirs_t, ratios = [], [], []
-    for r in range(rounds):
+    for _ in range(rounds):
         a, b = [], []
         for i in range(steps):
             _timed(lambda: ours.step(ours.batches[i % n]), a)
@@ -129,7 +136,7 @@ def train(model, batch, steps, rounds, warmup):
 
 
 def profile_phases(runner, steps):
-    """Median ms per step of each of ``PHASES``: wall time between the Session's phase marks, with the
+    """Median ms per step of each of ``PHASES``: ``clock`` time between the Session's phase marks, with the
     dense part split at the start of ``Network.backward`` and the loss layer's own calls taken out."""
     s = runner.session
     (net,) = s.train_networks
@@ -299,7 +306,14 @@ def main(argv=None):
         args.steps, args.rounds, args.warmup = 10, 2, 4
     global clock
     clock = CLOCKS[args.clock]
-    limiter, threads = pin_threads(args.threads)
+    restore_threads, threads = pin_threads(args.threads)
+    try:
+        return _run(args, threads)
+    finally:
+        restore_threads()
+
+
+def _run(args, threads):
     report = dict(device=cpu_name(), date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   load_before=list(os.getloadavg()), versions=versions(), threads=threads, clock=args.clock,
                   steps=args.steps,
@@ -312,8 +326,8 @@ def main(argv=None):
 
     def save():
         report["load_after"] = list(os.getloadavg())
-        stem.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-        stem.with_suffix(".md").write_text(markdown(report))
+        write_bytes_atomic(stem.with_suffix(".json"), (json.dumps(report, indent=1) + "\n").encode())
+        write_bytes_atomic(stem.with_suffix(".md"), markdown(report).encode())
 
     cases = [(m, b) for m in args.models for b in (args.batch if m != "dlrm" else [max(args.batch)])]
     for model, batch in cases:
@@ -328,7 +342,6 @@ def main(argv=None):
     save()
     print(markdown(report))
     print(f"wrote {stem}.json and .md", flush=True)
-    del limiter
     return report
 
 
