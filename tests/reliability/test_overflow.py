@@ -8,6 +8,7 @@ import pytest
 
 from session_helpers import SLOTS, dnn_config, make_dataset, write_config
 
+from hugectr_lab.backend import get_backend
 from hugectr_lab.cli import main
 from hugectr_lab.config import SolverParser, solver_parser_helper
 from hugectr_lab.embedding import EmbeddingOverflowError, HashTable, VocabularyOverflowWarning
@@ -50,10 +51,11 @@ def test_first_refusal_warns_once_per_table_and_device_with_distinct_keys(workdi
     session.close()
 
 
-def test_refusals_past_what_the_table_remembers_are_bounded_not_overcounted():
+@pytest.mark.parametrize("backend", ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_refusals_past_what_the_table_remembers_are_bounded_not_overcounted(backend):
     """Capacity 1: the table remembers 768 refused keys; 1599 distinct refused keys offered 3 times
-    give bounds around the truth instead of 3x the count."""
-    table = HashTable(1, "I64")
+    give bounds around the truth instead of 3x the count (the CUDA kernel keeps the same counters)."""
+    table = HashTable(1, "I64", get_backend(backend))
     keys = np.arange(1600)
     for _ in range(3):
         table.get_insert(keys)
