@@ -569,6 +569,7 @@ class Session:
         for i, emb in enumerate(self.embeddings):
             if not hasattr(emb, "refused_keys"):
                 continue
+            emb.grow_refused_memory()   # so that a refused key is counted once however many there are
             for g, (capacity, refused, message) in emb.refused_keys().items():
                 if (i, g) in self._overflow_seen:
                     continue

@@ -342,6 +342,13 @@ class SparseEmbedding(ABC):
             if dev.table is not None:
                 dev.table.check_overflow(f"embedding '{self.name}' on device {g}")
 
+    def grow_refused_memory(self):
+        """``HashTable.grow_refused_memory`` on each local table (reads the devices)."""
+        for g, dev in self._local():
+            if getattr(dev, "table", None) is not None:
+                with self.comm.scope(g):
+                    dev.table.grow_refused_memory()
+
     def refused_keys(self):
         """``{global device id: (capacity, (low, high), message)}`` for each local table that refused
         keys: bounds of the distinct keys refused and ``check_overflow``'s message (reads the devices)."""

@@ -11,7 +11,10 @@ embedding reads the zero vector for them and drops their gradient) and are count
 ``check_overflow`` raises ``EmbeddingOverflowError`` -- HugeCTR raises OutOfBound in the same place.
 A refused key is remembered in a slot with row -1 while the table has room for it (load <= 3/4:
 capacity/2 + 768 refused keys); past that a refused key is counted again in each later batch that
-holds it, so ``overflow`` can over-count, but only once the table is far over capacity.
+holds it, so ``overflow`` can over-count, but only once the table is far over capacity. Where the
+host reads the counters anyway, ``grow_refused_memory`` doubles the slots once half that room is
+used, so refused keys go on being counted once (``refused_keys`` gives the distinct count, or bounds
+when a batch refused more keys than the table could remember).
 
 A key equal to ``sentinel_key(dtype)`` (the largest key value) is padding: row -1, never inserted,
 never counted. A real input key with that value is an error where keys enter, on the host
@@ -252,12 +255,30 @@ class HashTable:
         (``refused_room``); past that a refused key counts again in each batch (reads the device)."""
         return int(self._counters[1])
 
+    def grow_refused_memory(self):
+        """Double the slots once half the room for refused keys is used, so that they go on being
+        counted once. Rows -- and the embedding values they index -- do not move; only the key -> row
+        slots are rebuilt. Reads the device and rehashes (synchronising): call it where the host waits
+        anyway. Returns whether the table grew."""
+        remembered = int(self.backend.to_host(self._counters[2:3])[0])
+        slots = min(2 * self.num_slots, (1 << 32) - 1)
+        if 2 * remembered < refused_room(self.num_slots, self.capacity) or slots == self.num_slots:
+            return False
+        xp = self.backend.xp
+        used = self._slot_keys != self.key_dtype.type(sentinel_key(self.key_dtype))
+        keys, rows = self._slot_keys[used], self._slot_rows[used]
+        self.num_slots = slots
+        self._slot_keys = xp.full(slots, sentinel_key(self.key_dtype), dtype=self.key_dtype)
+        self._slot_rows = xp.full(slots, -1, dtype=xp.int64)
+        _place(xp, self._slot_keys, self._slot_rows, keys, rows)
+        return True
+
     def refused_keys(self):
         """``(low, high)`` bounds of the number of distinct keys refused so far (reads the device): equal
-        while the table remembers every refused key; past ``refused_room`` it remembers no more, so
-        ``low`` = the remembered ones + 1 and ``high`` = the refusals."""
+        while the table remembered every refused key; once a batch refused more than it could remember,
+        ``low`` = the keys remembered and ``high`` = the refusals (a key forgotten then counts again)."""
         _, refusals, remembered = (int(c) for c in self.backend.to_host(self._counters))
-        return (remembered, remembered) if refusals == remembered else (remembered + 1, refusals)
+        return (remembered, refusals)
 
     def get(self, keys):
         """Rows (K,) int64 of ``keys``; -1 for keys not in the table."""
@@ -308,6 +329,5 @@ class HashTable:
             return (f"{what}: {size + low} keys exceed max_vocabulary_size_per_gpu={self.capacity} ({low} distinct "
                     "keys got no row and were embedded as zero vectors)")
         return (f"{what}: at least {size + low} keys exceed max_vocabulary_size_per_gpu={self.capacity} ({low} to "
-                f"{high} distinct keys got no row and were embedded as zero vectors; past "
-                f"{refused_room(self.num_slots, self.capacity)} the table stops remembering refused keys, so "
-                "later ones are counted at each lookup)")
+                f"{high} distinct keys got no row and were embedded as zero vectors; a batch refused more keys "
+                "than the table could remember, and a key it forgot counts again at each lookup)")

@@ -52,16 +52,30 @@ def test_first_refusal_warns_once_per_table_and_device_with_distinct_keys(workdi
 
 
 @pytest.mark.parametrize("backend", ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
-def test_refusals_past_what_the_table_remembers_are_bounded_not_overcounted(backend):
-    """Capacity 1: the table remembers 768 refused keys; 1599 distinct refused keys offered 3 times
-    give bounds around the truth instead of 3x the count (the CUDA kernel keeps the same counters)."""
-    table = HashTable(1, "I64", get_backend(backend))
-    keys = np.arange(1600)
+def test_growing_the_refused_memory_keeps_the_distinct_count_exact(backend):
+    """Capacity 1 remembers 768 refused keys. 1599 distinct refused keys offered 3 times in batches of
+    100, growing where the session reads the counters: each is counted once. Without growing, 3x."""
+    grown, fixed = (HashTable(1, "I64", get_backend(backend)) for _ in range(2))
     for _ in range(3):
-        table.get_insert(keys)
+        for batch in np.array_split(np.arange(1600), 16):
+            grown.get_insert(batch)
+            grown.grow_refused_memory()
+            fixed.get_insert(batch)
+    assert grown.refused_keys() == (1599, 1599) and grown.overflow == 1599 and grown.num_slots > fixed.num_slots
+    assert get_backend("numpy").to_host(grown.get(np.array([0, 1, 5]))).tolist() == [0, -1, -1]   # rows kept
+    assert "1600 keys exceed max_vocabulary_size_per_gpu=1 (1599 distinct keys" in grown.overflow_message()
+    low, high = fixed.refused_keys()                   # the bounds that remain without growing
+    assert low == 768 and high == fixed.overflow > 2 * 1599
+    assert f"768 to {high} distinct keys" in fixed.overflow_message()
+
+
+def test_one_batch_past_the_room_gives_bounds():
+    table = HashTable(1, "I64")
+    table.get_insert(np.arange(1600))                  # 1599 refused in one batch: 768 remembered
+    table.grow_refused_memory()
+    table.get_insert(np.arange(1600))
     low, high = table.refused_keys()
-    assert low <= 1599 <= high and high == table.overflow and low == 769
-    assert "769 to " in table.overflow_message() and "at least 770 keys" in table.overflow_message()
+    assert low <= 1599 <= high and "at least" in table.overflow_message()
 
 
 def test_on_vocabulary_overflow_error_stops_training(workdir):
