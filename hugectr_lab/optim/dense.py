@@ -104,7 +104,7 @@ class DenseOptimizer(ABC):
             self.init(weights.size)
         self._check_buffers(weights, grads)
         # into a buffer of our own: the caller's gradient stays intact, and no array is allocated per step
-        g = self.xp.divide(grads, self.scaler, out=self._buffer("g"))
+        g = self.xp.divide(grads, self.scaler, out=self._buffer("g"), dtype=np.float32)
         self._step(weights, g, self.learning_rate)
 
     def _buffer(self, name):
