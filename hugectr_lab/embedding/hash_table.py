@@ -13,8 +13,9 @@ A refused key is remembered in a slot with row -1 while the table has room for i
 capacity/2 + 768 refused keys); past that a refused key is counted again in each later batch that
 holds it, so ``overflow`` can over-count, but only once the table is far over capacity. Where the
 host reads the counters anyway, ``grow_refused_memory`` doubles the slots once half that room is
-used, so refused keys go on being counted once (``refused_keys`` gives the distinct count, or bounds
-when a batch refused more keys than the table could remember).
+used (twice at most, and by at most ``GROWTH_BYTES``), so refused keys go on being counted once
+(``refused_keys`` gives the distinct count, or bounds when a stretch of batches refused more keys
+than the table could remember).
 
 A key equal to ``sentinel_key(dtype)`` (the largest key value) is padding: row -1, never inserted,
 never counted. A real input key with that value is an error where keys enter, on the host
@@ -36,6 +37,9 @@ from ..rules.keys import key_dtype, key_type_name, refused_room, sentinel_key
 
 EXTRA_SLOTS = 1024          # slots beyond 2 * capacity (room for refused keys in small tables)
 MAX_CAPACITY = (1 << 31) - EXTRA_SLOTS   # keeps C < 2**32 (the slot of a hash is (h >> 32) * C >> 32)
+# Growing to remember refused keys: at most 4x the slots, and at most this many extra bytes per table
+# (an overflowing run must not run out of device memory for the sake of an exact count).
+GROWTH_BYTES = 256 << 20
 _MISSING = -2               # internal probe result: the key is not in the table
 _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)   # splitmix64 finalizer
 
@@ -257,12 +261,14 @@ class HashTable:
 
     def grow_refused_memory(self):
         """Double the slots once half the room for refused keys is used, so that they go on being
-        counted once. Rows -- and the embedding values they index -- do not move; only the key -> row
-        slots are rebuilt. Reads the device and rehashes (synchronising): call it where the host waits
-        anyway. Returns whether the table grew."""
+        counted once (up to 4x the slots and ``GROWTH_BYTES`` more memory). Rows -- and the embedding
+        values they index -- do not move; only the key -> row slots are rebuilt. Reads the device and
+        rehashes (synchronising): call it where the host waits anyway. Returns whether the table grew."""
         remembered = int(self.backend.to_host(self._counters[2:3])[0])
-        slots = min(2 * self.num_slots, (1 << 32) - 1)
-        if 2 * remembered < refused_room(self.num_slots, self.capacity) or slots == self.num_slots:
+        initial, slots = 2 * self.capacity + EXTRA_SLOTS, 2 * self.num_slots
+        extra_bytes = (slots - initial) * (self.key_dtype.itemsize + 8)
+        if (2 * remembered < refused_room(self.num_slots, self.capacity) or slots > min(4 * initial, (1 << 32) - 1)
+                or extra_bytes > GROWTH_BYTES):
             return False
         xp = self.backend.xp
         used = self._slot_keys != self.key_dtype.type(sentinel_key(self.key_dtype))
