@@ -99,7 +99,7 @@ class Trainer:
                              "use max_iter with repeat_dataset=True")
         for name, value in (("max_iter", max_iter), ("num_epochs", num_epochs), ("display", display),
                             ("eval_interval", eval_interval), ("snapshot", snapshot)):
-            if value is not None and (int(value) != value or value < 0):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
                 raise ValueError(f"Trainer({name}=...) must be an integer >= 0, got {value!r}")
         self.session = session
         self.lr_scheduler = lr_scheduler
