@@ -156,6 +156,24 @@ def _place(xp, slot_keys, slot_rows, keys, rows):
         pos[pending] = xp.where(p == n, 0, p)
 
 
+def first_occurrences(xp, keys):
+    """(K,) int64: for every occurrence in ``keys`` (K,), the index of its key's first occurrence.
+    On NumPy with 32-bit keys one SIMD sort of the distinct composite keys key·K + index replaces
+    ``unique``'s stable sort (same result, several times faster)."""
+    k = keys.size
+    if xp is np and keys.dtype.itemsize <= 4 and 0 < k < 1 << 31:
+        composite = keys.astype(np.int64) * k
+        composite += np.arange(k)
+        composite.sort()
+        position = composite % k
+        starts = np.flatnonzero(np.r_[True, composite[1:] // k != composite[:-1] // k])
+        first = np.empty(k, np.int64)
+        first[position] = np.repeat(position[starts], np.diff(np.r_[starts, k]))
+        return first
+    _, first, inv = xp.unique(keys, return_index=True, return_inverse=True)
+    return first[inv.reshape(-1)]
+
+
 @reference_op
 def hash_table_lookup(xp, slot_keys, slot_rows, keys):
     """Rows (K,) int64 of ``keys`` (K,) in the table ``slot_keys`` / ``slot_rows`` (C,); -1 where a key
@@ -180,8 +198,7 @@ def hash_table_lookup_insert(xp, slot_keys, slot_rows, counters, keys, capacity)
     rows = _probe(xp, slot_keys, slot_rows, keys)
     if k == 0:
         return rows, rows.copy(), rows.copy(), rows.copy()
-    _, first, inv = xp.unique(keys, return_index=True, return_inverse=True)
-    first = first[inv.reshape(-1)]                       # first occurrence of every occurrence's key
+    first = first_occurrences(xp, keys)                  # first occurrence of every occurrence's key
     is_first = first == xp.arange(k)
     new = is_first & (rows == _MISSING)
     rank = xp.cumsum(new) - new                          # among the batch's new keys, by first occurrence

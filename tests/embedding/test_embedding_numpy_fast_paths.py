@@ -91,3 +91,15 @@ def test_atomic_sgd_equals_add_at_bit_for_bit():
     np.add.at(want, rows[hit], -0.25 * wgrad[row_ids[hit]])
     sparse_sgd_atomic_update(np, values, rows, row_ids, wgrad, 0.25)
     np.testing.assert_array_equal(values, want)
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64])
+def test_first_occurrences_equal_uniques_first_index(dtype):
+    from hugectr_lab.embedding.hash_table import first_occurrences
+
+    rng = np.random.default_rng(6)
+    for n in (1, 2, 9, 3000):
+        keys = rng.integers(0, max(2, n // 3), n).astype(dtype)
+        keys[::4] = np.iinfo(dtype).max                           # the padding key repeats too
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        np.testing.assert_array_equal(first_occurrences(np, keys), first[inverse])
