@@ -24,7 +24,14 @@ def combiner_name(combiner):
 
 def csr_row_ids(xp, row_offsets, num_keys):
     """(K,) int64: the CSR row of every key occurrence."""
+    if xp is np and _one_key_per_row(row_offsets, num_keys):
+        return np.arange(num_keys)
     return xp.searchsorted(row_offsets, xp.arange(num_keys), side="right") - 1
+
+
+def _one_key_per_row(row_offsets, num_keys):
+    """NumPy: whether every CSR row holds exactly one key (one-hot slots, as in Criteo)."""
+    return row_offsets.size - 1 == num_keys and bool((row_offsets[1:] - row_offsets[:-1] == 1).all())
 
 
 def mean_row_scale(xp, counts):
@@ -93,8 +100,8 @@ def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
     values (V, E) float32; rows (K,) int64, -1 = zero vector; row_offsets (R+1,) int64;
     row_scale (R,) float32 or None. Returns (R, E) in ``out_dtype``, accumulated in float32.
     """
-    if xp is np and row_offsets.size - 1 == rows.size and bool((row_offsets[1:] - row_offsets[:-1] == 1).all()):
-        # one key per row (one-hot slots, Criteo): a gather, the same values as the sum of one row
+    if xp is np and _one_key_per_row(row_offsets, rows.size):
+        # a gather: the same values as the sum of one row
         out = values.take(xp.maximum(rows, 0), axis=0)
         out[rows < 0] = 0
     else:
