@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..backend import array_module
 from ..numerics import NonFiniteError, describe_nonfinite
-from .base import Metric, array_module, per_device, undefined
+from .base import Metric, per_device, undefined
 
 
 def auc(preds, labels, xp=None) -> float:

@@ -6,9 +6,6 @@ from abc import ABC, abstractmethod
 import warnings
 
 
-from ..backend import array_module
-
-
 class MetricUndefinedWarning(RuntimeWarning):
     """A metric was read when its value is undefined (no samples, or one label class only)."""
 
