@@ -11,7 +11,8 @@ Key types are named as in HugeCTR's ``input_key_type``: "I32" (uint32 keys) and 
 Byte layouts are described in docs/formats.md.
 """
 
-from .batch import CSR, KEY_DTYPES, Batch, Samples, as_keys, key_dtype, key_type_name
+from ..rules.keys import KEY_DTYPES, key_type_name
+from .batch import CSR, Batch, Samples, as_keys, key_dtype
 from .errors import DataError, DataWarning, NotInitializedError
 from .file_list import read_file_list, resolve_data_path, resolve_file_list, write_file_list
 from .generator import (DISTRIBUTIONS, DatasetSummary, PlantedModel, data_layer_options, generate_dataset,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..rules.keys import KEY_DTYPES, key_dtype, key_type_name  # noqa: F401  (re-exported by data)
+from ..rules.keys import key_dtype
 
 
 def as_keys(keys, key_type) -> np.ndarray:

@@ -32,7 +32,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..metrics import auc
-from .batch import CSR, Samples, key_dtype, key_type_name
+from ..rules.keys import key_type_name
+from .batch import CSR, Samples, key_dtype
 from .file_list import write_file_list
 from .keyset import write_keyset
 from .norm import check_mode, write_norm_file
