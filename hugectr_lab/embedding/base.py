@@ -210,13 +210,12 @@ class SparseEmbedding(ABC):
         """``Lookup`` of ``keys`` on ``device``; hash types insert new keys when ``insert``."""
         dev = self._dev(device)
         ops = self.backend.ops
-        on_insert = None
-        if insert:
-            def on_insert(keys, new_rows):   # (K,) each; new_rows -1 except at new keys' first occurrences
-                if dev.slot_ids is not None and slots is not None:
-                    ops.scatter_rows(dev.slot_ids, new_rows, slots)
-                dev.stash.restore(keys, new_rows, dev.state, ops)
-        return dev.table.lookup(keys, insert, on_insert)
+
+        def on_insert(keys, new_rows):   # (K,) each; new_rows -1 except at new keys' first occurrences
+            if dev.slot_ids is not None and slots is not None:
+                ops.scatter_rows(dev.slot_ids, new_rows, slots)
+            dev.stash.restore(keys, new_rows, dev.state, ops)
+        return dev.table.lookup(keys, insert, on_insert if insert else None)
 
     def _keys_and_rows(self, device):
         """(keys, rows) held by ``device``, in row order."""
