@@ -20,6 +20,8 @@ the weights (and BatchNorm running statistics) as initializers.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 
 OPSET = 17
@@ -287,7 +289,7 @@ def export_onnx(source, path=None, *, output_name="output"):
     ``InferenceSession`` (v3.0 or v3.1's) -- as an ONNX model to ``path`` (atomically); returns the
     ``onnx.ModelProto``. Needs the ``onnx`` package (the ``dev`` extra)."""
     try:
-        import onnx  # noqa: F401
+        importlib.import_module("onnx")   # availability check: fail before any work, with the install hint
     except ImportError as e:
         raise ImportError("export_onnx needs the onnx package: pip install onnx") from e
     session = getattr(source, "session", source)   # a Model, or v3.1's inference session wrapper

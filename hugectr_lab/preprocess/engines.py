@@ -17,6 +17,7 @@ Only the empty field counts as missing in both (pandas would also read "NA", "nu
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
@@ -58,8 +59,7 @@ class ArrowEngine:
 
     def __init__(self, chunk_bytes=64 << 20, progress=None):
         try:
-            import pyarrow  # noqa: F401
-            import pyarrow.csv  # noqa: F401
+            importlib.import_module("pyarrow.csv")   # availability check: fail at construction, with the hint
         except ImportError:
             raise ImportError('the preprocess pipeline needs pyarrow: pip install "hugectr-lab[parquet]"') from None
         self.chunk_bytes, self.progress = int(chunk_bytes), progress
