@@ -105,6 +105,29 @@ def embedding_cache_query(xp, cache_keys, cache_stamps, cache_values, keys, now)
     return values, slots
 
 
+def _insert_start(xp, cache_keys, keys):
+    """What both insert policies start from: ``slots`` (N,) int64 all -1, ``evicted`` (N,) all the empty
+    key, and each key's set (N,) (None when there are no keys)."""
+    n = keys.size
+    slots = xp.full(n, -1, dtype=xp.int64)
+    evicted = xp.full(n, empty_key(cache_keys.dtype), dtype=cache_keys.dtype)
+    sets = embedding_cache_set_index(xp, keys, cache_keys.size // WAYS) if n else None
+    return slots, evicted, sets
+
+
+def _set_groups(xp, sets, order):
+    """The new keys grouped by set: ``order`` (N,) sorts them by set, and within a set in the order they
+    claim its victims. Returns ``group`` (N,) and ``rank`` (N,), the group of each sorted key and its
+    position within the group, and ``touched`` (T,), each group's set."""
+    sorted_sets = sets[order]
+    first = xp.ones(order.size, dtype=bool)
+    first[1:] = sorted_sets[1:] != sorted_sets[:-1]
+    starts = xp.flatnonzero(first)
+    group = xp.cumsum(first) - 1
+    rank = xp.arange(order.size, dtype=xp.int64) - starts[group]
+    return group, rank, sorted_sets[starts]
+
+
 @reference_op
 def embedding_cache_insert(xp, cache_keys, cache_stamps, cache_values, keys, values, now):
     """Insert ``keys`` (N,) with ``values`` (N, E); the keys must be distinct and not in the cache.
@@ -116,22 +139,12 @@ def embedding_cache_insert(xp, cache_keys, cache_stamps, cache_values, keys, val
     empty key when it was free or nothing was inserted).
     """
     n = keys.size
-    empty = empty_key(cache_keys.dtype)
-    slots = xp.full(n, -1, dtype=xp.int64)
-    evicted = xp.full(n, empty, dtype=cache_keys.dtype)
+    slots, evicted, sets = _insert_start(xp, cache_keys, keys)
     if n == 0:
         return slots, evicted
-    num_sets = cache_keys.size // WAYS
-    sets = embedding_cache_set_index(xp, keys, num_sets)
     order = xp.argsort(sets * n + xp.arange(n, dtype=xp.int64))     # grouped by set, input order within
-    sorted_sets = sets[order]
-    first = xp.ones(n, dtype=bool)
-    first[1:] = sorted_sets[1:] != sorted_sets[:-1]
-    starts = xp.flatnonzero(first)
-    group = xp.cumsum(first) - 1                                    # (N,) group of each sorted key
-    rank = xp.arange(n, dtype=xp.int64) - starts[group]             # position within its set's new keys
-    touched = sorted_sets[starts]                                   # (T,)
-    stamps = cache_stamps.reshape(num_sets, WAYS)[touched]          # (T, 64)
+    group, rank, touched = _set_groups(xp, sets, order)
+    stamps = cache_stamps.reshape(-1, WAYS)[touched]                # (T, 64)
     victims = xp.argsort(stamps * WAYS + xp.arange(WAYS, dtype=xp.int64), axis=1)   # (T, 64) ways, victim order
     ok = rank < WAYS
     slots[order[ok]] = touched[group[ok]] * WAYS + victims[group[ok], rank[ok]]
@@ -176,26 +189,15 @@ def embedding_cache_insert_tinylfu(xp, cache_keys, cache_stamps, cache_values, s
     not cached, ``values`` (N, E), ``sketch`` (4, W). Same results: ``slots`` (N,) int64 (-1 = not
     admitted) and ``evicted`` (N,) key dtype."""
     n = keys.size
-    empty = empty_key(cache_keys.dtype)
-    slots = xp.full(n, -1, dtype=xp.int64)
-    evicted = xp.full(n, empty, dtype=cache_keys.dtype)
+    slots, evicted, sets = _insert_start(xp, cache_keys, keys)
     if n == 0:
         return slots, evicted
-    num_sets = cache_keys.size // WAYS
-    sets = embedding_cache_set_index(xp, keys, num_sets)
     freq = embedding_cache_frequency(xp, sketch, keys).astype(xp.int64)
-    idx = xp.arange(n, dtype=xp.int64)
-    order = xp.lexsort(xp.stack([idx, -freq, sets]))                 # by set, estimate descending, input order
-    sorted_sets = sets[order]
-    first = xp.ones(n, dtype=bool)
-    first[1:] = sorted_sets[1:] != sorted_sets[:-1]
-    starts = xp.flatnonzero(first)
-    group = xp.cumsum(first) - 1
-    rank = idx - starts[group]
-    touched = sorted_sets[starts]                                   # (T,)
+    order = xp.lexsort(xp.stack([xp.arange(n, dtype=xp.int64), -freq, sets]))   # by set, estimate desc., input order
+    group, rank, touched = _set_groups(xp, sets, order)
     ways = touched[:, None] * WAYS + xp.arange(WAYS, dtype=xp.int64)  # (T, 64) entries
     way_keys = cache_keys[ways]
-    free = way_keys == empty
+    free = way_keys == empty_key(cache_keys.dtype)
     way_freq = xp.where(free, -1, embedding_cache_frequency(xp, sketch, way_keys.reshape(-1)).reshape(ways.shape)
                         .astype(xp.int64))
     way_order = xp.lexsort(xp.stack([xp.broadcast_to(xp.arange(WAYS), ways.shape), cache_stamps[ways], way_freq]))
