@@ -338,7 +338,8 @@ def _read_manifest(path):
 
 
 def _roll_forward(path, manifest):
-    """Finish a pending manifest's renames (idempotent), then mark it complete and drop old directories."""
+    """Finish a pending manifest's renames (idempotent), then mark it complete and drop old directories.
+    Returns the manifest as now written (state "complete")."""
     base = os.path.dirname(os.path.abspath(path))
     leftovers = []
     for entry in manifest["files"]:
@@ -351,9 +352,11 @@ def _roll_forward(path, manifest):
             leftovers.append(tmp)
     for directory in {os.path.dirname(os.path.join(base, e["name"])) for e in manifest["files"]}:
         _fsync_dir(directory)
-    _write_manifest(path, {**manifest, "state": "complete"})
+    manifest = {**manifest, "state": "complete"}
+    _write_manifest(path, manifest)
     for tmp in leftovers:
         _remove(tmp)
+    return manifest
 
 
 def _matches(path, entry):
@@ -369,17 +372,25 @@ def manifests(directory):
     return sorted(glob.glob(os.path.join(glob.escape(directory or "."), "*" + MANIFEST_SUFFIX)))
 
 
-def clean_directory(directory):
-    """Roll pending snapshots of ``directory`` forward and delete the temporaries failed saves left
-    (hidden ``.*.tmp`` entries). Run by every ``Snapshot`` before it writes; assumes one writer per
-    directory at a time."""
+def _settled_manifests(directory):
+    """``(path, manifest)`` of each readable manifest in ``directory``, pending ones rolled forward first;
+    an unreadable manifest is passed over (loading the files it lists reports it)."""
     for path in manifests(directory):
         try:
             manifest = _read_manifest(path)
         except SnapshotError:
             continue
         if manifest.get("state") == "pending":
-            _roll_forward(path, manifest)
+            manifest = _roll_forward(path, manifest)
+        yield path, manifest
+
+
+def clean_directory(directory):
+    """Roll pending snapshots of ``directory`` forward and delete the temporaries failed saves left
+    (hidden ``.*.tmp`` entries). Run by every ``Snapshot`` before it writes; assumes one writer per
+    directory at a time."""
+    for _ in _settled_manifests(directory):   # iterating rolls the pending ones forward
+        pass
     for name in os.listdir(directory or "."):
         if name.startswith(".") and name.endswith(".tmp"):
             _remove(os.path.join(directory, name))
@@ -416,14 +427,7 @@ def complete_snapshots(directory):
     """``[(step, manifest path), ...]`` of the complete snapshots in ``directory`` whose files all match,
     oldest step first -- where to resume after a crash."""
     found = []
-    for path in manifests(directory):
-        try:
-            manifest = _read_manifest(path)
-        except SnapshotError:
-            continue
-        if manifest.get("state") == "pending":
-            _roll_forward(path, manifest)
-            manifest = _read_manifest(path)
+    for path, manifest in _settled_manifests(directory):
         base = os.path.dirname(os.path.abspath(path))
         if all(_matches(os.path.join(base, e["name"]), e) for e in manifest["files"]):
             found.append((manifest.get("step"), path))
