@@ -1,6 +1,7 @@
 """Train small models with a Session on generated data, save them, and write their inference configs."""
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,7 @@ import numpy as np
 from hugectr_lab.config import solver_parser_helper
 from hugectr_lab.data import data_layer_options, generate_dataset, read_norm_file, resolve_file_list
 from hugectr_lab.data.batch import Samples
-from hugectr_lab.inference import inference_config
+from hugectr_lab.inference import CreateEmbeddingCache, CreateParameterServer, InferenceSession, inference_config
 from hugectr_lab.session import Session
 
 SAMPLES = Path(__file__).resolve().parents[1] / "config" / "configs"
@@ -129,3 +130,38 @@ def table(rows, vec=4, start=0, seed=0, dtype=np.uint32):
     """``rows`` consecutive keys from ``start`` with random vectors."""
     keys = np.arange(start, start + rows).astype(dtype)
     return keys, np.random.default_rng(seed).uniform(-1, 1, (rows, vec)).astype(np.float32)
+
+
+def open_session(config, name="model", percentage=0.5, use_cache=True, i64=False, **cache_options):
+    """An InferenceSession on ``config`` with its own parameter server and embedding cache
+    (``cache_options``: CreateEmbeddingCache's ``backend``, ``cache_policy``)."""
+    ps = CreateParameterServer([config], [name], i64)
+    cache = CreateEmbeddingCache(ps, 0, use_cache, percentage, config, name, i64, **cache_options)
+    return InferenceSession(config, 0, cache)
+
+
+def run_predict(session, inputs, *extra):
+    """``session.predict`` on ``inputs`` (a ``predict_inputs`` result) as float32 NumPy, (N,) or (N, L)."""
+    return np.asarray(session.predict(inputs.dense_feature, inputs.embeddingcolumns, inputs.row_ptrs, *extra),
+                      dtype=np.float32)
+
+
+def predict_from_threads(session, requests, threads=4):
+    """``{i: run_predict(session, requests[i])}`` with one ``session`` shared by ``threads`` threads
+    (request i on thread i mod ``threads``); fails if any worker raised."""
+    got, errors = {}, []
+
+    def worker(w):
+        try:
+            for i in range(w, len(requests), threads):
+                got[i] = run_predict(session, requests[i])
+        except Exception as e:   # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    workers = [threading.Thread(target=worker, args=(w,)) for w in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    assert not errors, errors
+    return got

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from hugectr_lab.backend import get_backend
-from hugectr_lab.inference import CreateEmbeddingCache, CreateParameterServer, InferenceSession, predict_inputs
+from hugectr_lab.inference import predict_inputs
 from hugectr_lab.inference.cache_ops import WAYS, empty_key
-from inference_helpers import SESSION_TESTS, Trained, sample_config
+from inference_helpers import SESSION_TESTS, Trained, open_session, predict_from_threads, run_predict, sample_config
 
 sys.path.insert(0, str(SESSION_TESTS))
 from session_helpers import dnn_config  # noqa: E402
@@ -17,22 +17,35 @@ from session_helpers import dnn_config  # noqa: E402
 pytestmark = pytest.mark.gpu
 
 
+def _empty_caches(key_type, vec, num_sets, op):
+    """The NumPy and CuPy ops (``op`` must run as a kernel) and one empty cache for each, ``[keys (C,),
+    stamps (C,), values (C, vec)]`` on the host and on the device, and the key dtype."""
+    import cupy
+
+    from hugectr_lab.inference import cuda_cache  # noqa: F401  (registers the kernels)
+    dtype = np.dtype(np.uint32 if key_type == "I32" else np.int64)
+    ref, gpu = get_backend("numpy").ops, get_backend("cupy").ops
+    assert gpu.implementation(op) == "kernel"
+    size = num_sets * WAYS
+    host = [np.full(size, empty_key(dtype), dtype), np.zeros(size, np.int64), np.zeros((size, vec), np.float32)]
+    return ref, gpu, host, [cupy.asarray(a) for a in host], dtype
+
+
+def _lookup_keys(rng, dtype):
+    """One lookup's distinct keys: 700 Pareto-distributed draws over 5000 ranks, spread over the key range."""
+    ranks = np.floor(rng.pareto(1.1, 700) * 40).astype(np.int64) % 5000
+    return np.unique((ranks * 2654435761 - 2 ** 31 if dtype == np.int64 else ranks * 7919).astype(dtype))
+
+
 @pytest.mark.parametrize("key_type", ["I32", "I64"])
 @pytest.mark.parametrize("vec, num_sets", [(1, 1), (5, 3), (16, 37), (33, 8)])
 def test_cache_kernels_equal_the_references_on_a_stream(key_type, vec, num_sets):
     import cupy
 
-    from hugectr_lab.inference import cuda_cache  # noqa: F401
-    dtype = np.dtype(np.uint32 if key_type == "I32" else np.int64)
-    ref, gpu = get_backend("numpy").ops, get_backend("cupy").ops
-    assert gpu.implementation("embedding_cache_query") == "kernel"
-    size = num_sets * WAYS
-    host = [np.full(size, empty_key(dtype), dtype), np.zeros(size, np.int64), np.zeros((size, vec), np.float32)]
-    dev = [cupy.asarray(a) for a in host]
+    ref, gpu, host, dev, dtype = _empty_caches(key_type, vec, num_sets, "embedding_cache_query")
     rng = np.random.default_rng(vec * 1000 + num_sets)
     for now in range(1, 25):
-        ranks = np.floor(rng.pareto(1.1, 700) * 40).astype(np.int64) % 5000
-        keys = np.unique((ranks * 2654435761 - 2 ** 31 if dtype == np.int64 else ranks * 7919).astype(dtype))
+        keys = _lookup_keys(rng, dtype)
         values, slots = ref.embedding_cache_query(*host, keys, now)
         d_values, d_slots = gpu.embedding_cache_query(*dev, cupy.asarray(keys), now)
         np.testing.assert_array_equal(d_slots.get(), slots)
@@ -50,12 +63,6 @@ def test_cache_kernels_equal_the_references_on_a_stream(key_type, vec, num_sets)
                                   ref.embedding_cache_set_index(keys, num_sets))
 
 
-def _session(config, backend, percentage=0.3):
-    ps = CreateParameterServer([config], ["m"], False)
-    return InferenceSession(config, 0, CreateEmbeddingCache(ps, 0, True, percentage, config, "m", False,
-                                                            backend=backend))
-
-
 @pytest.mark.parametrize("model", ["dcn", "wdl", "deepfm", "dnn-fp16"])
 def test_predict_on_cupy_equals_numpy(model, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -65,7 +72,7 @@ def test_predict_on_cupy_equals_numpy(model, tmp_path, monkeypatch):
         trained = Trained(sample_config(model), steps=3)
     config = trained.write_inference_config(max_batchsize=128)
     inputs = predict_inputs(trained.eval_samples())
-    cpu, gpu = _session(config, "numpy"), _session(config, "cupy")
+    cpu, gpu = (open_session(config, percentage=0.3, backend=name) for name in ("numpy", "cupy"))
     assert gpu.backend.name == "cupy"
     for _ in range(2):   # a cold and a warm cache
         want = np.array(cpu.predict(*inputs[:3]), np.float32)
@@ -81,18 +88,11 @@ def test_predict_on_cupy_equals_numpy(model, tmp_path, monkeypatch):
 def test_tinylfu_kernels_equal_the_references_on_a_stream(key_type, vec, num_sets, width):
     import cupy
 
-    from hugectr_lab.inference import cuda_cache  # noqa: F401
-    dtype = np.dtype(np.uint32 if key_type == "I32" else np.int64)
-    ref, gpu = get_backend("numpy").ops, get_backend("cupy").ops
-    assert gpu.implementation("embedding_cache_insert_tinylfu") == "kernel"
-    size = num_sets * WAYS
-    host = [np.full(size, empty_key(dtype), dtype), np.zeros(size, np.int64), np.zeros((size, vec), np.float32)]
-    dev = [cupy.asarray(a) for a in host]
+    ref, gpu, host, dev, dtype = _empty_caches(key_type, vec, num_sets, "embedding_cache_insert_tinylfu")
     sketch, d_sketch = np.zeros((4, width), np.uint32), cupy.zeros((4, width), np.uint32)
     rng = np.random.default_rng(vec * 1000 + num_sets)
     for now in range(1, 31):
-        ranks = np.floor(rng.pareto(1.1, 700) * 40).astype(np.int64) % 5000
-        keys = np.unique((ranks * 2654435761 - 2 ** 31 if dtype == np.int64 else ranks * 7919).astype(dtype))
+        keys = _lookup_keys(rng, dtype)
         values, slots = ref.embedding_cache_query(*host, keys, now)
         gpu.embedding_cache_query(*dev, cupy.asarray(keys), now)
         halve = now % 7 == 0
@@ -118,9 +118,7 @@ def _policy_session(config, backend, policy, percentage, graph=True):
         obj["inference"]["cuda_graph"] = False
         config = config.replace(".json", "_eager.json")
         open(config, "w").write(json.dumps(obj))
-    ps = CreateParameterServer([config], ["m"], False)
-    return InferenceSession(config, 0, CreateEmbeddingCache(ps, 0, True, percentage, config, "m", False,
-                                                            backend=backend, cache_policy=policy))
+    return open_session(config, percentage=percentage, backend=backend, cache_policy=policy)
 
 
 @pytest.mark.parametrize("model", ["dcn", "wdl"])
@@ -150,30 +148,13 @@ def test_graph_path_equals_the_eager_path_and_numpy(model, policy, tmp_path, mon
 
 
 def test_predict_from_several_threads_on_cupy(tmp_path, monkeypatch):
-    import threading
-
     monkeypatch.chdir(tmp_path)
     trained = Trained(sample_config("dcn"), steps=2)
     config = trained.write_inference_config(max_batchsize=64)
     samples = trained.eval_samples()
     requests = [predict_inputs(samples.take(s, s + n)) for s, n in zip(range(0, 1024, 40), [1, 7, 64, 33, 100] * 6)]
-    want = [np.asarray(_session(config, "numpy").predict(*r[:3]), np.float32) for r in requests]
-    session = _session(config, "cupy")
-    got, errors = {}, []
-
-    def worker(w):
-        try:
-            for i in range(w, len(requests), 4):
-                got[i] = np.asarray(session.predict(*requests[i][:3]), np.float32)
-        except Exception as e:   # noqa: BLE001  (reported below)
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    want = [run_predict(open_session(config, percentage=0.3, backend="numpy"), r) for r in requests]
+    got = predict_from_threads(open_session(config, percentage=0.3, backend="cupy"), requests)
     for i, w in enumerate(want):
         np.testing.assert_allclose(got[i], w, rtol=0, atol=2e-5)
     trained.close()

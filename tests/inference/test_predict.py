@@ -16,7 +16,7 @@ import pytest
 
 from hugectr_lab.inference import (CreateEmbeddingCache, CreateParameterServer, InferenceSession, predict_inputs,
                                    write_inference_data)
-from inference_helpers import SESSION_TESTS, Trained, sample_config
+from inference_helpers import SESSION_TESTS, Trained, open_session, predict_from_threads, run_predict, sample_config
 
 sys.path.insert(0, str(SESSION_TESTS))   # the Session tests' small DNN config
 from session_helpers import dnn_config  # noqa: E402
@@ -28,17 +28,6 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def open_session(config, name="model", percentage=0.5, use_cache=True, i64=False, backend=None):
-    ps = CreateParameterServer([config], [name], i64)
-    cache = CreateEmbeddingCache(ps, 0, use_cache, percentage, config, name, i64, backend=backend)
-    return InferenceSession(config, 0, cache)
-
-
-def run(session, inputs, *extra):
-    return np.asarray(session.predict(inputs.dense_feature, inputs.embeddingcolumns, inputs.row_ptrs, *extra),
-                      dtype=np.float32)
-
-
 @pytest.mark.parametrize("model", ["dcn", "wdl", "deepfm"])
 def test_predictions_equal_the_sessions_evaluation(model):
     trained = Trained(sample_config(model), steps=4)
@@ -48,7 +37,7 @@ def test_predictions_equal_the_sessions_evaluation(model):
     config = trained.write_inference_config(max_batchsize=256)  # 1024 samples: four chunks
     session = open_session(config)
     inputs = predict_inputs(trained.eval_samples())
-    got = run(session, inputs)
+    got = run_predict(session, inputs)
     assert got.shape == expected.shape == (1024,)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     np.testing.assert_allclose(got, exported, rtol=5e-6, atol=1e-7)   # %g keeps 6 significant digits
@@ -65,12 +54,12 @@ def test_mean_combiner_and_batchnorm_running_statistics():
     config = trained.write_inference_config(max_batchsize=1024)
     inputs = predict_inputs(trained.eval_samples())
     assert np.diff(inputs.row_ptrs).max() == 2                # slots with two keys: the mean divides
-    np.testing.assert_allclose(run(open_session(config), inputs), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(run_predict(open_session(config), inputs), expected, rtol=0, atol=1e-6)
     # Without the .ntp.json the statistics stay at mean 0 / var 1 (HugeCTR never loads them: quirk 9).
     Path(trained.dense_file + ".ntp.json").unlink()
     with pytest.warns(RuntimeWarning, match="ntp.json not found"):
         fresh = open_session(config)
-    assert np.abs(run(fresh, inputs) - expected).max() > 1e-3
+    assert np.abs(run_predict(fresh, inputs) - expected).max() > 1e-3
     trained.close()
 
 
@@ -80,20 +69,21 @@ def test_fp16_inference_matches_the_mixed_precision_session():
     config = trained.write_inference_config(max_batchsize=256)
     session = open_session(config)
     assert session.compute_dtype == np.float16
-    np.testing.assert_allclose(run(session, predict_inputs(trained.eval_samples())), expected, rtol=0, atol=1e-3)
+    got = run_predict(session, predict_inputs(trained.eval_samples()))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-3)
     trained.close()
 
 
 def test_chunks_and_padding_do_not_change_predictions():
     trained = Trained(sample_config("dcn"), steps=2)
     inputs = predict_inputs(trained.eval_samples().take(0, 300))
-    whole = run(open_session(trained.write_inference_config("a.json", max_batchsize=512)), inputs)
-    chunked = run(open_session(trained.write_inference_config("b.json", max_batchsize=37)), inputs)
+    whole = run_predict(open_session(trained.write_inference_config("a.json", max_batchsize=512)), inputs)
+    chunked = run_predict(open_session(trained.write_inference_config("b.json", max_batchsize=37)), inputs)
     np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-6)
     one = open_session("b.json")
     for i in (0, 5, 299):                                     # single samples run as batch 1
         sample = predict_inputs(trained.eval_samples().take(i, i + 1))
-        np.testing.assert_allclose(run(one, sample), whole[i:i + 1], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(run_predict(one, sample), whole[i:i + 1], rtol=0, atol=1e-6)
     assert one.predict([], [], [0]) == []
     trained.close()
 
@@ -102,10 +92,10 @@ def test_cache_state_never_changes_predictions():
     trained = Trained(sample_config("wdl"), steps=2)
     config = trained.write_inference_config(max_batchsize=128)
     inputs = predict_inputs(trained.eval_samples())
-    direct = run(open_session(config, use_cache=False), inputs)
+    direct = run_predict(open_session(config, use_cache=False), inputs)
     tiny = open_session(config, percentage=0.01)
     for _ in range(2):                                        # a cold and a churning cache
-        np.testing.assert_array_equal(run(tiny, inputs), direct)
+        np.testing.assert_array_equal(run_predict(tiny, inputs), direct)
     assert tiny.embedding_cache.stats()[0].evictions > 0
     trained.close()
 
@@ -117,7 +107,7 @@ def test_i64_keys():
     session = open_session(config, i64=True)
     inputs = predict_inputs(trained.eval_samples())
     assert inputs.embeddingcolumns.dtype == np.int64
-    np.testing.assert_allclose(run(session, inputs, True), expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(run_predict(session, inputs, True), expected, rtol=0, atol=1e-6)
     trained.close()
 
 
@@ -136,7 +126,7 @@ def test_several_models_share_one_parameter_server(workdir):
     assert [len(ps.model(n).tables) for n in ("dcn", "wdl")] == [1, 2]
     for name, (config, expected, inputs) in models.items():
         cache = CreateEmbeddingCache(ps, 0, True, 0.3, config, name, False)
-        np.testing.assert_allclose(run(InferenceSession(config, 0, cache), inputs), expected, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(run_predict(InferenceSession(config, 0, cache), inputs), expected, rtol=0, atol=1e-6)
 
 
 def test_unknown_keys_get_the_default_vector(workdir):
@@ -156,7 +146,8 @@ def test_unknown_keys_get_the_default_vector(workdir):
     cfg = json.loads(Path(config_b).read_text())
     cfg["inference"]["sparse_model_file"] = ["extra.model"]
     Path(config_b).write_text(json.dumps(cfg))
-    np.testing.assert_allclose(run(session, unknown), run(open_session(config_b), unknown), rtol=0, atol=1e-7)
+    np.testing.assert_allclose(run_predict(session, unknown), run_predict(open_session(config_b), unknown),
+                               rtol=0, atol=1e-7)
     trained.close()
 
 
@@ -185,36 +176,20 @@ def test_predictions_equal_the_sessions_with_every_cache_policy(policy):
     session = InferenceSession(config, 0, cache)
     inputs = predict_inputs(trained.eval_samples())
     for _ in range(2):   # a cold and a warm cache
-        np.testing.assert_allclose(run(session, inputs), expected, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(run_predict(session, inputs), expected, rtol=0, atol=1e-6)
     assert cache.policy == policy and all(s.evictions > 0 for s in cache.stats())
     trained.close()
 
 
 def test_predict_from_several_threads_equals_single_threaded():
-    import threading
-
     trained = Trained(sample_config("dcn"), steps=2)
     config = trained.write_inference_config(max_batchsize=64)
     samples = trained.eval_samples()
     requests = [predict_inputs(samples.take(start, start + size))
                 for start, size in zip(range(0, 1024, 40), [1, 7, 64, 33, 100, 5, 64, 2] * 4)]
-    want = [run(open_session(config, percentage=0.1), r) for r in requests]
+    want = [run_predict(open_session(config, percentage=0.1), r) for r in requests]
     session = open_session(config, percentage=0.1)
-    got, errors = {}, []
-
-    def worker(w):
-        try:
-            for i in range(w, len(requests), 4):
-                got[i] = run(session, requests[i])
-        except Exception as e:   # noqa: BLE001  (reported below)
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    got = predict_from_threads(session, requests)
     for i, w in enumerate(want):
         np.testing.assert_array_equal(got[i], w)
     stats = session.embedding_cache.stats()[0]
