@@ -15,7 +15,7 @@ import os
 import signal
 import warnings
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 TRIED = collections.Counter()  # fuzz target -> inputs tried
@@ -92,3 +92,15 @@ def check_clean(target, read, names, errors, ignore_warnings=()):
         except errors as e:
             assert any(n in str(e) for n in names), f"{type(e).__name__} does not name {names}: {e}"
             return e
+
+
+def fuzz_file(target, path, inputs, read, errors, *, examples, names=None, ignore_warnings=()):
+    """Fuzz one file: write each of ``examples`` inputs (times SCALE) drawn from ``inputs`` (a strategy of
+    bytes) to ``path`` and ``check_clean`` ``read()``; the error must name ``names`` (default ``path``)."""
+    @fuzz_settings(examples)
+    @given(data=inputs)
+    def run(data):
+        path.write_bytes(data)
+        check_clean(target, read, path if names is None else names, errors, ignore_warnings)
+
+    run()

@@ -8,8 +8,7 @@ import copy
 import json
 from importlib import resources
 
-from fuzzing import check_clean, fuzz_settings, mutated
-from hypothesis import given
+from fuzzing import fuzz_file, mutated
 from hypothesis import strategies as st
 
 from hugectr_lab.config import ConfigWarning, parse_config
@@ -57,6 +56,11 @@ def structurally_mutated(draw, base):
     return obj
 
 
+def as_json(objects):
+    """A strategy of JSON objects as the bytes of their JSON text."""
+    return objects.map(lambda obj: json.dumps(obj).encode())
+
+
 def parse_both(path):
     """What `hugectr-lab train` reads from a config: the whole config and the learning-rate schedule."""
     parse_config(path)
@@ -67,40 +71,24 @@ def parse_both(path):
 def test_training_config_structure(tmp_path):
     path = tmp_path / "dcn.json"
 
-    @fuzz_settings(400)
-    @given(obj=structurally_mutated(TRAINING))
-    def run(obj):
-        path.write_text(json.dumps(obj))
-        check_clean("config-training-structure", lambda: parse_both(path), path, ValueError,
-                    ignore_warnings=[ConfigWarning])
-
-    run()
+    fuzz_file("config-training-structure", path, as_json(structurally_mutated(TRAINING)), lambda: parse_both(path),
+              ValueError, examples=400, ignore_warnings=[ConfigWarning])
 
 
 def test_inference_config_structure(tmp_path):
     path = tmp_path / "infer.json"
 
-    @fuzz_settings(250)
-    @given(obj=structurally_mutated(INFERENCE))
-    def run(obj):
-        path.write_text(json.dumps(obj))
-        check_clean("config-inference-structure", lambda: parse_config(path, require=("inference", "layers")),
-                    path, ValueError, ignore_warnings=[ConfigWarning])
-
-    run()
+    fuzz_file("config-inference-structure", path, as_json(structurally_mutated(INFERENCE)),
+              lambda: parse_config(path, require=("inference", "layers")), ValueError, examples=250,
+              ignore_warnings=[ConfigWarning])
 
 
 def test_config_bytes(tmp_path):
     path = tmp_path / "dcn.json"
     base = json.dumps(TRAINING, indent=1).encode()
 
-    @fuzz_settings(200)
-    @given(data=mutated(base))
-    def run(data):
-        path.write_bytes(data)
-        check_clean("config-bytes", lambda: parse_both(path), path, ValueError, ignore_warnings=[ConfigWarning])
-
-    run()
+    fuzz_file("config-bytes", path, mutated(base), lambda: parse_both(path), ValueError, examples=200,
+              ignore_warnings=[ConfigWarning])
 
 
 def test_session_from_mutated_config(tmp_path, monkeypatch):
@@ -124,10 +112,5 @@ def test_session_from_mutated_config(tmp_path, monkeypatch):
     def build():
         Session(solver, str(path)).close()
 
-    @fuzz_settings(200)
-    @given(obj=structurally_mutated(base))
-    def run(obj):
-        path.write_text(json.dumps(obj))
-        check_clean("config-session", build, [path, "data/"], ValueError, ignore_warnings=[ConfigWarning])
-
-    run()
+    fuzz_file("config-session", path, as_json(structurally_mutated(base)), build, ValueError, examples=200,
+              names=[path, "data/"], ignore_warnings=[ConfigWarning])

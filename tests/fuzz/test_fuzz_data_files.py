@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fuzzing import check_clean, fuzz_settings, mutated
+from fuzzing import check_clean, fuzz_file, fuzz_settings, mutated
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -41,14 +41,10 @@ def test_norm(tmp_path, check):
     path, lst = tmp_path / "part.data", tmp_path / "list.txt"
     lst.write_text(f"1\n{path}\n")
 
-    @fuzz_settings(300)
-    @given(data=mutated(base))
-    def run(data):
-        path.write_bytes(data)
-        reader = DataReader(4, L, D, SLOTS, [4, 2], source=str(lst), check=check, num_workers=2, chunk_bytes=64)
-        check_clean(f"norm-{check}", lambda: read_all(reader), path, DataError, ignore_warnings=[DataWarning])
+    def read():
+        return read_all(DataReader(4, L, D, SLOTS, [4, 2], source=str(lst), check=check, num_workers=2, chunk_bytes=64))
 
-    run()
+    fuzz_file(f"norm-{check}", path, mutated(base), read, DataError, examples=300, ignore_warnings=[DataWarning])
 
 
 @pytest.mark.parametrize("float_label_dense", [False, True])
@@ -76,13 +72,7 @@ def test_parquet_file(tmp_path):
     path = tmp_path / "part_0.parquet"
     base = path.read_bytes()
 
-    @fuzz_settings(250)
-    @given(data=mutated(base))
-    def run(data):
-        path.write_bytes(data)
-        check_clean("parquet", lambda: read_parquet_file(path, layout), path, DataError)
-
-    run()
+    fuzz_file("parquet", path, mutated(base), lambda: read_parquet_file(path, layout), DataError, examples=250)
 
 
 def test_parquet_metadata(tmp_path):
@@ -91,14 +81,8 @@ def test_parquet_metadata(tmp_path):
     meta = tmp_path / "_metadata.json"
     base = meta.read_bytes()
 
-    @fuzz_settings(150)
-    @given(data=mutated(base))
-    def run(data):
-        meta.write_bytes(data)
-        check_clean("parquet-metadata", lambda: read_parquet_file(tmp_path / "part_0.parquet", layout),
-                    [meta, "part_0.parquet"], DataError)
-
-    run()
+    fuzz_file("parquet-metadata", meta, mutated(base), lambda: read_parquet_file(tmp_path / "part_0.parquet", layout),
+              DataError, examples=150, names=[meta, "part_0.parquet"])
 
 
 @pytest.mark.parametrize("key_type", ["I32", "I64"])
@@ -107,13 +91,7 @@ def test_keyset(tmp_path, key_type):
     write_keyset(path, np.arange(20), key_type)
     base = path.read_bytes()
 
-    @fuzz_settings(50)
-    @given(data=mutated(base))
-    def run(data):
-        path.write_bytes(data)
-        check_clean(f"keyset-{key_type}", lambda: read_keyset(path, key_type), path, DataError)
-
-    run()
+    fuzz_file(f"keyset-{key_type}", path, mutated(base), lambda: read_keyset(path, key_type), DataError, examples=50)
 
 
 def test_file_list(tmp_path):
@@ -122,13 +100,8 @@ def test_file_list(tmp_path):
     path = tmp_path / "list.txt"
     base = f"2\n{tmp_path / 'a.data'}\nb.data\n".encode()
 
-    @fuzz_settings(200)
-    @given(data=st.one_of(mutated(base), st.text(max_size=40).map(str.encode)))
-    def run(data):
-        path.write_bytes(data)
-        check_clean("file-list", lambda: resolve_file_list(path), path, DataError)
-
-    run()
+    fuzz_file("file-list", path, st.one_of(mutated(base), st.text(max_size=40).map(str.encode)),
+              lambda: resolve_file_list(path), DataError, examples=200)
 
 
 @pytest.mark.parametrize("key_type", ["I32", "I64"])
@@ -137,10 +110,5 @@ def test_inference_data_file(tmp_path, key_type):
     write_inference_data(path, predict_inputs(samples()))
     base = path.read_bytes()
 
-    @fuzz_settings(150)
-    @given(data=mutated(base))
-    def run(data):
-        path.write_bytes(data)
-        check_clean(f"inference-data-{key_type}", lambda: read_inference_data(path, key_type), path, ValueError)
-
-    run()
+    fuzz_file(f"inference-data-{key_type}", path, mutated(base), lambda: read_inference_data(path, key_type),
+              ValueError, examples=150)

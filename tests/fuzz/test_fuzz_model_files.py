@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fuzzing import check_clean, fuzz_settings, mutated
-from hypothesis import given
+from fuzzing import fuzz_file, mutated
 
 from hugectr_lab.config import solver_parser_helper
 from hugectr_lab.session import Session
@@ -62,13 +61,8 @@ def test_model_file(snapshot, tmp_path, monkeypatch, target):
     def load():
         Session(solver, str(snapshot / "small.json")).close()
 
-    @fuzz_settings(60)
-    @given(data=mutated(base))
-    def run(data):
-        path.write_bytes(data)
-        check_clean(f"model-{target.replace('_', '-')}", load, [path, path.parent], ValueError)
-
-    run()
+    fuzz_file(f"model-{target.replace('_', '-')}", path, mutated(base), load, ValueError, examples=60,
+              names=[path, path.parent])
 
 
 @pytest.mark.parametrize("target", ["dense", "sparse"])
@@ -92,10 +86,4 @@ def test_inference_model_file(tmp_path, target):
         out = session.predict([0.5, 0.5], [1, 7], [0, 1, 2])
         assert np.asarray(out).shape == (1,)
 
-    @fuzz_settings(60)
-    @given(data=mutated(base))
-    def run(data):
-        path.write_bytes(data)
-        check_clean(f"inference-model-{target}", load_and_predict, path, ValueError)
-
-    run()
+    fuzz_file(f"inference-model-{target}", path, mutated(base), load_and_predict, ValueError, examples=60)
