@@ -16,10 +16,17 @@ from hugectr_lab.events import VocabularyOverflow
 from hugectr_lab.session import Session
 
 
-def overflowing_session(workdir, capacity=100, vvgpu=((0,),), **solver):
+def overflowing_session(workdir, capacity=100, vvgpu=((0,),), backend=None, **solver):
+    """A Session whose table holds ``capacity`` keys per device, fewer than the data's 400 distinct keys."""
     args = dict(batchsize=64, batchsize_eval=64, max_eval_batches=2, seed=1, vvgpu=[list(n) for n in vvgpu])
     args.update(solver)
-    return Session(solver_parser_helper(**args), write_config(workdir / "c.json", dnn_config(vocab=capacity)))
+    return Session(solver_parser_helper(**args), write_config(workdir / "c.json", dnn_config(vocab=capacity)),
+                   backend=backend)
+
+
+def overflow_warnings(caught):
+    """The VocabularyOverflowWarnings among the ``warnings.catch_warnings(record=True)`` list ``caught``."""
+    return [w for w in caught if issubclass(w.category, VocabularyOverflowWarning)]
 
 
 def test_first_refusal_warns_once_per_table_and_device_with_distinct_keys(workdir):
@@ -33,7 +40,7 @@ def test_first_refusal_warns_once_per_table_and_device_with_distinct_keys(workdi
         warnings.simplefilter("always")
         for _ in range(30):
             session.train()
-    overflow = [w for w in caught if issubclass(w.category, VocabularyOverflowWarning)]
+    overflow = overflow_warnings(caught)
     assert len(overflow) == 2 and [e.device for e in events] == [0, 1]
     assert all(e.iteration == 1 and e.embedding == "emb" and e.capacity == 100 for e in events)
     message = str(overflow[0].message)
@@ -121,17 +128,15 @@ def test_cupy_reads_the_counters_only_at_eval_save_and_check(workdir):
     with the same distinct count as the NumPy reference."""
     counts = {}
     for backend in ("numpy", "cupy"):
-        args = dict(batchsize=64, batchsize_eval=64, max_eval_batches=2, seed=1)
-        session = Session(solver_parser_helper(**args), write_config(workdir / "c.json", dnn_config(vocab=100)),
-                          backend=backend)
+        session = overflowing_session(workdir, backend=backend)
         session.start_data_reading()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for _ in range(5):
                 session.train()
-            during_training = [w for w in caught if issubclass(w.category, VocabularyOverflowWarning)]
+            during_training = overflow_warnings(caught)
             session.download_params_to_files(f"{backend}_model", 5)
-            after_save = [w for w in caught if issubclass(w.category, VocabularyOverflowWarning)]
+            after_save = overflow_warnings(caught)
         assert len(after_save) == 1
         assert len(during_training) == (1 if backend == "numpy" else 0)
         counts[backend] = session.vocabulary_overflow()[0].refused
