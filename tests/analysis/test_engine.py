@@ -1,7 +1,6 @@
 """Engine choice (cuml, else scikit-learn; CuPy or NumPy arrays), projections and nearest keys."""
 
 import importlib.util
-import logging
 
 import numpy as np
 import pytest

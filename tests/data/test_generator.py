@@ -112,7 +112,7 @@ def test_power_law_skews_towards_low_ranks(tmp_path):
     for distribution in ("uniform", "zipf-0.9", "zipf-1.3"):
         generate_dataset(f"{distribution}.txt", base_dir=tmp_path, slot_nums=(1,), vocab_sizes=1000, num_files=1,
                          samples_per_file=20000, distribution=distribution, progress=False)
-        keys = read_norm_file(tmp_path / f"train/gen_0.data", slot_nums=(1,)).sparse[0].keys
+        keys = read_norm_file(tmp_path / "train/gen_0.data", slot_nums=(1,)).sparse[0].keys
         counts = np.bincount(keys, minlength=1000)
         assert keys.max() < 1000
         shares[distribution] = counts[:10].sum() / counts.sum()  # share of the 10 most popular keys
