@@ -37,7 +37,7 @@ MAX_SCREENSHOT_BYTES = 200_000
 
 
 class Lab:
-    """The page with notebook 05 run, and what the tests read from it."""
+    """A JupyterLab page (notebook 05, or another notebook run by `run_all`) and what the tests read from it."""
 
     def __init__(self, page, server, artifacts):
         self.page, self.server, self.artifacts = page, server, artifacts
@@ -78,6 +78,48 @@ class Lab:
         stderr = self.page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
         return [t for t in stderr.all_inner_texts() if "Error" in t or "Traceback" in t]
 
+    def run_all(self, notebook, done_marker, timeout, failure_shot):
+        """Open ``notebook``, clear its stored outputs (they hold ``done_marker`` too), run all cells from
+        the Run menu and wait at most ``timeout`` s for a fresh output holding ``done_marker``. A cell's
+        error fails at once; any failure leaves a full-page ``failure_shot`` in the artifacts."""
+        page = self.page
+        try:
+            page.goto(self.server.lab_url(notebook), wait_until="domcontentloaded", timeout=60_000)
+            self.wait_until(lambda: page.locator(".jp-Notebook .jp-Cell").count() > 5, 60, "the notebook to open")
+            self.wait_until(lambda: page.locator(".jp-StatusBar-TextItem", has_text="| Idle").count() > 0, 90,
+                            "the kernel to start")   # a kernel dialog would block the menus
+            self.menu("Edit", "Clear Outputs of All Cells")
+            self.wait_until(lambda: page.get_by_text(done_marker).count() == 0, 30, "the outputs to clear")
+            self.menu("Run", "Run All Cells")
+
+            def finished():
+                errors = self.errors_in_outputs()
+                assert not errors, f"a notebook cell failed in the browser:\n{errors[0]}"
+                return page.locator(".jp-OutputArea-output", has_text=done_marker).count() > 0
+
+            t0 = time.monotonic()
+            self.wait_until(finished, timeout, "Run All Cells to finish")
+            print(f"Run All Cells took {time.monotonic() - t0:.1f} s")
+        except BaseException:
+            page.screenshot(path=self.artifacts / failure_shot, full_page=True)
+            raise
+
+    def screenshot(self, name, root):
+        """The element ``root`` scrolled into view and screenshot, cropped to it, as ``name``.png in the
+        artifacts (and in ``$HUGECTR_LAB_SCREENSHOTS``, relative to the repository root, when set);
+        returns the element."""
+        element = self.page.locator(root).first
+        element.scroll_into_view_if_needed()
+        path = self.artifacts / f"{name}.png"
+        element.screenshot(path=path, animations="disabled")
+        size = path.stat().st_size
+        assert 2_000 < size <= MAX_SCREENSHOT_BYTES, f"{name}.png is {size} bytes"
+        target = os.environ.get("HUGECTR_LAB_SCREENSHOTS")
+        if target:
+            (REPO / target).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, REPO / target / path.name)
+        return element
+
     # ---- readouts -------------------------------------------------------------------------------
 
     def text(self, selector):
@@ -104,26 +146,7 @@ def lab(lab_server, browser_context, artifacts):
     page = browser_context.new_page()
     page.set_default_timeout(30_000)
     lab = Lab(page, lab_server, artifacts)
-    try:
-        page.goto(lab_server.lab_url(NOTEBOOK), wait_until="domcontentloaded", timeout=60_000)
-        lab.wait_until(lambda: page.locator(".jp-Notebook .jp-Cell").count() > 5, 60, "the notebook to open")
-        lab.wait_until(lambda: page.locator(".jp-StatusBar-TextItem", has_text="| Idle").count() > 0, 90,
-                       "the kernel to start")   # a kernel dialog would block the menus
-        lab.menu("Edit", "Clear Outputs of All Cells")   # the stored outputs hold the marker too
-        lab.wait_until(lambda: page.get_by_text(DONE_MARKER).count() == 0, 30, "the outputs to clear")
-        lab.menu("Run", "Run All Cells")
-
-        def finished():
-            errors = lab.errors_in_outputs()
-            assert not errors, f"a notebook cell failed in the browser:\n{errors[0]}"
-            return page.locator(".jp-OutputArea-output", has_text=DONE_MARKER).count() > 0
-
-        t0 = time.monotonic()
-        lab.wait_until(finished, 150, "Run All Cells to finish")
-        print(f"Run All Cells took {time.monotonic() - t0:.1f} s")
-    except BaseException:
-        page.screenshot(path=artifacts / "setup-failure.png", full_page=True)
-        raise
+    lab.run_all(NOTEBOOK, DONE_MARKER, 150, "setup-failure.png")
     yield lab
     page.close()
 
@@ -169,22 +192,11 @@ def test_pause_stops_the_iteration_counter(lab):
     assert lab.button(TRAINING, "^Resume$").is_enabled()
 
 
-def test_screenshots_of_every_dashboard(lab, artifacts):
+def test_screenshots_of_every_dashboard(lab):
     """Cropped to each dashboard; taken after the training tests (more than the notebook's 40 iterations)
     and before the slider test (the explorer shows the config's schedule)."""
-    target = os.environ.get("HUGECTR_LAB_SCREENSHOTS")
-    target = (REPO / target) if target else None
-    if target:
-        target.mkdir(parents=True, exist_ok=True)
     for name, root in DASHBOARDS.items():
-        element = lab.page.locator(root).first
-        element.scroll_into_view_if_needed()
-        path = artifacts / f"{name}.png"
-        element.screenshot(path=path, animations="disabled")
-        size = path.stat().st_size
-        assert 2_000 < size <= MAX_SCREENSHOT_BYTES, f"{name}.png is {size} bytes"
-        if target:
-            shutil.copy(path, target / path.name)
+        lab.screenshot(name, root)
 
 
 def test_lr_explorer_redraws_when_a_slider_moves(lab):
