@@ -112,12 +112,11 @@ def test_tinylfu_kernels_equal_the_references_on_a_stream(key_type, vec, num_set
 
 
 def _policy_session(config, backend, policy, percentage, graph=True):
-    if not graph:
-        import json
-        obj = json.loads(open(config).read())
-        obj["inference"]["cuda_graph"] = False
-        config = config.replace(".json", "_eager.json")
-        open(config, "w").write(json.dumps(obj))
+    import json
+    obj = json.loads(open(config).read())
+    obj["inference"]["cuda_graph"] = graph
+    config = config.replace(".json", "_graph.json" if graph else "_eager.json")
+    open(config, "w").write(json.dumps(obj))
     return open_session(config, percentage=percentage, backend=backend, cache_policy=policy)
 
 
