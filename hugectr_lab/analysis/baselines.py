@@ -141,15 +141,16 @@ def fit_baselines(train: Samples, val: Samples, *, engine=None, models=MODELS, n
     encoder = FeatureEncoder(n_buckets).fit(train)
     x_train, x_val = encoder.transform(train), encoder.transform(val)
     y_train = (train.labels[:, 0] > 0.5).astype(np.int32)
+    if engine.dense_input():
+        x_train, x_val = x_train.toarray(), x_val.toarray()
     report = BaselineReport(engine.name, len(train), len(val), encoder.width)
     for name in models:
         kwargs = dict((params or {}).get(name, {}))
         model = (engine.logistic_regression(**kwargs) if name == "logistic regression"
                  else engine.tree_ensemble(seed=seed, **kwargs))
-        xt, xv = (x_train.toarray(), x_val.toarray()) if engine.dense_input() else (x_train, x_val)
         start = time.perf_counter()
-        model.fit(xt, y_train)
-        scores = model.predict_proba(xv)
+        model.fit(x_train, y_train)
+        scores = model.predict_proba(x_val)
         scores = np.asarray(scores.get() if hasattr(scores, "get") else scores)[:, 1]
         report.results.append(BaselineResult(name, float(auc(scores, val.labels[:, 0])), time.perf_counter() - start,
                                              scores))
