@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..input_files import input_problem
+
 
 class DataError(ValueError):
     """Bad input data or a data file that disagrees with the reader's configuration.
@@ -18,6 +20,14 @@ class DataError(ValueError):
         self.what = what
         where = self.path if offset is None else f"{self.path}: byte {offset}"
         super().__init__(f"{where}: {what}")
+
+
+def check_data_file(path, what) -> None:
+    """DataError ``"<path>: <what> is a directory, not a regular file"`` (or "not found", ...) unless
+    ``path`` is a regular file a reader can open (a FIFO would block it); ``what`` names its role."""
+    problem = input_problem(path)
+    if problem is not None:
+        raise DataError(path, None, f"{what} {problem}")
 
 
 class NotInitializedError(RuntimeError):

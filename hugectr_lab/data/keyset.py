@@ -11,9 +11,8 @@ import os
 import numpy as np
 
 from ..fileio import naming_os_errors
-from ..input_files import input_problem
 from .batch import as_keys, key_dtype
-from .errors import DataError
+from .errors import DataError, check_data_file
 
 
 def write_keyset(path, keys, key_type) -> None:
@@ -26,9 +25,7 @@ def write_keyset(path, keys, key_type) -> None:
 def read_keyset(path, key_type) -> np.ndarray:
     """The keys of the keyset file at ``path``.  # (K,) uint32 | int64"""
     dtype = key_dtype(key_type)
-    problem = input_problem(path)
-    if problem is not None:
-        raise DataError(path, None, f"keyset file {problem}")
+    check_data_file(path, "keyset file")
     size = os.path.getsize(path)
     if size % dtype.itemsize:
         raise DataError(path, size - size % dtype.itemsize,

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..fileio import naming_os_errors
-from ..input_files import input_problem
 from .batch import Samples, as_keys, key_dtype
-from .errors import DataError, DataWarning
+from .errors import DataError, DataWarning, check_data_file
 from .norm_parse import checksums, frame_records, key_word_positions, parse_records
 
 HEADER_BYTES = 64
@@ -184,9 +183,7 @@ def write_norm_file(path, samples: Samples, *, check="Sum", key_type="I32", slot
 
 def _open_data_file(path):
     """``path`` opened for reading; DataError for a missing or special file (a FIFO would block)."""
-    problem = input_problem(path)
-    if problem is not None:
-        raise DataError(path, None, f"Norm data file {problem}")
+    check_data_file(path, "Norm data file")
     return open(path, "rb")
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .batch import Samples, SlotLayout
 from ..input_files import input_problem, read_text
-from .errors import DataError, first_non_finite
+from .errors import DataError, check_data_file, first_non_finite
 
 METADATA_FILE = "_metadata.json"
 FILE_LIST = "_file_list.txt"
@@ -141,9 +141,7 @@ class ParquetFileReader:
         meta_path = os.path.join(os.path.dirname(os.path.abspath(self.path)), METADATA_FILE)
         self.metadata = read_parquet_metadata(meta_path) if metadata is None else metadata
         _check_roles(self.metadata, layout, meta_path)
-        problem = input_problem(self.path)
-        if problem is not None:
-            raise DataError(self.path, None, f"Parquet file {problem}")
+        check_data_file(self.path, "Parquet file")
         try:
             self._file = pq.ParquetFile(self.path)
         except (OSError, pa.ArrowException) as err:

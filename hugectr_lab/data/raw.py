@@ -26,8 +26,7 @@ import numpy as np
 
 from .batch import Samples, SlotLayout
 from ..fileio import naming_os_errors
-from ..input_files import input_problem
-from .errors import DataError, first_non_finite
+from .errors import DataError, check_data_file, first_non_finite
 
 
 class RawRecords(NamedTuple):
@@ -196,9 +195,7 @@ class RawFile:
 
     def __init__(self, path, layout: RawLayout, num_samples=None):
         self.path, self.layout = str(path), layout
-        problem = input_problem(self.path)
-        if problem is not None:
-            raise DataError(self.path, None, f"Raw data file {problem}")
+        check_data_file(self.path, "Raw data file")
         size = os.path.getsize(self.path)
         if num_samples is None:
             num_samples = raw_num_records(self.path, layout)
