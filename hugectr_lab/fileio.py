@@ -314,7 +314,7 @@ class Snapshot:
             _fsync_dir(directory)
         self._manifest = manifest
         _write_manifest(self.path, manifest)   # the commit point: from here on rolled forward, never back
-        _roll_forward(self.path, manifest)
+        _roll_forward(self.path, manifest, fresh=True)
         self.files = [path for path, _, _ in self._entries]
 
     def _manifest_written(self):
@@ -337,14 +337,16 @@ def _read_manifest(path):
     return manifest
 
 
-def _roll_forward(path, manifest):
+def _roll_forward(path, manifest, *, fresh=False):
     """Finish a pending manifest's renames (idempotent), then mark it complete and drop old directories.
-    Returns the manifest as now written (state "complete")."""
+    ``fresh``: the manifest was just written from the temporaries as they are (``Snapshot._commit``), so
+    every one is still to be renamed and is not read again for its CRC-32. Returns the manifest as now
+    written (state "complete")."""
     base = os.path.dirname(os.path.abspath(path))
     leftovers = []
     for entry in manifest["files"]:
         final, tmp = os.path.join(base, entry["name"]), os.path.join(base, entry["temp"])
-        if os.path.exists(tmp) and _matches(tmp, entry):   # not renamed yet
+        if os.path.exists(tmp) and (fresh or _matches(tmp, entry)):   # not renamed yet
             _move_into_place(final, tmp, entry["kind"])
             if os.path.exists(tmp):
                 leftovers.append(tmp)
