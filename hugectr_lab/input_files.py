@@ -30,6 +30,12 @@ def input_problem(path) -> str | None:
     return None
 
 
+def located(path, offset, what) -> str:
+    """``"<path>: byte <offset>: <what>"`` (``"<path>: <what>"`` when ``offset`` is None): how an error
+    about an input file names its place (``DataError``'s message, ``read_text``'s callers)."""
+    return f"{path}: {what}" if offset is None else f"{path}: byte {offset}: {what}"
+
+
 def read_text(path, what, error):
     """The UTF-8 text of the regular file ``path``.
 

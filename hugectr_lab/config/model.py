@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..input_files import read_text
+from ..input_files import located, read_text
 from .errors import ConfigError, Loc
 from .fields import warn_unknown
 from .parse_data import data_to_json
@@ -78,8 +78,7 @@ def load_json(src: str | os.PathLike | Mapping) -> tuple[Mapping, str | None]:
         text, file = src, None
     elif isinstance(src, (str, os.PathLike)):
         file = os.fspath(src)
-        text = read_text(file, "JSON config", lambda offset, what: ConfigError(
-            f"{file}: " + (f"byte {offset}: " if offset is not None else "") + what, file=file))
+        text = read_text(file, "JSON config", lambda offset, what: ConfigError(located(file, offset, what), file=file))
     else:
         raise TypeError(f"parse_config takes a path, JSON text or a dict, got {type(src).__name__}")
     try:

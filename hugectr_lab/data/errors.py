@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..input_files import input_problem
+from ..input_files import input_problem, located
 
 
 class DataError(ValueError):
@@ -18,8 +18,7 @@ class DataError(ValueError):
         self.path = str(path)
         self.offset = offset
         self.what = what
-        where = self.path if offset is None else f"{self.path}: byte {offset}"
-        super().__init__(f"{where}: {what}")
+        super().__init__(located(self.path, offset, what))
 
 
 def check_data_file(path, what) -> None:

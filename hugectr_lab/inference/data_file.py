@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..data.batch import Samples
-from ..input_files import read_text
+from ..input_files import located, read_text
 
 
 class PredictInputs(NamedTuple):
@@ -29,8 +29,8 @@ class PredictInputs(NamedTuple):
 
 def read_inference_data(path, key_type="I64"):
     """Read the 4-line inference data file. ``key_type`` ("I32"/"I64") is the dtype keys are read as."""
-    lines = read_text(path, "inference data file", lambda offset, what: ValueError(
-        f"{path}: " + (f"byte {offset}: " if offset is not None else "") + what)).splitlines()
+    lines = read_text(path, "inference data file",
+                      lambda offset, what: ValueError(located(path, offset, what))).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if len(lines) not in (3, 4):
