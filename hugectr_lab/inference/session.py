@@ -261,14 +261,16 @@ class InferenceSession:
         dtype = self.key_dtype
         if keys.size:
             info = np.iinfo(dtype)
-            # Reductions first (a predict's hot path); the element-wise search only to name the culprit.
-            if keys.dtype != dtype and (int(keys.min()) < info.min or int(keys.max()) > info.max):
+            # Reductions first (a predict's hot path), the largest key once for both checks; the element-wise
+            # search only to name the culprit.
+            top = int(keys.max())
+            if keys.dtype != dtype and (int(keys.min()) < info.min or top > info.max):
                 i = int(np.argmax((keys < info.min) | (keys > info.max)))
                 raise PredictInputError(f"predict(): embeddingcolumns[{i}] = {int(keys[i])} does not fit the config's "
                                         f"input_key_type {self.key_type} ({info.min}..{info.max - 1})")
             keys = keys.astype(dtype, copy=False)
             reserved = dtype.type(sentinel_key(dtype))    # max(TypeKey): present iff it is the largest key
-            if keys.max() == reserved:
+            if top == reserved:
                 i = int(np.argmax(keys == reserved))
                 raise PredictInputError(f"predict(): embeddingcolumns[{i}] = {int(keys[i])} is the reserved key "
                                         f"max({self.key_type}), which no table can hold")
