@@ -12,15 +12,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import reference_op
-from ..backend.scratch import scratch
+from ..backend.scratch import CACHE_BLOCK, cache_blocks, scratch
 from .base import Layer
 from .registry import register_layer
 
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _MASK64 = (1 << 64) - 1
-# NumPy hashes blocks of this many elements, so that the hash's nine passes stay in the L2 cache.
-_BLOCK = 1 << 15
+# NumPy hashes blocks of this many elements (``cache_blocks``), so that the hash's nine passes stay in
+# the L2 cache.
+_BLOCK = CACHE_BLOCK
 _COUNTERS = []   # [(_BLOCK,) uint64 (i+1)·golden], read-only, shared by every NumPy step
 
 
@@ -63,8 +64,8 @@ def dropout_uniform(xp, seed, shape):
     n = int(np.prod(shape))
     if xp is np:
         x = np.empty(n, np.uint64)
-        for i in range(0, n, _BLOCK):
-            x[i:i + _BLOCK] = dropout_bits(np, seed, min(_BLOCK, n - i), i)
+        for block in cache_blocks(np, n, _BLOCK):
+            x[block] = dropout_bits(np, seed, block.stop - block.start, block.start)
     else:
         x = dropout_bits(xp, seed, n)
     return ((x >> xp.uint64(40)).astype(xp.float32) * xp.float32(1.0 / (1 << 24))).reshape(shape)
@@ -90,8 +91,8 @@ def dropout_fwd(xp, x, seed, rate):
     y, mask = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)   # C order: flat views below
     x_flat, y_flat, mask_flat = x.reshape(-1), y.reshape(-1), mask.reshape(-1)
     keep = scratch(np, "dropout keep", (_BLOCK,), bool)
-    for start in range(0, x.size, _BLOCK):   # block by block: the hash's temporaries stay in cache
-        stop = min(x.size, start + _BLOCK)
+    for block in cache_blocks(np, x.size, _BLOCK):   # block by block: the hash's temporaries stay in cache
+        start, stop = block.start, block.stop
         k = np.greater_equal(dropout_bits(np, seed, stop - start, start), threshold, out=keep[:stop - start])
         m = np.multiply(k, scale, out=mask_flat[start:stop])
         np.multiply(x_flat[start:stop], m, out=y_flat[start:stop])
