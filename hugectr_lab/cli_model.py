@@ -34,8 +34,8 @@ def detected_gpu_memory():
 
 
 def _solver(config_path, args):
-    base = SolverParser(config_path) if "solver" in parse_config(config_path, require=("layers",)).to_json() \
-        else solver_parser_helper()
+    solver = parse_config(config_path, require=("layers",)).solver
+    base = SolverParser.from_spec(solver) if solver is not None else solver_parser_helper()
     batch = args.batchsize or base.batchsize
     gpus = args.gpus or sum(len(node) for node in base.vvgpu)
     return solver_parser_helper(batchsize=batch, batchsize_eval=args.batchsize or base.batchsize_eval,
