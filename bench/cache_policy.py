@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hugectr_lab.data.generator import draw_ranks
 from hugectr_lab.embedding import write_sparse_model_file
 from hugectr_lab.inference import CreateEmbeddingCache, CreateParameterServer, inference_config
 
@@ -37,13 +38,6 @@ ALPHAS = (0.9, 1.1, 1.3)
 PERCENTAGES = (0.01, 0.05, 0.10, 0.20)
 POLICIES = ("lru", "tinylfu")
 REQUEST = 26 * 1024
-
-
-def zipf_ranks(rng, n, vocab, alpha):
-    """(n,) int64 popularity ranks in [0, vocab), rank 0 the most popular (bench.inference's formula)."""
-    e = 1.0 - alpha
-    y = (1.0 + rng.random(n) * ((vocab + 1.0) ** e - 1.0)) ** (1.0 / e)
-    return np.clip(np.floor(y).astype(np.int64) - 1, 0, vocab - 1)
 
 
 def build_table(directory, rows):
@@ -62,10 +56,12 @@ def build_table(directory, rows):
 
 
 class Traffic:
-    """Requests of Zipf-ranked keys; ``shift()`` maps the ranks to a new random set of keys."""
+    """Requests of Zipf-ranked keys (popularity ranks by the generator's ``draw_ranks``, rank 0 the most
+    popular); ``shift()`` maps the ranks to a new random set of keys."""
 
     def __init__(self, rows, alpha, seed):
         self.rows, self.alpha = rows, alpha
+        self.vocab = np.full(REQUEST, rows)       # one rank in [0, rows) per key of a request
         self.rng = np.random.default_rng(seed)
         self.shift()
 
@@ -73,7 +69,7 @@ class Traffic:
         self.key_of_rank = self.rng.permutation(self.rows).astype(np.uint32)
 
     def request(self):
-        ranks = zipf_ranks(self.rng, REQUEST, self.rows, self.alpha)
+        ranks = draw_ranks(self.rng, self.vocab, self.alpha)
         return self.key_of_rank[ranks], ranks
 
 
