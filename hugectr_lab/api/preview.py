@@ -20,7 +20,6 @@ from .layers import enum_name, name_list
 from .model import ModelBase
 
 _REQUIRED = object()
-SCHEDULE_KEYS = ("warmup_steps", "decay_start", "decay_steps", "decay_power", "end_lr")
 
 
 def _require(what, **values):
