@@ -40,8 +40,8 @@ SPEC_FIELDS = {"base_lr": "learning_rate", "warmup_steps": "warmup_steps", "deca
                "decay_steps": "decay_steps", "decay_power": "decay_power", "end_lr": "end_lr"}
 
 
-def _validate(label, value, argument):
-    """Check ``value`` against ``argument``'s rule; ``label`` names it in the error."""
+def _validate(argument, value):
+    """Check ``value`` against ``argument``'s rule (``_RULES``); the error names ``argument``."""
     kind, minimum = _RULES[argument]
     if kind is int:
         ok_type = isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -50,9 +50,9 @@ def _validate(label, value, argument):
         ok_type = isinstance(value, numbers.Real) and not isinstance(value, bool)
         expected = "a number"
     if not ok_type:
-        raise ValueError(f"{label} must be {expected}, got {value!r}")
+        raise ValueError(f"{argument} must be {expected}, got {value!r}")
     if not value >= minimum:  # also rejects NaN
-        raise ValueError(f"{label} must be >= {minimum}, got {value!r}")
+        raise ValueError(f"{argument} must be >= {minimum}, got {value!r}")
     return kind(value)
 
 
@@ -65,12 +65,12 @@ class LearningRateScheduler:
 
     def __init__(self, base_lr, warmup_steps=1, decay_start=0, decay_steps=1, decay_power=2.0,
                  end_lr=0.0):
-        self.base_lr = _validate("base_lr", base_lr, "base_lr")
-        self.warmup_steps = _validate("warmup_steps", warmup_steps, "warmup_steps")
-        self.decay_start = _validate("decay_start", decay_start, "decay_start")
-        self.decay_steps = _validate("decay_steps", decay_steps, "decay_steps")
-        self.decay_power = _validate("decay_power", decay_power, "decay_power")
-        self.end_lr = _validate("end_lr", end_lr, "end_lr")
+        self.base_lr = _validate("base_lr", base_lr)
+        self.warmup_steps = _validate("warmup_steps", warmup_steps)
+        self.decay_start = _validate("decay_start", decay_start)
+        self.decay_steps = _validate("decay_steps", decay_steps)
+        self.decay_power = _validate("decay_power", decay_power)
+        self.end_lr = _validate("end_lr", end_lr)
         self._step = 0
         self._lr = 0.0
 
