@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import SolverParser, solver_parser_helper
+from ..config.parse_embedding import EMBEDDING_KINDS
 from ..config.solver import _ATTRIBUTES
 from .layers import enum_name
 from .model import ModelBase
@@ -167,9 +168,8 @@ class Input:
         r = model.reader_params
         readers = {}
         for layer in model._layer_objects_after_input():
-            if "sparse_embedding_hparam" in layer:
-                readers[layer.get("bottom")] = "DistributedSlot" if layer["type"].startswith("Distributed") \
-                    else "LocalizedSlot"
+            if layer.get("type") in EMBEDDING_KINDS:   # (an unknown type is left to the config parser to name)
+                readers[layer.get("bottom")] = EMBEDDING_KINDS[layer["type"]].sparse_input
         sparse = [p.to_json(readers.get(p.top_name, "DistributedSlot")) for p in self.sparse]
         return data_layer_json(r.data_reader_type, r.source[0], r.eval_source or None, r.check_type,
                                r.cache_eval_data, self.label_dim, self.label_name, self.dense_dim, self.dense_name,
