@@ -257,7 +257,7 @@ class Session:
                    ("beta1", "beta2", "epsilon", "momentum_factor", "initial_accu_value")
                    if getattr(opt, name, None) is not None}
         optimizer = create_dense_optimizer(opt.type, learning_rate=opt.learning_rate, scaler=self.scaler,
-                                           mixed_precision=self.solver.use_mixed_precision, xp=self.backend,
+                                           mixed_precision=self.plan.mixed_precision, xp=self.backend,
                                            **hparams)
         return optimizer.init(self.train_networks[0].num_params)
 
@@ -438,7 +438,7 @@ class Session:
         for g, loss, net in self._local(losses, self.train_networks):
             with self.comm.scope(g):
                 arrays = [loss]
-                if self.solver.use_mixed_precision:   # fp16 gradients overflow where the loss does not
+                if self.plan.mixed_precision:   # fp16 gradients overflow where the loss does not
                     arrays += [net.grads] + [net.input_grad(spec.top) for spec in self.config.embeddings]
                 flags.append(all_finite(xp, *arrays))
         if self._check_on_device:
@@ -476,7 +476,7 @@ class Session:
             f"iteration {iteration}: the training step is not finite{scale} (loss {values})"
             + (f"; first non-finite: {where}" if where else "")
             + "; its update was not applied. Lower the learning rate, check the input data"
-            + ("" if not self.solver.use_mixed_precision or self.loss_scaler else
+            + ("" if not self.plan.mixed_precision or self.loss_scaler else
                ", or try the solver's loss_scaling='dynamic'") + ".",
             iteration=iteration, where=where)
 
