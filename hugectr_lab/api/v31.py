@@ -25,7 +25,6 @@ import numpy as np
 
 from ..config import SolverParser, solver_parser_helper
 from ..config.parse_embedding import EMBEDDING_KINDS
-from ..config.solver import _ATTRIBUTES
 from .layers import enum_name
 from .model import ModelBase
 from .preview import data_layer_json, embedding_json, optimizer_spec
@@ -88,7 +87,7 @@ def CreateSolver(seed=0, lr_policy="fixed", lr=0.001, warmup_steps=1, decay_star
         enum_name(k, "CreateSolver(metrics_spec=...) key", METRICS): float(v) for k, v in dict(metrics_spec).items()}
     if not metrics:
         raise ValueError("CreateSolver(metrics_spec=...) must name at least one metric")
-    parser = SolverParser._create(**{**{k: getattr(parser, k) for k in _ATTRIBUTES}, "metrics_spec": metrics})
+    parser = parser._replace(metrics_spec=metrics)
     schedule = dict(base_lr=lr, warmup_steps=warmup_steps, decay_start=decay_start, decay_steps=decay_steps,
                     decay_power=decay_power, end_lr=end_lr)
     from ..optim import LearningRateScheduler
@@ -292,8 +291,7 @@ class Model(ModelBase):
         self._mos_dir = tempfile.TemporaryDirectory(prefix="hugectr_lab_mos_") if mos_params is not None else None
         self._oversubscribe = self._mos_dir.name if mos_params is not None else None
         files = mos_params.trained_sparse_models if mos_params and not mos_params.train_from_scratch else ()
-        self.solver = SolverParser._create(**{**{k: getattr(solver.parser, k) for k in _ATTRIBUTES},
-                                              "embedding_files": list(files)})
+        self.solver = solver.parser._replace(embedding_files=list(files))
         self._frozen = {"dense": False}
 
     def _layer_objects_after_input(self):

@@ -139,6 +139,10 @@ class SolverParser:
             use_model_oversubscriber=_DEFAULT_VALUES["use_model_oversubscriber"],
             temp_embedding_dir=_DEFAULT_VALUES["temp_embedding_dir"])
 
+    def _replace(self, **changes: Any) -> SolverParser:
+        """A copy with ``changes`` to its attributes, not checked again (the Model API's derived settings)."""
+        return SolverParser._create(**{**{k: getattr(self, k) for k in _ATTRIBUTES}, **changes})
+
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f"SolverParser.{name} is read-only; build a new one with solver_parser_helper(...)")
 
