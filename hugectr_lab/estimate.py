@@ -84,6 +84,13 @@ def _round(n, backend):
     return -(-int(n) // POOL_BLOCK) * POOL_BLOCK if backend == "cupy" else int(n)
 
 
+def _training_config(config, solver):
+    """``config`` as a ModelConfig: a ModelConfig as it is, else (path, JSON text or dict) parsed as
+    training reads it, with ``solver``'s precision."""
+    return config if hasattr(config, "embeddings") else parse_config(
+        config, mixed_precision=solver.use_mixed_precision, require=("layers", "optimizer"), ignore=("solver",))
+
+
 def estimate_memory(config, solver, *, backend="numpy") -> MemoryEstimate:
     """The estimate for ``config`` (path, JSON text, dict or ModelConfig) trained with ``solver``
     (a SolverParser: batch sizes, devices, precision, key type)."""
@@ -93,8 +100,7 @@ def estimate_memory(config, solver, *, backend="numpy") -> MemoryEstimate:
 
     if backend not in ("numpy", "cupy"):
         raise ValueError(f"estimate_memory(backend=...) must be 'numpy' or 'cupy', got {backend!r}")
-    cfg = config if hasattr(config, "embeddings") else parse_config(
-        config, mixed_precision=solver.use_mixed_precision, require=("layers", "optimizer"), ignore=("solver",))
+    cfg = _training_config(config, solver)
     plan = RunPlan.derive(solver)
     G, mixed = plan.num_devices, plan.mixed_precision
     c = plan.compute_dtype.itemsize
@@ -180,8 +186,7 @@ def _activations(net, c, r, *, training):
 def max_vocabulary(config, solver, device_memory, *, backend="cupy", embedding=0):
     """The largest ``max_vocabulary_size_per_gpu`` of embedding ``embedding`` with which the estimate
     still fits ``device_memory`` bytes per device (0 if nothing fits; binary search over the estimate)."""
-    cfg = config if hasattr(config, "embeddings") else parse_config(
-        config, mixed_precision=solver.use_mixed_precision, require=("layers", "optimizer"), ignore=("solver",))
+    cfg = _training_config(config, solver)
     if not cfg.embeddings:
         raise ValueError("the config has no embedding layer")
     if not 0 <= embedding < len(cfg.embeddings):
