@@ -109,8 +109,8 @@ class InferenceSessionV31:
                     break
                 real = samples.take(0, samples.size)
                 args = predict_inputs(real)
-                preds.append(np.asarray(self.session.predict(args.dense_feature, args.embeddingcolumns,
-                                                             args.row_ptrs), dtype=np.float32))
+                preds.append(self.session.predict_array(args.dense_feature, args.embeddingcolumns,
+                                                        args.row_ptrs).reshape(-1))
                 labels.append(real.labels.reshape(-1))
         finally:
             reader.close()
