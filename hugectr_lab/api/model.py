@@ -40,7 +40,7 @@ class ModelBase:
 
     Subclasses set ``self.solver`` (a ``SolverParser``), ``self.optimizer_spec`` (an ``OptimizerSpec``),
     ``self._schedule`` (``LearningRateScheduler`` arguments) and ``self._oversubscribe`` (None or the
-    oversubscriber's working directory), and may override ``_input_json``.
+    oversubscriber's working directory). Each added object's ``to_json(model)`` gives its JSON layer.
     """
 
     sparse_format = "v3.0"
