@@ -98,8 +98,8 @@ class InferenceSessionV31:
                                    slot_size_array=tuple(slot_size_array) or self.graph.data.slot_size_array)
         batch = self.params.max_batchsize
         cls = DataReader64 if self.params.i64_input_key else DataReader32
-        reader = cls.from_data_spec(data, batch, repeat=False, eval=False, num_devices=1, seed=0, shuffle=False) \
-            if fmt == "Raw" else cls.from_data_spec(data, batch, repeat=False, eval=False, num_devices=1)
+        in_order = {"seed": 0, "shuffle": False} if fmt == "Raw" else {}   # a Raw training reader would shuffle
+        reader = cls.from_data_spec(data, batch, repeat=False, eval=False, num_devices=1, **in_order)
         preds, labels = [], []
         try:
             reader.set_source(str(source))
