@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import Loc
-from .fields import boolean, list_of, non_negative_int, one_of, positive_int, positive_number, string, validate
+from .fields import boolean, json_fields, list_of, non_negative_int, positive_int, positive_number, string, validate
 from .model import load_json
 from .parse_solver import check_batch_split, device_lists, parse_solver
 from .specs import SolverSpec
@@ -44,9 +44,9 @@ _VALIDATORS = {
     "eval_interval": non_negative_int,
     "use_model_oversubscriber": boolean,
     "temp_embedding_dir": string,
-    "loss_scaling": one_of("static", "dynamic"),
-    "loss_scale_growth_interval": positive_int,
-    "on_vocabulary_overflow": one_of("warn", "error"),
+    # the extensions take the checks of the SolverSpec keys they set
+    **{f.name: f.metadata["check"] for f in json_fields(SolverSpec, ("loss_scaling", "loss_scale_growth_interval",
+                                                                    "on_vocabulary_overflow"))},
 }
 
 _ATTRIBUTES = {  # attribute → documentation
