@@ -197,6 +197,10 @@ class Trainer:
 
     def _record_loss(self, i):
         loss = self.session.get_current_loss()
+        scaler = self.session.loss_scaler
+        if not math.isfinite(loss) and scaler is not None and scaler.last_skipped:
+            self._say(f"iter {i}: step skipped by dynamic loss scaling (loss scale now {scaler.scale:g})")
+            return
         if not math.isfinite(loss):
             raise NonFiniteError(
                 f"fit(): the training loss is {loss} at iteration {i}: the model diverged (try a smaller "

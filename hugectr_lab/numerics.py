@@ -50,7 +50,8 @@ class DynamicLossScaler:
     halved (``backoff``); after ``growth_interval`` finite steps in a row it doubles (``growth``).
 
     The scale never drops below ``min_scale``: overflowing there is divergence, not fp16 range, and
-    the Session raises ``NonFiniteError``. ``skipped`` counts skipped steps.
+    the Session raises ``NonFiniteError``. ``skipped`` counts skipped steps; ``last_skipped`` says
+    whether the latest step was one (its loss may be non-finite without the run having diverged).
     """
 
     def __init__(self, init_scale, *, growth_interval=2000, factor=2.0, min_scale=1.0, max_scale=2.0 ** 24):
@@ -64,10 +65,12 @@ class DynamicLossScaler:
         self.max_scale = float(max_scale)
         self.good_steps = 0
         self.skipped = 0
+        self.last_skipped = False
 
     def update(self, finite):
         """Record one step; returns True when the scale changed. A non-finite step at ``min_scale``
         returns None: the caller raises instead of skipping."""
+        self.last_skipped = not finite
         if finite:
             self.good_steps += 1
             if self.good_steps < self.growth_interval or self.scale >= self.max_scale:

@@ -6,11 +6,14 @@ import os
 import numpy as np
 import pytest
 
-from session_helpers import dnn_config, optimizer, write_config
+from session_helpers import DENSE, SLOTS, dnn_config, optimizer, write_config
 
 from hugectr_lab.config import solver_parser_helper
+from hugectr_lab.data import read_norm_file, write_norm_file
+from hugectr_lab.fit import fit
 from hugectr_lab.metrics import auc
 from hugectr_lab.numerics import DynamicLossScaler, NonFiniteError
+from hugectr_lab.optim import LearningRateScheduler
 from hugectr_lab.session import Session
 
 
@@ -100,6 +103,25 @@ def test_dynamic_loss_scaling_skips_overflowing_steps_and_grows_back(workdir):
     assert np.isfinite(session.backend.to_host(session.train_networks[0].weights)).all()
     assert session.dense_optimizers[0].scaler == np.float32(scaler.scale)
     assert session.embeddings[0].scaler == scaler.scale
+    session.close()
+
+
+def test_fit_reports_a_step_skipped_by_dynamic_scaling_instead_of_stopping(workdir):
+    """One batch whose dense value overflows fp16 makes that step's loss non-finite; dynamic scaling skips
+    it, and fit shows it as skipped instead of stopping the run as diverged."""
+    first = open("data/file_list.txt").read().split()[1]
+    samples = read_norm_file(first, dense_dim=DENSE, slot_nums=(SLOTS,), max_feature_nums=(2 * SLOTS,), check="Sum")
+    samples.dense[5 * 64 + 3, 0] = 1e30        # finite in the file, inf once cast to fp16 (batch 6)
+    write_norm_file(first, samples, check="Sum", slot_nums=(SLOTS,))
+    session = make_session(workdir, use_mixed_precision=True, scaler=1024, loss_scaling="dynamic")
+    said = []
+    result = fit(session, LearningRateScheduler(0.01), max_iter=12, display=1, eval_interval=1000,
+                 print_fn=said.append)
+    assert result.iterations == 12 and session.loss_scaler.skipped == 1
+    assert [line for line in said if "skipped by dynamic loss scaling" in line] == [
+        "iter 6: step skipped by dynamic loss scaling (loss scale now 512)"]
+    assert [i for i, _ in result.losses] == [i for i in range(1, 13) if i != 6]
+    assert all(np.isfinite(loss) for _, loss in result.losses)
     session.close()
 
 
