@@ -1,6 +1,11 @@
 """The same graphs in plain PyTorch, as a practitioner writes them: one ``nn.EmbeddingBag`` over all
-slots (keys already offset per slot, one bag per (sample, slot)), sparse gradients, eager mode,
-``torch.amp`` autocast + GradScaler for fp16, TF32 through ``torch.backends``."""
+slots (keys already offset per slot, one bag per (sample, slot)), sparse gradients, ``torch.amp``
+autocast + GradScaler for fp16, TF32 through ``torch.backends``; eager, or with everything after the
+lookup under ``torch.compile`` (``TorchStep(compile_mode=...)``).
+
+Each model is ``emb`` (the lookup, always eager: Inductor cannot compile the backward of a sparse
+gradient -- "Cannot access storage of SparseTensorImpl" -- and SparseAdam needs one) followed by
+``head(rows, dense)``: rows (B*S, E) -> logits (B, 1)."""
 
 from __future__ import annotations
 
@@ -34,7 +39,10 @@ class DCN(nn.Module):
         self.out = nn.Linear(hidden + width, 1)
 
     def forward(self, keys, bag_offsets, dense):
-        x0 = torch.cat([self.emb(keys, bag_offsets).view(dense.shape[0], -1), dense], dim=1)
+        return self.head(self.emb(keys, bag_offsets), dense)
+
+    def head(self, rows, dense):
+        x0 = torch.cat([rows.view(dense.shape[0], -1), dense], dim=1)                # (B, 429)
         x = x0
         for w, b in zip(self.cross_w, self.cross_b):
             x = x0 * (x @ w).unsqueeze(1) + x + b
@@ -64,7 +72,10 @@ class DeepFM(nn.Module):
                                   nn.Linear(hidden, 1))
 
     def forward(self, keys, bag_offsets, dense):
-        e = self.emb(keys, bag_offsets).view(dense.shape[0], self.slots, self.vec)
+        return self.head(self.emb(keys, bag_offsets), dense)
+
+    def head(self, rows, dense):
+        e = rows.view(dense.shape[0], self.slots, self.vec)                          # (B, 26, 11)
         v = torch.cat([e[:, :, :self.k], dense.unsqueeze(2) * self.w1], dim=1)        # (B, 39, 10)
         s = v.sum(dim=1)
         fm = 0.5 * (s * s - (v * v).sum(dim=1)).sum(dim=1, keepdim=True)
@@ -92,9 +103,11 @@ class DLRM(nn.Module):
         self.slots = slots
 
     def forward(self, keys, bag_offsets, dense):
-        x = self.bottom(dense)
-        z = torch.cat([x.unsqueeze(1), self.emb(keys, bag_offsets).view(dense.shape[0], self.slots, -1).to(x.dtype)],
-                      dim=1)
+        return self.head(self.emb(keys, bag_offsets), dense)
+
+    def head(self, rows, dense):
+        x = self.bottom(dense)                                                       # (B, 128)
+        z = torch.cat([x.unsqueeze(1), rows.view(dense.shape[0], self.slots, -1).to(x.dtype)], dim=1)  # (B, 27, 128)
         pairs = torch.bmm(z, z.transpose(1, 2))[:, self.rows, self.cols]
         return self.top(torch.cat([x, pairs, torch.zeros_like(x[:, :1])], dim=1))
 
@@ -108,11 +121,16 @@ MODELS = {"dcn": DCN, "deepfm": DeepFM, "dlrm": DLRM}
 class TorchStep:
     """Model + optimizers + (fp16) GradScaler; ``step(batch)`` is one training iteration.
 
+    ``compile_mode`` (a ``torch.compile`` mode, e.g. ``"max-autotune"``; None: eager) compiles
+    ``head_loss`` -- the model after the lookup and the loss, forward and backward; the lookup, its
+    sparse backward and the optimizers run eagerly in both cases, so eager and compiled share ``step``.
+    Compilation happens in the first ``step``.
+
     ``compact=True`` sizes the table by the distinct keys of ``work.batches`` and renumbers the keys
     0..U-1 beforehand (the CPU benchmark: a 34 M-row table and its dense SparseAdam state would not
     fit beside hugectr-lab's; the renumbering is not timed, the Session's hash table is)."""
 
-    def __init__(self, work, device="cuda", compact=False):
+    def __init__(self, work, device="cuda", compact=False, compile_mode=None):
         torch.backends.cuda.matmul.allow_tf32 = work.precision == "tf32"
         torch.backends.cudnn.allow_tf32 = work.precision == "tf32"
         keys = [b.keys.astype("int64") for b in work.batches]
@@ -127,18 +145,27 @@ class TorchStep:
         self.device_type = torch.device(device).type
         self.scaler = torch.amp.GradScaler(self.device_type, init_scale=1024.0, enabled=self.fp16)
         self.loss_fn = nn.BCEWithLogitsLoss()
+        self.compile_mode = compile_mode
+        self.head_loss = self._head_loss if compile_mode is None else torch.compile(self._head_loss, mode=compile_mode)
         rows = work.batch * len(work.cardinalities)
         offsets = torch.arange(rows, device=device)
         self.batches = [(torch.as_tensor(k, device=device), offsets,
                          torch.as_tensor(b.dense, device=device), torch.as_tensor(b.labels, device=device))
                         for k, b in zip(keys, work.batches)]
 
+    def _head_loss(self, rows, dense, labels):
+        """rows (B*S, E), dense (B, 13), labels (B, 1) -> the mean BCE loss, a 0-d float32 tensor."""
+        return self.loss_fn(self.model.head(rows, dense).float(), labels)
+
     def step(self, batch):
         keys, offsets, dense, labels = batch
         for opt in self.optimizers:
             opt.zero_grad(set_to_none=True)
+        if self.compile_mode is not None:
+            # A new iteration for CUDA-graph modes: the previous step's graph outputs may be overwritten.
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(self.device_type, dtype=torch.float16, enabled=self.fp16):
-            loss = self.loss_fn(self.model(keys, offsets, dense).float(), labels)
+            loss = self.head_loss(self.model.emb(keys, offsets), dense, labels)
         self.scaler.scale(loss).backward()
         for opt in self.optimizers:
             self.scaler.step(opt)

@@ -1,10 +1,24 @@
-"""``python -m bench.train --model dcn|dlrm [--precision fp32 tf32 fp16] [--steps N] [--out DIR]``
+"""``python -m bench.train --model dcn|dlrm [--precision fp32 tf32 fp16] [--steps N] [--compile-modes M ...]``
 
 Samples/s of the full training step (data already on the device) for hugectr-lab's CuPy backend and
-for the same graph in PyTorch, in this process on this GPU; device events around every step, warm-up
-steps first, medians. Prints a table and writes ``<out>/<model>_<date>.json`` and ``.md``: device,
-date, library versions, the HBM and GEMM ceilings measured here, samples/s, ratio to PyTorch, % of
-the HBM roofline (bytes/sample from ``workload.traffic``) and hugectr-lab's per-phase times.
+for the same graph in PyTorch -- eager and under ``torch.compile`` -- in this process on this GPU;
+warm-up steps first, medians of device-event times. Prints a table and writes
+``<out>/<model>_<date>.json`` and ``.md``: device, date, library versions, the HBM and GEMM ceilings
+measured here, samples/s, hugectr-lab / PyTorch eager and hugectr-lab / PyTorch compiled, % of the
+HBM and GEMM rooflines (per-sample bytes and FLOPs from ``workload.traffic``) and hugectr-lab's
+per-phase times.
+
+hugectr-lab is timed twice per precision: the whole step as a user runs it (``step(batch)``, no
+phase marks, so whatever the step replays from CUDA graphs is replayed; events only around the step:
+the headline samples/s), then step by step with an event after each phase (``hugectr_phase_ms``).
+
+PyTorch compiled tries ``--compile-modes`` in order and times the first that compiles and runs; the
+modes that failed are reported with their reasons, and when none works the row says n/a. The first
+compiled step (tracing, Inductor code generation, autotuning) is timed on its own (``compile_s``)
+and is not in the median; CUDA-graph recording happens in the warm-up steps after it.
+
+CuPy is imported where the GPU is used, so the PyTorch timing (``device="cpu"``) and the report
+formatting also run on a machine without one.
 """
 
 from __future__ import annotations
@@ -18,19 +32,24 @@ import statistics
 import time
 from pathlib import Path
 
-import cupy
 import numpy as np
 
-from hugectr_lab.backend import get_backend
+from hugectr_lab.fileio import write_bytes_atomic
 
 from .hugectr_step import PHASES, HugeCTRStep
 from .workload import PRECISIONS, traffic, workload
 
 RESULTS = Path(__file__).resolve().parent / "results"
+# Strongest first: autotuned GEMM templates + CUDA graphs, then CUDA graphs alone, then each without.
+COMPILE_MODES = ("max-autotune", "reduce-overhead", "max-autotune-no-cudagraphs", "default")
 
 
 def ceilings():
     """Measured HBM bandwidth (bytes/s, read + write of a 2 GiB copy) and GEMM rates (FLOP/s, 8192^3)."""
+    import cupy
+
+    from hugectr_lab.backend import get_backend
+
     src = cupy.ones(1 << 29, dtype=cupy.float32)
     dst = cupy.empty_like(src)
     bw = 2 * src.nbytes / _median_seconds(lambda: cupy.copyto(dst, src), 10)
@@ -47,35 +66,55 @@ def ceilings():
     return bw, rates
 
 
+def _cupy_seconds(fn):
+    """Device seconds of ``fn()`` between two CuPy events (waits for the end event); returns (seconds, result)."""
+    import cupy
+
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    start.record()
+    out = fn()
+    end.record()
+    end.synchronize()
+    return cupy.cuda.get_elapsed_time(start, end) / 1e3, out
+
+
 def _median_seconds(fn, repeats, warmup=2):
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
-    return statistics.median(times)
+    return statistics.median(_cupy_seconds(fn)[0] for _ in range(repeats))
 
 
 def _free():
     gc.collect()
-    cupy.get_default_memory_pool().free_all_blocks()
+    try:
+        import cupy
+
+        cupy.get_default_memory_pool().free_all_blocks()
+    except ImportError:
+        pass
     try:
         import torch
 
-        torch.cuda.empty_cache()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     except ImportError:
         pass
 
 
 def time_hugectr(work, steps, warmup):
+    """(whole-step median seconds, per-phase median ms, last loss): ``warmup`` + ``steps`` unmarked steps
+    with events around each, then as many with an event after each of ``PHASES``."""
+    import cupy
+
     runner = HugeCTRStep(work)
     try:
-        step_times, phases = [], {p: [] for p in PHASES}
+        whole = []
+        for i in range(warmup + steps):
+            seconds, loss = _cupy_seconds(lambda i=i: runner.step(runner.batches[i % len(runner.batches)]))
+            if i >= warmup:
+                whole.append(seconds)
+        loss = float(loss)
+        phases = {p: [] for p in PHASES}
         for i in range(warmup + steps):
             events = [cupy.cuda.Event()]
             events[0].record()
@@ -84,63 +123,105 @@ def time_hugectr(work, steps, warmup):
                 events.append(cupy.cuda.Event())
                 events[-1].record()
 
-            loss = runner.step(runner.batches[i % len(runner.batches)], mark)
+            runner.step(runner.batches[i % len(runner.batches)], mark)
             events[-1].synchronize()
-            if i < warmup:
-                continue
-            ms = [cupy.cuda.get_elapsed_time(a, b) for a, b in zip(events[:-1], events[1:])]
-            step_times.append(sum(ms) / 1e3)
-            for p, t in zip(PHASES, ms):
-                phases[p].append(t)
-        return statistics.median(step_times), {p: statistics.median(v) for p, v in phases.items()}, float(loss)
+            if i >= warmup:
+                for p, a, b in zip(PHASES, events[:-1], events[1:]):
+                    phases[p].append(cupy.cuda.get_elapsed_time(a, b))
+        return statistics.median(whole), {p: statistics.median(v) for p, v in phases.items()}, loss
     finally:
         runner.close()
         del runner
         _free()
 
 
-def time_torch(work, steps, warmup):
+def time_torch(work, steps, warmup, compile_mode=None, device="cuda"):
+    """(median seconds per step, last loss, wall seconds of the first step) of ``TorchStep(work,
+    compile_mode=...)``: the first step (it compiles, if compiled) is timed alone, then ``warmup``
+    untimed steps, then ``steps`` timed ones -- CUDA events around each on a GPU, the wall clock on a CPU."""
     import torch
 
     from .torch_models import TorchStep
 
-    runner = TorchStep(work)
+    cuda = torch.device(device).type == "cuda"
+    runner = TorchStep(work, device=device, compile_mode=compile_mode)
     try:
+        batches = runner.batches
+        t0 = time.perf_counter()
+        loss = runner.step(batches[0])
+        float(loss.detach())   # waits for the step
+        first_s = time.perf_counter() - t0
         times = []
-        for i in range(warmup + steps):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            loss = runner.step(runner.batches[i % len(runner.batches)])
-            end.record()
-            end.synchronize()
-            if i >= warmup:
-                times.append(start.elapsed_time(end) / 1e3)
-        return statistics.median(times), float(loss.detach())
+        for i in range(1, 1 + warmup + steps):
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                loss = runner.step(batches[i % len(batches)])
+                end.record()
+                end.synchronize()
+                seconds = start.elapsed_time(end) / 1e3
+            else:
+                t = time.perf_counter()
+                loss = runner.step(batches[i % len(batches)])
+                seconds = time.perf_counter() - t
+            if i > warmup:
+                times.append(seconds)
+        return statistics.median(times), float(loss.detach()), first_s
     finally:
         del runner
         _free()
 
 
+def time_torch_compiled(work, steps, warmup, modes=COMPILE_MODES, device="cuda"):
+    """``time_torch`` of the first of ``modes`` that compiles and runs. Returns dict(mode, seconds, loss,
+    compile_s, failures) -- ``failures`` maps each mode tried before it to the reason -- or, when every
+    mode fails, dict(mode=None, failures=...)."""
+    import torch
+
+    failures = {}
+    for mode in modes:
+        try:
+            seconds, loss, compile_s = time_torch(work, steps, warmup, mode, device)
+            return dict(mode=mode, seconds=seconds, loss=loss, compile_s=compile_s, failures=failures)
+        except Exception as e:   # noqa: BLE001 -- whatever stops a mode (compile or run), the next one is tried
+            failures[mode] = failure_reason(e)
+        finally:
+            torch.compiler.reset()   # drops compiled code, guards and CUDA-graph pools before the next try
+            _free()
+    return dict(mode=None, failures=failures)
+
+
+def failure_reason(error, limit=300):
+    """``Type: first line of the message`` (Inductor errors carry pages of generated code after it)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def versions():
+    import cupy
+
     out = {"python": platform.python_version(), "numpy": np.__version__, "cupy": cupy.__version__,
            "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(), "driver": cupy.cuda.runtime.driverGetVersion()}
-    try:
-        import torch
-
-        out["torch"] = torch.__version__
-    except ImportError:
-        out["torch"] = None
+    for name in ("torch", "triton"):
+        try:
+            out[name] = __import__(name).__version__
+        except ImportError:
+            out[name] = None
     return out
 
 
-def run(model, precisions, steps, warmup, with_torch=True):
-    """Yield the report (device, date, versions, ceilings, results so far) after each precision."""
+def run(model, precisions, steps, warmup, with_torch=True, compile_modes=COMPILE_MODES):
+    """Yield the report (device, date, versions, ceilings, results so far) after each precision.
+    ``compile_modes`` empty: no compiled PyTorch run."""
+    import cupy
+
     props = cupy.cuda.runtime.getDeviceProperties(0)
     bw, rates = ceilings()
     report = dict(device=props["name"].decode() if isinstance(props["name"], bytes) else props["name"],
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   versions=versions(), hbm_bytes_per_s=bw, gemm_flops_per_s=rates, steps=steps, warmup=warmup,
-                  results=[])
+                  compile_modes=list(compile_modes) if with_torch else [], results=[])
     for precision in precisions:
         work = workload(model, precision)
         nbytes, flops = traffic(model, precision, work.vec)
@@ -151,47 +232,98 @@ def run(model, precisions, steps, warmup, with_torch=True):
                    hugectr_phase_ms=phases, hbm_roofline_samples_per_s=bw / nbytes,
                    gemm_roofline_samples_per_s=rates[precision] / flops)
         if with_torch:
-            t_seconds, t_loss = time_torch(work, steps, warmup)
+            t_seconds, t_loss, _ = time_torch(work, steps, warmup)
             row.update(torch_samples_per_s=work.batch / t_seconds, torch_loss=t_loss)
+        if with_torch and compile_modes:
+            c = time_torch_compiled(work, steps, warmup, compile_modes)
+            row.update(torch_compile_mode=c["mode"], torch_compile_failures=c["failures"])
+            if c["mode"] is not None:
+                row.update(torch_compiled_samples_per_s=work.batch / c["seconds"], torch_compiled_loss=c["loss"],
+                           torch_compile_s=c["compile_s"])
         row["wall_s"] = time.perf_counter() - t0
         report["results"].append(row)
         print(format_row(row), flush=True)
         yield report
 
 
+# ---- the report ------------------------------------------------------------------------------------
+# Rows of reports written before a key existed lack it; every reader below uses .get().
+
+def ratio(row, key):
+    """hugectr-lab samples/s over ``row[key]`` (PyTorch eager or compiled samples/s); None without it."""
+    other = row.get(key)
+    return row["hugectr_samples_per_s"] / other if other else None
+
+
+def compile_note(row):
+    """Which torch.compile mode ran ("" when none was tried), or "n/a: <mode>: <reason>; ..." when none worked."""
+    if row.get("torch_compile_mode"):
+        return row["torch_compile_mode"]
+    failures = row.get("torch_compile_failures")
+    return "n/a: " + "; ".join(f"{m}: {why}" for m, why in failures.items()) if failures is not None else ""
+
+
+def _fmt(value, spec, missing="n/a"):
+    return format(value, spec) if value is not None else missing
+
+
+HEADER = ("model prec   batch  lab Ms/s  eager Ms/s  comp Ms/s  lab/eag  lab/cmp  KB/smp  %HBM-rf  %GEMM-rf  "
+          "compile mode")
+
+
 def format_row(r):
-    ratio = r["hugectr_samples_per_s"] / r["torch_samples_per_s"] if "torch_samples_per_s" in r else float("nan")
-    hbm = 100 * r["hugectr_samples_per_s"] / r["hbm_roofline_samples_per_s"]
-    torch_s = f"{r['torch_samples_per_s'] / 1e6:9.3f}" if "torch_samples_per_s" in r else "      n/a"
+    mega = {k: r[k] / 1e6 if r.get(k) else None for k in ("torch_samples_per_s", "torch_compiled_samples_per_s")}
     return (f"{r['model']:5s} {r['precision']:5s} {r['batch']:6d}  {r['hugectr_samples_per_s'] / 1e6:9.3f} "
-            f"{torch_s}  {ratio:6.2f}  {r['bytes_per_sample'] / 1e3:7.1f}  {hbm:6.1f}%  "
-            f"{100 * r['hugectr_samples_per_s'] / r['gemm_roofline_samples_per_s']:6.1f}%")
-
-
-HEADER = ("model prec   batch  lab Ms/s  torch Ms/s  ratio  KB/smp  %HBM-rf  %GEMM-rf")
+            f"{_fmt(mega['torch_samples_per_s'], '10.3f', '       n/a')} "
+            f"{_fmt(mega['torch_compiled_samples_per_s'], '10.3f', '       n/a')}  "
+            f"{_fmt(ratio(r, 'torch_samples_per_s'), '7.2f', '    n/a')}  "
+            f"{_fmt(ratio(r, 'torch_compiled_samples_per_s'), '7.2f', '    n/a')}  "
+            f"{r['bytes_per_sample'] / 1e3:6.1f}  {100 * r['hugectr_samples_per_s'] / r['hbm_roofline_samples_per_s']:6.1f}%  "
+            f"{100 * r['hugectr_samples_per_s'] / r['gemm_roofline_samples_per_s']:7.1f}%  {compile_note(r)}")
 
 
 def markdown(report):
-    lines = [f"# {', '.join(sorted({r['model'] for r in report['results']}))} training step: hugectr-lab vs PyTorch",
+    results = report["results"]
+    modes = report.get("compile_modes")
+    lines = [f"# {', '.join(sorted({r['model'] for r in results}))} training step: hugectr-lab vs PyTorch "
+             "(eager and torch.compile)",
              "", f"{report['device']}, {report['date']}; versions: "
              + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), "",
              f"Measured here: HBM {report['hbm_bytes_per_s'] / 1e12:.2f} TB/s (copy, read + write); GEMM 8192^3 "
              + ", ".join(f"{k} {v / 1e12:.0f} TFLOP/s" for k, v in report["gemm_flops_per_s"].items())
-             + f". Medians of {report['steps']} steps after {report['warmup']} warm-up steps.", "",
-             "| model | precision | batch | hugectr-lab samples/s | PyTorch samples/s | ratio | bytes/sample | "
-             "% HBM roofline | % GEMM roofline |", "|---|---|---|---|---|---|---|---|---|"]
-    for r in report["results"]:
-        t = r.get("torch_samples_per_s")
-        vs_torch = f"{t:,.0f} | {r['hugectr_samples_per_s'] / t:.2f}" if t else "n/a | n/a"
+             + f". Medians of {report['steps']} steps after {report['warmup']} warm-up steps"
+             + (" (PyTorch: after a first step, which compiles, timed alone)" if modes else "") + ".", ""]
+    if modes:
+        lines += ["PyTorch compiled: everything after the embedding lookup (the model and the loss, forward and "
+                  "backward) under `torch.compile`; the lookup, its sparse gradient and the optimizers run eagerly "
+                  f"as in the eager baseline. Modes tried in order: {', '.join(modes)}; the first that compiles "
+                  "and runs is timed.", ""]
+    lines += ["| model | precision | batch | hugectr-lab samples/s | PyTorch eager samples/s | "
+              "PyTorch compiled samples/s | hugectr/eager | hugectr/compiled | bytes/sample | "
+              "% HBM roofline | % GEMM roofline |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
         lines.append(f"| {r['model']} | {r['precision']} | {r['batch']} | {r['hugectr_samples_per_s']:,.0f} | "
-                     f"{vs_torch} | {r['bytes_per_sample']:,} | "
+                     f"{_fmt(r.get('torch_samples_per_s'), ',.0f')} | "
+                     f"{_fmt(r.get('torch_compiled_samples_per_s'), ',.0f')} | "
+                     f"{_fmt(ratio(r, 'torch_samples_per_s'), '.2f')} | "
+                     f"{_fmt(ratio(r, 'torch_compiled_samples_per_s'), '.2f')} | {r['bytes_per_sample']:,} | "
                      f"{100 * r['hugectr_samples_per_s'] / r['hbm_roofline_samples_per_s']:.1f} | "
                      f"{100 * r['hugectr_samples_per_s'] / r['gemm_roofline_samples_per_s']:.1f} |")
-    lines += ["", "hugectr-lab per-phase medians (ms per step):", "",
-              "| model | precision | " + " | ".join(PHASES) + " |", "|---|---|" + "---|" * len(PHASES)]
-    for r in report["results"]:
-        lines.append(f"| {r['model']} | {r['precision']} | "
-                     + " | ".join(f"{r['hugectr_phase_ms'][p]:.2f}" for p in PHASES) + " |")
+    if modes:
+        lines += ["", "torch.compile per precision (compile s: the first compiled step, wall clock; the modes "
+                  "before the one that ran failed for the reason given):", "",
+                  "| model | precision | mode | compile s | failed modes |", "|---|---|---|---|---|"]
+        for r in results:
+            failed = "; ".join(f"{m}: {why}" for m, why in r.get("torch_compile_failures", {}).items())
+            lines.append(f"| {r['model']} | {r['precision']} | {r.get('torch_compile_mode') or 'n/a'} | "
+                         f"{_fmt(r.get('torch_compile_s'), '.1f')} | {failed.replace('|', '/') or '-'} |")
+    lines += ["", "hugectr-lab per-phase medians (ms per step; an event after each phase, so the step runs phase "
+              "by phase; 'whole step' is the unmarked step the samples/s come from):", "",
+              "| model | precision | whole step | " + " | ".join(PHASES) + " |",
+              "|---|---|---|" + "---|" * len(PHASES)]
+    for r in results:
+        lines.append(f"| {r['model']} | {r['precision']} | {1e3 * r['batch'] / r['hugectr_samples_per_s']:.2f} | "
+                     + " | ".join(_fmt(r["hugectr_phase_ms"].get(p), ".2f") for p in PHASES) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -201,22 +333,26 @@ def main(argv=None):
     parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=8, help="untimed steps; 8 = one pass over the 8 rotated batches")
-    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+    parser.add_argument("--no-torch", action="store_true", help="skip both PyTorch baselines")
+    parser.add_argument("--compile-modes", nargs="*", default=list(COMPILE_MODES), metavar="MODE",
+                        help="torch.compile modes, tried in order until one works (none given: no compiled run)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     print(HEADER, flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     report = None
-    for report in run(args.model, args.precision, args.steps, args.warmup, with_torch=not args.no_torch):
+    for report in run(args.model, args.precision, args.steps, args.warmup, with_torch=not args.no_torch,
+                      compile_modes=args.compile_modes):
         save(report, args.out / f"{args.model}_{report['date'][:10]}", markdown)   # after each precision
     if report is not None:
         print(markdown(report))
 
 
 def save(report, stem, markdown):
-    """Write ``report`` as ``<stem>.json`` and its ``markdown(report)`` as ``<stem>.md``."""
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
+    """Write ``report`` as ``<stem>.json`` and its ``markdown(report)`` as ``<stem>.md``, each atomically."""
+    write_bytes_atomic(stem.with_suffix(".json"), (json.dumps(report, indent=2) + "\n").encode())
+    write_bytes_atomic(stem.with_suffix(".md"), markdown(report).encode())
+
 
 if __name__ == "__main__":
     main()
