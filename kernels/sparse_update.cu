@@ -11,8 +11,10 @@
 //          g (U, E) float32 reduced gradient (already / S)
 //   prev_time (V,) int64 (LazyGlobal Adam)
 //
-// A rule is a struct built from up to six float hyper-parameters h0..h5 (the wrapper computes them
-// exactly as the reference's float32 expressions do) with
+// A rule is a struct built from the step's learning rate and step number t -- read from device memory
+// (`lr`, `step`: float64 scalars the embedding writes before each step, so a CUDA graph of the step
+// replays with the current values) -- and up to three constant hyper-parameters c0..c2, each float
+// field computed in double and rounded as the reference rounds its float32 expressions, with
 //   touched(w, a, b, g): the update of one element of a touched row (a, b: states as float32)
 //   all(w, a, b):        the pass over every row of the table (Global update types only)
 // Launch mapping: one thread per element, grid-stride; `hctr_sparse_update_rows` over U*E elements of
@@ -22,27 +24,27 @@
 
 namespace hctr {
 
-struct Sgd {  // h0 = lr
+struct Sgd {  // c: unused
     static constexpr int states = 0;
     float lr;
-    __device__ Sgd(float h0, float, float, float, float, float) : lr(h0) {}
+    __device__ Sgd(double lr_, double, double, double, double) : lr((float)lr_) {}
     __device__ void touched(float& w, float&, float&, float g) const { w = w - lr * g; }
 };
 
-struct Momentum {  // h0 = lr, h1 = mu
+struct Momentum {  // c0 = mu
     static constexpr int states = 1;
     float lr, mu;
-    __device__ Momentum(float h0, float h1, float, float, float, float) : lr(h0), mu(h1) {}
+    __device__ Momentum(double lr_, double, double c0, double, double) : lr((float)lr_), mu((float)c0) {}
     __device__ void touched(float& w, float& m, float&, float g) const {
         m = mu * m - lr * g;
         w = w + m;
     }
 };
 
-struct MomentumGlobal {  // h0 = lr, h1 = mu
+struct MomentumGlobal {  // c0 = mu
     static constexpr int states = 1;
     float lr, mu;
-    __device__ MomentumGlobal(float h0, float h1, float, float, float, float) : lr(h0), mu(h1) {}
+    __device__ MomentumGlobal(double lr_, double, double c0, double, double) : lr((float)lr_), mu((float)c0) {}
     __device__ void touched(float&, float& m, float&, float g) const { m = m - lr * g / mu; }
     __device__ void all(float& w, float& m, float&) const {
         m = mu * m;
@@ -50,11 +52,11 @@ struct MomentumGlobal {  // h0 = lr, h1 = mu
     }
 };
 
-struct Nesterov {  // h0 = lr, h1 = mu, h2 = -mu, h3 = 1 + mu
+struct Nesterov {  // c0 = mu
     static constexpr int states = 1;
     float lr, mu, neg_mu, one_plus_mu;
-    __device__ Nesterov(float h0, float h1, float h2, float h3, float, float)
-        : lr(h0), mu(h1), neg_mu(h2), one_plus_mu(h3) {}
+    __device__ Nesterov(double lr_, double, double c0, double, double)
+        : lr((float)lr_), mu((float)c0), neg_mu((float)-c0), one_plus_mu((float)(1.0 + c0)) {}
     __device__ void touched(float& w, float& a, float&, float g) const {
         const float old = a;
         a = mu * old - lr * g;
@@ -62,10 +64,11 @@ struct Nesterov {  // h0 = lr, h1 = mu, h2 = -mu, h3 = 1 + mu
     }
 };
 
-struct NesterovGlobal {  // h0 = lr, h1 = mu, h2 = (1 + mu) * lr
+struct NesterovGlobal {  // c0 = mu; step = (1 + mu) * lr
     static constexpr int states = 1;
     float lr, mu, step;
-    __device__ NesterovGlobal(float h0, float h1, float h2, float, float, float) : lr(h0), mu(h1), step(h2) {}
+    __device__ NesterovGlobal(double lr_, double, double c0, double, double)
+        : lr((float)lr_), mu((float)c0), step((float)((1.0 + c0) * lr_)) {}
     __device__ void all(float& w, float& a, float&) const {
         a = mu * a;
         w = w + mu * a;
@@ -76,11 +79,12 @@ struct NesterovGlobal {  // h0 = lr, h1 = mu, h2 = (1 + mu) * lr
     }
 };
 
-struct Adam {  // h0 = alpha_t, h1 = b1, h2 = b2, h3 = 1 - b1, h4 = 1 - b2, h5 = eps
+struct Adam {  // c0 = b1, c1 = b2, c2 = eps; alpha = lr*sqrt(1-b2^t)/(1-b1^t) (rules.optimizers.adam_step_size)
     static constexpr int states = 2;
     float alpha, b1, b2, c1, c2, eps;
-    __device__ Adam(float h0, float h1, float h2, float h3, float h4, float h5)
-        : alpha(h0), b1(h1), b2(h2), c1(h3), c2(h4), eps(h5) {}
+    __device__ Adam(double lr_, double t, double beta1, double beta2, double epsilon)
+        : alpha((float)(lr_ * sqrt(1.0 - pow(beta2, t)) / (1.0 - pow(beta1, t)))), b1((float)beta1),
+          b2((float)beta2), c1((float)(1.0 - beta1)), c2((float)(1.0 - beta2)), eps((float)epsilon) {}
     __device__ void touched(float& w, float& m, float& v, float g) const {
         m = b1 * m + c1 * g;
         v = b2 * v + c2 * g * g;
@@ -89,7 +93,8 @@ struct Adam {  // h0 = alpha_t, h1 = b1, h2 = b2, h3 = 1 - b1, h4 = 1 - b2, h5 =
 };
 
 struct AdamGlobal : Adam {
-    __device__ AdamGlobal(float h0, float h1, float h2, float h3, float h4, float h5) : Adam(h0, h1, h2, h3, h4, h5) {}
+    __device__ AdamGlobal(double lr_, double t, double beta1, double beta2, double epsilon)
+        : Adam(lr_, t, beta1, beta2, epsilon) {}
     __device__ void touched(float&, float& m, float& v, float g) const {
         m = m + c1 * g / b1;
         v = v + c2 * g * g / b2;
@@ -101,10 +106,10 @@ struct AdamGlobal : Adam {
     }
 };
 
-struct AdaGrad {  // h0 = lr, h1 = eps
+struct AdaGrad {  // c0 = eps
     static constexpr int states = 1;
     float lr, eps;
-    __device__ AdaGrad(float h0, float h1, float, float, float, float) : lr(h0), eps(h1) {}
+    __device__ AdaGrad(double lr_, double, double c0, double, double) : lr((float)lr_), eps((float)c0) {}
     __device__ void touched(float& w, float& acc, float&, float g) const {
         acc = acc + g * g;
         w = w - lr * g / (sqrtf(acc) + eps);
@@ -128,9 +133,9 @@ __device__ __forceinline__ void hctr_apply(float* values, T* s1, T* s2, long lon
 template <class Rule, typename T>
 __global__ void hctr_sparse_update_rows(float* __restrict__ values, T* __restrict__ s1, T* __restrict__ s2,
                                         const long long* __restrict__ rows, const float* __restrict__ g,
-                                        long long num_rows, int vec, float h0, float h1, float h2, float h3,
-                                        float h4, float h5) {
-    const Rule rule(h0, h1, h2, h3, h4, h5);
+                                        long long num_rows, int vec, const double* __restrict__ lr,
+                                        const double* __restrict__ step, double c0, double c1, double c2) {
+    const Rule rule(*lr, *step, c0, c1, c2);
     const long long total = num_rows * vec;
     for (long long i : hctr_grid_stride(total)) {
         const long long u = i / vec;
@@ -144,19 +149,22 @@ __global__ void hctr_sparse_update_rows(float* __restrict__ values, T* __restric
 
 template <class Rule, typename T>
 __global__ void hctr_sparse_update_all(float* __restrict__ values, T* __restrict__ s1, T* __restrict__ s2,
-                                       long long num_elements, float h0, float h1, float h2, float h3, float h4,
-                                       float h5) {
-    const Rule rule(h0, h1, h2, h3, h4, h5);
+                                       long long num_elements, const double* __restrict__ lr,
+                                       const double* __restrict__ step, double c0, double c1, double c2) {
+    const Rule rule(*lr, *step, c0, c1, c2);
     for (long long i : hctr_grid_stride(num_elements))
         hctr_apply<Rule>(values, s1, s2, i, [&](float& w, float& a, float& b) { rule.all(w, a, b); });
 }
 
-// SGD with atomic_update: every occurrence k with rows[k] >= 0 adds -lr_over_scaler * wgrad[row_ids[k]].
+// SGD with atomic_update: every occurrence k with rows[k] >= 0 adds -lr_over_scaler * wgrad[row_ids[k]]
+// (lr_over_scaler: a float64 scalar in device memory, rounded to float32 once).
 // One thread per (occurrence, element); atomics, so the order of equal-row additions is unspecified.
 template <typename T>
 __global__ void hctr_sparse_sgd_atomic_update(float* __restrict__ values, const long long* __restrict__ rows,
                                               const long long* __restrict__ row_ids, const T* __restrict__ wgrad,
-                                              long long num_keys, int vec, float neg_lr_over_scaler) {
+                                              long long num_keys, int vec,
+                                              const double* __restrict__ lr_over_scaler) {
+    const float neg_lr_over_scaler = (float)(-*lr_over_scaler);
     const long long total = num_keys * vec;
     for (long long i : hctr_grid_stride(total)) {
         const long long k = i / vec;
@@ -171,9 +179,11 @@ __global__ void hctr_sparse_sgd_atomic_update(float* __restrict__ values, const 
 template <typename T>
 __global__ void hctr_sparse_adam_lazy_update(float* __restrict__ values, T* __restrict__ m, T* __restrict__ v,
                                              long long* __restrict__ prev_time, const long long* __restrict__ rows,
-                                             const float* __restrict__ g, long long num_rows, int vec, double lr,
-                                             double beta1, double beta2, float c1, float c2, float eps,
-                                             long long step) {
+                                             const float* __restrict__ g, long long num_rows, int vec,
+                                             const double* __restrict__ lr_p, const double* __restrict__ step_p,
+                                             double beta1, double beta2, float c1, float c2, float eps) {
+    const double lr = *lr_p;
+    const long long step = (long long)*step_p;
     for (long long u : hctr_grid_stride(num_rows)) {
         const long long row = rows[u];
         if (row < 0) continue;

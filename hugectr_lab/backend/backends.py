@@ -30,6 +30,11 @@ class Backend:
         """A NumPy copy/view of ``a``."""
         return np.asarray(a)
 
+    def write(self, dst, values):
+        """Copy host ``values`` into the existing array ``dst`` (same size) without waiting for the device:
+        how per-step scalars reach the buffers a CUDA graph of the step reads."""
+        dst[...] = np.asarray(values, dtype=dst.dtype).reshape(dst.shape)
+
     def synchronize(self):
         """Wait for queued device work (no-op on NumPy)."""
 
@@ -72,6 +77,10 @@ class CupyBackend(Backend):
 
     def to_host(self, a):
         return self.xp.asnumpy(a) if isinstance(a, self.xp.ndarray) else np.asarray(a)
+
+    def write(self, dst, values):
+        # an asynchronous copy on the current stream: pageable host memory is staged by the driver at once
+        dst.set(np.ascontiguousarray(np.asarray(values, dtype=dst.dtype).reshape(dst.shape)))
 
     def synchronize(self):
         self.xp.cuda.get_current_stream().synchronize()

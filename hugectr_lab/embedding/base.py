@@ -52,6 +52,7 @@ class Device:
     slot_ids: Any = None             # (V,) int64, -1 = unassigned
     batch: tuple | None = None       # (Shard, Lookup) of the last training forward
     wgrad: Any = None                # (R_g, E) from backward, consumed by update
+    hyper: Any = None                # (3,) float64: lr, step, lr/S of the next update (``prepare_update``)
     rng: np.random.Generator = field(default=None, repr=False)
 
 
@@ -249,7 +250,7 @@ class SparseEmbedding(ABC):
         rows = self._vocabulary_size(device)
         dev = Device(values=self.backend.asarray(self._init_values(device, rng)),
                      state=self.optimizer.init_state(xp, rows, self.embedding_vec_size),
-                     stash=StateStash(xp), rng=rng)
+                     stash=StateStash(xp), rng=rng, hyper=xp.zeros(3, dtype=xp.float64))
         if self.uses_hash_table:
             dev.table = HashTable(rows, self.key_dtype, self.backend)
         if self.has_slot_ids:
@@ -316,18 +317,37 @@ class SparseEmbedding(ABC):
             dev.wgrad = wgrad
 
     def update(self, lr=None):
-        """Apply the sparse optimizer to the gradients of the last ``backward`` (``lr`` sets the rate)."""
+        """Apply the sparse optimizer to the gradients of the last ``backward`` (``lr`` sets the rate):
+        ``prepare_update`` then ``apply_update``."""
         if lr is not None:
             self.set_learning_rate(lr)
-        if any(dev.wgrad is None for dev in self.devices):
-            raise RuntimeError(f"embedding '{self.name}': update() needs a backward() first")
+        self.prepare_update()
+        self.apply_update()
+
+    def prepare_update(self):
+        """The host half of ``update``: count the step and write the update's learning rate, step and
+        lr/S into each local device's ``hyper`` scalars, which the update kernels read -- so a CUDA graph
+        of the step (``apply_update`` inside) replays with the current values."""
+        self._require_backward()
         self.step += 1
+        lr = self.optimizer.learning_rate
+        for g, dev in self._local():
+            with self.comm.scope(g):
+                self.backend.write(dev.hyper, (lr, self.step, lr / self.scaler))
+
+    def apply_update(self):
+        """The device half of ``update``, after ``prepare_update``: nothing here reads the host's state."""
+        self._require_backward()
         for g, dev in self._local():
             shard, lookup = dev.batch
             with self.comm.scope(g):
                 self.optimizer.apply(self.backend.ops, dev.values, dev.state, lookup, shard.row_ids, dev.wgrad,
-                                     self.optimizer.learning_rate, self.step, self.scaler)
+                                     dev.hyper, self.scaler)
             dev.batch, dev.wgrad = None, None
+
+    def _require_backward(self):
+        if any(dev.wgrad is None for dev in self.devices):
+            raise RuntimeError(f"embedding '{self.name}': update() needs a backward() first")
 
     def set_learning_rate(self, lr):
         """Set the optimizer's learning rate (HugeCTR overrides the embedding's own lr this way)."""

@@ -75,17 +75,18 @@ class SparseOptimizer:
         """Keyword arguments of the update op besides the arrays."""
         return {"lr": lr}
 
-    def apply(self, ops, values, state, lookup, row_ids, wgrad, lr, step, scaler):
+    def apply(self, ops, values, state, lookup, row_ids, wgrad, hyper, scaler):
         """One update of one device's table from the top gradient of the batch.
 
         values (V, E) float32; lookup: the ``Lookup`` of the batch's keys on this device (fixed-size
         distinct-key view: -1 rows are padding, skipped by the update ops); row_ids (K,) CSR row of
-        each key occurrence; wgrad (R, E) per (sample, slot) row, compute dtype, times S. Nothing here
-        reads the device.
+        each key occurrence; wgrad (R, E) per (sample, slot) row, compute dtype, times S; hyper (3,)
+        float64 learning rate, step and lr/S of this update, in the table's array module (the ops take
+        its entries as 0-d arrays: a CUDA graph reads them at each replay). Nothing here reads the device.
         """
         g = ops.embedding_reduce_grad(wgrad, row_ids, lookup.inverse, lookup.unique_rows.size, scaler)
         getattr(ops, self.update_op)(values, *(state[n] for n in self.state_names), lookup.unique_rows, g,
-                                     **self.hparams(lr, step))
+                                     **self.hparams(hyper[0], hyper[1]))
 
     def __repr__(self):
         params = ", ".join(f"{n}={getattr(self, n)!r}" for n in ("learning_rate", "update_type") + self.hparam_names)
@@ -107,10 +108,10 @@ class SparseSGD(SparseOptimizer):
             self.ops_by_update_type = dict.fromkeys(UPDATE_TYPES, "sparse_sgd_atomic_update")
         super().__init__(learning_rate, update_type)
 
-    def apply(self, ops, values, state, lookup, row_ids, wgrad, lr, step, scaler):
+    def apply(self, ops, values, state, lookup, row_ids, wgrad, hyper, scaler):
         if not self.atomic_update:
-            return super().apply(ops, values, state, lookup, row_ids, wgrad, lr, step, scaler)
-        return ops.sparse_sgd_atomic_update(values, lookup.rows, row_ids, wgrad, lr / scaler)
+            return super().apply(ops, values, state, lookup, row_ids, wgrad, hyper, scaler)
+        return ops.sparse_sgd_atomic_update(values, lookup.rows, row_ids, wgrad, hyper[2])
 
 
 class _Momentum(SparseOptimizer):
@@ -215,9 +216,17 @@ def _touched(rows, g):
     return rows[hit], g[hit]
 
 
+def _scalars(*values):
+    """The per-step scalars (lr, step, lr/S) as Python numbers: callers may pass the float64 device
+    scalars an embedding keeps for CUDA graphs (read here: the references are the specification, not
+    the graph path)."""
+    return tuple(float(v) for v in values)
+
+
 @reference_op
 def sparse_sgd_update(xp, values, rows, g, lr):
     """w_r -= lr * g_r."""
+    lr, = _scalars(lr)
     rows, g = _touched(rows, g)
     values[rows] -= lr * g
 
@@ -226,6 +235,7 @@ def sparse_sgd_update(xp, values, rows, g, lr):
 def sparse_sgd_atomic_update(xp, values, rows, row_ids, wgrad, lr_over_scaler):
     """Per key occurrence k with rows[k] >= 0: w[rows[k]] -= (lr/S) * wgrad[row_ids[k]] (unreduced), in
     occurrence order (the GPU's atomics add in no fixed order)."""
+    lr_over_scaler, = _scalars(lr_over_scaler)
     hit = rows >= 0
     rows, updates = rows[hit], wgrad[row_ids[hit]].astype(xp.float32, copy=False)   # a fresh gathered copy
     updates *= -lr_over_scaler
@@ -238,6 +248,7 @@ def sparse_sgd_atomic_update(xp, values, rows, row_ids, wgrad, lr_over_scaler):
 @reference_op
 def sparse_momentum_sgd_update(xp, values, momentum, rows, g, lr, momentum_factor):
     """m_r = mu*m_r - lr*g_r; w_r += m_r."""
+    lr, = _scalars(lr)
     rows, g = _touched(rows, g)
     m = momentum_step(momentum[rows].astype(xp.float32), g, lr, momentum_factor)
     momentum[rows] = m
@@ -247,6 +258,7 @@ def sparse_momentum_sgd_update(xp, values, momentum, rows, g, lr, momentum_facto
 @reference_op
 def sparse_momentum_sgd_global_update(xp, values, momentum, rows, g, lr, momentum_factor):
     """Touched rows m_r -= lr*g_r/mu; then every row m = mu*m, w += m."""
+    lr, = _scalars(lr)
     rows, g = _touched(rows, g)
     momentum[rows] = momentum[rows].astype(xp.float32) - lr * g / momentum_factor
     m = momentum_factor * momentum.astype(xp.float32)
@@ -257,6 +269,7 @@ def sparse_momentum_sgd_global_update(xp, values, momentum, rows, g, lr, momentu
 @reference_op
 def sparse_nesterov_update(xp, values, accumulator, rows, g, lr, momentum_factor):
     """a_new = mu*a_old - lr*g_r; w_r += -mu*a_old + (1+mu)*a_new."""
+    lr, = _scalars(lr)
     rows, g = _touched(rows, g)
     accumulator[rows], change = nesterov_step(accumulator[rows].astype(xp.float32), g, lr, momentum_factor)
     values[rows] += change
@@ -265,6 +278,7 @@ def sparse_nesterov_update(xp, values, accumulator, rows, g, lr, momentum_factor
 @reference_op
 def sparse_nesterov_global_update(xp, values, accumulator, rows, g, lr, momentum_factor):
     """Every row a = mu*a, w += mu*a; then touched rows a_r -= lr*g_r, w_r -= (1+mu)*lr*g_r."""
+    lr, = _scalars(lr)
     rows, g = _touched(rows, g)
     a = momentum_factor * accumulator.astype(xp.float32)
     accumulator[...] = a
@@ -276,6 +290,7 @@ def sparse_nesterov_global_update(xp, values, accumulator, rows, g, lr, momentum
 @reference_op
 def sparse_adam_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, step):
     """m_r = b1*m_r + (1-b1)*g_r; v_r = b2*v_r + (1-b2)*g_r^2; w_r -= alpha_t*m_r/(sqrt(v_r) + eps)."""
+    lr, step = _scalars(lr, step)
     rows, g = _touched(rows, g)
     # In place on the gathered copies, rounded in the order of the formulas above.
     m_r = m[rows].astype(xp.float32, copy=False)
@@ -298,6 +313,7 @@ def sparse_adam_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, ste
 def sparse_adam_global_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, step):
     """Touched rows m_r += (1-b1)*g_r/b1, v_r += (1-b2)*g_r^2/b2; then every row m = b1*m, v = b2*v,
     w -= alpha_t*m/(sqrt(v) + eps) -- untouched rows keep moving on their decaying moments."""
+    lr, step = _scalars(lr, step)
     rows, g = _touched(rows, g)
     m[rows] = m[rows].astype(xp.float32) + (1 - beta1) * g / beta1
     v[rows] = v[rows].astype(xp.float32) + (1 - beta2) * g * g / beta2
@@ -312,6 +328,7 @@ def sparse_adam_lazy_global_update(xp, values, m, v, prev_time, rows, g, lr, bet
     """Touched rows only, with p = prev_time_r, k = t - p:
     w_r -= (lr/(1-b1))*sqrt(1-b2^p)/(1-b1^p)*(1-b1^k) * m_r/(sqrt(v_r) + eps)   (old m, v: catch-up of
     the idle steps), then m_r = b1^k*m_r + (1-b1)*g_r, v_r = b2^k*v_r + (1-b2)*g_r^2, prev_time_r = t."""
+    lr, step = _scalars(lr, step)
     rows, g = _touched(rows, g)
     p = prev_time[rows].astype(xp.float64)
     k = step - p
@@ -327,6 +344,7 @@ def sparse_adam_lazy_global_update(xp, values, m, v, prev_time, rows, g, lr, bet
 @reference_op
 def sparse_adagrad_update(xp, values, accumulator, rows, g, lr, epsilon):
     """acc_r += g_r^2; w_r -= lr*g_r/(sqrt(acc_r) + eps)."""
+    lr, = _scalars(lr)
     rows, g = _touched(rows, g)
     acc = accumulator[rows].astype(xp.float32) + g * g
     accumulator[rows] = acc

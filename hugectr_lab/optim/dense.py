@@ -21,6 +21,11 @@ The dense optimizer state file is the states' raw bytes concatenated in ``state_
 empty file.
 
 Arrays live in the array module ``xp`` (numpy, or cupy) given at construction or to ``init``.
+
+``update`` = ``prepare`` (host: count the step, write this step's rate -- lr, or Adam's alpha_t -- into
+a device scalar) then ``run`` (device only). A CUDA graph of the training step holds ``run``, and the
+host calls ``prepare`` before each replay, so a learning-rate schedule and Adam's bias correction stay
+exact under graphs.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class DenseOptimizer(ABC):
         self._num_params = None
         self._states = None  # name -> (N,) state array, once allocated
         self._work = {}  # name -> (N,) float32 buffer reused by every update
+        self._rate = None  # 0-d float32: the step's rate in xp (written by ``prepare``, read by ``run``)
 
     # States are kept in float32 even in mixed precision. HugeCTR 3.0 stores them in fp16, where
     # Adam's v = (1-b2)*g^2 underflows to 0 for small gradients and m/(sqrt(v)+eps) then explodes
@@ -88,6 +94,7 @@ class DenseOptimizer(ABC):
         self._num_params = int(num_params)
         self._states = {name: self._initial_state(name) for name in self.state_names}
         self._work = {}
+        self._rate = self.xp.zeros((), dtype=np.float32)
         return self
 
     def _initial_state(self, name):
@@ -102,10 +109,25 @@ class DenseOptimizer(ABC):
             self.set_learning_rate(lr)
         if self._states is None:
             self.init(weights.size)
+        self.prepare()
+        self.run(weights, grads)
+
+    def prepare(self):
+        """The host half of ``update`` (after ``init``): count the step, write its rate to the device."""
+        self._require_states()
+        rate = self._next_rate()
+        self._rate[...] = rate   # a fill: no copy from the host, nothing waits
+
+    def _next_rate(self):
+        """The float32 rate of the next ``run`` (the learning rate; Adam counts t and bias-corrects it)."""
+        return self.learning_rate
+
+    def run(self, weights, grads):
+        """The device half of ``update``: one step with the rate ``prepare`` wrote."""
         self._check_buffers(weights, grads)
         # into a buffer of our own: the caller's gradient stays intact, and no array is allocated per step
         g = self.xp.divide(grads, self.scaler, out=self._buffer("g"), dtype=np.float32)
-        self._step(weights, g, self.learning_rate)
+        self._step(weights, g, self._rate)
 
     def _buffer(self, name):
         """An (N,) float32 work array of this optimizer, reused by every update (contents undefined)."""
@@ -124,8 +146,9 @@ class DenseOptimizer(ABC):
                              f"must both hold the optimizer's {self._num_params} parameters")
 
     @abstractmethod
-    def _step(self, weights, g, lr):
-        """Update ``weights`` in place from the float32 gradient ``g`` (already divided by S)."""
+    def _step(self, weights, g, rate):
+        """Update ``weights`` in place from the float32 gradient ``g`` (already divided by S); ``rate`` is
+        the 0-d float32 array ``_next_rate`` gave (lr, or Adam's alpha_t)."""
 
     def _load(self, name):
         """State ``name`` widened to float32 (a copy, so the stored dtype is kept)."""
@@ -254,11 +277,13 @@ class AdamOptimizer(DenseOptimizer):
         self.epsilon = np.float32(epsilon)
         self.t = 0
 
-    def _step(self, weights, g, lr):
+    def _next_rate(self):
         self.t += 1
-        b1, b2, one = self.beta1, self.beta2, np.float32(1)
         # HugeCTR computes the bias-corrected step size in double, then rounds it to float.
-        alpha_t = np.float32(adam_step_size(lr, b1, b2, self.t))
+        return np.float32(adam_step_size(self.learning_rate, self.beta1, self.beta2, self.t))
+
+    def _step(self, weights, g, alpha_t):
+        b1, b2, one = self.beta1, self.beta2, np.float32(1)
         xp, m, v, t = self.xp, self._states["m"], self._states["v"], self._buffer("t")
         # The states (float32) change in place, block by block (cache_blocks); every product is rounded
         # in the order of m = b1*m + (1-b1)*g, v = b2*v + ((1-b2)*g)*g, w -= (alpha_t*m)/(sqrt(v)+eps).

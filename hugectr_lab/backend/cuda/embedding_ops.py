@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from ...rules.keys import refused_room, sentinel_key
-from ...rules.optimizers import adam_step_size
 from ..ops import kernel_op
 from .common import FLOATS, ctype, f32, reference
 from .loader import MAX_BLOCKS, NULL, launch, launch_grid
@@ -116,75 +115,83 @@ def _states_ok(values, states, g):
             and all(s.dtype in FLOATS and s.dtype == states[0].dtype and s.flags.c_contiguous for s in states))
 
 
-def _update(name, args, states, passes, hparams):
+def _scalar(xp, value):
+    """A float64 device scalar for a kernel's ``const double*`` argument: ``value`` itself when it is one
+    (an embedding's per-step ``hyper`` entries, which a CUDA graph of the step reads at each replay),
+    else a new one holding ``value`` (a fill kernel: no host-to-device copy)."""
+    if hasattr(value, "__cuda_array_interface__") and value.dtype == np.float64 and value.size == 1:
+        return value
+    return xp.full((), float(value), dtype=xp.float64)
+
+
+def _update(name, args, states, passes, constants=()):
     """Run ``passes`` ((pass, rule) pairs: pass "rows" over the touched rows, "all" over the table)
-    of kernels/sparse_update.cu; ``args`` are the wrapper's arguments (``locals()``), handed to the
-    reference ``name`` when the arrays are not what the kernels take."""
+    of kernels/sparse_update.cu with the learning rate and step ``args["lr"]``, ``args.get("step")``
+    (numbers or float64 device scalars) and up to three ``constants``; ``args`` are the wrapper's
+    arguments (``locals()``), handed to the reference ``name`` when the arrays are not what the kernels
+    take."""
     xp, values, rows, g = args["xp"], args["values"], args["rows"], args["g"]
     if not _states_ok(values, states, g):
         return reference(name, **args)
     vec = values.shape[1]
     state_type = ctype(states[0].dtype) if states else "float"
     pointers = (tuple(states) + (NULL, NULL))[:2]
-    h = f32(*(tuple(hparams) + (0.0,) * 6)[:6])
+    lr, step = _scalar(xp, args["lr"]), _scalar(xp, args.get("step", 0))
+    c = tuple(np.float64(v) for v in (tuple(constants) + (0.0,) * 3)[:3])
     rows, g = _c(xp, rows, _I64), _c(xp, g)
     for pass_, rule in passes:
         expr = f"hctr_sparse_update_{pass_}<hctr::{rule}, {state_type}>"
         if pass_ == "rows":
             launch("sparse_update.cu", expr, rows.size * vec,
-                   (values, *pointers, rows, g, np.int64(rows.size), np.int32(vec), *h))
+                   (values, *pointers, rows, g, np.int64(rows.size), np.int32(vec), lr, step, *c))
         else:
-            launch("sparse_update.cu", expr, values.size, (values, *pointers, np.int64(values.size), *h))
+            launch("sparse_update.cu", expr, values.size, (values, *pointers, np.int64(values.size), lr, step, *c))
 
 
-def _adam(lr, beta1, beta2, epsilon, step):
-    return (adam_step_size(lr, beta1, beta2, step), beta1, beta2, 1 - beta1, 1 - beta2, epsilon)
-
-
-# Hyper-parameters are passed as the reference's float32 expressions read them (see sparse_update.cu).
+# The rules compute their float32 factors from lr, step and the constants as the references' float32
+# expressions round them (see sparse_update.cu).
 
 @kernel_op("sparse_sgd_update")
 def sparse_sgd_update(xp, values, rows, g, lr):
-    _update("sparse_sgd_update", locals(), (), [("rows", "Sgd")], (lr,))
+    _update("sparse_sgd_update", locals(), (), [("rows", "Sgd")])
 
 
 @kernel_op("sparse_momentum_sgd_update")
 def sparse_momentum_sgd_update(xp, values, momentum, rows, g, lr, momentum_factor):
-    _update("sparse_momentum_sgd_update", locals(), (momentum,), [("rows", "Momentum")], (lr, momentum_factor))
+    _update("sparse_momentum_sgd_update", locals(), (momentum,), [("rows", "Momentum")], (momentum_factor,))
 
 
 @kernel_op("sparse_momentum_sgd_global_update")
 def sparse_momentum_sgd_global_update(xp, values, momentum, rows, g, lr, momentum_factor):
     _update("sparse_momentum_sgd_global_update", locals(), (momentum,),
-            [("rows", "MomentumGlobal"), ("all", "MomentumGlobal")], (lr, momentum_factor))
+            [("rows", "MomentumGlobal"), ("all", "MomentumGlobal")], (momentum_factor,))
 
 
 @kernel_op("sparse_nesterov_update")
 def sparse_nesterov_update(xp, values, accumulator, rows, g, lr, momentum_factor):
-    _update("sparse_nesterov_update", locals(), (accumulator,), [("rows", "Nesterov")],
-            (lr, momentum_factor, -momentum_factor, 1 + momentum_factor))
+    _update("sparse_nesterov_update", locals(), (accumulator,), [("rows", "Nesterov")], (momentum_factor,))
 
 
 @kernel_op("sparse_nesterov_global_update")
 def sparse_nesterov_global_update(xp, values, accumulator, rows, g, lr, momentum_factor):
     _update("sparse_nesterov_global_update", locals(), (accumulator,),
-            [("all", "NesterovGlobal"), ("rows", "NesterovGlobal")], (lr, momentum_factor, (1 + momentum_factor) * lr))
+            [("all", "NesterovGlobal"), ("rows", "NesterovGlobal")], (momentum_factor,))
 
 
 @kernel_op("sparse_adam_update")
 def sparse_adam_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, step):
-    _update("sparse_adam_update", locals(), (m, v), [("rows", "Adam")], _adam(lr, beta1, beta2, epsilon, step))
+    _update("sparse_adam_update", locals(), (m, v), [("rows", "Adam")], (beta1, beta2, epsilon))
 
 
 @kernel_op("sparse_adam_global_update")
 def sparse_adam_global_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, step):
     _update("sparse_adam_global_update", locals(), (m, v), [("rows", "AdamGlobal"), ("all", "AdamGlobal")],
-            _adam(lr, beta1, beta2, epsilon, step))
+            (beta1, beta2, epsilon))
 
 
 @kernel_op("sparse_adagrad_update")
 def sparse_adagrad_update(xp, values, accumulator, rows, g, lr, epsilon):
-    _update("sparse_adagrad_update", locals(), (accumulator,), [("rows", "AdaGrad")], (lr, epsilon))
+    _update("sparse_adagrad_update", locals(), (accumulator,), [("rows", "AdaGrad")], (epsilon,))
 
 
 @kernel_op("sparse_sgd_atomic_update")
@@ -194,7 +201,7 @@ def sparse_sgd_atomic_update(xp, values, rows, row_ids, wgrad, lr_over_scaler):
     vec = values.shape[1]
     launch("sparse_update.cu", f"hctr_sparse_sgd_atomic_update<{ctype(wgrad.dtype)}>", rows.size * vec,
            (values, _c(xp, rows, _I64), _c(xp, row_ids, _I64), _c(xp, wgrad), np.int64(rows.size), np.int32(vec),
-            np.float32(-lr_over_scaler)))
+            _scalar(xp, lr_over_scaler)))
 
 
 @kernel_op("sparse_adam_lazy_global_update")
@@ -203,8 +210,8 @@ def sparse_adam_lazy_global_update(xp, values, m, v, prev_time, rows, g, lr, bet
         return reference("sparse_adam_lazy_global_update", **locals())
     launch("sparse_update.cu", f"hctr_sparse_adam_lazy_update<{ctype(m.dtype)}>", rows.size,
            (values, m, v, prev_time, _c(xp, rows, _I64), _c(xp, g), np.int64(rows.size), np.int32(values.shape[1]),
-            np.float64(lr), np.float64(beta1), np.float64(beta2), *f32(1 - beta1, 1 - beta2, epsilon),
-            np.int64(step)))
+            _scalar(xp, lr), _scalar(xp, step), np.float64(beta1), np.float64(beta2),
+            *f32(1 - beta1, 1 - beta2, epsilon)))
 
 
 # ---- hash table ---------------------------------------------------------------------------------
