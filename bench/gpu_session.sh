@@ -21,7 +21,10 @@ timeout "${TEST_CAP:-270}" python3 -m pytest -o addopts="" --strict-markers -m g
 for run in "dlrm --precision fp16" "dcn --precision fp32"; do
     timeout "${PROFILE_CAP:-40}" python3 -m bench.profile --model $run --cap 1000000 2>&1 | tee -a "$OUT/profile.log"
 done
-timeout "${DCN_CAP:-110}" python3 -m bench.train --model dcn --steps "${STEPS:-20}" --out "$OUT/results" 2>&1 \
-    | tee "$OUT/bench_dcn.log" | tail -12
-timeout "${DLRM_CAP:-190}" python3 -m bench.train --model dlrm --steps "${STEPS:-20}" --out "$OUT/results" 2>&1 \
-    | tee "$OUT/bench_dlrm.log" | tail -14
+# fp16 (the headline) first: each precision's row is saved as it completes, so a cap keeps the finished
+# ones. The caps leave room for torch.compile's first (autotuning) step per precision; COMPILE_MODES
+# overrides bench.train's ladder (e.g. COMPILE_MODES=default for a short run).
+timeout "${DCN_CAP:-360}" python3 -m bench.train --model dcn --precision fp16 tf32 fp32 --steps "${STEPS:-20}" \
+    ${COMPILE_MODES:+--compile-modes $COMPILE_MODES} --out "$OUT/results" 2>&1 | tee "$OUT/bench_dcn.log" | tail -40
+timeout "${DLRM_CAP:-480}" python3 -m bench.train --model dlrm --precision fp16 tf32 fp32 --steps "${STEPS:-20}" \
+    ${COMPILE_MODES:+--compile-modes $COMPILE_MODES} --out "$OUT/results" 2>&1 | tee "$OUT/bench_dlrm.log" | tail -40

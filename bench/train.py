@@ -257,9 +257,9 @@ def ratio(row, key):
 
 def compile_note(row):
     """Which torch.compile mode ran ("" when none was tried), or "n/a: <mode>: <reason>; ..." when none worked."""
-    if row.get("torch_compile_mode"):
-        return row["torch_compile_mode"]
     failures = row.get("torch_compile_failures")
+    if row.get("torch_compile_mode"):
+        return row["torch_compile_mode"] + (f" ({', '.join(failures)} failed)" if failures else "")
     return "n/a: " + "; ".join(f"{m}: {why}" for m, why in failures.items()) if failures is not None else ""
 
 

@@ -68,6 +68,33 @@ def test_compile_ladder_skips_a_failing_mode_and_says_why():
     assert none["mode"] is None and set(none["failures"]) == {"no-such-mode"}
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("model", ["dcn", "dlrm"])
+def test_cuda_graph_mode_trains_like_eager_on_the_gpu(model):
+    """reduce-overhead (CUDA graphs, which the CPU never exercises) under fp16 autocast + GradScaler: the
+    first steps record, the later ones replay; the losses follow the eager step's."""
+    if not torch.cuda.is_available():
+        pytest.skip("PyTorch sees no CUDA device")
+    work = workload(model, "fp16", num_batches=2, batch=256, cardinalities=tuple(min(c, 1000) for c in CRITEO_KAGGLE))
+    eager = TorchStep(work)
+    compiled = TorchStep(work, compile_mode="reduce-overhead")
+    compiled.model.load_state_dict(eager.model.state_dict())
+    for step in (eager, compiled):
+        step.model.eval()
+    skips = torch._dynamo.utils.counters["inductor"]["cudagraph_skips"]
+    try:
+        for i in range(5):
+            expected = float(eager.step(eager.batches[i % 2]).detach())
+            got = float(compiled.step(compiled.batches[i % 2]).detach())
+            assert got == pytest.approx(expected, rel=2e-3), f"step {i}"
+        assert torch._dynamo.utils.counters["inductor"]["cudagraph_skips"] == skips   # the graphs did run
+    finally:
+        torch.compiler.reset()
+    out = train.time_torch_compiled(work, steps=3, warmup=3, modes=("reduce-overhead",))   # dropout on
+    assert out["mode"] == "reduce-overhead", out["failures"]
+    assert math.isfinite(out["loss"])
+
+
 def test_failure_reason_is_the_first_line_and_bounded():
     assert train.failure_reason(RuntimeError("\n  boom\nstack")) == "RuntimeError: boom"
     assert train.failure_reason(ValueError()) == "ValueError"
@@ -102,6 +129,8 @@ def test_report_gives_both_ratios_the_rooflines_and_why_compiled_is_na():
     row = train.format_row(failed)
     assert "4.00" in row and "n/a: max-autotune: InductorError" in row
     assert "2.00" in train.format_row(ok) and row.count("n/a") >= 3
+    fallback = dict(ok, torch_compile_mode="default", torch_compile_failures={"max-autotune": "InductorError: a"})
+    assert train.format_row(fallback).endswith("default (max-autotune failed)")
 
 
 def test_report_reads_a_report_from_before_the_compiled_baseline():
