@@ -1,75 +1,82 @@
-// Interaction: DLRM's dot interaction of the bottom-MLP output with the F embedding vectors.
+// Interaction: DLRM's dot interaction of the bottom-MLP output with the F embedding vectors. The
+// products are cuBLAS batched GEMMs launched by the wrapper (hugectr_lab/backend/cuda/layer_ops.py,
+// operands in interaction_gemms.py); the kernels here move the data around them.
 //
 // References (hugectr_lab/layers/interaction.py): `interaction_fwd`, `interaction_bwd`.
 //
-// Layouts (row-major, T = float | hctr_half): mlp, d_mlp (m, w) T; emb, d_emb (m, F, w) T;
-//   out, d_y (m, w + n(n-1)/2 + 1) T with n = F + 1 and Z = [mlp; emb] (n, w) per sample.
+// Layouts (row-major, T = float | hctr_half; n = F + 1 rows z_0 = mlp, z_i = emb row i-1; P = n(n-1)/2
+//   pairs, pair (i, j), i > j, at p = i(i-1)/2 + j; ld >= n the row stride of the scratch arrays):
+//   mlp, d_mlp (m, w) T; emb, d_emb (m, F, w) T; out, d_y (m, w + P + 1) T.
 //   out = [mlp, <z_i, z_j> for i = 1..n-1, j = 0..i-1 (row-major lower triangle), 0 (padding)].
-//   Backward: G (n, n) holds the pair gradients at (i, j) and (j, i) (S = G + G^T);
-//   dZ = S Z; d_mlp = d_y[:, :w] + dZ[0]; d_emb = dZ[1:].
-// Launch mapping: one block per sample (grid-stride over samples); the block size is a multiple of 32.
-//   Z (n*w floats) and, backward, S (n*n floats) are staged in shared memory. Forward: one warp per
-//   pair, lanes strided over e, a warp-shuffle sum. Backward: one thread per element (i, e) of dZ,
-//   a sum over j (consecutive lanes read consecutive e). float32 accumulation.
+//   dots (m, F, ld) T, from the GEMMs: dots[s, i-1, j-1] = <z_i, z_j> (j >= 1), dots[s, i-1, F] = <z_i, z_0>.
+//   z (m, n, w) T: the embedding rows, then mlp (the GEMM's operand [emb; mlp]).
+//   sym (m, F, ld) T: row i-1 of S = G + G^T (i = 1..n-1) with its columns in z's row order (S[i, j]
+//   at column j-1, S[i, 0] at column F); G[i, j] = d_y[w + p(i, j)] for i > j, S's diagonal 0.
+//   Columns of dots and sym past F are never written nor read.
+// Forward: two batched GEMMs fill dots; hctr_interaction_pack writes out from mlp and dots.
+// Backward: hctr_interaction_stack writes z and d_mlp = d_y[:, :w] + sum_i S[0, i] z_i (the MLP row of
+//   dZ = S Z); hctr_interaction_unpack writes sym; one batched GEMM d_emb = sym z gives dZ's other rows.
+// Launch mapping: one thread per element, grid-stride. pack: over out (m, w + P + 1); stack: over
+//   (m, w), each thread walking its column down the F embedding rows (a warp reads 32 consecutive
+//   elements of one row), float32 sum in row order; unpack: over (m, F, n).
 #include "hctr_common.cuh"
 
 template <typename T>
-__device__ __forceinline__ void hctr_stage_z(const T* mlp, const T* emb, float* z, long long s, int fields, int w) {
-    const int n = fields + 1;
-    for (int i = threadIdx.x; i < n * w; i += blockDim.x)
-        z[i] = i < w ? to_f32(mlp[s * w + i]) : to_f32(emb[s * fields * w + (i - w)]);
-}
-
-template <typename T>
-__global__ void hctr_interaction_fwd(const T* __restrict__ mlp, const T* __restrict__ emb, T* __restrict__ out,
-                                     long long m, int fields, int w) {
-    extern __shared__ float z[];
-    const int n = fields + 1, pairs = n * (n - 1) / 2, width = w + pairs + 1;
-    for (long long s : hctr_block_stride(m)) {
-        hctr_stage_z(mlp, emb, z, s, fields, w);
-        __syncthreads();
-        T* row = out + s * width;
-        for (int i = threadIdx.x; i < w; i += blockDim.x) row[i] = mlp[s * w + i];
-        // One warp per pair, lanes across e: conflict-free shared reads, then a warp sum.
-        for (int p = threadIdx.x >> 5; p < pairs; p += blockDim.x >> 5) {
+__global__ void hctr_interaction_pack(const T* __restrict__ mlp, const T* __restrict__ dots, T* __restrict__ out,
+                                      long long m, int fields, int w, int ld) {
+    const int n = fields + 1, width = w + n * (n - 1) / 2 + 1;
+    for (long long idx : hctr_grid_stride(m * width)) {
+        const long long s = idx / width;
+        const int c = (int)(idx - s * width);
+        if (c < w) {
+            out[idx] = mlp[s * w + c];
+        } else if (c == width - 1) {
+            out[idx] = from_f32<T>(0.0f);
+        } else {
             // p -> (i, j) with p = i(i-1)/2 + j, 0 <= j < i
+            const int p = c - w;
             int i = (int)((1.0f + sqrtf(1.0f + 8.0f * p)) * 0.5f);
             while (i * (i - 1) / 2 > p) --i;
             while ((i + 1) * i / 2 <= p) ++i;
             const int j = p - i * (i - 1) / 2;
-            float dot = 0.0f;
-            for (int e = threadIdx.x & 31; e < w; e += 32) dot += z[i * w + e] * z[j * w + e];
-            dot = warp_sum(dot);
-            if ((threadIdx.x & 31) == 0) row[w + p] = from_f32<T>(dot);
+            out[idx] = dots[(s * fields + (i - 1)) * ld + (j == 0 ? fields : j - 1)];
         }
-        if (threadIdx.x == 0) row[width - 1] = from_f32<T>(0.0f);
-        __syncthreads();
     }
 }
 
 template <typename T>
-__global__ void hctr_interaction_bwd(const T* __restrict__ d_y, const T* __restrict__ mlp, const T* __restrict__ emb,
-                                     T* __restrict__ d_mlp, T* __restrict__ d_emb, long long m, int fields, int w) {
-    extern __shared__ float shared[];
+__global__ void hctr_interaction_stack(const T* __restrict__ d_y, const T* __restrict__ mlp,
+                                       const T* __restrict__ emb, T* __restrict__ z, T* __restrict__ d_mlp,
+                                       long long m, int fields, int w) {
     const int n = fields + 1, width = w + n * (n - 1) / 2 + 1;
-    float* z = shared;
-    float* sym = shared + n * w;  // (n, n)
-    for (long long s : hctr_block_stride(m)) {
-        hctr_stage_z(mlp, emb, z, s, fields, w);
+    for (long long idx : hctr_grid_stride(m * w)) {
+        const long long s = idx / w;
+        const int e = (int)(idx - s * w);
         const T* dy = d_y + s * width;
-        for (int q = threadIdx.x; q < n * n; q += blockDim.x) {
-            const int i = q / n, j = q - i * n;
-            const int hi = i > j ? i : j, lo = i > j ? j : i;
-            sym[q] = i == j ? 0.0f : to_f32(dy[w + hi * (hi - 1) / 2 + lo]);
+        const T* rows = emb + s * fields * w + e;
+        T* zs = z + s * n * w + e;
+        float dz = 0.0f;
+        for (int i = 0; i < fields; ++i) {
+            const T x = rows[(long long)i * w];
+            zs[(long long)i * w] = x;
+            dz += to_f32(dy[w + (i + 1) * i / 2]) * to_f32(x);   // S[0, i+1] = G[i+1, 0], pair p(i+1, 0)
         }
-        __syncthreads();
-        for (int q = threadIdx.x; q < n * w; q += blockDim.x) {
-            const int i = q / w, e = q - i * w;
-            float dz = 0.0f;
-            for (int j = 0; j < n; ++j) dz += sym[i * n + j] * z[j * w + e];
-            if (i == 0) d_mlp[s * w + e] = from_f32<T>(to_f32(dy[e]) + dz);
-            else d_emb[s * fields * w + (i - 1) * w + e] = from_f32<T>(dz);
-        }
-        __syncthreads();
+        zs[(long long)fields * w] = mlp[idx];
+        d_mlp[idx] = from_f32<T>(to_f32(dy[e]) + dz);
+    }
+}
+
+template <typename T>
+__global__ void hctr_interaction_unpack(const T* __restrict__ d_y, T* __restrict__ sym, long long m, int fields,
+                                        int w, int ld) {
+    const int n = fields + 1, width = w + n * (n - 1) / 2 + 1;
+    for (long long idx : hctr_grid_stride(m * fields * n)) {
+        const long long row = idx / n;               // s * F + i - 1
+        const int col = (int)(idx - row * n);
+        const long long s = row / fields;
+        const int i = (int)(row - s * fields) + 1;
+        const int j = col < fields ? col + 1 : 0;    // z's row order: the embedding rows, then mlp
+        const int hi = i > j ? i : j, lo = i > j ? j : i;
+        sym[row * ld + col] = i == j ? from_f32<T>(0.0f) : d_y[s * width + w + hi * (hi - 1) / 2 + lo];
     }
 }

@@ -3,16 +3,21 @@
 // References (hugectr_lab/layers/multi_cross.py): `multicross_fwd`, `multicross_bwd`.
 //
 // Layouts (row-major, T = float | hctr_half; weights in T, saved activations in float32):
-//   x0, y, d_y, d_x0 (m, D) T;  w, b (L, D) T;  xs (L, m, D) float32;  hs (L, m) float32
-//   partial (blocks, 2, L, D) float32: per-block sums of d_w (index 0) and d_b (index 1)
+//   x0, y, d_y, d_x0 (m, D) T;  w, b, d_w, d_b (L, D) T;  xs (L, m, D) float32;  hs (L, m) float32;
+//   v (m, L) float32: v[r, l] = dL/dh_l;  partial (chunks, L+1, D+L) float32: per chunk of rows, plane
+//   l < L holds sum_r v[r, l] * xs[l, r, :] (D columns), plane L the column sums of [d_y | v] (D+L).
 // Forward per row:  h_l = <x_l, w_l>;  x_{l+1} = x0 * h_l + x_l + b_l;  y = x_L.
-// Backward per row, l = L-1..0:  acc += g * h_l;  v = <g, x0>;  d_w_l += x_l * v;  d_b_l += g;
-//   g = g + v * w_l;  finally d_x0 = acc + g.
-// Launch mapping: one warp per sample row (rows strided over the grid's warps); the row's running
-// vectors live in shared memory (forward: x; backward: g and acc, D floats each per warp) and dot
-// products are warp shuffles. Backward: each block owns `rows_per_block` consecutive rows and sums
-// the d_w / d_b contributions of its warps in shared memory (2*L*D floats, float atomics: the order
-// of the warps' additions is unspecified) into its `partial` slot; the wrapper adds the blocks.
+// Backward per row, l = L-1..0:  acc += g * h_l;  v_l = <g, x0>;  g = g + v_l * w_l;  d_x0 = acc + g.
+//   Weight gradients: d_w_l = sum_r v_l x_l;  d_b_l = sum_r g_l = colsum(d_y) + sum_{k>l} (sum_r v_k) w_k.
+// Launch mapping:
+//   hctr_multicross_fwd, hctr_multicross_bwd: one warp per sample row (rows strided over the grid's
+//     warps); the row's running vectors live in shared memory (forward: x; backward: g and acc, D
+//     floats each per warp) and dot products are warp shuffles. The backward row pass writes d_x0 and v.
+//   hctr_multicross_bwd_sums: grid (ceil((D+L)/32), chunks, L+1); a block of (32, 8) threads owns 32
+//     columns of one plane for one chunk of rows; each of its 8 row-lanes walks the chunk with stride
+//     8, then the lanes' sums are added in lane order.
+//   hctr_multicross_bwd_finish: one thread per (l, d); adds the chunks in order and forms d_b in the
+//     reference's order (k = L-1 down to l+1). No atomics anywhere: two runs give bit-identical results.
 #include "hctr_common.cuh"
 
 template <typename T>
@@ -45,21 +50,14 @@ __global__ void hctr_multicross_fwd(const T* __restrict__ x0, const T* __restric
 }
 
 template <typename T>
-__global__ void hctr_multicross_bwd(const T* __restrict__ d_y, const T* __restrict__ x0,
-                                    const float* __restrict__ xs, const float* __restrict__ hs,
-                                    const T* __restrict__ w, T* __restrict__ d_x0, float* __restrict__ partial,
-                                    long long m, int dim, int layers, long long rows_per_block) {
+__global__ void hctr_multicross_bwd(const T* __restrict__ d_y, const T* __restrict__ x0, const float* __restrict__ hs,
+                                    const T* __restrict__ w, T* __restrict__ d_x0, float* __restrict__ v_out,
+                                    long long m, int dim, int layers) {
     extern __shared__ float shared[];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    const int weights = layers * dim;
-    float* sums = shared;                          // (2, L, D): d_w then d_b
-    float* g = shared + 2 * weights + warp * 2 * dim;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float* g = shared + warp * 2 * dim;
     float* acc = g + dim;
-    for (int i = threadIdx.x; i < 2 * weights; i += blockDim.x) sums[i] = 0.0f;
-    __syncthreads();
-    const long long first = blockIdx.x * rows_per_block;
-    const long long last = first + rows_per_block < m ? first + rows_per_block : m;
-    for (long long r = first + warp; r < last; r += warps) {
+    for (long long r : hctr_warp_stride(m)) {
         const T* x0r = x0 + r * dim;
         for (int d = lane; d < dim; d += 32) {
             g[d] = to_f32(d_y[r * dim + d]);
@@ -74,17 +72,60 @@ __global__ void hctr_multicross_bwd(const T* __restrict__ d_y, const T* __restri
                 v += g[d] * to_f32(x0r[d]);
             }
             v = warp_sum(v);
-            const float* xs_row = xs + ((long long)l * m + r) * dim;
-            for (int d = lane; d < dim; d += 32) {
-                atomicAdd(sums + l * dim + d, xs_row[d] * v);
-                atomicAdd(sums + weights + l * dim + d, g[d]);
-                g[d] = g[d] + v * to_f32(w[l * dim + d]);
-            }
+            if (lane == 0) v_out[r * layers + l] = v;
+            for (int d = lane; d < dim; d += 32) g[d] = g[d] + v * to_f32(w[l * dim + d]);
             __syncwarp();
         }
         for (int d = lane; d < dim; d += 32) d_x0[r * dim + d] = from_f32<T>(acc[d] + g[d]);
         __syncwarp();
     }
+}
+
+template <typename T>
+__global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, const float* __restrict__ xs,
+                                         const float* __restrict__ v, float* __restrict__ partial, long long m,
+                                         int dim, int layers, long long rows_per_block) {
+    __shared__ float lanes[8][33];
+    const int plane = blockIdx.z, width = dim + layers;
+    const int col = blockIdx.x * 32 + threadIdx.x, cols = plane < layers ? dim : width;
+    const long long first = blockIdx.y * rows_per_block;
+    const long long last = first + rows_per_block < m ? first + rows_per_block : m;
+    float acc = 0.0f;
+    if (col < cols) {
+        for (long long r = first + threadIdx.y; r < last; r += 8) {
+            if (plane < layers) acc += v[r * layers + plane] * xs[((long long)plane * m + r) * dim + col];
+            else acc += col < dim ? to_f32(d_y[r * dim + col]) : v[r * layers + (col - dim)];
+        }
+    }
+    lanes[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();
-    for (int i = threadIdx.x; i < 2 * weights; i += blockDim.x) partial[blockIdx.x * 2LL * weights + i] = sums[i];
+    if (threadIdx.y == 0 && col < cols) {
+        float total = 0.0f;
+        for (int j = 0; j < 8; ++j) total += lanes[j][threadIdx.x];
+        partial[((long long)blockIdx.y * (layers + 1) + plane) * width + col] = total;
+    }
+}
+
+template <typename T>
+__global__ void hctr_multicross_bwd_finish(const float* __restrict__ partial, const T* __restrict__ w,
+                                           T* __restrict__ d_w, T* __restrict__ d_b, int dim, int layers,
+                                           int chunks) {
+    const int width = dim + layers;
+    const long long chunk_stride = (long long)(layers + 1) * width;
+    const float* sums = partial + (long long)layers * width;   // plane L: column sums of [d_y | v]
+    for (long long i : hctr_grid_stride((long long)layers * dim)) {
+        const int l = (int)(i / dim), d = (int)(i - (long long)l * dim);
+        float dw = 0.0f, col = 0.0f;
+        for (int c = 0; c < chunks; ++c) {
+            dw += partial[c * chunk_stride + (long long)l * width + d];
+            col += sums[c * chunk_stride + d];
+        }
+        for (int k = layers - 1; k > l; --k) {
+            float vk = 0.0f;
+            for (int c = 0; c < chunks; ++c) vk += sums[c * chunk_stride + dim + k];
+            col = col + vk * to_f32(w[k * dim + d]);
+        }
+        d_w[i] = from_f32<T>(dw);
+        d_b[i] = from_f32<T>(col);
+    }
 }

@@ -3,9 +3,11 @@
 CuPy's cuBLAS bindings refuse to run while the current stream captures ("calling cuBLAS API during
 stream capture is currently unsupported"), although cuBLAS itself supports capture once a handle has
 a workspace of its own. ``matmul(a, b, tf32)`` calls ``cublasGemmEx`` of the libcublas CuPy loaded, on
-the current stream. Each stream gets a handle and a 32 MiB workspace of its own (NVIDIA's size for
-Hopper), released with the stream: cuBLAS promises bit-wise reproducible results only while a handle
-serves one stream, and two streams sharing a workspace could overwrite each other's. float16 operands
+the current stream, and ``gemm_strided_batched`` ``cublasGemmStridedBatchedEx`` (the C prototypes and
+the row-major to column-major argument plans are in ``cublas_abi``). Each stream gets a handle and a
+32 MiB workspace of its own (NVIDIA's size for Hopper), released with the stream: cuBLAS promises
+bit-wise reproducible results only while a handle serves one stream, and two streams sharing a
+workspace could overwrite each other's. float16 operands
 multiply with float32 accumulation, float32 ones in float32 or TF32.
 """
 
@@ -18,12 +20,11 @@ import weakref
 import cupy
 import numpy as np
 
+from .cublas_abi import (ALGO_DEFAULT, COMPUTE_32F, COMPUTE_32F_FAST_TF32, DATA_TYPE, OP_N, OP_T, bind,
+                         strided_batched_gemm)
+
 _WORKSPACE_BYTES = 32 << 20
-_OP_N, _OP_T = 0, 1
-_DATA_TYPE = {np.dtype(np.float16): 2, np.dtype(np.float32): 0}   # cudaDataType_t: CUDA_R_16F, CUDA_R_32F
-_COMPUTE_32F, _COMPUTE_32F_FAST_TF32 = 68, 77                     # cublasComputeType_t
-_ALGO_DEFAULT = -1
-_vp, _int = ctypes.c_void_p, ctypes.c_int
+_vp = ctypes.c_void_p
 
 
 @functools.lru_cache(maxsize=None)
@@ -33,14 +34,7 @@ def _library():
         paths = {line.split()[-1] for line in maps if "/libcublas.so" in line}
     if not paths:
         raise RuntimeError("CuPy's libcublas is not mapped into this process; cannot call cuBLAS directly")
-    lib = ctypes.CDLL(sorted(paths)[0])
-    lib.cublasCreate_v2.argtypes = [ctypes.POINTER(_vp)]
-    lib.cublasDestroy_v2.argtypes = [_vp]
-    lib.cublasSetStream_v2.argtypes = [_vp, _vp]
-    lib.cublasSetWorkspace_v2.argtypes = [_vp, _vp, ctypes.c_size_t]
-    lib.cublasGemmEx.argtypes = [_vp, _int, _int, _int, _int, _int, _vp, _vp, _int, _int, _vp, _int, _int, _vp,
-                                 _vp, _int, _int, _int, _int]
-    return lib
+    return bind(ctypes.CDLL(sorted(paths)[0]))
 
 
 def _check(status, call):
@@ -71,9 +65,9 @@ def _operand(m):
     """(array, op, leading dimension) of a row-major matrix seen by column-major cuBLAS: a C-contiguous
     (r, c) array is the column-major (c, r) matrix m.T (op N); a transposed view is m itself (op T)."""
     if m.flags.c_contiguous:
-        return m, _OP_N, m.shape[1]
+        return m, OP_N, m.shape[1]
     if m.flags.f_contiguous:
-        return m, _OP_T, m.shape[0]
+        return m, OP_T, m.shape[0]
     return _operand(cupy.ascontiguousarray(m))
 
 
@@ -90,10 +84,31 @@ def matmul(a, b, tf32=False):
     handle = _handle(cupy.cuda.get_current_stream(), cupy.cuda.runtime.getDevice())
     a, op_a, lda = _operand(a)
     b, op_b, ldb = _operand(b)
-    dtype = _DATA_TYPE[a.dtype]
-    compute = _COMPUTE_32F_FAST_TF32 if tf32 and a.dtype == np.float32 else _COMPUTE_32F
+    dtype = DATA_TYPE[a.dtype]
+    compute = _compute_type(a.dtype, tf32)
     # C^T (n, m) = op(B) op(A) in column-major terms is C (m, n) row-major.
     _check(_library().cublasGemmEx(handle, op_b, op_a, n, m, k, ctypes.addressof(_ONE), b.data.ptr, dtype, ldb,
                             a.data.ptr, dtype, lda, ctypes.addressof(_ZERO), c.data.ptr, dtype, n, compute,
-                            _ALGO_DEFAULT), f"cublasGemmEx ({m}x{k} @ {k}x{n}, {a.dtype})")
+                            ALGO_DEFAULT), f"cublasGemmEx ({m}x{k} @ {k}x{n}, {a.dtype})")
     return c
+
+
+def _compute_type(dtype, tf32):
+    return COMPUTE_32F_FAST_TF32 if tf32 and dtype == np.float32 else COMPUTE_32F
+
+
+def gemm_strided_batched(a, b, c, batch, tf32=False):
+    """C_i = op(A_i) op(B_i) for i < ``batch``, written into ``c.array`` in place: ``cublas_abi.Batched``
+    operands over C-contiguous CuPy arrays of one dtype (float16: float32 accumulation on tensor cores;
+    float32: float32, or TF32 with ``tf32``)."""
+    call = strided_batched_gemm(a, b, c, batch)
+    handle = _handle(cupy.cuda.get_current_stream(), cupy.cuda.runtime.getDevice())
+    args = call.arguments(handle, _address, DATA_TYPE[c.array.dtype], _compute_type(c.array.dtype, tf32),
+                          ctypes.addressof(_ONE), ctypes.addressof(_ZERO))
+    _check(_library().cublasGemmStridedBatchedEx(*args),
+           f"cublasGemmStridedBatchedEx ({batch} x {a.shape} @ {b.shape}, {c.array.dtype})")
+
+
+def _address(operand):
+    array, offset = operand
+    return array.data.ptr + offset * array.itemsize

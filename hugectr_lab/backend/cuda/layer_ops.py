@@ -8,6 +8,7 @@ import numpy as np
 from ..ops import kernel_op
 from . import cublas
 from .common import ctype, floats, reference
+from .interaction_gemms import backward_product, forward_products, scratch_ld
 from .loader import NULL, launch, launch_grid, multiprocessors
 
 _F32 = np.dtype(np.float32)
@@ -117,19 +118,29 @@ def multicross_fwd(xp, x0, w, b):
 def multicross_bwd(xp, d_y, x0, xs, hs, w):
     m, dim = x0.shape
     layers = w.shape[0]
-    shared = (2 * layers * dim + _MC_WARPS * 2 * dim) * 4
-    if not floats(d_y, x0, w) or xs.dtype != _F32 or hs.dtype != _F32 or shared > _SHARED_LIMIT:
+    shared = _MC_WARPS * 2 * dim * 4
+    if not floats(d_y, x0, w) or xs.dtype != _F32 or hs.dtype != _F32 or shared > _SHARED_LIMIT or m == 0:
         return reference("multicross_bwd", xp, d_y, x0, xs, hs, w)
+    t = ctype(d_y.dtype)
+    d_y, w = xp.ascontiguousarray(d_y), xp.ascontiguousarray(w)
     d_x0 = xp.empty_like(d_y)
-    blocks = max(1, min(-(-m // _MC_WARPS), 2 * _device_sms(xp)))
-    rows_per_block = -(-m // blocks)
-    partial = xp.empty((blocks, 2, layers, dim), dtype=xp.float32)  # per-block d_w, d_b sums
-    launch_grid("multicross.cu", f"hctr_multicross_bwd<{ctype(d_y.dtype)}>", blocks, 32 * _MC_WARPS,
-                (xp.ascontiguousarray(d_y), xp.ascontiguousarray(x0), xp.ascontiguousarray(xs),
-                 xp.ascontiguousarray(hs), xp.ascontiguousarray(w), d_x0, partial, np.int64(m), np.int32(dim),
-                 np.int32(layers), np.int64(rows_per_block)), shared_mem=shared)
-    sums = partial.sum(axis=0).astype(d_y.dtype)  # (2, L, D)
-    return d_x0, sums[0], sums[1]
+    v = xp.empty((m, layers), dtype=xp.float32)   # dL/dh_l per row
+    blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
+    launch_grid("multicross.cu", f"hctr_multicross_bwd<{t}>", blocks, 32 * _MC_WARPS,
+                (d_y, xp.ascontiguousarray(x0), xp.ascontiguousarray(hs), w, d_x0, v, np.int64(m), np.int32(dim),
+                 np.int32(layers)), shared_mem=shared)
+    # Weight gradients without atomics: column sums per chunk of rows, then the chunks in order.
+    width = dim + layers
+    col_blocks = -(-width // 32)
+    chunks = max(1, min(-(-m // 64), -(-4 * _device_sms(xp) // (col_blocks * (layers + 1)))))
+    partial = xp.empty((chunks, layers + 1, width), dtype=xp.float32)
+    launch_grid("multicross.cu", f"hctr_multicross_bwd_sums<{t}>", (col_blocks, chunks, layers + 1), (32, 8),
+                (d_y, xp.ascontiguousarray(xs), v, partial, np.int64(m), np.int32(dim), np.int32(layers),
+                 np.int64(-(-m // chunks))))
+    d_w, d_b = xp.empty((layers, dim), dtype=d_y.dtype), xp.empty((layers, dim), dtype=d_y.dtype)
+    launch("multicross.cu", f"hctr_multicross_bwd_finish<{t}>", layers * dim,
+           (partial, w, d_w, d_b, np.int32(dim), np.int32(layers), np.int32(chunks)))
+    return d_x0, d_w, d_b
 
 
 # ---- FmOrder2 -----------------------------------------------------------------------------------
@@ -158,34 +169,38 @@ def fm_order2_bwd(xp, d_y, x, out_dim):
 
 
 # ---- Interaction --------------------------------------------------------------------------------
-
-def _interaction_grid(xp, m):
-    return max(1, min(m, 32 * _device_sms(xp)))
-
+# Batched GEMMs on tensor cores (float16 operands, float32 accumulation; float32 in float32) through
+# the ctypes cuBLAS binding, so CUDA graphs capture them; operand layouts in interaction_gemms.py.
 
 @kernel_op("interaction_fwd")
 def interaction_fwd(xp, mlp, emb):
+    if not floats(mlp, emb) or emb.size == 0:
+        return reference("interaction_fwd", xp, mlp, emb)
     m, fields, w = emb.shape
     n = fields + 1
-    shared = n * w * 4
-    if not floats(mlp, emb) or shared > _SHARED_LIMIT:
-        return reference("interaction_fwd", xp, mlp, emb)
+    mlp, emb = xp.ascontiguousarray(mlp), xp.ascontiguousarray(emb)
+    dots = xp.empty((m, fields, scratch_ld(fields)), dtype=mlp.dtype)
+    for a, b, c in forward_products(mlp, emb, dots):
+        cublas.gemm_strided_batched(a, b, c, m)
     out = xp.empty((m, w + n * (n - 1) // 2 + 1), dtype=mlp.dtype)
-    launch_grid("interaction.cu", f"hctr_interaction_fwd<{ctype(mlp.dtype)}>", _interaction_grid(xp, m), 128,
-                (xp.ascontiguousarray(mlp), xp.ascontiguousarray(emb), out, np.int64(m), np.int32(fields),
-                 np.int32(w)), shared_mem=shared)
+    launch("interaction.cu", f"hctr_interaction_pack<{ctype(mlp.dtype)}>", out.size,
+           (mlp, dots, out, np.int64(m), np.int32(fields), np.int32(w), np.int32(dots.shape[2])))
     return out
 
 
 @kernel_op("interaction_bwd")
 def interaction_bwd(xp, d_y, mlp, emb):
-    m, fields, w = emb.shape
-    n = fields + 1
-    shared = (n * w + n * n) * 4
-    if not floats(d_y, mlp, emb) or shared > _SHARED_LIMIT:
+    if not floats(d_y, mlp, emb) or emb.size == 0:
         return reference("interaction_bwd", xp, d_y, mlp, emb)
+    m, fields, w = emb.shape
+    t = ctype(mlp.dtype)
+    d_y, mlp, emb = xp.ascontiguousarray(d_y), xp.ascontiguousarray(mlp), xp.ascontiguousarray(emb)
+    z = xp.empty((m, fields + 1, w), dtype=mlp.dtype)   # [emb; mlp] per sample
     d_mlp, d_emb = xp.empty_like(mlp), xp.empty(emb.shape, dtype=emb.dtype)
-    launch_grid("interaction.cu", f"hctr_interaction_bwd<{ctype(mlp.dtype)}>", _interaction_grid(xp, m), 128,
-                (xp.ascontiguousarray(d_y), xp.ascontiguousarray(mlp), xp.ascontiguousarray(emb), d_mlp, d_emb,
-                 np.int64(m), np.int32(fields), np.int32(w)), shared_mem=shared)
+    launch("interaction.cu", f"hctr_interaction_stack<{t}>", m * w,
+           (d_y, mlp, emb, z, d_mlp, np.int64(m), np.int32(fields), np.int32(w)))
+    sym = xp.empty((m, fields, scratch_ld(fields)), dtype=mlp.dtype)
+    launch("interaction.cu", f"hctr_interaction_unpack<{t}>", m * fields * (fields + 1),
+           (d_y, sym, np.int64(m), np.int32(fields), np.int32(w), np.int32(sym.shape[2])))
+    cublas.gemm_strided_batched(*backward_product(sym, z, d_emb), m)
     return d_mlp, d_emb

@@ -46,9 +46,11 @@ SOURCES = {
     "dense.cu": (templated("hctr_bias_act_fwd", DTYPES) + templated("hctr_bias_act_bwd", DTYPES)
                  + templated("hctr_dropout_fwd", DTYPES)),
     "losses.cu": templated("hctr_bce_loss_fwd", DTYPES) + templated("hctr_bce_loss_bwd", DTYPES),
-    "multicross.cu": templated("hctr_multicross_fwd", DTYPES) + templated("hctr_multicross_bwd", DTYPES),
+    "multicross.cu": tuple(e for k in ("hctr_multicross_fwd", "hctr_multicross_bwd", "hctr_multicross_bwd_sums",
+                                       "hctr_multicross_bwd_finish") for e in templated(k, DTYPES)),
     "fm_order2.cu": templated("hctr_fm_order2_fwd", DTYPES) + templated("hctr_fm_order2_bwd", DTYPES),
-    "interaction.cu": templated("hctr_interaction_fwd", DTYPES) + templated("hctr_interaction_bwd", DTYPES),
+    "interaction.cu": tuple(e for k in ("hctr_interaction_pack", "hctr_interaction_stack", "hctr_interaction_unpack")
+                            for e in templated(k, DTYPES)),
     # Inference embedding cache (wrappers: hugectr_lab/inference/cuda_cache.py).
     "embedding_cache.cu": tuple(e for k in ("hctr_embedding_cache_set_index", "hctr_embedding_cache_query",
                                             "hctr_embedding_cache_insert", "hctr_embedding_cache_sketch_update",
