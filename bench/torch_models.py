@@ -3,8 +3,8 @@ slots (keys already offset per slot, one bag per (sample, slot)), sparse gradien
 autocast + GradScaler for fp16, TF32 through ``torch.backends``; eager, or with everything after the
 lookup under ``torch.compile`` (``TorchStep(compile_mode=...)``).
 
-Each model is ``emb`` (the lookup, always eager: Inductor cannot compile the backward of a sparse
-gradient -- "Cannot access storage of SparseTensorImpl" -- and SparseAdam needs one) followed by
+Each model is ``emb`` (the lookup, always eager: SparseAdam needs its sparse gradient, and torch 2.13's
+Inductor fails on DCN's backward with one -- "Cannot access storage of SparseTensorImpl") followed by
 ``head(rows, dense)``: rows (B*S, E) -> logits (B, 1)."""
 
 from __future__ import annotations
