@@ -244,6 +244,8 @@ CASES = [
     OpCase("fm_order2_bwd", dense((37, 5), (37, 7 * 5), extra=(5,))),
     OpCase("interaction_fwd", interaction(False, 37, 5, 16), id="small"),
     OpCase("interaction_fwd", interaction(False, 9, 26, 128), id="dlrm"),
+    OpCase("interaction_fwd", interaction(False, 129, 27, 13), id="odd"),
     OpCase("interaction_bwd", interaction(True, 37, 5, 16), id="small"),
     OpCase("interaction_bwd", interaction(True, 9, 26, 128), id="dlrm"),
+    OpCase("interaction_bwd", interaction(True, 129, 27, 13), id="odd"),
 ]
