@@ -1,36 +1,41 @@
-// Set-associative embedding cache of the inference path: set index, query, insert.
+// Set-associative embedding cache of the inference path: set index, query, insert, the frequency
+// sketch, and the cache lookup of the captured predict graph.
 //
-// References (hugectr_lab/inference/cache_ops.py): `embedding_cache_set_index`, `embedding_cache_query`,
-// `embedding_cache_insert` -- same names and arguments, bit-identical results.
+// References: hugectr_lab/inference/cache_ops.py -- `embedding_cache_set_index`, `embedding_cache_query`,
+// `embedding_cache_insert`, `embedding_cache_insert_tinylfu`, `embedding_cache_sketch_update`,
+// `embedding_cache_frequency`; hugectr_lab/inference/graph_ops.py -- `infer_dedupe`, `infer_lookup`,
+// `infer_insert` (the predict graph's operations, the last section of this file). The wrappers
+// (hugectr_lab/inference/cuda_cache.py) take the references' names and arguments, and the results are
+// bit-identical, except where infer_dedupe puts a key in its set (graph_ops.py says what is fixed).
 //
 // Layouts: a table's cache holds C = num_sets * 64 entries, entry set*64 + way:
 //          cache_keys (C,) Key, the empty key max(Key) marks a free entry; cache_stamps (C,) long long,
 //          the lookup call that last touched the entry (0 = free); cache_values (C, E) float32.
 //          Key = unsigned int (I32) | long long (I64). keys (N,) Key; values (N, E) float32.
 //          Set of a key: MurmurHash3_x86_32 of its little-endian bytes (4 or 8), seed 0, mod num_sets.
+//          sketch (4, W) unsigned int, W a power of two: row d counts key k at column
+//          murmur3(k, seed d+1) & (W-1); a key's estimate is the minimum of its 4 counters.
 // Launch mapping:
 //   hctr_embedding_cache_set_index: one thread per key, grid-stride.
 //   hctr_embedding_cache_query: one warp per key (grid-stride over warps, blocks of 256 threads);
 //     lane l compares ways l and l+32, a ballot finds the hit (lowest way), lane 0 stamps it, and
 //     the warp copies the E floats (zeros for a miss).
-//   hctr_embedding_cache_insert: one block of 64 threads per touched set (grid-stride over sets);
-//     the new keys arrive grouped by set (order: sorted by set, input order within a set;
-//     group_offsets (G+1,), group_sets (G,)). Thread w ranks way w in victim order -- (stamp, way)
-//     ascending, so free ways first, then least recently used -- and takes the group's new key of
-//     that rank if there is one; the block then copies the vectors. A set takes at most 64 keys per
+//   hctr_embedding_cache_insert<Key, Policy>: one block of 64 threads per touched set (grid-stride over
+//     sets); the new keys arrive grouped by set (order: sorted by set, input order within a set;
+//     group_offsets (G+1,), group_sets (G,)), with each key's estimate in freqs (N,) (null for Lru).
+//     Thread w ranks way w in victim order, (policy estimate, stamp, way) ascending; the group's keys
+//     are ranked (Lru: input order; TinyLfu: estimate descending, then input order) and the key of
+//     rank r takes the way of rank r if the policy admits it there. A set takes at most 64 keys per
 //     call; out_slots / out_evicted must be pre-filled with -1 / the empty key.
-//
-// The frequency-aware policy ("tinylfu"; references of the same names in cache_ops.py:
-// `embedding_cache_sketch_update`, `embedding_cache_frequency`, `embedding_cache_insert_tinylfu`):
-//   sketch (4, W) unsigned int, W a power of two; row d counts key k at column murmur3(k, seed d+1) & (W-1).
-//   hctr_embedding_cache_sketch_halve: one thread per counter, grid-stride (aging: every counter >>= 1).
+//     Policies (namespace hctr): Lru (HugeCTR's; `embedding_cache_insert`) -- every way's estimate is
+//     0, so victims go by (stamp, way): free entries (stamp 0) first, then least recently used, and
+//     every new key is admitted; TinyLfu (`embedding_cache_insert_tinylfu`) -- a free way's estimate is
+//     -1, a held key's its sketch estimate, and a new key enters only over a strictly lower estimate.
+//   hctr_embedding_cache_sketch_halve: one thread per counter, grid-stride (aging: every counter >>= 1;
+//     with a flag pointer only when *flag != 0, a decision the predict graph reads from device memory).
 //   hctr_embedding_cache_sketch_update: one thread per (distinct) key, 4 atomicAdds.
 //   hctr_embedding_cache_frequency: one thread per key, the minimum of its 4 counters.
-//   hctr_embedding_cache_insert_tinylfu: as hctr_embedding_cache_insert (a 64-thread block per touched
-//     set, keys grouped by set in input order), with each new key's estimate in freqs (N,). Thread w
-//     ranks way w in victim order (free first, then estimate, stamp, way ascending); the group's keys
-//     are ranked by (estimate descending, input order) into a shared table of the first 64; the key of
-//     rank r goes to the way of rank r if that way is free or holds a key of strictly lower estimate.
+//   The predict graph's kernels (hctr_infer_*): see the last section.
 #include "hctr_common.cuh"
 
 #define HCTR_CACHE_WAYS 64
@@ -107,47 +112,6 @@ __global__ void hctr_embedding_cache_query(const Key* __restrict__ cache_keys, l
     }
 }
 
-template <typename Key>
-__global__ void hctr_embedding_cache_insert(Key* __restrict__ cache_keys, long long* __restrict__ cache_stamps,
-                                            float* __restrict__ cache_values, int vec, const Key* __restrict__ keys,
-                                            const float* __restrict__ values, const long long* __restrict__ order,
-                                            const long long* __restrict__ group_offsets,
-                                            const long long* __restrict__ group_sets, long long num_groups,
-                                            long long now, long long* __restrict__ out_slots,
-                                            Key* __restrict__ out_evicted) {
-    __shared__ long long stamps[HCTR_CACHE_WAYS];
-    __shared__ long long source[HCTR_CACHE_WAYS];   // new key (input index) per way, -1 = way unchanged
-    const int way = threadIdx.x;
-    for (long long g : hctr_block_stride(num_groups)) {
-        const long long base = group_sets[g] * HCTR_CACHE_WAYS;
-        const long long mine = cache_stamps[base + way];
-        stamps[way] = mine;
-        __syncthreads();
-        int rank = 0;
-        for (int j = 0; j < HCTR_CACHE_WAYS; ++j) {
-            const long long other = stamps[j];
-            rank += (other < mine) || (other == mine && j < way);
-        }
-        const long long begin = group_offsets[g];
-        const long long count = group_offsets[g + 1] - begin;
-        long long i = -1;
-        if (rank < count) {
-            i = order[begin + rank];
-            out_slots[i] = base + way;
-            out_evicted[i] = cache_keys[base + way];
-            cache_keys[base + way] = keys[i];
-            cache_stamps[base + way] = now;
-        }
-        source[way] = i;
-        __syncthreads();
-        for (long long idx = way; idx < (long long)HCTR_CACHE_WAYS * vec; idx += HCTR_CACHE_WAYS) {
-            const long long w = idx / vec, src = source[w];
-            if (src >= 0) cache_values[(base + w) * vec + idx % vec] = values[src * vec + idx % vec];
-        }
-        __syncthreads();   // stamps/source are rewritten for the next set
-    }
-}
-
 #define HCTR_SKETCH_DEPTH 4
 
 template <typename Key>
@@ -163,7 +127,9 @@ __device__ __forceinline__ unsigned int hctr_sketch_estimate(const unsigned int*
     return f;
 }
 
-__global__ void hctr_embedding_cache_sketch_halve(unsigned int* __restrict__ sketch, long long size) {
+__global__ void hctr_embedding_cache_sketch_halve(unsigned int* __restrict__ sketch, long long size,
+                                                  const long long* __restrict__ flag) {
+    if (flag != nullptr && *flag == 0) return;
     for (long long i : hctr_grid_stride(size))
         sketch[i] >>= 1;
 }
@@ -185,47 +151,90 @@ __global__ void hctr_embedding_cache_frequency(const unsigned int* __restrict__ 
         out[k] = hctr_sketch_estimate(sketch, width, keys[k]);
 }
 
-template <typename Key>
-__global__ void hctr_embedding_cache_insert_tinylfu(
-        Key* __restrict__ cache_keys, long long* __restrict__ cache_stamps, float* __restrict__ cache_values, int vec,
-        const unsigned int* __restrict__ sketch, long long width, const Key* __restrict__ keys,
-        const unsigned int* __restrict__ freqs, const float* __restrict__ values, const long long* __restrict__ order,
-        const long long* __restrict__ group_offsets, const long long* __restrict__ group_sets, long long num_groups,
-        long long now, long long* __restrict__ out_slots, Key* __restrict__ out_evicted) {
+// ---- Insertion: one kernel per policy, shared with the predict graph's insert ------------------------
+
+namespace hctr {
+
+// `held`: a way's estimate in the victim order (lowest goes first); `admits`: whether a new key of
+// estimate `incoming` may replace a way whose estimate is `held`; `counts`: new keys carry estimates.
+struct Lru {
+    static constexpr bool counts = false;
+    template <typename Key>
+    __device__ static long long held(const unsigned int*, long long, Key) { return 0; }
+    __device__ static bool admits(long long, long long) { return true; }
+};
+
+struct TinyLfu {
+    static constexpr bool counts = true;
+    template <typename Key>
+    __device__ static long long held(const unsigned int* sketch, long long width, Key key) {
+        return key == hctr_empty_key<Key>() ? -1 : (long long)hctr_sketch_estimate(sketch, width, key);
+    }
+    __device__ static bool admits(long long held, long long incoming) { return held < incoming; }
+};
+
+}  // namespace hctr
+
+// Rank of `way` in victim order, (estimate, stamp, way) ascending, over one set's ways in shared memory.
+__device__ __forceinline__ int hctr_cache_victim_rank(const long long* wfreq, const long long* stamps, int way) {
+    const long long f = wfreq[way], s = stamps[way];
+    int rank = 0;
+    for (int j = 0; j < HCTR_CACHE_WAYS; ++j)
+        rank += (wfreq[j] < f) || (wfreq[j] == f && (stamps[j] < s || (stamps[j] == s && j < way)));
+    return rank;
+}
+
+// The 64 threads of a block copy the new vectors of one set: source[w] is the row of `values` that way
+// w took, -1 = way unchanged.
+__device__ __forceinline__ void hctr_cache_copy_rows(float* __restrict__ cache_values, long long base, int vec,
+                                                     const float* __restrict__ values, const long long* source,
+                                                     int way) {
+    for (long long idx = way; idx < (long long)HCTR_CACHE_WAYS * vec; idx += HCTR_CACHE_WAYS) {
+        const long long w = idx / vec, src = source[w];
+        if (src >= 0) cache_values[(base + w) * vec + idx % vec] = values[src * vec + idx % vec];
+    }
+}
+
+template <typename Key, typename Policy>
+__global__ void hctr_embedding_cache_insert(Key* __restrict__ cache_keys, long long* __restrict__ cache_stamps,
+                                            float* __restrict__ cache_values, int vec,
+                                            const unsigned int* __restrict__ sketch, long long width,
+                                            const Key* __restrict__ keys, const unsigned int* __restrict__ freqs,
+                                            const float* __restrict__ values, const long long* __restrict__ order,
+                                            const long long* __restrict__ group_offsets,
+                                            const long long* __restrict__ group_sets, long long num_groups,
+                                            long long now, long long* __restrict__ out_slots,
+                                            Key* __restrict__ out_evicted) {
     __shared__ long long stamps[HCTR_CACHE_WAYS];
-    __shared__ long long wfreq[HCTR_CACHE_WAYS];      // estimate of each way's key, -1 = free
+    __shared__ long long wfreq[HCTR_CACHE_WAYS];      // the policy's estimate of each way
     __shared__ long long by_rank[HCTR_CACHE_WAYS];    // group position of the new key of each rank, -1 = none
     __shared__ long long source[HCTR_CACHE_WAYS];     // new key (input index) per way, -1 = way unchanged
     const int way = threadIdx.x;
     for (long long g : hctr_block_stride(num_groups)) {
         const long long base = group_sets[g] * HCTR_CACHE_WAYS;
-        const Key held = cache_keys[base + way];
-        const long long mine = cache_stamps[base + way];
-        const long long myfreq = held == hctr_empty_key<Key>() ? -1 : (long long)hctr_sketch_estimate(sketch, width, held);
-        stamps[way] = mine;
-        wfreq[way] = myfreq;
-        by_rank[way] = -1;
-        __syncthreads();
-        int rank = 0;
-        for (int j = 0; j < HCTR_CACHE_WAYS; ++j) {
-            const long long f = wfreq[j], s = stamps[j];
-            rank += (f < myfreq) || (f == myfreq && (s < mine || (s == mine && j < way)));
-        }
         const long long begin = group_offsets[g];
         const long long count = group_offsets[g + 1] - begin;
-        for (long long p = way; p < count; p += HCTR_CACHE_WAYS) {
-            const unsigned int fp = freqs[order[begin + p]];
-            long long r = 0;
-            for (long long q = 0; q < count && r < HCTR_CACHE_WAYS; ++q) {
-                const unsigned int fq = freqs[order[begin + q]];
-                r += (fq > fp) || (fq == fp && q < p);
-            }
-            if (r < HCTR_CACHE_WAYS) by_rank[r] = p;
-        }
+        const Key held = cache_keys[base + way];
+        const long long myfreq = Policy::held(sketch, width, held);
+        stamps[way] = cache_stamps[base + way];
+        wfreq[way] = myfreq;
+        by_rank[way] = (Policy::counts || way >= count) ? -1 : way;
         __syncthreads();
+        if constexpr (Policy::counts) {   // the first 64 by (estimate descending, input order)
+            for (long long p = way; p < count; p += HCTR_CACHE_WAYS) {
+                const unsigned int fp = freqs[order[begin + p]];
+                long long r = 0;
+                for (long long q = 0; q < count && r < HCTR_CACHE_WAYS; ++q) {
+                    const unsigned int fq = freqs[order[begin + q]];
+                    r += (fq > fp) || (fq == fp && q < p);
+                }
+                if (r < HCTR_CACHE_WAYS) by_rank[r] = p;
+            }
+            __syncthreads();
+        }
+        const long long p = by_rank[hctr_cache_victim_rank(wfreq, stamps, way)];
         long long i = -1;
-        const long long p = by_rank[rank];
-        if (p >= 0 && myfreq < (long long)freqs[order[begin + p]]) {
+        if (p >= 0 && Policy::admits(myfreq, Policy::counts ? (long long)freqs[order[begin + p]] : 0)) {
             i = order[begin + p];
             out_slots[i] = base + way;
             out_evicted[i] = held;
@@ -234,28 +243,33 @@ __global__ void hctr_embedding_cache_insert_tinylfu(
         }
         source[way] = i;
         __syncthreads();
-        for (long long idx = way; idx < (long long)HCTR_CACHE_WAYS * vec; idx += HCTR_CACHE_WAYS) {
-            const long long w = idx / vec, src = source[w];
-            if (src >= 0) cache_values[(base + w) * vec + idx % vec] = values[src * vec + idx % vec];
-        }
-        __syncthreads();
+        hctr_cache_copy_rows(cache_values, base, vec, values, source, way);
+        __syncthreads();   // the shared tables are rewritten for the next set
     }
 }
 
-// ---- The predict graph's lookup (hugectr_lab/inference/graph_path.py) ---------------------------------
+// ---- The predict graph's lookup (references: hugectr_lab/inference/graph_ops.py) ------------------------
 //
-// One captured CUDA graph per padded batch runs the cache lookup of every table without the host:
-// the keys (K,) of a table, padded with the empty key, are de-duplicated into an open-addressing set
-// (P,) (P a power of two >= 2K; which slot a key takes depends on thread order, nothing else does), a
-// warp per distinct key queries the cache (a hit takes the call's stamp) or reads the parameter
-// server's row (sorted keys on the device, binary search; vectors in pinned host memory read over
-// the bus; unknown keys get the default value), and counts distinct keys, hits and unknown keys. If
-// the first table's hit rate is below the threshold, the misses of each cache set are chained
-// (link) and the set's first-chained miss inserts the set's best 64 by (estimate descending, key
-// ascending) -- the order in which the eager path, which sees the misses sorted by key, inserts them --
-// into the ways in victim order. Predictions, cache contents and counters equal the eager path's
-// (EmbeddingCache.lookup on the same requests; tested in tests/inference/test_gpu.py).
-// counters (5,) long long per table: distinct keys, hits, unknown keys, insertions, replaced entries.
+// One captured CUDA graph per padded batch runs the cache lookup of every table without the host;
+// every per-call value (the stamp `now`, the sketch's halving flag, the counters) is in device memory.
+//   infer_dedupe -- hctr_infer_dedupe<Key>: one thread per key, grid-stride. The keys (K,) of a table,
+//     padded with the empty key, go into an open-addressing set (P,) (P a power of two >= 2K, filled
+//     with the empty key first; linear probing from murmur3(key, 0x9e3779b9) & (P-1), atomicCAS);
+//     inverse (K,) is each key's entry (-1 for padding). Which entry a key takes depends on thread order.
+//   infer_lookup -- hctr_embedding_cache_sketch_halve (flag = header[1]), then hctr_infer_lookup<Key>:
+//     one warp per set entry (grid-stride over warps, blocks of 256); a distinct key queries the cache
+//     as hctr_embedding_cache_query does (a hit takes the stamp header[0]), else lane 0 binary-searches
+//     the parameter server's sorted keys (R,) and the warp copies the row of ps_vectors (R, E) -- in
+//     device memory or page-locked host memory read over the bus -- or the default value for an
+//     unknown key; lane 0 counts the key in the sketch and in counters (5,): [0] distinct keys,
+//     [1] hits, [2] unknown keys. set_values (P, E) and set_miss (P,) are written for real keys only.
+//   infer_insert -- when the first table's hit rate (first_counters) is below the threshold:
+//     hctr_infer_link<Key> (one thread per set entry) chains each set's misses (heads (num_sets,),
+//     next (P,); chain order depends on thread order), then hctr_infer_insert<Key, Policy> (a block of
+//     64 threads per set entry; the block of the set's chain head works): thread 0 keeps the set's
+//     best 64 misses by (estimate descending, key ascending) -- the order in which the eager path,
+//     which sees the misses sorted by key, inserts them -- and they meet the ways in victim order as
+//     in hctr_embedding_cache_insert<Key, Policy>; counters [3] insertions, [4] replaced entries.
 
 template <typename Key>
 __device__ __forceinline__ Key hctr_atomic_cas(Key* address, Key expected, Key desired);
@@ -282,7 +296,7 @@ __global__ void hctr_infer_dedupe(const Key* __restrict__ keys, long long num_ke
                                   long long set_size, long long* __restrict__ inverse) {
     for (long long k : hctr_grid_stride(num_keys)) {
         const Key key = keys[k];
-        long long slot = 0;
+        long long slot = -1;
         if (key != hctr_empty_key<Key>()) {
             slot = (long long)(hctr_murmur3(key, 0x9e3779b9u) & (unsigned int)(set_size - 1));
             for (;;) {
@@ -293,13 +307,6 @@ __global__ void hctr_infer_dedupe(const Key* __restrict__ keys, long long num_ke
         }
         inverse[k] = slot;
     }
-}
-
-__global__ void hctr_infer_sketch_halve(unsigned int* __restrict__ sketch, long long size,
-                                        const long long* __restrict__ flag) {
-    if (*flag == 0) return;
-    for (long long i : hctr_grid_stride(size))
-        sketch[i] >>= 1;
 }
 
 template <typename Key>
@@ -378,7 +385,7 @@ __device__ __forceinline__ bool hctr_infer_before(long long fa, Key ka, long lon
     return fa > fb || (fa == fb && ka < kb);
 }
 
-template <typename Key>
+template <typename Key, typename Policy>
 __global__ void hctr_infer_insert(const Key* __restrict__ set_keys, const unsigned char* __restrict__ set_miss,
                                   const float* __restrict__ set_values, long long set_size,
                                   const long long* __restrict__ heads, const long long* __restrict__ next,
@@ -401,7 +408,7 @@ __global__ void hctr_infer_insert(const Key* __restrict__ set_keys, const unsign
             int n = 0;
             for (long long c = h; c >= 0; c = next[c]) {
                 const Key ck = set_keys[c];
-                const long long f = sketch ? (long long)hctr_sketch_estimate(sketch, width, ck) : 0;
+                const long long f = Policy::counts ? (long long)hctr_sketch_estimate(sketch, width, ck) : 0;
                 if (n == HCTR_CACHE_WAYS && !hctr_infer_before(f, ck, cfreq[n - 1], set_keys[cand[n - 1]])) continue;
                 int j = n < HCTR_CACHE_WAYS ? n : HCTR_CACHE_WAYS - 1;
                 while (j > 0 && hctr_infer_before(f, ck, cfreq[j - 1], set_keys[cand[j - 1]])) {
@@ -417,31 +424,22 @@ __global__ void hctr_infer_insert(const Key* __restrict__ set_keys, const unsign
         }
         const long long base = s * HCTR_CACHE_WAYS;
         const Key held = cache_keys[base + way];
-        const long long mine = cache_stamps[base + way];
-        const bool free_way = held == hctr_empty_key<Key>();
-        const long long myfreq = free_way ? -1 : (sketch ? (long long)hctr_sketch_estimate(sketch, width, held) : 0);
-        stamps[way] = mine;
+        const long long myfreq = Policy::held(sketch, width, held);
+        stamps[way] = cache_stamps[base + way];
         wfreq[way] = myfreq;
         __syncthreads();
-        int rank = 0;
-        for (int j = 0; j < HCTR_CACHE_WAYS; ++j) {
-            const long long f = wfreq[j], st = stamps[j];
-            rank += (f < myfreq) || (f == myfreq && (st < mine || (st == mine && j < way)));
-        }
+        const int rank = hctr_cache_victim_rank(wfreq, stamps, way);
         long long src = -1;
-        if (rank < num_cand && (sketch == nullptr || myfreq < cfreq[rank])) {
+        if (rank < num_cand && Policy::admits(myfreq, cfreq[rank])) {
             src = cand[rank];
             cache_keys[base + way] = set_keys[src];
             cache_stamps[base + way] = *now;
             atomicAdd((unsigned long long*)counters + 3, 1ull);
-            if (!free_way) atomicAdd((unsigned long long*)counters + 4, 1ull);
+            if (held != hctr_empty_key<Key>()) atomicAdd((unsigned long long*)counters + 4, 1ull);
         }
         source[way] = src;
         __syncthreads();
-        for (long long idx = way; idx < (long long)HCTR_CACHE_WAYS * vec; idx += HCTR_CACHE_WAYS) {
-            const long long w = idx / vec, from = source[w];
-            if (from >= 0) cache_values[(base + w) * vec + idx % vec] = set_values[from * vec + idx % vec];
-        }
+        hctr_cache_copy_rows(cache_values, base, vec, set_values, source, way);
         __syncthreads();
     }
 }

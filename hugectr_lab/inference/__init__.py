@@ -16,7 +16,7 @@ usable GPU is, else NumPy -- or from ``HUGECTR_LAB_BACKEND``, "numpy", "cupy"). 
 import enum
 
 from ..events import CacheStats
-from . import cache_ops  # noqa: F401  (registers the cache's reference ops)
+from . import cache_ops, graph_ops  # noqa: F401  (register the cache's and the predict graph's reference ops)
 from .cache import EmbeddingCache, TableLookup
 from .configs import inference_config
 from .data_file import PredictInputs, predict_inputs, read_inference_data, write_inference_data

@@ -105,16 +105,6 @@ def embedding_cache_query(xp, cache_keys, cache_stamps, cache_values, keys, now)
     return values, slots
 
 
-def _insert_start(xp, cache_keys, keys):
-    """What both insert policies start from: ``slots`` (N,) int64 all -1, ``evicted`` (N,) all the empty
-    key, and each key's set (N,) (None when there are no keys)."""
-    n = keys.size
-    slots = xp.full(n, -1, dtype=xp.int64)
-    evicted = xp.full(n, empty_key(cache_keys.dtype), dtype=cache_keys.dtype)
-    sets = embedding_cache_set_index(xp, keys, cache_keys.size // WAYS) if n else None
-    return slots, evicted, sets
-
-
 def _set_groups(xp, sets, order):
     """The new keys grouped by set: ``order`` (N,) sorts them by set, and within a set in the order they
     claim its victims. Returns ``group`` (N,) and ``rank`` (N,), the group of each sorted key and its
@@ -128,6 +118,51 @@ def _set_groups(xp, sets, order):
     return group, rank, sorted_sets[starts]
 
 
+def insert_with_policy(xp, cache_keys, cache_stamps, cache_values, sketch, keys, values, now):
+    """Both insertion policies (module docstring): LRU where ``sketch`` is None, else TinyLFU. Per set,
+    the new keys in claim order (LRU: input order; TinyLFU: estimate descending, then input order) meet
+    the ways in victim order ((estimate, stamp, way) ascending; LRU: every estimate 0, so free entries,
+    whose stamp is 0, go first), the r-th key the r-th way, at most 64; TinyLFU admits a key only over
+    a way of strictly lower estimate (a free way's is -1)."""
+    n = keys.size
+    slots = xp.full(n, -1, dtype=xp.int64)
+    evicted = xp.full(n, empty_key(cache_keys.dtype), dtype=cache_keys.dtype)
+    if n == 0:
+        return slots, evicted
+    sets = embedding_cache_set_index(xp, keys, cache_keys.size // WAYS)
+    arange = xp.arange(n, dtype=xp.int64)
+    if sketch is None:
+        order = xp.argsort(sets * n + arange)     # by set, input order within (a distinct sort key)
+    else:
+        freq = embedding_cache_frequency(xp, sketch, keys).astype(xp.int64)
+        order = xp.lexsort(xp.stack([arange, -freq, sets]))   # by set, estimate desc., input order
+    group, rank, touched = _set_groups(xp, sets, order)
+    ways = touched[:, None] * WAYS + xp.arange(WAYS, dtype=xp.int64)  # (T, 64) entries
+    if sketch is None:
+        way_order = xp.argsort(cache_stamps[ways] * WAYS + xp.arange(WAYS, dtype=xp.int64), axis=1)
+    else:
+        way_keys = cache_keys[ways]
+        way_freq = xp.where(way_keys == empty_key(cache_keys.dtype), -1,
+                            embedding_cache_frequency(xp, sketch, way_keys.reshape(-1)).reshape(ways.shape)
+                            .astype(xp.int64))
+        way_order = xp.lexsort(xp.stack([xp.broadcast_to(xp.arange(WAYS), ways.shape), cache_stamps[ways],
+                                         way_freq]))
+    ok = xp.flatnonzero(rank < WAYS)          # (T, 64) ways in victim order; a set takes 64 keys at most
+    g = group[ok]
+    way = way_order[g, rank[ok]]
+    if sketch is not None:
+        admit = way_freq[g, way] < freq[order[ok]]
+        ok, g, way = ok[admit], g[admit], way[admit]
+    target = touched[g] * WAYS + way
+    picked = order[ok]
+    slots[picked] = target
+    evicted[picked] = cache_keys[target]
+    cache_keys[target] = keys[picked]
+    cache_stamps[target] = now
+    cache_values[target] = values[picked]
+    return slots, evicted
+
+
 @reference_op
 def embedding_cache_insert(xp, cache_keys, cache_stamps, cache_values, keys, values, now):
     """Insert ``keys`` (N,) with ``values`` (N, E); the keys must be distinct and not in the cache.
@@ -138,23 +173,7 @@ def embedding_cache_insert(xp, cache_keys, cache_stamps, cache_values, keys, val
     entry, -1 when not inserted) and ``evicted`` (N,) key dtype (the key the entry held before, the
     empty key when it was free or nothing was inserted).
     """
-    n = keys.size
-    slots, evicted, sets = _insert_start(xp, cache_keys, keys)
-    if n == 0:
-        return slots, evicted
-    order = xp.argsort(sets * n + xp.arange(n, dtype=xp.int64))     # grouped by set, input order within
-    group, rank, touched = _set_groups(xp, sets, order)
-    stamps = cache_stamps.reshape(-1, WAYS)[touched]                # (T, 64)
-    victims = xp.argsort(stamps * WAYS + xp.arange(WAYS, dtype=xp.int64), axis=1)   # (T, 64) ways, victim order
-    ok = rank < WAYS
-    slots[order[ok]] = touched[group[ok]] * WAYS + victims[group[ok], rank[ok]]
-    inserted = xp.flatnonzero(slots >= 0)
-    target = slots[inserted]
-    evicted[inserted] = cache_keys[target]
-    cache_keys[target] = keys[inserted]
-    cache_stamps[target] = now
-    cache_values[target] = values[inserted]
-    return slots, evicted
+    return insert_with_policy(xp, cache_keys, cache_stamps, cache_values, None, keys, values, now)
 
 
 def sketch_columns(xp, keys, width):
@@ -188,29 +207,4 @@ def embedding_cache_insert_tinylfu(xp, cache_keys, cache_stamps, cache_values, s
     """``embedding_cache_insert`` behind the frequency gate (module docstring): ``keys`` (N,) distinct and
     not cached, ``values`` (N, E), ``sketch`` (4, W). Same results: ``slots`` (N,) int64 (-1 = not
     admitted) and ``evicted`` (N,) key dtype."""
-    n = keys.size
-    slots, evicted, sets = _insert_start(xp, cache_keys, keys)
-    if n == 0:
-        return slots, evicted
-    freq = embedding_cache_frequency(xp, sketch, keys).astype(xp.int64)
-    order = xp.lexsort(xp.stack([xp.arange(n, dtype=xp.int64), -freq, sets]))   # by set, estimate desc., input order
-    group, rank, touched = _set_groups(xp, sets, order)
-    ways = touched[:, None] * WAYS + xp.arange(WAYS, dtype=xp.int64)  # (T, 64) entries
-    way_keys = cache_keys[ways]
-    free = way_keys == empty_key(cache_keys.dtype)
-    way_freq = xp.where(free, -1, embedding_cache_frequency(xp, sketch, way_keys.reshape(-1)).reshape(ways.shape)
-                        .astype(xp.int64))
-    way_order = xp.lexsort(xp.stack([xp.broadcast_to(xp.arange(WAYS), ways.shape), cache_stamps[ways], way_freq]))
-    ok = xp.flatnonzero(rank < WAYS)
-    g, r = group[ok], rank[ok]
-    way = way_order[g, r]
-    admit = way_freq[g, way] < freq[order[ok]]
-    ok, g, way = ok[admit], g[admit], way[admit]
-    target = touched[g] * WAYS + way
-    picked = order[ok]
-    slots[picked] = target
-    evicted[picked] = cache_keys[target]
-    cache_keys[target] = keys[picked]
-    cache_stamps[target] = now
-    cache_values[target] = values[picked]
-    return slots, evicted
+    return insert_with_policy(xp, cache_keys, cache_stamps, cache_values, sketch, keys, values, now)

@@ -17,6 +17,9 @@ CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float16): "hctr_half",
 # Sparse update rules of sparse_update.cu; the Global ones also have an all-rows pass.
 LOCAL_RULES = ("Sgd", "Momentum", "Nesterov", "Adam", "AdaGrad")
 GLOBAL_RULES = ("MomentumGlobal", "NesterovGlobal", "AdamGlobal")
+# Insertion policies of embedding_cache.cu, by the inference cache's policy names.
+CACHE_POLICY = {"lru": "hctr::Lru", "tinylfu": "hctr::TinyLfu"}
+CACHE_POLICIES = tuple(CACHE_POLICY.values())
 
 
 def templated(name, *type_lists):
@@ -51,15 +54,14 @@ SOURCES = {
     "fm_order2.cu": templated("hctr_fm_order2_fwd", DTYPES) + templated("hctr_fm_order2_bwd", DTYPES),
     "interaction.cu": tuple(e for k in ("hctr_interaction_pack", "hctr_interaction_stack", "hctr_interaction_unpack")
                             for e in templated(k, DTYPES)),
-    # Inference embedding cache (wrappers: hugectr_lab/inference/cuda_cache.py).
+    # Inference embedding cache and the predict graph's lookup (wrappers: hugectr_lab/inference/cuda_cache.py).
     "embedding_cache.cu": tuple(e for k in ("hctr_embedding_cache_set_index", "hctr_embedding_cache_query",
-                                            "hctr_embedding_cache_insert", "hctr_embedding_cache_sketch_update",
-                                            "hctr_embedding_cache_frequency", "hctr_embedding_cache_insert_tinylfu")
-                                for e in templated(k, KEYS)) + ("hctr_embedding_cache_sketch_halve",)
-                          # the predict graph's lookup (hugectr_lab/inference/graph_path.py)
-                          + tuple(e for k in ("hctr_infer_dedupe", "hctr_infer_lookup", "hctr_infer_link",
-                                              "hctr_infer_insert") for e in templated(k, KEYS))
-                          + ("hctr_infer_sketch_halve",),
+                                            "hctr_embedding_cache_sketch_update", "hctr_embedding_cache_frequency",
+                                            "hctr_infer_dedupe", "hctr_infer_lookup", "hctr_infer_link")
+                                for e in templated(k, KEYS))
+                          + templated("hctr_embedding_cache_insert", KEYS, CACHE_POLICIES)
+                          + templated("hctr_infer_insert", KEYS, CACHE_POLICIES)
+                          + ("hctr_embedding_cache_sketch_halve",),
 }
 
 # Compiler options shared by NVRTC (the loader) and nvcc (the compile check). No FMA contraction:
