@@ -9,7 +9,7 @@ from ..ops import kernel_op
 from . import cublas
 from .common import ctype, floats, reference
 from .interaction_gemms import backward_product, forward_products, scratch_ld
-from .loader import NULL, launch, launch_grid, multiprocessors
+from .loader import MAX_BLOCKS, NULL, launch, launch_grid, multiprocessors
 
 _F32 = np.dtype(np.float32)
 _SHARED_LIMIT = 48 * 1024   # static shared-memory limit without opting in per kernel
@@ -172,6 +172,14 @@ def fm_order2_bwd(xp, d_y, x, out_dim):
 # Batched GEMMs on tensor cores (float16 operands, float32 accumulation; float32 in float32) through
 # the ctypes cuBLAS binding, so CUDA graphs capture them; operand layouts in interaction_gemms.py.
 
+def _per_sample(m, elements):
+    """(grid, block) of the interaction kernels: a sample per row of x threads (at most 128 of them,
+    striding over the sample's ``elements``), 256 threads a block."""
+    lanes = min(128, -(-elements // 32) * 32)
+    rows = 256 // lanes
+    return min(-(-m // rows), MAX_BLOCKS), (lanes, rows)
+
+
 @kernel_op("interaction_fwd")
 def interaction_fwd(xp, mlp, emb):
     if not floats(mlp, emb) or emb.size == 0:
@@ -183,8 +191,8 @@ def interaction_fwd(xp, mlp, emb):
     for a, b, c in forward_products(mlp, emb, dots):
         cublas.gemm_strided_batched(a, b, c, m)
     out = xp.empty((m, w + n * (n - 1) // 2 + 1), dtype=mlp.dtype)
-    launch("interaction.cu", f"hctr_interaction_pack<{ctype(mlp.dtype)}>", out.size,
-           (mlp, dots, out, np.int64(m), np.int32(fields), np.int32(w), np.int32(dots.shape[2])))
+    launch_grid("interaction.cu", f"hctr_interaction_pack<{ctype(mlp.dtype)}>", *_per_sample(m, out.shape[1]),
+                (mlp, dots, out, np.int64(m), np.int32(fields), np.int32(w), np.int32(dots.shape[2])))
     return out
 
 
@@ -197,10 +205,10 @@ def interaction_bwd(xp, d_y, mlp, emb):
     d_y, mlp, emb = xp.ascontiguousarray(d_y), xp.ascontiguousarray(mlp), xp.ascontiguousarray(emb)
     z = xp.empty((m, fields + 1, w), dtype=mlp.dtype)   # [emb; mlp] per sample
     d_mlp, d_emb = xp.empty_like(mlp), xp.empty(emb.shape, dtype=emb.dtype)
-    launch("interaction.cu", f"hctr_interaction_stack<{t}>", m * w,
-           (d_y, mlp, emb, z, d_mlp, np.int64(m), np.int32(fields), np.int32(w)))
+    launch_grid("interaction.cu", f"hctr_interaction_stack<{t}>", *_per_sample(m, w),
+                (d_y, mlp, emb, z, d_mlp, np.int64(m), np.int32(fields), np.int32(w)))
     sym = xp.empty((m, fields, scratch_ld(fields)), dtype=mlp.dtype)
-    launch("interaction.cu", f"hctr_interaction_unpack<{t}>", m * fields * (fields + 1),
-           (d_y, sym, np.int64(m), np.int32(fields), np.int32(w), np.int32(sym.shape[2])))
+    launch_grid("interaction.cu", f"hctr_interaction_unpack<{t}>", *_per_sample(m, fields * (fields + 1)),
+                (d_y, sym, np.int64(m), np.int32(fields), np.int32(w), np.int32(sym.shape[2])))
     cublas.gemm_strided_batched(*backward_product(sym, z, d_emb), m)
     return d_mlp, d_emb
