@@ -132,7 +132,7 @@ def multicross_bwd(xp, d_y, x0, xs, hs, w):
     # Weight gradients without atomics: column sums per chunk of rows, then the chunks in order.
     width = dim + layers
     col_blocks = -(-width // 32)
-    chunks = max(1, min(-(-m // 64), -(-4 * _device_sms(xp) // (col_blocks * (layers + 1)))))
+    chunks = max(1, min(-(-m // 64), -(-8 * _device_sms(xp) // (col_blocks * (layers + 1)))))   # ~8 blocks per SM
     partial = xp.empty((chunks, layers + 1, width), dtype=xp.float32)
     launch_grid("multicross.cu", f"hctr_multicross_bwd_sums<{t}>", (col_blocks, chunks, layers + 1), (32, 8),
                 (d_y, xp.ascontiguousarray(xs), v, partial, np.int64(m), np.int32(dim), np.int32(layers),
