@@ -50,6 +50,7 @@ from .metrics import Metrics
 from .numerics import DynamicLossScaler, NonFiniteError, all_finite, locate_nonfinite
 from .optim import create_dense_optimizer
 from .run_plan import RunPlan
+from .whole_step import WholeStep
 
 
 _log = logging.getLogger("hugectr_lab")
@@ -161,7 +162,7 @@ class Session:
         # CuPy with the static scaler: each device keeps the first non-finite iteration on the device
         # (0: none) and the host reads it with the loss; elsewhere every step is checked at once.
         self._check_on_device = self.backend.name != "numpy" and self.loss_scaler is None
-        self._nonfinite_at = None
+        self._nonfinite_at = self._device_iteration = None   # per local device, with _check_on_device
         self._poisoned = None   # the NonFiniteError whose update reached the model (CuPy, static)
         self._overflow_seen = set()   # (embedding index, device) already reported
 
@@ -183,6 +184,18 @@ class Session:
                 # a graph would freeze the loss scale it was captured with: dynamic scaling runs eagerly
                 self.train_steps.append(TrainStep(self.train_networks[-1],
                                                   graph=solver.use_cuda_graph and self.loss_scaler is None))
+
+        for net, opt in zip(self.train_networks, self.dense_optimizers):
+            opt.init(net.num_params)   # states exist before any step, outside every CUDA graph's memory
+        if self._check_on_device:
+            self._nonfinite_at, self._device_iteration = [], []
+            for g in self.local_devices:
+                with self.comm.scope(g):
+                    self._nonfinite_at.append(self.backend.xp.zeros((), np.int64))   # 0: none so far
+                    self._device_iteration.append(self.backend.xp.zeros((), np.int64))
+        # one local device, a static loss scale: the whole step can replay from CUDA graphs
+        self._whole_step = (WholeStep(self) if solver.use_cuda_graph and self.backend.has_graphs
+                            and self.loss_scaler is None and len(self.local_devices) == 1 else None)
 
         self._load_dense_weights(solver.model_file, np.random.default_rng(dense_seq))
         self._mos = None
@@ -392,18 +405,27 @@ class Session:
         trained on again. Returns the local devices' losses, 0-d device arrays (nothing waits for them)."""
         if self._poisoned is not None:
             self._check_finite()
-        losses = self._step(*staged, on_phase or (lambda phase: None))
+        if self._check_on_device:
+            for g, at in self._local(self._device_iteration):
+                with self.comm.scope(g):
+                    self.backend.write(at, self.iteration + 1)
+        losses = self._whole_step(staged) if self._whole_step is not None and on_phase is None else None
+        if losses is None:
+            losses = self._step(*staged, on_phase or (lambda phase: None))
         self._losses = losses
         self.iteration += 1
         return losses
 
-    def _step(self, feeds, staged, mark):
+    def _step(self, feeds, staged, mark, prepared=False):
+        """The step's device work on feeds and staged CSRs of the local devices. ``prepared``: the host
+        half (``_prepare_step``) ran already and nothing here may read the host's per-step values -- the
+        device half that ``WholeStep`` captures in a CUDA graph."""
         self._embed(feeds, staged, True)
         mark("embedding fwd")
         losses = []
         for g, step, feed in self._local(self.train_steps, feeds):
             with self.comm.scope(g):
-                losses.append(step(feed))
+                losses.append(step.run_prepared(feed) if prepared else step(feed))
         mark("dense fwd+bwd")
         if self.num_devices > 1:
             totals = self.comm.all_reduce([n.grads for n in self.train_networks])
@@ -416,17 +438,42 @@ class Session:
         for g, net, opt in self._local(self.train_networks, self.dense_optimizers):
             if not self.frozen_dense:
                 with self.comm.scope(g):
-                    opt.update(net.weights, net.grads)
+                    (opt.run if prepared else opt.update)(net.weights, net.grads)
         mark("dense update")
-        trained = [(i, spec, emb) for i, (spec, emb) in enumerate(zip(self.config.embeddings, self.embeddings))
-                   if i not in self.frozen_embeddings]
-        for _, spec, emb in trained:
+        trained = self._trained_embeddings()
+        for spec, emb in trained:
             emb.backward([net.input_grad(spec.top) for net in self.train_networks])
         mark("embedding bwd")
-        for _, _, emb in trained:
-            emb.update()
+        for _, emb in trained:
+            emb.apply_update() if prepared else emb.update()
         mark("embedding update")
         return losses
+
+    def _trained_embeddings(self):
+        return [(spec, emb) for i, (spec, emb) in enumerate(zip(self.config.embeddings, self.embeddings))
+                if i not in self.frozen_embeddings]
+
+    def _prepare_step(self):
+        """The host half of a step whose device half runs ``prepared`` (a CUDA graph replay): Dropout
+        seeds, the dense optimizers' rate, the embeddings' lr, step and lr/S, written to the devices."""
+        for g, net, opt in self._local(self.train_networks, self.dense_optimizers):
+            with self.comm.scope(g):
+                net.prepare(True)
+                if not self.frozen_dense:
+                    opt.prepare()
+        for _, emb in self._trained_embeddings():
+            emb.prepare_update()
+
+    def _persistent_arrays(self):
+        """Every array the training step keeps across steps (tables, hash-table slots, optimizer states,
+        weights, records), in a fixed order: what a CUDA graph of the step captured, compared by
+        identity before each replay (``WholeStep``)."""
+        arrays = []
+        for emb in self.embeddings:
+            arrays += emb.persistent_arrays()
+        for net, opt in zip(self.train_networks, self.dense_optimizers):
+            arrays += [net.weights, net.grads] + opt.persistent_arrays()
+        return arrays + list(self._nonfinite_at or ()) + list(self._device_iteration or ())
 
     def _finite_step(self, losses, feeds):
         """Whether this step's updates may be applied: False skips them (dynamic loss scaling); a
@@ -441,13 +488,10 @@ class Session:
                 if self.plan.mixed_precision:   # fp16 gradients overflow where the loss does not
                     arrays += [net.grads] + [net.input_grad(spec.top) for spec in self.config.embeddings]
                 flags.append(all_finite(xp, *arrays))
-        if self._check_on_device:
-            if self._nonfinite_at is None:
-                self._nonfinite_at = [None] * len(flags)
-            for i, (g, finite) in enumerate(zip(self.local_devices, flags)):
+        if self._check_on_device:   # in place, from the device's iteration: a CUDA graph replays it
+            for g, finite, first, at in self._local(flags, self._nonfinite_at, self._device_iteration):
                 with self.comm.scope(g):
-                    first = self._nonfinite_at[i] if self._nonfinite_at[i] is not None else xp.zeros((), xp.int64)
-                    self._nonfinite_at[i] = xp.where(~finite & (first == 0), iteration, first)
+                    first[...] = xp.where(~finite & (first == 0), at, first)
             return True
         finite = all(bool(flag) for flag in flags)
         if self.comm.group.size > 1:   # one decision for every process (losses differ between them)

@@ -17,6 +17,7 @@ class Backend:
 
     name = "abstract"
     reason = "constructed directly"   # how get_backend chose it
+    has_graphs = False                 # whether ``graph`` gives CUDA-graph replays
 
     def __init__(self, xp, use_kernels):
         self.xp = xp
@@ -42,10 +43,11 @@ class Backend:
         """Context in which GPU ``device_id`` is current (no-op on NumPy, where devices are logical)."""
         return contextlib.nullcontext()
 
-    def graph(self, fn, name):
+    def graph(self, fn, name, pool=None):
         """``fn`` (no arguments; returns arrays) as a callable replayed from a CUDA graph of the current
         device (``cuda/graphs.py``), or None where the backend has no graphs (NumPy). ``name`` says what
-        ``fn`` is in the warning logged if it cannot be captured."""
+        ``fn`` is in the warning logged if it cannot be captured; ``pool``: the memory pool of another
+        such callable, to share."""
         return None
 
     def __repr__(self):
@@ -65,6 +67,7 @@ class CupyBackend(Backend):
     """GPU backend: CUDA kernels where registered, otherwise the references run on ``cupy`` arrays."""
 
     name = "cupy"
+    has_graphs = True
 
     def __init__(self, device_ids=None):
         import cupy
@@ -88,10 +91,10 @@ class CupyBackend(Backend):
     def device(self, device_id):
         return self.xp.cuda.Device(device_id)
 
-    def graph(self, fn, name):
+    def graph(self, fn, name, pool=None):
         from .cuda.graphs import CapturedCall
 
-        return CapturedCall(fn, name)
+        return CapturedCall(fn, name, pool)
 
 
 def visible_gpu_count():

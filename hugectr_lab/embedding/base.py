@@ -78,6 +78,10 @@ class StateStash:
         self.keys = keys[last]
         self.arrays = {n: a[order][last] for n, a in arrays.items()}
 
+    def arrays_in_use(self):
+        """The stash's arrays (none while empty), which a lookup reads."""
+        return [] if self.keys is None else [self.keys, *self.arrays.values()]
+
     def restore(self, keys, rows, state, ops):
         """Copy the stashed state of ``keys`` (N,) into ``state`` rows ``rows`` (N,) where stashed; a -1
         row is padding. Fixed-size (``ops.scatter_rows``), so it does not read the device."""
@@ -321,6 +325,7 @@ class SparseEmbedding(ABC):
         ``prepare_update`` then ``apply_update``."""
         if lr is not None:
             self.set_learning_rate(lr)
+        self._require_backward()
         self.prepare_update()
         self.apply_update()
 
@@ -328,7 +333,6 @@ class SparseEmbedding(ABC):
         """The host half of ``update``: count the step and write the update's learning rate, step and
         lr/S into each local device's ``hyper`` scalars, which the update kernels read -- so a CUDA graph
         of the step (``apply_update`` inside) replays with the current values."""
-        self._require_backward()
         self.step += 1
         lr = self.optimizer.learning_rate
         for g, dev in self._local():
@@ -344,6 +348,20 @@ class SparseEmbedding(ABC):
                 self.optimizer.apply(self.backend.ops, dev.values, dev.state, lookup, shard.row_ids, dev.wgrad,
                                      dev.hyper, self.scaler)
             dev.batch, dev.wgrad = None, None
+
+    def persistent_arrays(self):
+        """The device arrays the training step keeps across steps on the local devices -- table, optimizer
+        state, per-step scalars, slot ids, hash-table slots and counters, the stash -- in a fixed order:
+        what a CUDA graph of the step holds (``reset`` and a rehash replace some of them)."""
+        arrays = []
+        for dev in self.devices:
+            arrays += [dev.values, dev.hyper, *dev.state.values()]
+            if dev.slot_ids is not None:
+                arrays.append(dev.slot_ids)
+            if dev.table is not None:
+                arrays += dev.table.arrays()
+            arrays += dev.stash.arrays_in_use()
+        return arrays
 
     def _require_backward(self):
         if any(dev.wgrad is None for dev in self.devices):

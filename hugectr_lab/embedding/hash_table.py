@@ -265,6 +265,11 @@ class HashTable:
     def __len__(self):
         return int(self._counters[0])
 
+    def arrays(self):
+        """The slot keys, slot rows and counters (device arrays a lookup reads and writes in place;
+        ``clear`` and ``grow_refused_memory`` replace them)."""
+        return [self._slot_keys, self._slot_rows, self._counters]
+
     @property
     def size(self):
         """Number of keys held (reads the device)."""

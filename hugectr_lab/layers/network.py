@@ -349,7 +349,12 @@ class TrainStep:
             self._inputs = {name: net.xp.empty(shape, net.feed_dtype(name)) for name, shape in net.input_shapes.items()}
 
     def _pass(self):
-        loss = self.net._run(self._inputs, True, with_loss=True)
+        return self.run_prepared(self._inputs)
+
+    def run_prepared(self, feed):
+        """Forward and backward on ``feed`` after ``net.prepare(True)``: the device work only, as a CUDA
+        graph of the whole training step holds it. Returns the loss (0-d, the network's own array)."""
+        loss = self.net._run(feed, True, with_loss=True)
         self.net.backward()
         return loss
 

@@ -164,6 +164,11 @@ class DenseOptimizer(ABC):
             raise RuntimeError(f"{self.type_name} optimizer has no state yet: call init(num_params) "
                                "or update() first")
 
+    def persistent_arrays(self):
+        """The device arrays ``run`` reads and writes across steps (states, rate), for a CUDA graph's check."""
+        self._require_states()
+        return [self._rate] + [self._states[name] for name in self.state_names]
+
     def state_arrays(self):
         """The live state arrays, in state-file order (``state_names``); [] for SGD."""
         self._require_states()

@@ -1,8 +1,9 @@
 """GPU lane: the sample graphs (tests/config/configs, shrunk) train 50 steps under ``Session`` on the
 CuPy backend with the same loss curve as on NumPy: same seed (so the same host-drawn dense and
 embedding weights and dropout seeds), same generated data. Then one evaluation pass: same AUC. The
-CuPy runs replay each step's dense forward and backward from a CUDA graph (``use_cuda_graph``, on by
-default); ``test_cuda_graph_replay_matches_the_eager_step`` checks replay against the eager step for
+CuPy runs replay each whole training step from a CUDA graph (``use_cuda_graph``, on by default:
+embedding, dense forward and backward, both optimizers; ``hugectr_lab/whole_step.py``);
+``test_cuda_graph_replay_matches_the_eager_step`` checks replay against the eager step for
 every sample graph's layers: bit for bit where every kernel adds in a fixed order, to float rounding
 where one adds with atomics (DCN's MultiCross backward, DLRM's atomic SGD update), whose order changes
 from run to run with the GPU's scheduling. Such differences grow over the 50 steps: on an H200, DLRM
@@ -117,9 +118,10 @@ def test_cuda_graph_replay_matches_the_eager_step(model):
     graphed, eager = start(config, fp16, "cupy"), start(config, fp16, "cupy", use_cuda_graph=False)
     try:
         got, want = train(graphed), train(eager)
-        (step,) = graphed.train_steps
-        assert step.captured.graph is not None and step.captured.failure is None, step.captured.failure
-        assert step.captured.calls == STEPS and eager.train_steps[0].captured is None
+        whole = graphed._whole_step   # the whole step replays (hugectr_lab/whole_step.py)
+        ((captured, capacity, _, _),) = whole.graphs.values()
+        assert captured.graph is not None and captured.failure is None, captured.failure
+        assert capacity == whole.capacity and eager._whole_step is None
         loss_rtol, rtol = GRAPH_TOLERANCE[name]
         np.testing.assert_allclose(got, want, rtol=loss_rtol, atol=0, err_msg=f"{name}: graph replay changed the loss")
         same = functools.partial(np.testing.assert_allclose, rtol=rtol, atol=rtol)

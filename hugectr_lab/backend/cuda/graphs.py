@@ -28,12 +28,13 @@ _log = logging.getLogger("hugectr_lab")
 
 
 class CapturedCall:
-    """``fn`` (no arguments) replayed from a CUDA graph on the device current at construction."""
+    """``fn`` (no arguments) replayed from a CUDA graph on the device current at construction; its arrays
+    come from ``pool`` (another CapturedCall's, to share one) or a pool of its own."""
 
-    def __init__(self, fn, name):
+    def __init__(self, fn, name, pool=None):
         self.fn, self.name = fn, name
         self.stream = cupy.cuda.Stream(non_blocking=False)
-        self.pool = cupy.cuda.MemoryPool()
+        self.pool = pool if pool is not None else cupy.cuda.MemoryPool()
         self.graph = None        # the captured graph, once there is one
         self.failure = None      # why capturing failed, if it did
         self.calls = 0

@@ -1,0 +1,129 @@
+"""The whole training step's split into a host half and a device half (``hugectr_lab/whole_step.py``),
+checked on the NumPy backend with a stand-in for CUDA graphs: ``HostGraph`` calls the device half on
+every "replay", as a graph launch runs it, and fails if that half changes anything a real replay
+would not redo -- a step counter, a learning rate, a random generator -- since a captured graph runs
+only device work. Staged batches go through ``WholeStep``'s fixed, padded buffers, so the sessions
+below train exactly like eager twins only if the padding keys and the prepared per-step scalars are
+right. (On the GPU, tests/gpu/test_no_sync.py and test_training_parity.py replay real graphs.)"""
+
+import numpy as np
+import pytest
+
+from hugectr_lab.config import solver_parser_helper
+from hugectr_lab.session import Session
+from hugectr_lab.whole_step import WholeStep
+
+from session_helpers import dnn_config, optimizer, write_config
+
+
+def host_state(session):
+    """What only the host half of a step may change."""
+    state = [session.iteration, session.frozen_dense]
+    for emb in session.embeddings:
+        state += [emb.step, emb.optimizer.learning_rate]
+    for opt, net in zip(session.dense_optimizers, session.train_networks):
+        state += [getattr(opt, "t", None), float(opt.learning_rate), str(net.ctx.rng.bit_generator.state)]
+    return state
+
+
+class HostGraph:
+    """``CapturedCall``'s contract on the host: the first call runs ``fn`` eagerly, the later ones stand for
+    replays of the captured graph and must leave the host's state alone."""
+
+    made = []
+
+    def __init__(self, session, fn, name, pool=None):
+        self.session, self.fn, self.name = session, fn, name
+        self.pool = pool if pool is not None else object()
+        self.calls = 0
+        HostGraph.made.append(self)
+
+    def __call__(self):
+        self.calls += 1
+        before = host_state(self.session)
+        out = self.fn()
+        if self.calls > 1:
+            assert host_state(self.session) == before, f"{self.name}: a replay changed host state"
+        return out
+
+
+def start(config, graphs, monkeypatch=None):
+    session = Session(solver_parser_helper(batchsize=64, batchsize_eval=64, max_eval_batches=1, seed=3,
+                                           vvgpu=[[0]]), config, backend="numpy")
+    if graphs:
+        monkeypatch.setattr(session.backend, "graph",
+                            lambda fn, name, pool=None: HostGraph(session, fn, name, pool))
+        session._whole_step = WholeStep(session)
+    session.start_data_reading()
+    return session
+
+
+def weights(session):
+    emb = session.embeddings[0]
+    keys, vectors, _ = emb.dump()
+    order = np.argsort(keys)
+    return [session.train_networks[0].weights.copy(), keys[order], vectors[order],
+            *(a[order] for a in emb.dump_optimizer_state().values())]
+
+
+@pytest.mark.parametrize("opt, embedding", [
+    (optimizer("Adam", lr=0.01, update_type="Global"), "DistributedSlotSparseEmbeddingHash"),
+    (optimizer("SGD", lr=0.05), "DistributedSlotSparseEmbeddingHash"),
+    (optimizer("MomentumSGD", lr=0.01), "DistributedSlotSparseEmbeddingHash"),
+    (optimizer("Adam", lr=0.01, update_type="LazyGlobal"), "LocalizedSlotSparseEmbeddingHash")],
+    ids=["adam-global", "sgd-atomic", "momentum", "localized-lazy-adam"])
+def test_replayed_device_half_trains_like_the_eager_step(workdir, monkeypatch, opt, embedding):
+    # the workdir's data has 0-2 keys per slot: key counts vary, so the fixed buffers are padded
+    config = write_config(workdir / "c.json", dnn_config(opt=opt, embedding=embedding, dropout=True, combiner=1))
+    HostGraph.made = []
+    replayed, eager = start(config, True, monkeypatch), start(config, False)
+    counts = []
+    for i in range(12):
+        if i == 6:   # a schedule: the rate the device half reads changes
+            for s in (replayed, eager):
+                s.set_learning_rate(0.5 * s._learning_rate)
+        batch = replayed.get_data_reader_train().read_a_batch()
+        counts.append(batch.sparse[0].keys.size)
+        replayed.train_step(replayed.stage_batch(batch))
+        assert eager.train()
+        assert replayed.get_current_loss() == eager.get_current_loss()
+    for a, b in zip(weights(replayed), weights(eager)):
+        np.testing.assert_array_equal(a, b)
+    capacity, = replayed._whole_step.capacity
+    assert len(set(counts)) > 1 and capacity > min(counts) and capacity % 64 == 0   # padded batches
+    assert max(counts) <= capacity <= 64 * 16
+    assert sum(g.calls for g in HostGraph.made) == 12
+    replayed.close()
+    eager.close()
+
+
+def test_replaced_tables_and_freezing_capture_anew(workdir, monkeypatch):
+    config = write_config(workdir / "c.json", dnn_config(opt=optimizer("Adam", lr=0.01)))
+    HostGraph.made = []
+    session = start(config, True, monkeypatch)
+    for _ in range(3):
+        assert session.train()
+    assert len(HostGraph.made) <= 2 and len(session._whole_step.graphs) == 1   # (a capacity may grow once)
+    made = len(HostGraph.made)
+    session.embeddings[0].reset()        # new tables and hash-table slots: the old graph would write the old ones
+    assert session.train()
+    assert len(HostGraph.made) == made + 1
+    session.frozen_dense = True          # a step without the dense update is another graph
+    before = session.train_networks[0].weights.copy()
+    assert session.train()
+    assert len(HostGraph.made) == made + 2
+    np.testing.assert_array_equal(session.train_networks[0].weights, before)
+    session.close()
+
+
+def test_key_capacity_starts_exact_and_grows_with_headroom_up_to_the_bound(workdir, monkeypatch):
+    session = start(write_config(workdir / "c.json", dnn_config()), True, monkeypatch)
+    step = session._whole_step
+    bound, = step._bounds
+    assert bound == 64 * 16                       # batch x max_feature_num_per_sample
+    assert step._fit([64 * 8]) and step.capacity == (64 * 8,)            # one-hot: no padding
+    assert step._fit([64 * 8 - 3]) and step.capacity == (64 * 8,)
+    assert step._fit([64 * 8 + 1]) and step.capacity == (64 * 9,)        # ceil(513 * 1.05 / 64) = 9
+    assert step._fit([64 * 15]) and step.capacity == (bound,)            # capped at the bound
+    assert not step._fit([bound + 1]) and step.capacity == (bound,)      # past it: the eager step
+    session.close()
