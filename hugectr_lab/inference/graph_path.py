@@ -11,7 +11,8 @@ Per padded batch (a bucket) it keeps
 * a staging buffer (pinned host memory on CuPy) and its device twin holding every input of a call: a
   header per table (the lookup stamp ``now`` and the sketch's halving flag), the row offsets and keys
   of each table (keys padded with the empty key, padding rows empty, one extra row holding the padding
-  keys, dropped after the combiner) and the dense features (padding rows zero); one host→device copy moves it (none on NumPy, where the two are one array);
+  keys, dropped after the combiner) and the dense features (padding rows zero); one host→device copy
+  moves it (none on NumPy, where the two are one array);
 * the device work (``backend.graph``, ``backend/cuda/graphs.py``): per table ``infer_dedupe``,
   ``infer_lookup`` (a cache hit, else the parameter server's row -- on CuPy read from page-locked host
   memory -- so a miss is answered in the same call, from the source of truth) and the combiner; the
@@ -43,13 +44,16 @@ def _pinned(nbytes):
     return np.frombuffer(mem, np.uint8, max(nbytes, 8))
 
 
-def _mapped(host):
-    """A CuPy array over the page-locked NumPy array ``host``, which kernels read over the bus."""
+def mapped_copy(array):
+    """A CuPy array over a page-locked host copy of the NumPy ``array``, which kernels read over the bus
+    (the parameter server's vectors: host memory, as HugeCTR keeps them, yet no copy call per miss)."""
     import cupy
 
+    host = _pinned(array.nbytes)[:array.nbytes].view(array.dtype).reshape(array.shape)
+    host[...] = array
     attributes = cupy.cuda.runtime.pointerGetAttributes(host.ctypes.data)
     if not attributes.devicePointer:
-        raise RuntimeError("the parameter server's copy for the predict graph is not in page-locked host memory")
+        raise RuntimeError("page-locked host memory is not mapped into the device's address space")
     memory = cupy.cuda.UnownedMemory(attributes.devicePointer, max(host.nbytes, 8), host,
                                      cupy.cuda.runtime.getDevice())
     return cupy.ndarray(host.shape, host.dtype, cupy.cuda.MemoryPointer(memory, 0))
@@ -104,9 +108,7 @@ class _TableState:
         self.default = float(ps.default_value)
         if backend.name == "cupy":
             self.ps_keys = backend.asarray(ps.keys)
-            host = _pinned(ps.vectors.nbytes)[:ps.vectors.nbytes].view(np.float32).reshape(ps.vectors.shape)
-            host[...] = ps.vectors
-            self.ps_vectors = _mapped(host)    # (R, E) float32, read over the bus
+            self.ps_vectors = mapped_copy(ps.vectors)    # (R, E) float32, read over the bus
         else:
             self.ps_keys, self.ps_vectors = ps.keys, ps.vectors
         self.arrays = self.cache_arrays()

@@ -1,4 +1,5 @@
-"""Train small models with a Session on generated data, save them, and write their inference configs."""
+"""Test helpers: small models (trained with a Session on generated data, or written directly), their
+inference configs, requests, and checks."""
 
 import json
 import threading
@@ -10,6 +11,8 @@ from hugectr_lab.config import solver_parser_helper
 from hugectr_lab.data import data_layer_options, generate_dataset, read_norm_file, resolve_file_list
 from hugectr_lab.data.batch import Samples
 from hugectr_lab.inference import CreateEmbeddingCache, CreateParameterServer, InferenceSession, inference_config
+from hugectr_lab.inference.cache_ops import empty_key, murmur3_32
+from hugectr_lab.inference.graph_ops import DEDUPE_SEED
 from hugectr_lab.session import Session
 
 SAMPLES = Path(__file__).resolve().parents[1] / "config" / "configs"
@@ -165,3 +168,54 @@ def predict_from_threads(session, requests, threads=4):
         t.join()
     assert not errors, errors
     return got
+
+
+def check_dedupe_set(keys, set_keys, inverse):
+    """What every layout of infer_dedupe has: each distinct real key once, the rest empty, inverse pointing
+    at each key's entry (-1 for padding), and each key reachable from its home entry by linear probing."""
+    empty = empty_key(keys.dtype)
+    real = keys != empty
+    held = set_keys[set_keys != empty]
+    assert held.size == np.unique(held).size
+    np.testing.assert_array_equal(np.sort(held), np.unique(keys[real]))
+    np.testing.assert_array_equal(set_keys[inverse[real]], keys[real])
+    assert (inverse[~real] == -1).all()
+    mask = set_keys.size - 1
+    homes = murmur3_32(np, held, DEDUPE_SEED).astype(np.int64) & mask
+    for key, home in zip(held, homes):
+        slot = home
+        while set_keys[slot] != key:
+            assert set_keys[slot] != empty, f"key {key}: an empty entry before it on its probe chain"
+            slot = (slot + 1) & mask
+
+
+def two_table_model(directory, key_type, max_batchsize=64):
+    """tiny_model with two tables (3 and 2 slots, vec 5 and 3; the second with the mean combiner and a
+    default value for unknown keys), max 12 and 8 keys per sample."""
+    dtype = np.uint32 if key_type == "I32" else np.int64
+    config = tiny_model(directory, [table(700, vec=5, dtype=dtype), table(300, vec=3, start=5000, seed=1, dtype=dtype)],
+                        slots=[3, 2], key_type=key_type, default=0.25, max_batchsize=max_batchsize)
+    obj = json.loads(open(config).read())
+    obj["layers"][2]["sparse_embedding_hparam"]["combiner"] = 1
+    open(config, "w").write(json.dumps(obj))
+    return config
+
+
+def two_table_request(rng, n, key_type, crowd_table=False):
+    """predict arguments for n samples of two_table_model: 0..3 keys per slot, Zipf-like (duplicates
+    within and across samples), about 1 in 8 keys unknown to the parameter server. With
+    ``crowd_table`` (n = 1), the sample has 14 keys in a slot of table 0 and none in table 1: within the
+    request's limit (12 + 8 keys per sample), beyond table 0's staging (12), so it takes the eager path."""
+    nnz = rng.integers(0, 4, (n, 5))
+    if crowd_table:
+        nnz[0] = [14, 0, 0, 0, 0]
+    keys = []
+    for s in range(n):
+        for slot, count in enumerate(nnz[s]):
+            rows, start = (700, 0) if slot < 3 else (300, 5000)
+            ranks = np.minimum((rng.pareto(1.0, count) * 20).astype(np.int64), rows * 8 // 7)
+            keys.append(start + ranks)
+    keys = np.concatenate(keys).astype(np.uint32 if key_type == "I32" else np.int64)
+    row_ptrs = np.zeros(nnz.size + 1, np.int64)
+    np.cumsum(nnz.reshape(-1), out=row_ptrs[1:])
+    return rng.random(n * 2, dtype=np.float32), keys, row_ptrs

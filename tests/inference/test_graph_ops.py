@@ -9,29 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from hugectr_lab.inference.cache_ops import empty_key, murmur3_32
-from hugectr_lab.inference.graph_ops import DEDUPE_SEED, check_dedupe, infer_dedupe, set_size
+from hugectr_lab.inference.cache_ops import empty_key
+from hugectr_lab.inference.graph_ops import check_dedupe, infer_dedupe, set_size
 from hugectr_lab.inference.graph_path import GraphPredictor
-from inference_helpers import open_session, table, tiny_model
-
-
-def check_set(keys, set_keys, inverse):
-    """What every layout of infer_dedupe has: each distinct real key once, the rest empty, inverse pointing
-    at each key's entry (-1 for padding), and each key reachable from its home entry by linear probing."""
-    empty = empty_key(keys.dtype)
-    real = keys != empty
-    held = set_keys[set_keys != empty]
-    assert held.size == np.unique(held).size
-    np.testing.assert_array_equal(np.sort(held), np.unique(keys[real]))
-    np.testing.assert_array_equal(set_keys[inverse[real]], keys[real])
-    assert (inverse[~real] == -1).all()
-    mask = set_keys.size - 1
-    homes = murmur3_32(np, held, DEDUPE_SEED).astype(np.int64) & mask
-    for key, home in zip(held, homes):
-        slot = home
-        while set_keys[slot] != key:
-            assert set_keys[slot] != empty, f"key {key}: an empty entry before it on its probe chain"
-            slot = (slot + 1) & mask
+from inference_helpers import check_dedupe_set, open_session, two_table_model, two_table_request
 
 
 @pytest.mark.parametrize("dtype", [np.uint32, np.int64])
@@ -45,7 +26,7 @@ def test_infer_dedupe_reference_builds_a_probe_set(dtype, num_keys):
     set_keys = np.zeros(set_size(num_keys), dtype)
     inverse = np.full(num_keys, -7, np.int64)
     infer_dedupe(np, keys, set_keys, inverse)
-    check_set(keys, set_keys, inverse)
+    check_dedupe_set(keys, set_keys, inverse)
 
 
 def test_infer_dedupe_refuses_a_set_that_could_fill():
@@ -56,38 +37,6 @@ def test_infer_dedupe_refuses_a_set_that_could_fill():
         infer_dedupe(np, keys, np.zeros(96, np.uint32), np.zeros(64, np.int64))
     with pytest.raises(ValueError, match="inverse must be"):
         check_dedupe(keys, np.zeros(128, np.uint32), np.zeros(63, np.int64))
-
-
-def two_table_model(directory, key_type):
-    """tiny_model with two tables (3 and 2 slots, vec 5 and 3; the second with the mean combiner and a
-    default value for unknown keys), max 12 and 8 keys per sample, max_batchsize 64."""
-    dtype = np.uint32 if key_type == "I32" else np.int64
-    config = tiny_model(directory, [table(700, vec=5, dtype=dtype), table(300, vec=3, start=5000, seed=1, dtype=dtype)],
-                        slots=[3, 2], key_type=key_type, default=0.25)
-    obj = json.loads(open(config).read())
-    obj["layers"][2]["sparse_embedding_hparam"]["combiner"] = 1
-    open(config, "w").write(json.dumps(obj))
-    return config
-
-
-def request(rng, n, key_type, crowd_table=False):
-    """predict arguments for n samples of two_table_model: 0..3 keys per slot, Zipf-like (duplicates
-    within and across samples), about 1 in 8 keys unknown to the parameter server. With
-    ``crowd_table`` (n = 1), the sample has 14 keys in a slot of table 0 and none in table 1: within the
-    request's limit (12 + 8 keys per sample), beyond table 0's staging (12), so it takes the eager path."""
-    nnz = rng.integers(0, 4, (n, 5))
-    if crowd_table:
-        nnz[0] = [14, 0, 0, 0, 0]
-    keys = []
-    for s in range(n):
-        for slot, count in enumerate(nnz[s]):
-            rows, start = (700, 0) if slot < 3 else (300, 5000)
-            ranks = np.minimum((rng.pareto(1.0, count) * 20).astype(np.int64), rows * 8 // 7)
-            keys.append(start + ranks)
-    keys = np.concatenate(keys).astype(np.uint32 if key_type == "I32" else np.int64)
-    row_ptrs = np.zeros(nnz.size + 1, np.int64)
-    np.cumsum(nnz.reshape(-1), out=row_ptrs[1:])
-    return rng.random(n * 2, dtype=np.float32), keys, row_ptrs
 
 
 def assert_same_cache(a, b):
@@ -117,7 +66,7 @@ def test_graph_path_references_equal_the_eager_path(policy, threshold, percentag
     rng = np.random.default_rng(5)
     sizes = [1, 63, 64, 100, 5, 64, 1, 17, 33, 64, 2, 40, 64, 64, 9]
     for i, n in enumerate(sizes):
-        args = request(rng, n, key_type, crowd_table=i == 6)
+        args = two_table_request(rng, n, key_type, crowd_table=i == 6)
         extra = (True,) if i64 else ()
         want = eager.predict_array(*args, *extra)
         got = graph.predict_array(*args, *extra)
@@ -141,7 +90,7 @@ def test_graph_path_without_a_cache_reads_the_parameter_server(tmp_path):
     graph._graph = GraphPredictor(graph)
     rng = np.random.default_rng(2)
     for n in (1, 37, 64):
-        args = request(rng, n, "I32")
+        args = two_table_request(rng, n, "I32")
         np.testing.assert_array_equal(graph.predict_array(*args), eager.predict_array(*args))
     assert graph.embedding_cache.stats() == eager.embedding_cache.stats()
     assert graph.embedding_cache.stats()[0].hits == 0
@@ -150,7 +99,7 @@ def test_graph_path_without_a_cache_reads_the_parameter_server(tmp_path):
 def test_a_chunk_above_its_bucket_is_refused(tmp_path):
     session = open_session(two_table_model(tmp_path, "I32"), backend="numpy")
     predictor = GraphPredictor(session)
-    dense, keys, row_ptrs = request(np.random.default_rng(0), 65, "I32")
+    dense, keys, row_ptrs = two_table_request(np.random.default_rng(0), 65, "I32")
     parts = session._split_tables(session._keys(keys), row_ptrs, 65)
     assert not predictor.fits(parts, 65)
     with pytest.raises(ValueError, match="predict graph of batch 64: got a chunk of 65 samples"):
