@@ -1,7 +1,7 @@
 // Embedding gather + combine (forward), per-key gradient reduction (backward), row scatter.
 //
 // References (hugectr_lab/embedding/combine.py): `embedding_combine_fwd`, `embedding_reduce_grad`,
-// `scatter_rows`.
+// `scatter_rows`, `csr_row_ids`.
 //
 // Layouts (row-major, E = embedding_vec_size):
 //   values      (V, E) float32       the device's table
@@ -20,6 +20,7 @@
 //                                    read on the device, so no size crosses to the host
 //   g           (U, E) float32       U = the fixed size of the distinct-key view (zero rows where unused)
 //   scatter:    dst (V, W) T, rows (N,) int64 (-1 = padding), src (N, W) T; T = float | hctr_half | long long
+//   row_ids     (K,)   int64         CSR row of each key; keys past row_offsets[R] (padding) get R
 //
 // Launch mapping: combine: block (X, Y) with X = min(E, 128) lanes over e and Y = 256 / X rows,
 // grid-stride over rows; the lanes of a row read one contiguous table row (coalesced) and the row's
@@ -27,7 +28,9 @@
 // shared-memory digit histogram, then the tile's items in order, 32 at a time, each placed at its
 // digit's running offset plus its rank among the lanes holding the same digit (__match_any_sync), so
 // the sort is stable and deterministic; then one thread per element (chunk, e) over K*E (chunks past C
-// exit), then per (u, e). Scatter: one thread per element of src.
+// exit), then per (u, e). Scatter: one thread per element of src. Row ids: one thread per CSR row
+// writes its keys' ids (O(K) in all, where a binary search per key is O(K log R)); items past R cover
+// the padding keys.
 // Combine sums a row's keys in CSR order and the reduction a key's occurrences in input order (chunk
 // by chunk), in float32: add.at's order up to the chunk split, so results equal the reference up to
 // rounding. A one-hot batch is the same combine kernel with one key per row.
@@ -155,5 +158,19 @@ __global__ void hctr_scatter_rows(T* __restrict__ dst, const long long* __restri
         const long long r = i / width;
         const long long row = rows[r];
         if (row >= 0) dst[row * width + (i - r * width)] = src[i];
+    }
+}
+
+// CSR row of every key occurrence. Item i < R writes row i's keys; item i < K at or past
+// row_offsets[R] is a padding key and gets R (the reference's searchsorted gives R there).
+__global__ void hctr_csr_row_ids(const long long* __restrict__ row_offsets, long long num_rows,
+                                 long long* __restrict__ row_ids, long long num_keys) {
+    const long long end_of_rows = row_offsets[num_rows];
+    for (long long i : hctr_grid_stride(num_rows > num_keys ? num_rows : num_keys)) {
+        if (i < num_rows) {
+            const long long stop = row_offsets[i + 1] < num_keys ? row_offsets[i + 1] : num_keys;
+            for (long long k = row_offsets[i]; k < stop; ++k) row_ids[k] = i;
+        }
+        if (i < num_keys && i >= end_of_rows) row_ids[i] = num_rows;
     }
 }

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..backend import Communicator, InProcessCommunicator, backend_object, to_host
 from ..rules import precision
-from .combine import combiner_name, csr_row_ids, mean_row_scale
+from .combine import combiner_name, mean_row_scale
 from .hash_table import HashTable, as_keys, key_dtype, sentinel_key
 from .sparse_optimizers import SparseAdam, SparseOptimizer
 
@@ -177,10 +177,14 @@ class SparseEmbedding(ABC):
         return _uniform(rng, (self._vocabulary_size(device), self.embedding_vec_size), INIT_BOUND)
 
     @abstractmethod
-    def _route(self, device, row_offsets, keys, row_ids):
+    def _route(self, device, row_offsets, keys):
         """The ``Shard`` of global device ``device``: the whole batch's CSR (on that device) with the keys
         it does not own replaced by the padding key, or a static selection -- fixed sizes either way,
         so routing never waits for the device."""
+
+    def _row_ids(self, row_offsets, keys):
+        """(K,) int64: the CSR row of each key (``csr_row_ids``; a kernel on CuPy)."""
+        return self.backend.ops.csr_row_ids(row_offsets, keys.size)
 
     def _shard(self, row_offsets, keys, row_ids, owned=None, slots=None):
         """The whole batch's CSR as a ``Shard``; keys where ``owned`` (K,) is False become the padding
@@ -288,11 +292,11 @@ class SparseEmbedding(ABC):
 
     def forward_staged(self, staged, training=True):
         """``forward`` of a batch that ``stage`` put on the devices."""
-        xp, ops = self.backend.xp, self.backend.ops
+        ops = self.backend.ops
         partials = []
         for (g, dev), (offsets_g, keys_g) in zip(self._local(), staged):
             with self.comm.scope(g):
-                shard = self._route(g, offsets_g, keys_g, csr_row_ids(xp, offsets_g, keys_g.size))
+                shard = self._route(g, offsets_g, keys_g)
                 lookup = self._lookup(g, shard.keys, shard.slots, insert=training)
                 combined = ops.embedding_combine_fwd(dev.values, lookup.rows, shard.row_offsets, shard.row_scale,
                                                      self.compute_dtype)

@@ -22,8 +22,9 @@ def combiner_name(combiner):
         raise ValueError(f"combiner must be 0 (sum) or 1 (mean), got {combiner!r}") from None
 
 
+@reference_op
 def csr_row_ids(xp, row_offsets, num_keys):
-    """(K,) int64: the CSR row of every key occurrence."""
+    """(K,) int64: the CSR row of every key occurrence (R for keys past ``row_offsets[R]``: padding)."""
     if xp is np and _one_key_per_row(row_offsets, num_keys):
         return np.arange(num_keys)
     return xp.searchsorted(row_offsets, xp.arange(num_keys), side="right") - 1

@@ -30,9 +30,9 @@ class DistributedSlotSparseEmbeddingHash(SparseEmbedding):
     def _vocabulary_size(self, device):
         return self.max_vocabulary_size_per_gpu
 
-    def _route(self, device, row_offsets, keys, row_ids):
+    def _route(self, device, row_offsets, keys):
         owned = None if self.num_devices == 1 else key_device(self.backend.xp, keys, self.num_devices) == device
-        return self._shard(row_offsets, keys, row_ids, owned)
+        return self._shard(row_offsets, keys, self._row_ids(row_offsets, keys), owned)
 
     def _place(self, keys, slot_ids):
         return key_device(np, keys, self.num_devices), None

@@ -61,7 +61,8 @@ class LocalizedSlotSparseEmbeddingHash(SparseEmbedding):
         values[start:] = _uniform(rng, values[start:].shape, INIT_BOUND)
         return values
 
-    def _route(self, device, row_offsets, keys, row_ids):
+    def _route(self, device, row_offsets, keys):
+        row_ids = self._row_ids(row_offsets, keys)
         slots = row_ids % self.slot_num   # the whole batch's CSR, keeping only our slots' keys
         owned = None if self.num_devices == 1 else slots % self.num_devices == device
         return self._shard(row_offsets, keys, row_ids, owned, slots)
@@ -96,6 +97,8 @@ class LocalizedSlotSparseEmbeddingHash(SparseEmbedding):
 
     def _exchange_forward(self, partials):
         xp, G, E = self.backend.xp, self.num_devices, self.embedding_vec_size
+        if G == 1:   # the combined rows are already (B*S, E) in slot order: no copy
+            return [p.reshape(-1, self.slot_num, E) for p in partials]
         batch = partials[0].shape[0] // len(self.owned_slots(self.local_devices[0]))
         b = batch // G
         sends = [[p.reshape(batch, -1, E)[d * b:(d + 1) * b] for d in range(G)] for p in partials]
@@ -112,6 +115,8 @@ class LocalizedSlotSparseEmbeddingHash(SparseEmbedding):
 
     def _exchange_backward(self, d_outputs):
         xp, G, E = self.backend.xp, self.num_devices, self.embedding_vec_size
+        if G == 1:
+            return [d.reshape(-1, E) for d in d_outputs]
         b = d_outputs[0].shape[0]
         sends = []
         for d, grad in zip(self.local_devices, d_outputs):

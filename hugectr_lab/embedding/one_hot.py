@@ -70,7 +70,7 @@ class LocalizedSlotSparseEmbeddingOneHot(LocalizedSlotSparseEmbeddingHash):
                              f"range [{self._slot_offset[s]}, {self._slot_offset[s] + self._slot_size[s]}) "
                              "(one-hot keys must be offset by the preceding slots' sizes)")
 
-    def _route(self, device, row_offsets, keys, row_ids):
+    def _route(self, device, row_offsets, keys):
         xp, G = self.backend.xp, self.num_devices
         batch = (row_offsets.size - 1) // self.slot_num
         keys = keys.reshape(batch, self.slot_num)[:, device::G].reshape(-1)   # (B*S_g,), static selection

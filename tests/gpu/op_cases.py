@@ -44,6 +44,14 @@ def combine(rng, dtype, mean):
     return (values, rows, offsets, scale, np.dtype(dtype)), {}
 
 
+def row_ids(padding):
+    """A CSR with empty rows; ``padding``: 13 keys past the last row (a fixed key buffer's padding)."""
+    def build(rng, dtype):
+        offsets = csr(rng, 19 * 7, max_nnz=5)
+        return (offsets, int(offsets[-1]) + (13 if padding else 0)), {}
+    return build
+
+
 def reduce_grad(fixed_size):
     """Occurrences of U distinct keys; ``fixed_size``: the hash table's view -- U' = K slots, the
     occurrences without a row at -1 and the slots past U unused -- else U' = U."""
@@ -205,6 +213,8 @@ CASES = [
     # reduceat adds a segment's first row to the sum of the rest: equal up to rounding.
     OpCase("embedding_combine_fwd", lambda r, d: combine(r, d, False), id="sum"),
     OpCase("embedding_combine_fwd", lambda r, d: combine(r, d, True), id="mean"),
+    OpCase("csr_row_ids", row_ids(False), exact_fp32=True, dtypes=("float32",), id="csr"),
+    OpCase("csr_row_ids", row_ids(True), exact_fp32=True, dtypes=("float32",), id="padded"),
     OpCase("embedding_reduce_grad", reduce_grad(False), id="distinct"),
     OpCase("embedding_reduce_grad", reduce_grad(True), id="fixed-size"),
     OpCase("scatter_rows", scatter(False), (0,), True),

@@ -97,6 +97,17 @@ def _group_sort(xp, groups, max_group):
 _SCATTER = (np.dtype(np.float32), np.dtype(np.float16), _I64)
 
 
+@kernel_op("csr_row_ids")
+def csr_row_ids(xp, row_offsets, num_keys):
+    row_offsets = _c(xp, row_offsets, _I64)
+    out = xp.empty(num_keys, dtype=xp.int64)
+    if num_keys:
+        num_rows = row_offsets.size - 1
+        launch("embedding.cu", "hctr_csr_row_ids", max(num_rows, num_keys),
+               (row_offsets, np.int64(num_rows), out, np.int64(num_keys)))
+    return out
+
+
 @kernel_op("scatter_rows")
 def scatter_rows(xp, dst, rows, src):
     if dst.dtype not in _SCATTER or not dst.flags.c_contiguous or dst.ndim == 0:

@@ -38,7 +38,7 @@ SOURCES = {
     "embedding.cu": (templated("hctr_embedding_combine_fwd", DTYPES)
                      + templated("hctr_embedding_reduce_grad_chunks", DTYPES) + ("hctr_embedding_reduce_grad_bwd",)
                      + ("hctr_radix_hist", "hctr_radix_scatter")
-                     + templated("hctr_scatter_rows", DTYPES + ("long long",))),
+                     + templated("hctr_scatter_rows", DTYPES + ("long long",)) + ("hctr_csr_row_ids",)),
     "sparse_update.cu": (templated("hctr_sparse_update_rows", _rules(LOCAL_RULES + GLOBAL_RULES), DTYPES)
                          + templated("hctr_sparse_update_all", _rules(GLOBAL_RULES), DTYPES)
                          + templated("hctr_sparse_sgd_atomic_update", DTYPES)
