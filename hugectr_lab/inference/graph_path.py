@@ -89,12 +89,16 @@ class _Staging:
     def upload(self, stream):
         if self.cuda:
             import cupy
-            cupy.cuda.runtime.memcpyAsync(self.device.data.ptr, self.host.ctypes.data, self.layout.size, 1, stream.ptr)
+            runtime = cupy.cuda.runtime
+            runtime.memcpyAsync(self.device.data.ptr, self.host.ctypes.data, self.layout.size,
+                                runtime.memcpyHostToDevice, stream.ptr)
 
     def download(self, stream):
         if self.cuda:
             import cupy
-            cupy.cuda.runtime.memcpyAsync(self.host.ctypes.data, self.device.data.ptr, self.layout.size, 2, stream.ptr)
+            runtime = cupy.cuda.runtime
+            runtime.memcpyAsync(self.host.ctypes.data, self.device.data.ptr, self.layout.size,
+                                runtime.memcpyDeviceToHost, stream.ptr)
 
 
 class _TableState:
