@@ -32,9 +32,16 @@ class Backend:
         return np.asarray(a)
 
     def write(self, dst, values):
-        """Copy host ``values`` into the existing array ``dst`` (same size) without waiting for the device:
-        how per-step scalars reach the buffers a CUDA graph of the step reads."""
-        dst[...] = np.asarray(values, dtype=dst.dtype).reshape(dst.shape)
+        """Write up to four host numbers ``values`` into the existing contiguous array ``dst`` (as many
+        elements) without waiting for the device: how per-step scalars reach the buffers a CUDA graph of
+        the step reads."""
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if values.size != dst.size or values.size > 4 or not dst.flags.c_contiguous:
+            raise ValueError(f"write: {values.size} values for an array of {dst.size} (at most 4, contiguous)")
+        self._write(dst, values)
+
+    def _write(self, dst, values):   # values: (dst.size,) float64
+        dst[...] = values.astype(dst.dtype).reshape(dst.shape)
 
     def synchronize(self):
         """Wait for queued device work (no-op on NumPy)."""
@@ -77,13 +84,20 @@ class CupyBackend(Backend):
         load()   # registers the CUDA wrappers under their reference names
         super().__init__(cupy, use_kernels=True)
         self.device_ids = list(device_ids) if device_ids is not None else [0]
+        self._writer = None   # the kernel of ``write``, built on first use
 
     def to_host(self, a):
         return self.xp.asnumpy(a) if isinstance(a, self.xp.ndarray) else np.asarray(a)
 
-    def write(self, dst, values):
-        # an asynchronous copy on the current stream: pageable host memory is staged by the driver at once
-        dst.set(np.ascontiguousarray(np.asarray(values, dtype=dst.dtype).reshape(dst.shape)))
+    def _write(self, dst, values):
+        # one kernel launch with the numbers as arguments: no host memory to stage, nothing to wait for,
+        # and it can itself be captured (tests/gpu/test_no_sync.py captures the step's host half)
+        if self._writer is None:   # out[i] = the i-th scalar argument, converted (exact for the float64
+            # values sessions write: rates, and step counts below 2**53)
+            self._writer = self.xp.ElementwiseKernel(
+                "float64 a, float64 b, float64 c, float64 d", "raw T out",
+                "out[i] = (T)(i == 0 ? a : i == 1 ? b : i == 2 ? c : d)", "hctr_write_scalars")
+        self._writer(*np.pad(values, (0, 4 - values.size)), dst, size=dst.size)
 
     def synchronize(self):
         self.xp.cuda.get_current_stream().synchronize()

@@ -110,3 +110,18 @@ def test_collectives_check_device_count():
         comm.all_reduce([np.zeros(2)])
     with pytest.raises(ValueError, match="divide evenly"):
         comm.reduce_scatter([np.zeros((3, 1)), np.zeros((3, 1))])
+
+
+@pytest.mark.parametrize("name", ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_write_puts_host_numbers_into_device_arrays_exactly(name):
+    """``Backend.write``: how per-step scalars reach the arrays a CUDA graph of the step reads."""
+    backend = get_backend(name)
+    xp = backend.xp
+    hyper, step, rate = xp.zeros(3, xp.float64), xp.zeros((), xp.int64), xp.zeros((), xp.float32)
+    backend.write(hyper, (0.001, 2 ** 40 + 3, 0.001 / 1024))
+    backend.write(step, 12345)
+    backend.write(rate, 0.1)
+    assert backend.to_host(hyper).tolist() == [0.001, 2 ** 40 + 3, 0.001 / 1024]
+    assert int(step) == 12345 and backend.to_host(rate) == np.float32(0.1)
+    with pytest.raises(ValueError, match="2 values for an array of 3"):
+        backend.write(hyper, (1.0, 2.0))

@@ -12,7 +12,9 @@ launched as soon as its capture ends, so the step really happens, and the traine
 those of an uncaptured twin session: the captured work is the whole step, not a part of it.
 ``test_whole_training_step_does_not_synchronise`` then captures all of ``Session._step`` -- embedding,
 dense forward and backward (cuBLAS GEMMs included), loss, dense and sparse optimizers -- in one graph
-per step, with the solver's ``use_cuda_graph`` off so that the test's capture sees the eager step.
+per step, with the solver's ``use_cuda_graph`` off so that the test's capture sees the eager step;
+``test_replayed_whole_step_and_its_host_half_do_not_synchronise`` replays the step from the solver's
+own graph and captures what the host does around each replay.
 
 The batch's upload (``stage``: host arrays, checked on the host, copied to the device) stays outside:
 CuPy stages a host copy through pinned memory and queries an event, which capture forbids; a graph of
@@ -177,6 +179,43 @@ def test_whole_training_step_does_not_synchronise(dataset, name):
     np.testing.assert_allclose(v1, v2, rtol=1e-6, atol=1e-7)
     for state in s1:
         np.testing.assert_allclose(s1[state], s2[state], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_replayed_whole_step_and_its_host_half_do_not_synchronise(dataset, name):
+    """With ``use_cuda_graph`` the whole step replays from a graph (hugectr_lab/whole_step.py); what the
+    host does around each replay -- the per-step scalars (``_prepare_step``) and the copy into the fixed
+    buffers (``WholeStep._fill``) -- runs under capture here too, and the session trains as an eager twin."""
+    import cupy
+
+    config = dcn_config(dataset, *OPTIMIZERS[name])
+    stream = cupy.cuda.Stream()
+    with stream:
+        graphed, plain = start(config), start(config, use_cuda_graph=False)
+        try:
+            for _ in range(WARMUP):   # eager first call, capture, first replay
+                assert graphed.train() and plain.train()
+            capture = Capture(stream)
+            graphed._prepare_step = capture.captured(graphed._prepare_step)
+            graphed._whole_step._fill = capture.captured(graphed._whole_step._fill)
+            for _ in range(3):
+                assert graphed.train() and plain.train()
+            assert len(capture.graphs) == 2 * 3
+            stream.synchronize()
+            ((captured, _, _, _),) = graphed._whole_step.graphs.values()
+            assert captured.graph is not None and captured.failure is None, captured.failure
+            np.testing.assert_allclose(graphed.get_current_loss(), plain.get_current_loss(), rtol=1e-6)
+            weights = [s.backend.to_host(s.train_networks[0].weights) for s in (graphed, plain)]
+            (k1, v1, s1, n1), (k2, v2, s2, n2) = state_of(graphed), state_of(plain)
+        finally:
+            graphed.close()
+            plain.close()
+    np.testing.assert_allclose(weights[0], weights[1], rtol=1e-5, atol=1e-6)
+    assert n1 == n2
+    np.testing.assert_array_equal(k1, k2)
+    np.testing.assert_allclose(v1, v2, rtol=1e-5, atol=1e-6)
+    for state in s1:
+        np.testing.assert_allclose(s1[state], s2[state], rtol=1e-5, atol=1e-6)
 
 
 def test_capture_detects_a_host_read():
