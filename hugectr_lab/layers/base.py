@@ -19,6 +19,7 @@ array it did not create (results may be views of its inputs, e.g. Reshape).
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -42,6 +43,8 @@ class BuildContext:
     their gradient by G), ``rng`` feeds Dropout, ``training`` says whether backward will run.
     ``tf32`` is accepted for parity with ``enable_tf32_compute``; it has no effect on NumPy.
     ``backend`` is the Backend object the owner resolved (None: NumPy); names are not resolved here.
+    ``fuse_epilogues`` lets a Network run ``InnerProduct -> ReLU [-> Dropout]`` chains as one GEMM and one
+    element-wise pass (``layers/fusion.py``; same bits); default on, off with ``HUGECTR_LAB_FUSE_EPILOGUES=0``.
     """
 
     backend: Any = None
@@ -51,6 +54,7 @@ class BuildContext:
     rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     training: bool = True
     tf32: bool = False
+    fuse_epilogues: bool = field(default_factory=lambda: os.environ.get("HUGECTR_LAB_FUSE_EPILOGUES", "1") != "0")
 
     def __post_init__(self):
         self.backend = backend_object(self.backend, "BuildContext")

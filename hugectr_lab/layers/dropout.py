@@ -79,24 +79,33 @@ def _keep_threshold(rate):
     return k + int(np.argmax(u >= rate))
 
 
-@reference_op
-def dropout_fwd(xp, x, seed, rate):
-    """``(y, mask)``: mask = (u >= rate)/(1 − rate) in x's dtype, y = x·mask; u = dropout_uniform(seed),
-    ``seed`` a (1,) uint64 array. The comparison runs on the hash's integer bits (same result)."""
+def apply_dropout(xp, x, seed, rate, out=None, keep_mask=False):
+    """``(x·mask, mask or None)``: mask = (u >= rate)/(1 − rate) in x's dtype, u = dropout_uniform(seed),
+    ``seed`` a (1,) uint64 array; the product goes into ``out`` when given (it may be ``x``), the mask is
+    returned only with ``keep_mask``. The comparison runs on the hash's integer bits (same result)."""
     threshold = xp.uint64(_keep_threshold(rate) << 40)
     scale = x.dtype.type(1.0 / (1.0 - rate))
     if xp is not np:
         mask = xp.multiply(dropout_bits(xp, seed, x.size).reshape(x.shape) >= threshold, scale, dtype=x.dtype)
-        return x * mask, mask
-    y, mask = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)   # C order: flat views below
-    x_flat, y_flat, mask_flat = x.reshape(-1), y.reshape(-1), mask.reshape(-1)
+        return xp.multiply(x, mask, out=out), mask if keep_mask else None
+    y = np.empty(x.shape, x.dtype) if out is None else out
+    mask = np.empty(x.shape, x.dtype) if keep_mask else None
+    x_flat, y_flat = x.reshape(-1), y.reshape(-1)   # y, mask: C order, so flat views
+    mask_flat = mask.reshape(-1) if keep_mask else scratch(np, "dropout mask", (_BLOCK,), x.dtype)
     keep = scratch(np, "dropout keep", (_BLOCK,), bool)
     for block in cache_blocks(np, x.size, _BLOCK):   # block by block: the hash's temporaries stay in cache
         start, stop = block.start, block.stop
         k = np.greater_equal(dropout_bits(np, seed, stop - start, start), threshold, out=keep[:stop - start])
-        m = np.multiply(k, scale, out=mask_flat[start:stop])
+        m = np.multiply(k, scale, out=mask_flat[start:stop] if keep_mask else mask_flat[:stop - start])
         np.multiply(x_flat[start:stop], m, out=y_flat[start:stop])
     return y, mask
+
+
+@reference_op
+def dropout_fwd(xp, x, seed, rate):
+    """``(y, mask)``: mask = (u >= rate)/(1 − rate) in x's dtype, y = x·mask; u = dropout_uniform(seed),
+    ``seed`` a (1,) uint64 array. The comparison runs on the hash's integer bits (same result)."""
+    return apply_dropout(xp, x, seed, rate, keep_mask=True)
 
 
 @register_layer("Dropout")
@@ -121,14 +130,24 @@ class Dropout(Layer):
         if training:
             self._draw()
 
+    def forward_seed(self):
+        """The (1,) uint64 seed of this training forward's mask: drawn here when no Network prepared the
+        layer (driven directly: a new mask per forward). A fused epilogue (``fusion.DenseChain``) reads it."""
+        if not self._seeded_by_network:
+            self._draw()
+        return self._seed
+
     def forward(self, inputs, training):
         (x,) = inputs
         if not training:
             return [x]
-        if not self._seeded_by_network:   # driven directly: a new mask per forward
-            self._draw()
+        self.forward_seed()
+        return [self.apply(x)]
+
+    def apply(self, x):
+        """x with the current seed's mask, kept for backward (a fused chain's members re-run with it)."""
         y, self.mask = self.ctx.backend.ops.dropout_fwd(x, self._seed, self.rate)
-        return [y]
+        return y
 
     def backward(self, d_outputs):
         (d_y,) = d_outputs

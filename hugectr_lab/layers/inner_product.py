@@ -11,6 +11,7 @@ import math
 
 from ..backend import reference_op
 from .base import Layer, matmul, sum_rows
+from .dropout import apply_dropout
 from .initializers import check_kind, draw, normal, variance_scaling
 from .registry import register_layer
 
@@ -33,6 +34,26 @@ def bias_act_fwd(xp, y, b, relu):
 def bias_act_bwd(xp, d_y, y, relu):
     """Backward of the epilogue: ``(d_pre (m, n), d_b (1, n))``; the ReLU mask is ``y > 0``."""
     d_pre = d_y * (y > 0) if relu else d_y
+    return d_pre, sum_rows(d_pre)
+
+
+@reference_op
+def bias_act_dropout_fwd(xp, y, b, relu, seed, rate):
+    """The FC epilogue followed by Dropout: ``bias_act_fwd(y (m, n), b (1, n), relu)`` times the mask that
+    ``dropout_fwd(·, seed, rate)`` draws, in y's dtype: z (m, n), the same bits as the three passes."""
+    z = bias_act_fwd(xp, y, b, relu)   # a fresh array: masked in place
+    return apply_dropout(xp, z, seed, rate, out=z)[0]
+
+
+@reference_op
+def bias_act_dropout_bwd(xp, d_z, z, relu, seed, rate):
+    """Backward of ``bias_act_dropout_fwd``: ``(d_pre (m, n), d_b (1, n))``. The mask is drawn again from
+    ``seed``; the ReLU mask is ``z > 0`` (z = relu(pre)·mask: where the mask keeps an element z > 0 iff
+    pre > 0, where it drops one d_z·0 is the gradient whatever the ReLU mask), so the values are those of
+    Dropout's, ReLU's and the FC epilogue's backward in turn, bit for bit."""
+    d_pre = apply_dropout(xp, d_z, seed, rate)[0]
+    if relu:
+        xp.multiply(d_pre, z > 0, out=d_pre)
     return d_pre, sum_rows(d_pre)
 
 
@@ -74,20 +95,25 @@ class InnerProduct(Layer):
 
     def forward(self, inputs, training):
         (x,) = inputs  # (m, k)
-        w, b = self.weights
-        ops, tf32 = self.ctx.backend.ops, self.ctx.tf32
-        self.x = x
-        self.y = ops.bias_act_fwd(ops.gemm(x, w, tf32), b, relu=self.fused_relu)  # (m, n)
+        self.y = self.ctx.backend.ops.bias_act_fwd(self.product(x), self.weights[1], relu=self.fused_relu)  # (m, n)
         return [self.y]
+
+    def product(self, x):
+        """x (m, k) · W: the GEMM before the epilogue (m, n); keeps x for the backward."""
+        self.x = x
+        return self.ctx.backend.ops.gemm(x, self.weights[0], self.ctx.tf32)
 
     def backward(self, d_outputs):
         (d_y,) = d_outputs
-        w, _ = self.weights
-        ops, tf32 = self.ctx.backend.ops, self.ctx.tf32
-        d_pre, d_b = ops.bias_act_bwd(d_y, self.y, relu=self.fused_relu)
+        return [self.backward_product(*self.ctx.backend.ops.bias_act_bwd(d_y, self.y, relu=self.fused_relu))]
+
+    def backward_product(self, d_pre, d_b):
+        """Writes dW = xᵀ·d_pre and db from the epilogue's gradients d_pre (m, n), d_b (1, n); returns
+        dx = d_pre·Wᵀ (m, k)."""
+        ops, tf32, w = self.ctx.backend.ops, self.ctx.tf32, self.weights[0]
         self._write_grad(0, ops.gemm(self.x.T, d_pre, tf32))
         self._write_grad(1, d_b)
-        return [ops.gemm(d_pre, w.T, tf32)]
+        return ops.gemm(d_pre, w.T, tf32)
 
 
 @register_layer("FusedInnerProduct")

@@ -17,6 +17,11 @@ Buffers (N = ``num_params``):
 One training step: ``loss = net.forward(feed)``; ``net.backward()`` (or ``TrainStep(net)(feed)``, which
 can replay both from a CUDA graph); optimizer on ``net.weights`` / ``net.grads``;
 ``net.input_grad("sparse_embedding1")`` for the embedding's backward.
+
+``nodes`` are the config's layers; ``steps`` is what runs: the same, except that each
+``InnerProduct -> ReLU [-> Dropout]`` chain runs as one ``fusion.DenseChain`` (one GEMM and one
+element-wise pass each way, same bits) unless ``BuildContext.fuse_epilogues`` is off. A chain's
+intermediate tensors are recomputed by its members when asked for (``tensor``, ``backward(inspect=)``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import BuildContext, LayerError
+from .fusion import DenseChain, find_chains
 from .registry import create_layer
 
 
@@ -108,7 +114,9 @@ class Network:
             self.nodes.append(_Node(layer, bottoms, tops))
         self.label_names = {node.bottoms[1] for node in self.nodes if node.layer.is_loss}
         self._allocate()
+        self.steps, self._chain_of = self._fuse()
         self._acts = {}
+        self._unfused = set()
         self._tensor_grads = {}
         self._trained = False  # whether the last forward was a training one
         self.predictions = None
@@ -137,6 +145,23 @@ class Network:
             layer.bind([self._view(source, s) for s in slots], [self._view(self._grads, s) for s in slots])
             if layer.is_loss:
                 layer.bind_regularized(self._master)
+
+    def _fuse(self):
+        """``steps`` (``nodes`` with each chain of ``find_chains`` as one node at its FC layer's place) and
+        {intermediate tensor of a chain: (its step, the tops of the chain's members but the last)}."""
+        chains = {chain[0]: chain for chain in find_chains(self.nodes, self.ctx)}
+        inner = {i for chain in chains.values() for i in chain[1:]}
+        steps, chain_of = [], {}
+        for i, node in enumerate(self.nodes):
+            if i in chains:
+                members = [self.nodes[j] for j in chains[i]]
+                step = _Node(DenseChain.of([m.layer for m in members]), node.bottoms, members[-1].tops)
+                inner_tops = [m.tops[0] for m in members[:-1]]
+                chain_of.update((t, (step, inner_tops)) for t in inner_tops)
+                steps.append(step)
+            elif i not in inner:
+                steps.append(node)
+        return steps, chain_of
 
     @staticmethod
     def _view(flat, slot):
@@ -228,7 +253,8 @@ class Network:
         self._refresh_compute_weights()
         acts = self._feed(feed, require_labels=with_loss)
         value = None
-        for node in self.nodes:
+        self._unfused = set()   # chains whose members re-ran since this forward (``_unfuse``)
+        for node in self.steps:
             if node.layer.is_loss:
                 if with_loss:
                     value = node.layer.forward([acts[b] for b in node.bottoms], training)
@@ -266,14 +292,20 @@ class Network:
     def backward(self, inspect=None):
         """Backprop the last training forward: fill ``grads`` (regularizer first), keep input grads.
         ``inspect(layer, d_inputs)``, if given, is called after each layer's backward (the search for
-        the first non-finite gradient, ``numerics.locate_nonfinite``)."""
+        the first non-finite gradient, ``numerics.locate_nonfinite``); fused chains then run layer by
+        layer (same values), so that every layer of the config is inspected."""
         if not self.ctx.training:
             raise RuntimeError("backward() on an evaluation copy (built with BuildContext(training=False))")
         if self.loss is None or not self._trained:
             raise RuntimeError("backward() needs a training forward() of a network with a loss layer")
+        steps = self.steps
+        if inspect is not None and len(steps) != len(self.nodes):
+            for step in steps:
+                self._unfuse(step)
+            steps = self.nodes
         self.loss.init_weight_grads(self._grads)
         d = {}
-        for node in reversed(self.nodes):
+        for node in reversed(steps):
             if node.layer.is_loss:
                 d_inputs = node.layer.backward()
             else:
@@ -296,8 +328,22 @@ class Network:
         return self.xp.zeros(self.input_shapes[name], self.ctx.compute_dtype) if g is None else g
 
     def tensor(self, name):
-        """The activation ``name`` from the last forward (inputs included)."""
+        """The activation ``name`` from the last forward (inputs included). A fused chain's intermediate
+        tensors are recomputed by its members from the chain's input and the current weights: the
+        forward's values until the optimizer changes the weights."""
+        if name not in self._acts and name in self._chain_of and self._acts:
+            self._unfuse(self._chain_of[name][0])
         return self._acts[name]
+
+    def _unfuse(self, step):
+        """Run a fused chain's members on the chain's input (their tops into the activations, their state
+        ready for their own backward); nothing for other steps or a chain that already re-ran."""
+        if not isinstance(step.layer, DenseChain) or id(step) in self._unfused:
+            return
+        outputs = step.layer.unfused(self._acts[step.bottoms[0]], self._trained)
+        inner_tops = next(tops for chain, tops in self._chain_of.values() if chain is step)
+        self._acts.update(zip(inner_tops, outputs))   # the chain's own output stays
+        self._unfused.add(id(step))
 
     def feed_dtype(self, name):
         """The dtype input ``name`` is computed in: labels in the master dtype, the rest in the compute dtype."""

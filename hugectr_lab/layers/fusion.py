@@ -1,0 +1,108 @@
+"""Fused dense epilogues: a chain ``InnerProduct -> ReLU [-> Dropout]`` runs as one GEMM and one
+element-wise pass each way, as HugeCTR fuses them.
+
+Unfused, every member of such a chain is a pass over the (m, n) activation: the bias add, ReLU and
+Dropout forward, and Dropout's, ReLU's and the bias gradient's backward. A ``DenseChain`` keeps the
+members (their weights, names, seeds) and runs them as
+
+* forward: y = x·W (``InnerProduct.product``), then ``bias_act_fwd`` (bias + ReLU) or, in training with
+  Dropout, ``bias_act_dropout_fwd`` (bias + ReLU + the mask of the Dropout layer's seed, drawn in place);
+* backward: ``bias_act_bwd`` / ``bias_act_dropout_bwd`` (the dropout mask drawn again from the same
+  seed, the ReLU mask from the output's sign, the bias gradient summed in the same pass), then the
+  two GEMMs (``InnerProduct.backward_product``).
+
+Each value is computed by the same operations in the same order as the members compute it, so a fused
+network trains bit for bit as the unfused one on NumPy (``tests/layers/test_layers_fusion.py``).
+
+Chains (``find_chains``): an ``InnerProduct`` followed by a ``ReLU`` and/or a ``Dropout``, or a
+``FusedInnerProduct`` (ReLU built in) followed by a ``Dropout``; each intermediate tensor feeds only the
+next member (a Network tensor feeds one layer anyway); float32 or float16 compute (float64 is the
+finite-difference verification precision: every layer runs on its own there). The intermediate
+tensors are not kept: ``unfused`` runs the members' own forwards on the chain's input when someone asks
+for them (``Network.tensor``, the non-finite search), which also leaves each member ready for its own
+backward.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FC_TYPES = ("InnerProduct", "FusedInnerProduct")
+
+
+def find_chains(nodes, ctx):
+    """Index lists into ``nodes`` (objects with ``layer``, ``bottoms``, ``tops``), one per chain that runs
+    fused, its FC layer first: ``[[4, 5, 6], [7, 8, 9]]`` for DCN's two hidden layers."""
+    if not ctx.fuse_epilogues or ctx.compute_dtype not in (np.float32, np.float16):
+        return []
+    consumer = {b: i for i, node in enumerate(nodes) for b in node.bottoms}
+    chains = []
+    for i, node in enumerate(nodes):
+        if node.layer.type_name not in FC_TYPES:
+            continue
+        chain, relu = [i], node.layer.fused_relu
+        for follower in ("ReLU", "Dropout"):
+            last = nodes[chain[-1]]
+            j = consumer.get(last.tops[0]) if len(last.tops) == 1 else None
+            if j is None or nodes[j].layer.type_name != follower or (follower == "ReLU" and relu):
+                continue
+            if tuple(nodes[j].bottoms) == tuple(last.tops) and len(nodes[j].tops) == 1:
+                chain.append(j)
+        if len(chain) > 1:
+            chains.append(chain)
+    return chains
+
+
+class DenseChain:
+    """The members ``fc`` (InnerProduct or FusedInnerProduct), ``relu`` and ``dropout`` (each may be None,
+    not both) of one chain, run fused. Same forward/backward interface as a layer."""
+
+    is_loss = False
+
+    def __init__(self, fc, relu=None, dropout=None):
+        self.fc, self.relu, self.dropout = fc, relu, dropout
+        self.members = [layer for layer in (fc, relu, dropout) if layer is not None]
+        self.activation = fc.fused_relu or relu is not None
+        self.type_name = "+".join(layer.type_name for layer in self.members)   # "InnerProduct+ReLU+Dropout"
+        self.label = " + ".join(layer.label or layer.type_name for layer in self.members)
+
+    @classmethod
+    def of(cls, layers):
+        """The chain of ``layers`` in member order (FC first, then ReLU and/or Dropout)."""
+        by_type = {layer.type_name: layer for layer in layers[1:]}
+        return cls(layers[0], by_type.get("ReLU"), by_type.get("Dropout"))
+
+    def forward(self, inputs, training):
+        (x,) = inputs   # (m, k)
+        fc = self.fc
+        ops, b = fc.ctx.backend.ops, fc.weights[1]
+        y = fc.product(x)   # (m, n)
+        self.seed = self.dropout.forward_seed() if self.dropout is not None and training else None
+        if self.seed is None:
+            self.z = ops.bias_act_fwd(y, b, relu=self.activation)
+        else:
+            self.z = ops.bias_act_dropout_fwd(y, b, self.activation, self.seed, self.dropout.rate)
+        return [self.z]   # (m, n)
+
+    def backward(self, d_outputs):
+        (d_z,) = d_outputs
+        ops = self.fc.ctx.backend.ops
+        if self.seed is None:
+            d_pre, d_b = ops.bias_act_bwd(d_z, self.z, relu=self.activation)
+        else:
+            d_pre, d_b = ops.bias_act_dropout_bwd(d_z, self.z, self.activation, self.seed, self.dropout.rate)
+        return [self.fc.backward_product(d_pre, d_b)]
+
+    def unfused(self, x, training):
+        """The members' own forwards on the chain's input ``x`` with the last forward's weights and dropout
+        seed: one output per member (the last one equals the fused output). Afterwards each member can
+        run its own backward (the non-finite search inspects them one by one)."""
+        outputs = self.fc.forward([x], training)
+        if self.relu is not None:
+            outputs += self.relu.forward(outputs[-1:], training)
+        if self.dropout is not None:
+            outputs.append(self.dropout.apply(outputs[-1]) if training else outputs[-1])
+        return outputs
+
+    def __repr__(self):
+        return f"<DenseChain {self.label}>"
