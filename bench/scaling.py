@@ -103,10 +103,10 @@ def measure(work, steps, warmup, repeats):
                 events[-1].synchronize()
                 for p, a, b in zip(PHASES, events[:-1], events[1:]):
                     phases[p].append(cupy.cuda.get_elapsed_time(a, b))
-        graphed = all(s.captured is not None and s.captured.graph is not None for s in session.train_steps)
+        replayed = group.allgather(session.replayed)   # "whole step", "dense forward and backward" or None
         return dict(samples_per_s=statistics.median(rates), host_enqueue_ms=statistics.median(host),
                     phase_ms_gpu0={p: statistics.median(v) for p, v in phases.items()},
-                    cuda_graph=bool(all(group.allgather(graphed))))
+                    cuda_graph=replayed[0] if len(set(replayed)) == 1 else None)
     finally:
         runner.close()
         del runner
@@ -168,8 +168,14 @@ def run(model, precision, gpu_counts, steps, warmup, repeats, modes=("weak", "st
                 print(f"{model} {precision} {mode:6s} {row['layout']:15s} G={gpus} batch {batch:7d}: "
                       f"{rate / 1e6:7.3f} M samples/s, efficiency {100 * row['efficiency']:.0f}%; step "
                       f"{row['step_ms']:.2f} ms, host enqueue {row['host_enqueue_ms']:.2f} ms, "
-                      f"CUDA graph {'yes' if row['cuda_graph'] else 'no'}", flush=True)
+                      f"CUDA graph: {_graph(row)}", flush=True)
                 yield report
+
+
+def _graph(row):
+    """The row's CUDA-graph column; reports from before the whole-step graph say True for the dense part."""
+    graph = row["cuda_graph"]
+    return {True: "dense forward and backward", False: "no", None: "no"}.get(graph, graph)
 
 
 def markdown(report):
@@ -178,15 +184,15 @@ def markdown(report):
              + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), "",
              f"Wall clock over {report['steps']} steps after {report['warmup']} warm-up steps, median of "
              f"{report['repeats']}; efficiency = samples/s / (G x samples/s on 1 GPU). Layout: one process "
-             f"driving all G GPUs, or one MPI process per GPU. CUDA graph: the dense forward and backward "
-             f"replayed from a graph (solver use_cuda_graph).", "",
+             f"driving all G GPUs, or one MPI process per GPU. CUDA graph: what of the step replayed from "
+             f"graphs (solver use_cuda_graph): the whole step, or each GPU's dense forward and backward.", "",
              "| scaling | layout | GPUs | global batch | samples/s | efficiency | step ms | host enqueue ms | "
              "CUDA graph | " + " | ".join(PHASES) + " (GPU 0, ms) |",
              "|---|---|---|---|---|---|---|---|---|" + "---|" * len(PHASES)]
     for r in report["results"]:
         lines.append(f"| {r['mode']} | {r['layout']} | {r['gpus']} | {r['batch']} | {r['samples_per_s']:,.0f} | "
                      f"{100 * r['efficiency']:.1f} % | {r['step_ms']:.2f} | {r['host_enqueue_ms']:.2f} | "
-                     f"{'yes' if r['cuda_graph'] else 'no'} | "
+                     f"{_graph(r)} | "
                      + " | ".join(f"{r['phase_ms_gpu0'][p]:.2f}" for p in PHASES) + " |")
     return "\n".join(lines) + "\n"
 

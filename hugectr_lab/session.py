@@ -234,6 +234,17 @@ class Session:
         return self.plan.compute_dtype
 
     @property
+    def replayed(self):
+        """What of the training step replays from CUDA graphs now (``use_cuda_graph``): "whole step",
+        "dense forward and backward" (every local device's), or None (the eager step)."""
+        whole = self._whole_step
+        if whole is not None and whole.graphs and all(entry[0].graph is not None for entry in whole.graphs.values()):
+            return "whole step"
+        if all(step.captured is not None and step.captured.graph is not None for step in self.train_steps):
+            return "dense forward and backward"
+        return None
+
+    @property
     def lock(self):
         """The re-entrant lock every public method holds: hold it to run several calls as one, with no
         other thread's call between them (the trainer holds it for a whole step and an evaluation)."""

@@ -36,10 +36,13 @@ class HostGraph:
         self.session, self.fn, self.name = session, fn, name
         self.pool = pool if pool is not None else object()
         self.calls = 0
+        self.graph = None   # what CapturedCall sets once it has captured
         HostGraph.made.append(self)
 
     def __call__(self):
         self.calls += 1
+        if self.calls == 2:
+            self.graph = "captured"
         before = host_state(self.session)
         out = self.fn()
         if self.calls > 1:
@@ -93,6 +96,7 @@ def test_replayed_device_half_trains_like_the_eager_step(workdir, monkeypatch, o
     assert len(set(counts)) > 1 and capacity > min(counts) and capacity % 64 == 0   # padded batches
     assert max(counts) <= capacity <= 64 * 16
     assert sum(g.calls for g in HostGraph.made) == 12
+    assert replayed.replayed == "whole step" and eager.replayed is None
     replayed.close()
     eager.close()
 
