@@ -244,6 +244,13 @@ CASES = [
     OpCase("bias_act_bwd", dense((1001, 45), (1001, 45), extra=(True,)), id="relu"),
     OpCase("bias_act_bwd", dense((1001, 45), (1001, 45), extra=(False,)), id="linear"),
     OpCase("dropout_fwd", dense((37, 45), extra=(np.array([123456789], np.uint64), 0.3)), exact_fp32=True),
+    # The fused epilogue: bit-exact in float16 too (rtol 0); its d_pre is, the bias gradient's sum is not.
+    *(OpCase("bias_act_dropout_fwd", dense((37, 45), (1, 45), extra=(relu, np.array([987654321], np.uint64), 0.3)),
+             exact_fp32=True, id=f"{'relu' if relu else 'linear'}", extra={"rtol": 0.0}) for relu in (True, False)),
+    *(OpCase("bias_act_dropout_bwd", dense((1001, 45), (1001, 45), extra=(relu, np.array([987654321], np.uint64), 0.3)),
+             id=f"{'relu' if relu else 'linear'}") for relu in (True, False)),
+    OpCase("bias_act_dropout_bwd", dense((1001, 45), (1001, 45), extra=(True, np.array([5], np.uint64), 0.5)),
+           id="d_pre", extra={"rtol": 0.0}, canon=lambda outs: outs[:1]),
     OpCase("bce_loss_fwd", bce(False)),
     OpCase("bce_loss_bwd", bce(True)),
     OpCase("multicross_fwd", multicross_fwd(77, 29, 3), id="small"),

@@ -1,4 +1,4 @@
-"""CUDA wrappers of the dense-layer ops: GEMM (cuBLAS, ``cublas.py``), FC epilogue and dropout
+"""CUDA wrappers of the dense-layer ops: GEMM (cuBLAS, ``cublas.py``), FC epilogue (+ dropout) and dropout
 (kernels/dense.cu), BCE loss (kernels/losses.cu), MultiCross, FmOrder2 and Interaction."""
 
 from __future__ import annotations
@@ -28,38 +28,75 @@ def gemm(xp, a, b, tf32):
 
 
 # ---- FC epilogue, dropout -------------------------------------------------------------------
+# One forward and one backward kernel serve the plain epilogue (bias, ReLU) and the one that ends
+# in dropout (``layers/fusion.py``): the dropout arguments are a seed pointer (NULL: none), the rate and
+# the mask's scale 1/(1 - rate) rounded to the data's dtype, as the reference rounds it.
+
+def _dropout_args(seed, rate, dtype):
+    if seed is None:
+        return NULL, np.float32(0), np.float32(0)
+    return seed, np.float32(rate), np.float32(dtype.type(1.0 / (1.0 - rate)))
+
+
+def _is_seed(seed):
+    return seed.dtype == np.uint64 and seed.size == 1
+
+
+def _epilogue_fwd(xp, y, b, relu, seed, rate):
+    m, n = y.shape
+    z = xp.empty((m, n), dtype=y.dtype)
+    launch_grid("dense.cu", f"hctr_bias_act_fwd<{ctype(y.dtype)}>", *_per_sample(m, n),
+                (xp.ascontiguousarray(y), xp.ascontiguousarray(b), z, np.int64(m), np.int32(n), np.int32(bool(relu)),
+                 *_dropout_args(seed, rate, y.dtype)))
+    return z
+
+
+def _epilogue_bwd(xp, d_y, y, relu, seed, rate):
+    m, n = d_y.shape
+    d_y = xp.ascontiguousarray(d_y)
+    writes = bool(relu) or seed is not None   # else d_pre is d_y itself
+    d_pre = xp.empty_like(d_y) if writes else d_y
+    col_blocks = -(-n // 32)
+    chunks = max(1, min(-(-m // 64), -(-4 * _device_sms(xp) // col_blocks)))
+    rows_per_block = -(-m // chunks)
+    partial = xp.empty((chunks, n), dtype=xp.float32)  # per-chunk column sums
+    launch_grid("dense.cu", f"hctr_bias_act_bwd<{ctype(d_y.dtype)}>", (col_blocks, chunks), (32, 8),
+                (d_y, xp.ascontiguousarray(y), d_pre if writes else NULL, partial, np.int64(m), np.int32(n),
+                 np.int32(bool(relu)), np.int64(rows_per_block), *_dropout_args(seed, rate, d_y.dtype)))
+    return d_pre, partial.sum(axis=0, keepdims=True).astype(d_y.dtype)
+
 
 @kernel_op("bias_act_fwd")
 def bias_act_fwd(xp, y, b, relu):
-    if y.ndim != 2 or not floats(y, b) or b.size != y.shape[1]:
+    if y.ndim != 2 or not floats(y, b) or b.size != y.shape[1] or y.size == 0:
         return reference("bias_act_fwd", **locals())
-    m, n = y.shape
-    z = xp.empty((m, n), dtype=y.dtype)
-    launch("dense.cu", f"hctr_bias_act_fwd<{ctype(y.dtype)}>", m * n,
-           (xp.ascontiguousarray(y), xp.ascontiguousarray(b), z, np.int64(m), np.int32(n), np.int32(bool(relu))))
-    return z
+    return _epilogue_fwd(xp, y, b, relu, None, 0.0)
 
 
 @kernel_op("bias_act_bwd")
 def bias_act_bwd(xp, d_y, y, relu):
     if d_y.ndim != 2 or not floats(d_y, y) or d_y.shape != y.shape:
         return reference("bias_act_bwd", **locals())
-    m, n = d_y.shape
-    d_y = xp.ascontiguousarray(d_y)
-    d_pre = xp.empty_like(d_y) if relu else d_y
-    col_blocks = -(-n // 32)
-    chunks = max(1, min(-(-m // 64), -(-4 * _device_sms(xp) // col_blocks)))
-    rows_per_block = -(-m // chunks)
-    partial = xp.empty((chunks, n), dtype=xp.float32)  # per-chunk column sums
-    launch_grid("dense.cu", f"hctr_bias_act_bwd<{ctype(d_y.dtype)}>", (col_blocks, chunks), (32, 8),
-                (d_y, xp.ascontiguousarray(y), d_pre if relu else NULL, partial, np.int64(m), np.int32(n),
-                 np.int32(bool(relu)), np.int64(rows_per_block)))
-    return d_pre, partial.sum(axis=0, keepdims=True).astype(d_y.dtype)
+    return _epilogue_bwd(xp, d_y, y, relu, None, 0.0)
+
+
+@kernel_op("bias_act_dropout_fwd")
+def bias_act_dropout_fwd(xp, y, b, relu, seed, rate):
+    if y.ndim != 2 or not floats(y, b) or b.size != y.shape[1] or y.size == 0 or not _is_seed(seed):
+        return reference("bias_act_dropout_fwd", **locals())
+    return _epilogue_fwd(xp, y, b, relu, seed, rate)
+
+
+@kernel_op("bias_act_dropout_bwd")
+def bias_act_dropout_bwd(xp, d_z, z, relu, seed, rate):
+    if d_z.ndim != 2 or not floats(d_z, z) or d_z.shape != z.shape or not _is_seed(seed):
+        return reference("bias_act_dropout_bwd", **locals())
+    return _epilogue_bwd(xp, d_z, z, relu, seed, rate)
 
 
 @kernel_op("dropout_fwd")
 def dropout_fwd(xp, x, seed, rate):
-    if not floats(x) or seed.dtype != np.uint64 or seed.size != 1:
+    if not floats(x) or not _is_seed(seed):
         return reference("dropout_fwd", **locals())
     x = xp.ascontiguousarray(x)
     y, mask = xp.empty_like(x), xp.empty_like(x)
@@ -173,7 +210,7 @@ def fm_order2_bwd(xp, d_y, x, out_dim):
 # the ctypes cuBLAS binding, so CUDA graphs capture them; operand layouts in interaction_gemms.py.
 
 def _per_sample(m, elements):
-    """(grid, block) of the interaction kernels: a sample per row of x threads (at most 128 of them,
+    """(grid, block) of the interaction kernels and the FC epilogue: a sample per row of x threads (at most 128 of them,
     striding over the sample's ``elements``), 256 threads a block."""
     lanes = min(128, -(-elements // 32) * 32)
     rows = 256 // lanes
