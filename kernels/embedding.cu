@@ -1,7 +1,9 @@
 // Embedding gather + combine (forward), per-key gradient reduction (backward), row scatter.
 //
 // References (hugectr_lab/embedding/combine.py): `embedding_combine_fwd`, `embedding_reduce_grad`,
-// `scatter_rows`, `csr_row_ids`.
+// `scatter_rows`, `csr_row_ids`; the sort and the first pass of the reduction also serve
+// `sparse_reduce_update` (hugectr_lab/embedding/sparse_optimizers.py), whose second pass runs inside
+// the update kernel (sparse_update.cu).
 //
 // Layouts (row-major, E = embedding_vec_size):
 //   values      (V, E) float32       the device's table
@@ -22,36 +24,111 @@
 //   scatter:    dst (V, W) T, rows (N,) int64 (-1 = padding), src (N, W) T; T = float | hctr_half | long long
 //   row_ids     (K,)   int64         CSR row of each key; keys past row_offsets[R] (padding) get R
 //
-// Launch mapping: combine: block (X, Y) with X = min(E, 128) lanes over e and Y = 256 / X rows,
-// grid-stride over rows; the lanes of a row read one contiguous table row (coalesced) and the row's
-// keys are read once per lane group. Reduce: a radix pass is one warp (block of 32) per tile: a
-// shared-memory digit histogram, then the tile's items in order, 32 at a time, each placed at its
-// digit's running offset plus its rank among the lanes holding the same digit (__match_any_sync), so
-// the sort is stable and deterministic; then one thread per element (chunk, e) over K*E (chunks past C
-// exit), then per (u, e). Scatter: one thread per element of src. Row ids: one thread per CSR row
-// writes its keys' ids (O(K) in all, where a binary search per key is O(K log R)); items past R cover
-// the padding keys.
+// Launch mapping: combine<T, VW>: block (X, Y), a group of X = min(32, next power of 2 >= E/VW) lanes
+// per tile of 4 consecutive rows, Y = 256 / X groups, grid-stride over tiles; lane l reads the
+// VW-float pieces l, l + X, ... of the table rows (VW = 4, 2, 1: the widest that divides E; 16-byte
+// loads for E % 4 == 0) and writes VW outputs at once. Reduce: a radix pass is one warp (block of 32)
+// per tile: a shared-memory digit histogram, then the tile's items in order, 32 at a time, each placed
+// at its digit's running offset plus its rank among the lanes holding the same digit
+// (__match_any_sync), so the sort is stable and deterministic; then one thread per element (chunk, e)
+// over K*E (chunks past C exit), then per (u, e). Scatter: one thread per element of src. Row ids: one
+// thread per CSR row writes its keys' ids (O(K) in all, where a binary search per key is O(K log R));
+// items past R cover the padding keys.
 // Combine sums a row's keys in CSR order and the reduction a key's occurrences in input order (chunk
 // by chunk), in float32: add.at's order up to the chunk split, so results equal the reference up to
 // rounding. A one-hot batch is the same combine kernel with one key per row.
 #include "hctr_common.cuh"
 
-template <typename T>
+// Piece `at` of VW consecutive floats as one access (VW = 1, 2, 4: 4, 8 or 16 bytes, aligned to its
+// size). Indexing typed vector pointers (not casting a float address) lets the compiler keep each
+// access one instruction.
+template <int VW>
+__device__ __forceinline__ void hctr_load_floats(const float* __restrict__ base, long long at, float (&x)[VW]) {
+    if constexpr (VW == 4) {
+        const float4 q = reinterpret_cast<const float4*>(base)[at];
+        x[0] = q.x, x[1] = q.y, x[2] = q.z, x[3] = q.w;
+    } else if constexpr (VW == 2) {
+        const float2 q = reinterpret_cast<const float2*>(base)[at];
+        x[0] = q.x, x[1] = q.y;
+    } else {
+        x[0] = base[at];
+    }
+}
+
+// Stores piece `at` of VW outputs as one access: float4 / float2 / float, or VW halves in 8, 4 or 2 bytes.
+template <typename T, int VW>
+__device__ __forceinline__ void hctr_store_floats(T* __restrict__ base, long long at, const float (&x)[VW]) {
+    if constexpr (sizeof(T) == sizeof(float)) {
+        if constexpr (VW == 4) reinterpret_cast<float4*>(base)[at] = float4{x[0], x[1], x[2], x[3]};
+        else if constexpr (VW == 2) reinterpret_cast<float2*>(base)[at] = float2{x[0], x[1]};
+        else reinterpret_cast<float*>(base)[at] = x[0];
+    } else {
+        unsigned int h[VW];
+#pragma unroll
+        for (int w = 0; w < VW; ++w) h[w] = from_f32<hctr_half>(x[w]).bits;
+        if constexpr (VW == 4) reinterpret_cast<uint2*>(base)[at] = uint2{h[0] | (h[1] << 16), h[2] | (h[3] << 16)};
+        else if constexpr (VW == 2) reinterpret_cast<unsigned int*>(base)[at] = h[0] | (h[1] << 16);
+        else base[at].bits = (unsigned short)h[0];
+    }
+}
+
+// A lane group (blockDim.x lanes, one per VW-float piece of a row, looping when E / VW is larger) takes
+// HCTR_COMBINE_ROWS consecutive CSR rows at a time. Their offsets, then their keys' table rows, then
+// the table pieces are loaded side by side (key position i of every row of the tile at once), so a
+// lane has that many independent loads in flight instead of one at the end of a dependent chain.
+// Each row adds its keys in CSR order starting from 0 and then takes the mean scale: the same float32
+// operations, in the same order, for every piece width.
+constexpr int HCTR_COMBINE_ROWS = 4;
+
+template <typename T, int VW>
 __global__ void hctr_embedding_combine_fwd(const float* __restrict__ values, const long long* __restrict__ rows,
                                            const long long* __restrict__ row_offsets,
                                            const float* __restrict__ row_scale, T* __restrict__ out,
                                            long long num_rows, int vec) {
-    for (long long r : hctr_row_stride(num_rows)) {
-        const long long first = row_offsets[r], end = row_offsets[r + 1];
-        const float scale = row_scale != nullptr ? row_scale[r] : 1.0f;
-        for (int e = threadIdx.x; e < vec; e += blockDim.x) {
-            float acc = 0.0f;
-            for (long long k = first; k < end; ++k) {
-                const long long row = rows[k];
-                if (row >= 0) acc += values[row * vec + e];
+    constexpr int N = HCTR_COMBINE_ROWS;
+    const int pieces = vec / VW;
+    for (long long t : hctr_row_stride((num_rows + N - 1) / N)) {
+        const long long r0 = t * N;
+        long long offset[N + 1];
+        float scale[N];
+#pragma unroll
+        for (int j = 0; j <= N; ++j) offset[j] = row_offsets[r0 + j < num_rows ? r0 + j : num_rows];
+#pragma unroll
+        for (int j = 0; j < N; ++j) scale[j] = row_scale != nullptr && r0 + j < num_rows ? row_scale[r0 + j] : 1.0f;
+        long long longest = 0;
+#pragma unroll
+        for (int j = 0; j < N; ++j) longest = offset[j + 1] - offset[j] > longest ? offset[j + 1] - offset[j] : longest;
+        for (int p = threadIdx.x; p < pieces; p += blockDim.x) {
+            float acc[N][VW];
+#pragma unroll
+            for (int j = 0; j < N; ++j)
+#pragma unroll
+                for (int w = 0; w < VW; ++w) acc[j][w] = 0.0f;
+            for (long long i = 0; i < longest; ++i) {
+                long long row[N];
+#pragma unroll
+                for (int j = 0; j < N; ++j) row[j] = offset[j] + i < offset[j + 1] ? rows[offset[j] + i] : -1;
+                float x[N][VW];
+#pragma unroll
+                for (int j = 0; j < N; ++j) {
+#pragma unroll
+                    for (int w = 0; w < VW; ++w) x[j][w] = 0.0f;
+                    if (row[j] >= 0) hctr_load_floats<VW>(values, row[j] * pieces + p, x[j]);
+                }
+#pragma unroll
+                for (int j = 0; j < N; ++j)
+                    if (row[j] >= 0)
+#pragma unroll
+                        for (int w = 0; w < VW; ++w) acc[j][w] += x[j][w];
             }
-            if (row_scale != nullptr) acc *= scale;
-            out[r * vec + e] = from_f32<T>(acc);
+#pragma unroll
+            for (int j = 0; j < N; ++j) {
+                if (r0 + j >= num_rows) break;
+                if (row_scale != nullptr)
+#pragma unroll
+                    for (int w = 0; w < VW; ++w) acc[j][w] *= scale[j];
+                hctr_store_floats<T, VW>(out, (r0 + j) * pieces + p, acc[j]);
+            }
         }
     }
 }
@@ -135,17 +212,15 @@ __global__ void hctr_embedding_reduce_grad_chunks(const T* __restrict__ wgrad, c
     }
 }
 
-// Pass 2: g[u] = (sum of key u's chunk sums, in order) / scaler.
+// Pass 2: g[u] = (sum of key u's chunk sums, in order) / scaler. (`sparse_reduce_update` runs this
+// pass inside the update kernel instead: sparse_update.cu.)
 __global__ void hctr_embedding_reduce_grad_bwd(const float* __restrict__ partial,
                                                const long long* __restrict__ chunk_offsets, float* __restrict__ g,
                                                long long num_unique, int vec, float scaler) {
     const long long total = num_unique * vec;
     for (long long i : hctr_grid_stride(total)) {
         const long long u = i / vec;
-        const int e = (int)(i - u * vec);
-        float acc = 0.0f;
-        for (long long c = chunk_offsets[u], end = chunk_offsets[u + 1]; c < end; ++c) acc += partial[c * vec + e];
-        g[i] = acc / scaler;
+        g[i] = hctr_chunk_sum(partial, chunk_offsets, u, (int)(i - u * vec), vec, scaler);
     }
 }
 

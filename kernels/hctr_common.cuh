@@ -49,6 +49,17 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
     return warp_sum(v);
 }
 
+// Key u's reduced gradient element e: its chunk sums partial (C, E) float32 (chunks chunk_offsets[u] ..
+// chunk_offsets[u+1]-1) added in order from 0, then / scaler. The second pass of the embedding
+// gradient reduction (embedding.cu), also run inside the fused update (sparse_update.cu).
+__device__ __forceinline__ float hctr_chunk_sum(const float* __restrict__ partial,
+                                                const long long* __restrict__ chunk_offsets, long long u, int e,
+                                                int vec, float scaler) {
+    float acc = 0.0f;
+    for (long long c = chunk_offsets[u], end = chunk_offsets[u + 1]; c < end; ++c) acc += partial[c * vec + e];
+    return acc / scaler;
+}
+
 // The empty-key marker of a hash table: the key type's maximum (`sentinel_key` in the references),
 // which also marks a padding key. Key = unsigned int (I32) | long long (I64).
 template <typename Key>

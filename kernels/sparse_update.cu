@@ -3,12 +3,15 @@
 // References (hugectr_lab/embedding/sparse_optimizers.py): `sparse_sgd_update`,
 // `sparse_sgd_atomic_update`, `sparse_momentum_sgd_update`, `sparse_momentum_sgd_global_update`,
 // `sparse_nesterov_update`, `sparse_nesterov_global_update`, `sparse_adam_update`,
-// `sparse_adam_global_update`, `sparse_adam_lazy_global_update`, `sparse_adagrad_update`.
+// `sparse_adam_global_update`, `sparse_adam_lazy_global_update`, `sparse_adagrad_update`, and
+// `sparse_reduce_update` (the reduction of embedding.cu fused with one of the updates above).
 //
 // Layouts (row-major, E = embedding_vec_size):
 //   values (V, E) float32; s1, s2 (V, E) T = float | hctr_half optimizer state (nullptr if unused)
 //   rows   (U,) int64 touched rows, distinct except -1 (padding of the fixed-size view: skipped);
 //          g (U, E) float32 reduced gradient (already / S)
+//   fused: partial (C_max, E) float32 chunk sums and chunk_offsets (U+1,) int64 of embedding.cu's
+//          reduction instead of g; g[u, e] = hctr_chunk_sum(...) (the sums in order, / scaler)
 //   prev_time (V,) int64 (LazyGlobal Adam)
 //
 // A rule is a struct built from the step's learning rate and step number t -- read from device memory
@@ -17,9 +20,10 @@
 // field computed in double and rounded as the reference rounds its float32 expressions, with
 //   touched(w, a, b, g): the update of one element of a touched row (a, b: states as float32)
 //   all(w, a, b):        the pass over every row of the table (Global update types only)
-// Launch mapping: one thread per element, grid-stride; `hctr_sparse_update_rows` over U*E elements of
-// the touched rows (threads of a -1 row exit), `hctr_sparse_update_all` over V*E. Valid rows are
-// distinct, so no two threads write one element. Global rules run `rows` then `all` (or `all` then `rows`: Nesterov), as the reference.
+// Launch mapping: one thread per element, grid-stride; `hctr_sparse_update_rows` and
+// `hctr_sparse_reduce_update_rows` over U*E elements of the touched rows (threads of a -1 row exit),
+// `hctr_sparse_update_all` over V*E. Valid rows are distinct, so no two threads write one element.
+// Global rules run `rows` then `all` (or `all` then `rows`: Nesterov), as the reference.
 #include "hctr_common.cuh"
 
 namespace hctr {
@@ -130,21 +134,44 @@ __device__ __forceinline__ void hctr_apply(float* values, T* s1, T* s2, long lon
     values[i] = w;
 }
 
+// The touched-rows pass over U*E elements; `grad(u, e)` is element e of row u's reduced gradient.
+template <class Rule, typename T, class Grad>
+__device__ __forceinline__ void hctr_update_touched(float* values, T* s1, T* s2, const long long* rows,
+                                                    long long num_rows, int vec, const Rule& rule, Grad grad) {
+    for (long long i : hctr_grid_stride(num_rows * vec)) {
+        const long long u = i / vec;
+        const long long row = rows[u];
+        if (row < 0) continue;
+        const int e = (int)(i - u * vec);
+        const float gi = grad(u, e);
+        hctr_apply<Rule>(values, s1, s2, row * vec + e,
+                         [&](float& w, float& a, float& b) { rule.touched(w, a, b, gi); });
+    }
+}
+
+// Touched rows with the reduced gradient g (U, E) float32.
 template <class Rule, typename T>
 __global__ void hctr_sparse_update_rows(float* __restrict__ values, T* __restrict__ s1, T* __restrict__ s2,
                                         const long long* __restrict__ rows, const float* __restrict__ g,
                                         long long num_rows, int vec, const double* __restrict__ lr,
                                         const double* __restrict__ step, double c0, double c1, double c2) {
     const Rule rule(*lr, *step, c0, c1, c2);
-    const long long total = num_rows * vec;
-    for (long long i : hctr_grid_stride(total)) {
-        const long long u = i / vec;
-        const long long row = rows[u];
-        if (row < 0) continue;
-        const long long at = row * vec + (i - u * vec);
-        const float gi = g[i];
-        hctr_apply<Rule>(values, s1, s2, at, [&](float& w, float& a, float& b) { rule.touched(w, a, b, gi); });
-    }
+    hctr_update_touched<Rule>(values, s1, s2, rows, num_rows, vec, rule,
+                              [&](long long u, int e) { return g[u * vec + e]; });
+}
+
+// Touched rows with the gradient formed from the reduction's chunk sums (`sparse_reduce_update`: the
+// second pass of embedding.cu's reduction, fused; padding rows form nothing), so g never reaches memory.
+template <class Rule, typename T>
+__global__ void hctr_sparse_reduce_update_rows(float* __restrict__ values, T* __restrict__ s1, T* __restrict__ s2,
+                                               const long long* __restrict__ rows, const float* __restrict__ partial,
+                                               const long long* __restrict__ chunk_offsets, float scaler,
+                                               long long num_rows, int vec, const double* __restrict__ lr,
+                                               const double* __restrict__ step, double c0, double c1, double c2) {
+    const Rule rule(*lr, *step, c0, c1, c2);
+    hctr_update_touched<Rule>(values, s1, s2, rows, num_rows, vec, rule, [&](long long u, int e) {
+        return hctr_chunk_sum(partial, chunk_offsets, u, e, vec, scaler);
+    });
 }
 
 template <class Rule, typename T>

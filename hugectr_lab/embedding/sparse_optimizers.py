@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import reference_op
-from .combine import fold_segments
+from ..backend import REFERENCES, reference_op
+from .combine import embedding_reduce_grad, fold_segments
 from ..config import UPDATE_TYPES
 from ..rules.optimizers import adam_step_size, momentum_step, nesterov_step
 
@@ -83,10 +83,12 @@ class SparseOptimizer:
         each key occurrence; wgrad (R, E) per (sample, slot) row, compute dtype, times S; hyper (3,)
         float64 learning rate, step and lr/S of this update, in the table's array module (the ops take
         its entries as 0-d arrays: a CUDA graph reads them at each replay). Nothing here reads the device.
+        The reduction of duplicate keys and the update are one op (``sparse_reduce_update``), so a
+        backend may fuse them.
         """
-        g = ops.embedding_reduce_grad(wgrad, row_ids, lookup.inverse, lookup.unique_rows.size, scaler)
-        getattr(ops, self.update_op)(values, *(state[n] for n in self.state_names), lookup.unique_rows, g,
-                                     **self.hparams(hyper[0], hyper[1]))
+        ops.sparse_reduce_update(self.update_op, wgrad, row_ids, lookup.inverse, scaler, values,
+                                 *(state[n] for n in self.state_names), lookup.unique_rows,
+                                 **self.hparams(hyper[0], hyper[1]))
 
     def __repr__(self):
         params = ", ".join(f"{n}={getattr(self, n)!r}" for n in ("learning_rate", "update_type") + self.hparam_names)
@@ -200,6 +202,29 @@ class SparseAdaGrad(SparseOptimizer):
 
     def hparams(self, lr, step):
         return {"lr": lr, "epsilon": self.epsilon}
+
+
+@reference_op
+def sparse_reduce_update(xp, update_op, wgrad, row_ids, inverse, scaler, values, *arrays, **hparams):
+    """The update op named ``update_op`` (one that takes the reduced gradient: every update op below
+    but ``sparse_sgd_atomic_update``) with g formed from the unreduced gradient:
+    ``g = embedding_reduce_grad(wgrad, row_ids, inverse, U, scaler)``, then
+    ``update_op(values, *arrays, g, **hparams)``.
+
+    wgrad (R, E) compute dtype; row_ids, inverse (K,) int64 (inverse -1: an occurrence without a row);
+    values (V, E) float32; arrays: the update op's state arrays, then rows (U,) int64 (the distinct-key
+    view: -1 rows are padding); hparams: the update op's lr, step and constants. Changes ``values``
+    and the states in place.
+    """
+    takes_g = {op for cls in SPARSE_OPTIMIZERS.values() for op in cls.ops_by_update_type.values()}
+    takes_g.discard("sparse_sgd_atomic_update")
+    if update_op not in takes_g:
+        raise ValueError(f"sparse_reduce_update: update_op must be one of {', '.join(sorted(takes_g))}, "
+                         f"got {update_op!r}")
+    if not arrays:
+        raise ValueError("sparse_reduce_update: arrays must end with the touched rows (U,)")
+    g = embedding_reduce_grad(xp, wgrad, row_ids, inverse, arrays[-1].size, scaler)
+    REFERENCES[update_op](xp, values, *arrays, g, **hparams)
 
 
 # ---- update ops: rows (U,) int64, distinct except -1 (padding: no row, skipped); g (U, E) float32;

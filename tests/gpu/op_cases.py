@@ -34,13 +34,15 @@ def csr(rng, rows, max_nnz=4):
     return offsets
 
 
-def combine(rng, dtype, mean):
-    offsets = csr(rng, 19 * 5)
+def combine(rng, dtype, mean, vec=E, one_hot=False):
+    """``vec`` picks the kernel's access width (E = 13: 1 float, 6: 2, 16 and 136: 4, 136 with two
+    pieces per lane); ``one_hot``: one key per row, where the sum is a gather (bit-exact)."""
+    offsets = np.arange(19 * 5 + 1, dtype=np.int64) if one_hot else csr(rng, 19 * 5)
     k = int(offsets[-1])
     rows = rng.integers(-1, V, size=k).astype(np.int64)     # duplicates and missing (-1) rows
     counts = np.diff(offsets)
     scale = (1.0 / np.maximum(counts, 1)).astype(np.float32) if mean else None
-    values = rng.normal(size=(V, E)).astype(np.float32)
+    values = rng.normal(size=(V, vec)).astype(np.float32)
     return (values, rows, offsets, scale, np.dtype(dtype)), {}
 
 
@@ -83,6 +85,34 @@ def update(num_states, hparams, positive=()):
         rows, g = touched(rng)
         return (values, *[s.astype(dtype) for s in states], rows, g), dict(hparams)
     return build
+
+
+def reduce_update(update_op, num_states, hparams, positive=(), prev_time=False):
+    """``sparse_reduce_update`` over ``update_op``: the fixed-size view of ``reduce_grad`` (U' = K slots,
+    the first U touched rows distinct, then -1; occurrences without a row at -1) and (V, E) states."""
+    def build(rng, dtype):
+        (wgrad, row_ids, inverse, k, scaler), _ = reduce_grad(True)(rng, dtype)
+        rows = np.concatenate([rng.choice(V, size=U, replace=False), np.full(k - U, -1)]).astype(np.int64)
+        values = rng.normal(size=(V, E)).astype(np.float32)
+        states = [(np.abs(rng.normal(size=(V, E))) if i in positive else rng.normal(size=(V, E))).astype(dtype)
+                  for i in range(num_states)]
+        if prev_time:
+            states.append(rng.integers(1, 6, size=V).astype(np.int64))
+        return (update_op, wgrad, row_ids, inverse, scaler, values, *states, rows), dict(hparams)
+    return build
+
+
+ADAM = dict(lr=0.01, beta1=0.9, beta2=0.999, epsilon=1e-7, step=3)
+REDUCE_UPDATES = [   # (update op, states, hyper-parameters, states that are >= 0)
+    ("sparse_sgd_update", 0, dict(lr=0.1), ()),
+    ("sparse_momentum_sgd_update", 1, dict(lr=0.1, momentum_factor=0.9), ()),
+    ("sparse_momentum_sgd_global_update", 1, dict(lr=0.1, momentum_factor=0.9), ()),
+    ("sparse_nesterov_update", 1, dict(lr=0.1, momentum_factor=0.9), ()),
+    ("sparse_nesterov_global_update", 1, dict(lr=0.1, momentum_factor=0.9), ()),
+    ("sparse_adam_update", 2, ADAM, (1,)),
+    ("sparse_adam_global_update", 2, ADAM, (1,)),
+    ("sparse_adagrad_update", 1, dict(lr=0.1, epsilon=1e-7), (0,)),
+]
 
 
 def lazy_adam(rng, dtype):
@@ -213,6 +243,10 @@ CASES = [
     # reduceat adds a segment's first row to the sum of the rest: equal up to rounding.
     OpCase("embedding_combine_fwd", lambda r, d: combine(r, d, False), id="sum"),
     OpCase("embedding_combine_fwd", lambda r, d: combine(r, d, True), id="mean"),
+    *(OpCase("embedding_combine_fwd", lambda r, d, vec=vec, mean=mean: combine(r, d, mean, vec),
+             id=f"{'mean' if mean else 'sum'}-E{vec}") for vec in (6, 16, 136) for mean in (False, True)),
+    *(OpCase("embedding_combine_fwd", lambda r, d, vec=vec: combine(r, d, vec == 13, vec, one_hot=True),
+             exact_fp32=True, id=f"one-hot-E{vec}") for vec in (13, 6, 128)),
     OpCase("csr_row_ids", row_ids(False), exact_fp32=True, dtypes=("float32",), id="csr"),
     OpCase("csr_row_ids", row_ids(True), exact_fp32=True, dtypes=("float32",), id="padded"),
     OpCase("embedding_reduce_grad", reduce_grad(False), id="distinct"),
@@ -231,6 +265,13 @@ CASES = [
                                                positive=(1,)), (0, 1, 2), True),
     OpCase("sparse_adam_lazy_global_update", lazy_adam, (0, 1, 2, 3)),
     OpCase("sparse_adagrad_update", update(1, dict(lr=0.1, epsilon=1e-7), positive=(0,)), (0, 1), True),
+    # The reduction adds a key's occurrences in input order (chunks of 32); the NumPy reference's
+    # reduceat in another order: equal up to rounding (tests/embedding/test_fused_kernels.py checks the
+    # fused kernels bit for bit against the two unfused ones).
+    *(OpCase("sparse_reduce_update", reduce_update(op, n, hp, pos), tuple(range(5, 6 + n)),
+             id=op.removeprefix("sparse_").removesuffix("_update")) for op, n, hp, pos in REDUCE_UPDATES),
+    OpCase("sparse_reduce_update", reduce_update("sparse_adam_lazy_global_update", 2, dict(ADAM, step=6), (1,),
+                                                 prev_time=True), (5, 6, 7, 8), id="adam_lazy_global"),
     OpCase("hash_table_lookup", lookup(np.uint32), exact_fp32=True, dtypes=("float32",), id="I32"),
     OpCase("hash_table_lookup", lookup(np.int64), exact_fp32=True, dtypes=("float32",), id="I64"),
     *(OpCase("hash_table_lookup_insert", lookup_insert(key, cap, pre), (0, 1, 2), True, ("float32",),

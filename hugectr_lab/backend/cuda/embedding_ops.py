@@ -12,7 +12,7 @@ import numpy as np
 from ...rules.keys import refused_room, sentinel_key
 from ..ops import kernel_op
 from .common import FLOATS, ctype, f32, reference
-from .loader import MAX_BLOCKS, NULL, launch, launch_grid
+from .loader import BLOCK, MAX_BLOCKS, NULL, launch, launch_grid
 
 _F32 = np.dtype(np.float32)
 _I64 = np.dtype(np.int64)
@@ -23,6 +23,15 @@ def _c(xp, a, dtype=None):
     return xp.ascontiguousarray(a if dtype is None or a.dtype == dtype else a.astype(dtype))
 
 
+_COMBINE_ROWS = 4   # CSR rows a lane group takes at a time (HCTR_COMBINE_ROWS in embedding.cu): sizes the grid
+
+
+def _piece_width(vec, values):
+    """Floats per table access of the combine kernel: the widest of 4, 2, 1 that divides the row and
+    keeps the table's accesses aligned (a table view may start anywhere)."""
+    return next(w for w in (4, 2, 1) if vec % w == 0 and values.data.ptr % (4 * w) == 0)
+
+
 @kernel_op("embedding_combine_fwd")
 def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
     out_dtype = np.dtype(out_dtype)
@@ -30,15 +39,17 @@ def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
         return reference("embedding_combine_fwd", xp, values, rows, row_offsets, row_scale, out_dtype)
     num_rows, vec = row_offsets.size - 1, values.shape[1]
     out = xp.empty((num_rows, vec), dtype=out_dtype)  # (R, E)
-    if num_rows == 0:
+    if num_rows == 0 or vec == 0:
         return out
+    values = _c(xp, values)
     scale = NULL if row_scale is None else _c(xp, row_scale, _F32)
-    lanes = min(vec, 128)
-    rows_per_block = max(1, 256 // lanes)
-    blocks = min(-(-num_rows // rows_per_block), MAX_BLOCKS)   # a row per lane group: gathers in flight
-    launch_grid("embedding.cu", f"hctr_embedding_combine_fwd<{ctype(out_dtype)}>", blocks, (lanes, rows_per_block),
-                (_c(xp, values), _c(xp, rows, _I64), _c(xp, row_offsets, _I64), scale, out, np.int64(num_rows),
-                 np.int32(vec)))
+    width = _piece_width(vec, values)
+    lanes = min(32, 1 << (vec // width - 1).bit_length())   # a lane per piece of a row, a power of 2
+    groups = BLOCK // lanes
+    tiles = -(-num_rows // _COMBINE_ROWS)
+    launch_grid("embedding.cu", f"hctr_embedding_combine_fwd<{ctype(out_dtype)}, {width}>",
+                min(-(-tiles // groups), MAX_BLOCKS), (lanes, groups),
+                (values, _c(xp, rows, _I64), _c(xp, row_offsets, _I64), scale, out, np.int64(num_rows), np.int32(vec)))
     return out
 
 
@@ -46,13 +57,25 @@ def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
 def embedding_reduce_grad(xp, wgrad, row_ids, inverse, num_unique, scaler):
     if wgrad.dtype not in FLOATS:
         return reference("embedding_reduce_grad", xp, wgrad, row_ids, inverse, num_unique, scaler)
-    vec, k = wgrad.shape[1], inverse.size
+    vec = wgrad.shape[1]
     g = xp.empty((num_unique, vec), dtype=xp.float32)  # (U, E)
     if num_unique == 0:
         return g
-    if k == 0:
+    if inverse.size == 0:
         g.fill(0)
         return g
+    partial, chunk_offsets = _chunk_sums(xp, wgrad, row_ids, inverse, num_unique)
+    launch("embedding.cu", "hctr_embedding_reduce_grad_bwd", num_unique * vec,
+           (partial, chunk_offsets, g, np.int64(num_unique), np.int32(vec), np.float32(scaler)))
+    return g
+
+
+def _chunk_sums(xp, wgrad, row_ids, inverse, num_unique):
+    """The first pass of the gradient reduction (K >= 1 occurrences, U >= 1): ``(partial, chunk_offsets)``,
+    partial (K, E) float32 holding the sums of each distinct key's occurrences in chunks of ``_CHUNK``
+    (in input order), chunk_offsets (U+1,) int64 where key u's chunks start; the second pass adds a
+    key's chunks in order and divides by S (``hctr_chunk_sum``)."""
+    vec, k = wgrad.shape[1], inverse.size
     # Occurrences grouped by distinct key, each group in input order (the reference's add.at order),
     # occurrences without a row (-1) last, by a stable radix sort of the group. All sizes are fixed
     # (U, K); the chunk count stays on the device.
@@ -65,9 +88,7 @@ def embedding_reduce_grad(xp, wgrad, row_ids, inverse, num_unique, scaler):
     launch("embedding.cu", f"hctr_embedding_reduce_grad_chunks<{ctype(wgrad.dtype)}>", k * vec,
            (_c(xp, wgrad), _c(xp, row_ids, _I64), occ_offsets, occ, chunk_offsets, partial, np.int64(num_unique),
             np.int32(vec), np.int32(_CHUNK)))
-    launch("embedding.cu", "hctr_embedding_reduce_grad_bwd", num_unique * vec,
-           (partial, chunk_offsets, g, np.int64(num_unique), np.int32(vec), np.float32(scaler)))
-    return g
+    return partial, chunk_offsets
 
 
 _RADIX_TILE = 1024   # items of one radix tile (one warp)
@@ -121,8 +142,8 @@ def scatter_rows(xp, dst, rows, src):
 
 # ---- sparse optimizer updates -----------------------------------------------------------------
 
-def _states_ok(values, states, g):
-    return (values.dtype == _F32 and g.dtype == _F32 and values.flags.c_contiguous
+def _states_ok(values, states):
+    return (values.dtype == _F32 and values.flags.c_contiguous
             and all(s.dtype in FLOATS and s.dtype == states[0].dtype and s.flags.c_contiguous for s in states))
 
 
@@ -135,74 +156,114 @@ def _scalar(xp, value):
     return xp.full((), float(value), dtype=xp.float64)
 
 
-def _update(name, args, states, passes, constants=()):
-    """Run ``passes`` ((pass, rule) pairs: pass "rows" over the touched rows, "all" over the table)
-    of kernels/sparse_update.cu with the learning rate and step ``args["lr"]``, ``args.get("step")``
-    (numbers or float64 device scalars) and up to three ``constants``; ``args`` are the wrapper's
-    arguments (``locals()``), handed to the reference ``name`` when the arrays are not what the kernels
-    take."""
-    xp, values, rows, g = args["xp"], args["values"], args["rows"], args["g"]
-    if not _states_ok(values, states, g):
+# Every update op that takes the reduced gradient g, but LazyGlobal Adam (below): its passes over
+# kernels/sparse_update.cu, (pass, rule) in the reference's order -- "rows" over the touched rows, "all"
+# over the table -- and the hyper-parameters that are its rule's constants c0..c2. The rules compute
+# their float32 factors from lr, step and the constants as the references' float32 expressions round them.
+_RULES = {
+    "sparse_sgd_update": ((("rows", "Sgd"),), ()),
+    "sparse_momentum_sgd_update": ((("rows", "Momentum"),), ("momentum_factor",)),
+    "sparse_momentum_sgd_global_update": ((("rows", "MomentumGlobal"), ("all", "MomentumGlobal")),
+                                          ("momentum_factor",)),
+    "sparse_nesterov_update": ((("rows", "Nesterov"),), ("momentum_factor",)),
+    "sparse_nesterov_global_update": ((("all", "NesterovGlobal"), ("rows", "NesterovGlobal")),
+                                      ("momentum_factor",)),
+    "sparse_adam_update": ((("rows", "Adam"),), ("beta1", "beta2", "epsilon")),
+    "sparse_adam_global_update": ((("rows", "AdamGlobal"), ("all", "AdamGlobal")), ("beta1", "beta2", "epsilon")),
+    "sparse_adagrad_update": ((("rows", "AdaGrad"),), ("epsilon",)),
+}
+
+
+def _update(name, args, states):
+    """The wrapper of update op ``name``, ``args`` its arguments (``locals()``): its passes with the
+    reduced gradient ``args["g"]``, or the reference for arrays the kernels do not take."""
+    if not _states_ok(args["values"], states) or args["g"].dtype != _F32:
         return reference(name, **args)
+    _passes(name, args["xp"], args["values"], states, args["rows"], args, (_c(args["xp"], args["g"]),))
+
+
+def _passes(name, xp, values, states, rows, hparams, gradient):
+    """Launch the passes of update op ``name`` over ``values`` (V, E) and ``states`` for the touched
+    ``rows`` (U,). ``hparams``: lr and step (numbers or float64 device scalars; no step: 0) and the
+    rule's constants by name. ``gradient``: ``(g,)``, the reduced gradient (U, E) float32, or
+    ``(partial, chunk_offsets, scaler)`` from the reduction's first pass (``_chunk_sums``), whose second
+    pass the rows pass then runs itself (``hctr_sparse_reduce_update_rows``): g never reaches memory."""
+    passes, constant_names = _RULES[name]
     vec = values.shape[1]
     state_type = ctype(states[0].dtype) if states else "float"
     pointers = (tuple(states) + (NULL, NULL))[:2]
-    lr, step = _scalar(xp, args["lr"]), _scalar(xp, args.get("step", 0))
-    c = tuple(np.float64(v) for v in (tuple(constants) + (0.0,) * 3)[:3])
-    rows, g = _c(xp, rows, _I64), _c(xp, g)
+    rule_args = (_scalar(xp, hparams["lr"]), _scalar(xp, hparams.get("step", 0)),
+                 *(np.float64(hparams[n]) for n in constant_names), *(np.float64(0),) * (3 - len(constant_names)))
+    rows = _c(xp, rows, _I64)
     for pass_, rule in passes:
-        expr = f"hctr_sparse_update_{pass_}<hctr::{rule}, {state_type}>"
-        if pass_ == "rows":
-            launch("sparse_update.cu", expr, rows.size * vec,
-                   (values, *pointers, rows, g, np.int64(rows.size), np.int32(vec), lr, step, *c))
+        template = f"<hctr::{rule}, {state_type}>"
+        if pass_ == "all":
+            launch("sparse_update.cu", "hctr_sparse_update_all" + template, values.size,
+                   (values, *pointers, np.int64(values.size), *rule_args))
+        elif len(gradient) == 1:
+            launch("sparse_update.cu", "hctr_sparse_update_rows" + template, rows.size * vec,
+                   (values, *pointers, rows, gradient[0], np.int64(rows.size), np.int32(vec), *rule_args))
         else:
-            launch("sparse_update.cu", expr, values.size, (values, *pointers, np.int64(values.size), lr, step, *c))
+            partial, chunk_offsets, scaler = gradient
+            launch("sparse_update.cu", "hctr_sparse_reduce_update_rows" + template, rows.size * vec,
+                   (values, *pointers, rows, partial, chunk_offsets, np.float32(scaler), np.int64(rows.size),
+                    np.int32(vec), *rule_args))
 
-
-# The rules compute their float32 factors from lr, step and the constants as the references' float32
-# expressions round them (see sparse_update.cu).
 
 @kernel_op("sparse_sgd_update")
 def sparse_sgd_update(xp, values, rows, g, lr):
-    _update("sparse_sgd_update", locals(), (), [("rows", "Sgd")])
+    _update("sparse_sgd_update", locals(), ())
 
 
 @kernel_op("sparse_momentum_sgd_update")
 def sparse_momentum_sgd_update(xp, values, momentum, rows, g, lr, momentum_factor):
-    _update("sparse_momentum_sgd_update", locals(), (momentum,), [("rows", "Momentum")], (momentum_factor,))
+    _update("sparse_momentum_sgd_update", locals(), (momentum,))
 
 
 @kernel_op("sparse_momentum_sgd_global_update")
 def sparse_momentum_sgd_global_update(xp, values, momentum, rows, g, lr, momentum_factor):
-    _update("sparse_momentum_sgd_global_update", locals(), (momentum,),
-            [("rows", "MomentumGlobal"), ("all", "MomentumGlobal")], (momentum_factor,))
+    _update("sparse_momentum_sgd_global_update", locals(), (momentum,))
 
 
 @kernel_op("sparse_nesterov_update")
 def sparse_nesterov_update(xp, values, accumulator, rows, g, lr, momentum_factor):
-    _update("sparse_nesterov_update", locals(), (accumulator,), [("rows", "Nesterov")], (momentum_factor,))
+    _update("sparse_nesterov_update", locals(), (accumulator,))
 
 
 @kernel_op("sparse_nesterov_global_update")
 def sparse_nesterov_global_update(xp, values, accumulator, rows, g, lr, momentum_factor):
-    _update("sparse_nesterov_global_update", locals(), (accumulator,),
-            [("all", "NesterovGlobal"), ("rows", "NesterovGlobal")], (momentum_factor,))
+    _update("sparse_nesterov_global_update", locals(), (accumulator,))
 
 
 @kernel_op("sparse_adam_update")
 def sparse_adam_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, step):
-    _update("sparse_adam_update", locals(), (m, v), [("rows", "Adam")], (beta1, beta2, epsilon))
+    _update("sparse_adam_update", locals(), (m, v))
 
 
 @kernel_op("sparse_adam_global_update")
 def sparse_adam_global_update(xp, values, m, v, rows, g, lr, beta1, beta2, epsilon, step):
-    _update("sparse_adam_global_update", locals(), (m, v), [("rows", "AdamGlobal"), ("all", "AdamGlobal")],
-            (beta1, beta2, epsilon))
+    _update("sparse_adam_global_update", locals(), (m, v))
 
 
 @kernel_op("sparse_adagrad_update")
 def sparse_adagrad_update(xp, values, accumulator, rows, g, lr, epsilon):
-    _update("sparse_adagrad_update", locals(), (accumulator,), [("rows", "AdaGrad")], (epsilon,))
+    _update("sparse_adagrad_update", locals(), (accumulator,))
+
+
+@kernel_op("sparse_reduce_update")
+def sparse_reduce_update(xp, update_op, wgrad, row_ids, inverse, scaler, values, *arrays, **hparams):
+    *states, rows = arrays
+    if update_op == "sparse_adam_lazy_global_update":   # its kernel takes a row per thread: the two ops
+        g = embedding_reduce_grad(xp, wgrad, row_ids, inverse, rows.size, scaler)
+        return sparse_adam_lazy_global_update(xp, values, *arrays, g, **hparams)
+    if update_op not in _RULES or wgrad.dtype not in FLOATS or not _states_ok(values, states):
+        return reference("sparse_reduce_update", xp, update_op, wgrad, row_ids, inverse, scaler, values, *arrays,
+                         **hparams)
+    if inverse.size == 0 or rows.size == 0:   # nothing to reduce: g is zero, or there is no row to touch
+        gradient = (embedding_reduce_grad(xp, wgrad, row_ids, inverse, rows.size, scaler),)
+    else:
+        gradient = (*_chunk_sums(xp, wgrad, row_ids, inverse, rows.size), scaler)
+    _passes(update_op, xp, values, states, rows, hparams, gradient)
 
 
 @kernel_op("sparse_sgd_atomic_update")
@@ -217,7 +278,7 @@ def sparse_sgd_atomic_update(xp, values, rows, row_ids, wgrad, lr_over_scaler):
 
 @kernel_op("sparse_adam_lazy_global_update")
 def sparse_adam_lazy_global_update(xp, values, m, v, prev_time, rows, g, lr, beta1, beta2, epsilon, step):
-    if not _states_ok(values, (m, v), g) or prev_time.dtype != _I64:
+    if not _states_ok(values, (m, v)) or g.dtype != _F32 or prev_time.dtype != _I64:
         return reference("sparse_adam_lazy_global_update", **locals())
     launch("sparse_update.cu", f"hctr_sparse_adam_lazy_update<{ctype(m.dtype)}>", rows.size,
            (values, m, v, prev_time, _c(xp, rows, _I64), _c(xp, g), np.int64(rows.size), np.int32(values.shape[1]),

@@ -14,6 +14,8 @@ KEYS = ("unsigned int", "long long")  # uint32 (I32) and int64 (I64) keys
 CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float16): "hctr_half",
          np.dtype(np.uint32): "unsigned int", np.dtype(np.int64): "long long"}
 
+# Floats per table access of the combine kernel (embedding.cu): 16, 8 or 4 bytes.
+COMBINE_WIDTHS = ("4", "2", "1")
 # Sparse update rules of sparse_update.cu; the Global ones also have an all-rows pass.
 LOCAL_RULES = ("Sgd", "Momentum", "Nesterov", "Adam", "AdaGrad")
 GLOBAL_RULES = ("MomentumGlobal", "NesterovGlobal", "AdamGlobal")
@@ -35,11 +37,12 @@ def _rules(names):
 
 
 SOURCES = {
-    "embedding.cu": (templated("hctr_embedding_combine_fwd", DTYPES)
+    "embedding.cu": (templated("hctr_embedding_combine_fwd", DTYPES, COMBINE_WIDTHS)
                      + templated("hctr_embedding_reduce_grad_chunks", DTYPES) + ("hctr_embedding_reduce_grad_bwd",)
                      + ("hctr_radix_hist", "hctr_radix_scatter")
                      + templated("hctr_scatter_rows", DTYPES + ("long long",)) + ("hctr_csr_row_ids",)),
     "sparse_update.cu": (templated("hctr_sparse_update_rows", _rules(LOCAL_RULES + GLOBAL_RULES), DTYPES)
+                         + templated("hctr_sparse_reduce_update_rows", _rules(LOCAL_RULES + GLOBAL_RULES), DTYPES)
                          + templated("hctr_sparse_update_all", _rules(GLOBAL_RULES), DTYPES)
                          + templated("hctr_sparse_sgd_atomic_update", DTYPES)
                          + templated("hctr_sparse_adam_lazy_update", DTYPES)),
