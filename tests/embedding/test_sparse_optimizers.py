@@ -222,3 +222,19 @@ def test_padding_rows_of_the_fixed_size_view_are_skipped(opt, update_type, hpara
     wgrad = rng.standard_normal((3, 2)).astype(np.float32)
     reduced = embedding_reduce_grad(np, wgrad, np.array([0, 1, 2, 1]), np.array([1, -1, 0, 1]), 4, 2.0)
     np.testing.assert_allclose(reduced, np.stack([wgrad[2], wgrad[0] + wgrad[1], 0 * wgrad[0], 0 * wgrad[0]]) / 2)
+
+
+@pytest.mark.parametrize("update_op, arrays, message", [
+    ("sparse_sgd_atomic_update", 1, "update_op must be one of .*got 'sparse_sgd_atomic_update'"),
+    ("sparse_rmsprop_update", 1, "got 'sparse_rmsprop_update'"),
+    ("sparse_sgd_update", 0, "arrays must end with the touched rows"),
+])
+def test_reduce_update_names_what_it_cannot_run(update_op, arrays, message):
+    """The fused op takes the update ops that read the reduced gradient (atomic SGD reduces nothing)."""
+    from hugectr_lab.backend import get_backend
+
+    values = np.zeros((4, 2), np.float32)
+    rows = (np.array([0, -1]),)[:arrays]
+    with pytest.raises(ValueError, match=message):
+        get_backend("numpy").ops.sparse_reduce_update(update_op, np.ones((1, 2), np.float32), np.zeros(2, np.int64),
+                                                      np.array([0, -1]), 1.0, values, *rows, lr=0.1)

@@ -252,6 +252,8 @@ def sparse_adagrad_update(xp, values, accumulator, rows, g, lr, epsilon):
 
 @kernel_op("sparse_reduce_update")
 def sparse_reduce_update(xp, update_op, wgrad, row_ids, inverse, scaler, values, *arrays, **hparams):
+    if not arrays:   # the reference names what is missing
+        return reference("sparse_reduce_update", xp, update_op, wgrad, row_ids, inverse, scaler, values, **hparams)
     *states, rows = arrays
     if update_op == "sparse_adam_lazy_global_update":   # its kernel takes a row per thread: the two ops
         g = embedding_reduce_grad(xp, wgrad, row_ids, inverse, rows.size, scaler)
