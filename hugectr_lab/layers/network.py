@@ -116,7 +116,6 @@ class Network:
         self._allocate()
         self.steps, self._chain_of = self._fuse()
         self._acts = {}
-        self._unfused = set()
         self._tensor_grads = {}
         self._trained = False  # whether the last forward was a training one
         self.predictions = None
@@ -253,7 +252,6 @@ class Network:
         self._refresh_compute_weights()
         acts = self._feed(feed, require_labels=with_loss)
         value = None
-        self._unfused = set()   # chains whose members re-ran since this forward (``_unfuse``)
         for node in self.steps:
             if node.layer.is_loss:
                 if with_loss:
@@ -301,7 +299,8 @@ class Network:
         steps = self.steps
         if inspect is not None and len(steps) != len(self.nodes):
             for step in steps:
-                self._unfuse(step)
+                if isinstance(step.layer, DenseChain):
+                    self._unfuse(step)
             steps = self.nodes
         self.loss.init_weight_grads(self._grads)
         d = {}
@@ -329,21 +328,18 @@ class Network:
 
     def tensor(self, name):
         """The activation ``name`` from the last forward (inputs included). A fused chain's intermediate
-        tensors are recomputed by its members from the chain's input and the current weights: the
-        forward's values until the optimizer changes the weights."""
-        if name not in self._acts and name in self._chain_of and self._acts:
-            self._unfuse(self._chain_of[name][0])
-        return self._acts[name]
+        tensors are not kept: each call recomputes them with the chain's members from the chain's input
+        and the current weights (the forward's values until the optimizer changes the weights; under a
+        CUDA graph, those of the last replay)."""
+        if name in self._acts or name not in self._chain_of or not self._acts:
+            return self._acts[name]
+        step, inner_tops = self._chain_of[name]
+        return self._unfuse(step)[inner_tops.index(name)]
 
     def _unfuse(self, step):
-        """Run a fused chain's members on the chain's input (their tops into the activations, their state
-        ready for their own backward); nothing for other steps or a chain that already re-ran."""
-        if not isinstance(step.layer, DenseChain) or id(step) in self._unfused:
-            return
-        outputs = step.layer.unfused(self._acts[step.bottoms[0]], self._trained)
-        inner_tops = next(tops for chain, tops in self._chain_of.values() if chain is step)
-        self._acts.update(zip(inner_tops, outputs))   # the chain's own output stays
-        self._unfused.add(id(step))
+        """A fused chain's members run on the chain's input: their outputs in member order; each member is
+        then ready for its own backward."""
+        return step.layer.unfused(self._acts[step.bottoms[0]], self._trained)
 
     def feed_dtype(self, name):
         """The dtype input ``name`` is computed in: labels in the master dtype, the rest in the compute dtype."""
