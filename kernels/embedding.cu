@@ -7,7 +7,8 @@
 //
 // Layouts (row-major, E = embedding_vec_size):
 //   values      (V, E) float32       the device's table
-//   rows        (K,)   int64         table row of each key occurrence, -1 = no row (zero vector)
+//   rows        (K,)   int64         table row of each key occurrence, -1 = no row (zero vector); keys
+//                                    past row_offsets[R] (a padded key buffer's tail) are not read
 //   row_offsets (R+1,) int64         CSR over R (sample, slot) rows
 //   row_scale   (R,)   float32       mean multipliers, or nullptr for sum
 //   out         (R, E) T             T = float | hctr_half (the compute dtype)
@@ -76,23 +77,27 @@ __device__ __forceinline__ void hctr_store_floats(T* __restrict__ base, long lon
 // HCTR_COMBINE_ROWS consecutive CSR rows at a time. Their offsets, then their keys' table rows, then
 // the table pieces are loaded side by side (key position i of every row of the tile at once), so a
 // lane has that many independent loads in flight instead of one at the end of a dependent chain.
-// Each row adds its keys in CSR order starting from 0 and then takes the mean scale: the same float32
-// operations, in the same order, for every piece width.
+// Beside the offsets it loads rows[r] for each row r of the tile: the row of row r's key when key r
+// belongs to row r (one key per row: offsets 0, 1, 2, ...), so a one-hot batch waits for two loads,
+// not three, before its table reads. Each row adds its keys in CSR order starting from 0 and then
+// takes the mean scale: the same float32 operations, in the same order, for every piece width.
 constexpr int HCTR_COMBINE_ROWS = 4;
 
 template <typename T, int VW>
 __global__ void hctr_embedding_combine_fwd(const float* __restrict__ values, const long long* __restrict__ rows,
                                            const long long* __restrict__ row_offsets,
                                            const float* __restrict__ row_scale, T* __restrict__ out,
-                                           long long num_rows, int vec) {
+                                           long long num_rows, long long num_keys, int vec) {
     constexpr int N = HCTR_COMBINE_ROWS;
     const int pieces = vec / VW;
     for (long long t : hctr_row_stride((num_rows + N - 1) / N)) {
         const long long r0 = t * N;
-        long long offset[N + 1];
+        long long offset[N + 1], own[N];   // own[j] = rows[r0 + j], the table row of key r0 + j
         float scale[N];
 #pragma unroll
         for (int j = 0; j <= N; ++j) offset[j] = row_offsets[r0 + j < num_rows ? r0 + j : num_rows];
+#pragma unroll
+        for (int j = 0; j < N; ++j) own[j] = r0 + j < num_keys ? rows[r0 + j] : -1;
 #pragma unroll
         for (int j = 0; j < N; ++j) scale[j] = row_scale != nullptr && r0 + j < num_rows ? row_scale[r0 + j] : 1.0f;
         long long longest = 0;
@@ -107,7 +112,10 @@ __global__ void hctr_embedding_combine_fwd(const float* __restrict__ values, con
             for (long long i = 0; i < longest; ++i) {
                 long long row[N];
 #pragma unroll
-                for (int j = 0; j < N; ++j) row[j] = offset[j] + i < offset[j + 1] ? rows[offset[j] + i] : -1;
+                for (int j = 0; j < N; ++j) {
+                    const long long k = offset[j] + i;
+                    row[j] = k >= offset[j + 1] ? -1 : k == r0 + j ? own[j] : rows[k];
+                }
                 float x[N][VW];
 #pragma unroll
                 for (int j = 0; j < N; ++j) {

@@ -49,7 +49,8 @@ def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
     tiles = -(-num_rows // _COMBINE_ROWS)
     launch_grid("embedding.cu", f"hctr_embedding_combine_fwd<{ctype(out_dtype)}, {width}>",
                 min(-(-tiles // groups), MAX_BLOCKS), (lanes, groups),
-                (values, _c(xp, rows, _I64), _c(xp, row_offsets, _I64), scale, out, np.int64(num_rows), np.int32(vec)))
+                (values, _c(xp, rows, _I64), _c(xp, row_offsets, _I64), scale, out, np.int64(num_rows),
+                 np.int64(rows.size), np.int32(vec)))
     return out
 
 
