@@ -81,10 +81,12 @@ __device__ __forceinline__ void hctr_store_floats(T* __restrict__ base, long lon
 // belongs to row r (one key per row: offsets 0, 1, 2, ...), so a one-hot batch waits for two loads,
 // not three, before its table reads. Each row adds its keys in CSR order starting from 0 and then
 // takes the mean scale: the same float32 operations, in the same order, for every piece width.
+// Blocks are 256 threads (the wrapper's); the bounds keep 4 of them per SM (at most 64 registers:
+// without them ptxas takes 70 and fits 3).
 constexpr int HCTR_COMBINE_ROWS = 4;
 
 template <typename T, int VW>
-__global__ void hctr_embedding_combine_fwd(const float* __restrict__ values, const long long* __restrict__ rows,
+__global__ void __launch_bounds__(256, 4) hctr_embedding_combine_fwd(const float* __restrict__ values, const long long* __restrict__ rows,
                                            const long long* __restrict__ row_offsets,
                                            const float* __restrict__ row_scale, T* __restrict__ out,
                                            long long num_rows, long long num_keys, int vec) {
