@@ -12,7 +12,7 @@ import numpy as np
 from ...rules.keys import refused_room, sentinel_key
 from ..ops import kernel_op
 from .common import FLOATS, ctype, f32, reference
-from .loader import BLOCK, MAX_BLOCKS, NULL, launch, launch_grid
+from .loader import MAX_BLOCKS, NULL, launch, launch_grid
 
 _F32 = np.dtype(np.float32)
 _I64 = np.dtype(np.int64)
@@ -24,6 +24,7 @@ def _c(xp, a, dtype=None):
 
 
 _COMBINE_ROWS = 4   # CSR rows a lane group takes at a time (HCTR_COMBINE_ROWS in embedding.cu): sizes the grid
+_COMBINE_THREADS = 256   # threads of a combine block: the kernel's __launch_bounds__
 
 
 def _piece_width(vec, values):
@@ -45,7 +46,7 @@ def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
     scale = NULL if row_scale is None else _c(xp, row_scale, _F32)
     width = _piece_width(vec, values)
     lanes = min(32, 1 << (vec // width - 1).bit_length())   # a lane per piece of a row, a power of 2
-    groups = BLOCK // lanes
+    groups = _COMBINE_THREADS // lanes
     tiles = -(-num_rows // _COMBINE_ROWS)
     launch_grid("embedding.cu", f"hctr_embedding_combine_fwd<{ctype(out_dtype)}, {width}>",
                 min(-(-tiles // groups), MAX_BLOCKS), (lanes, groups),
