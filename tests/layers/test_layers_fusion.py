@@ -233,4 +233,5 @@ def test_fused_network_on_cupy(name, dtype):
         for fused, plain, numpy in zip(*results):
             np.testing.assert_array_equal(fused, plain)
             want = numpy.astype(np.float64)
-            np.testing.assert_allclose(fused.astype(np.float64), want, rtol=tol, atol=tol * max(1.0, np.abs(want).max()))
+            np.testing.assert_allclose(fused.astype(np.float64), want, rtol=tol,
+                                       atol=tol * max(1.0, np.abs(want).max()))
