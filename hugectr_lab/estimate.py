@@ -16,7 +16,8 @@ The terms follow the data structures the Session allocates (sizes in bytes, per 
   of the network inputs, and the evaluation copy's forward at batchsize_eval/G;
 * **workspace**: the embedding's per-batch arrays (keys, rows, offsets, the output and its gradient),
   the AUC buffers (max_eval_batches × batchsize_eval predictions and labels) and, on CuPy, cuBLAS's
-  32 MiB per stream;
+  32 MiB per stream (two with ``use_cuda_graph``: the graph's stream and the evaluation's; the graph's
+  memory pool holds the training activations instead of the default pool, counted once either way);
 * **data readers** (host memory on CuPy): ``prefetch`` + 1 batches of the train and eval readers.
 
 On the CuPy backend the memory pool rounds every block up to 512 bytes; the estimate rounds the same
@@ -146,7 +147,8 @@ def estimate_memory(config, solver, *, backend="numpy") -> MemoryEstimate:
             compute_dtype=plan.compute_dtype, training=False), first_index=1 + len(cfg.embeddings)),
         c, r, training=False)
     auc = max(solver.max_eval_batches * solver.batchsize_eval, 1) * 2 * 4 if "AUC" in solver.metrics_spec else 0
-    d["workspace"] = workspace + update + r(auc) + (CUBLAS_WORKSPACE if backend == "cupy" else 0)
+    streams = 2 if solver.use_cuda_graph else 1
+    d["workspace"] = workspace + update + r(auc) + (streams * CUBLAS_WORKSPACE if backend == "cupy" else 0)
     data = cfg.data
     per_sample = 4 * (data.label.label_dim + data.dense.dense_dim) + sum(
         s.max_feature_num_per_sample * key + s.slot_num * 8 for s in data.sparse)
