@@ -2,12 +2,15 @@
 bit as the unfused one -- losses, weight and input gradients, weights after each update, predictions,
 every named tensor -- in float32 and mixed precision; the non-finite search still names the layer."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 import models
 from hugectr_lab.backend import get_backend
-from hugectr_lab.layers import LAYERS, BuildContext, Network
+from hugectr_lab.config import parse_config
+from hugectr_lab.layers import LAYERS, BuildContext, Network, network_inputs
 from hugectr_lab.layers.fusion import DenseChain
 from hugectr_lab.numerics import locate_nonfinite
 from models import layer
@@ -85,6 +88,21 @@ def test_chains_found_in_the_sample_graphs():
     assert fused.layout == plain.layout
     # NumPy keeps Dropout's mask (hashing it again costs more there); the GPU kernels redraw it
     assert not any(step.layer.redraw_mask for step in fused.steps if isinstance(step.layer, DenseChain))
+
+
+DCN_CHAINS = ['layers[6] (InnerProduct "fc1") + layers[7] (ReLU "relu1") + layers[8] (Dropout "dropout1")',
+              'layers[9] (InnerProduct "fc2") + layers[10] (ReLU "relu2") + layers[11] (Dropout "dropout2")']
+
+
+@pytest.mark.parametrize("sample,mixed,expected", [
+    ("dcn.json", False, DCN_CHAINS), ("dcn.json", True, DCN_CHAINS),
+    ("dlrm_fp16.json", True, []),   # FusedInnerProduct without Dropout: already one epilogue
+])
+def test_an_unchanged_sample_config_gets_the_chains(sample, mixed, expected):
+    cfg = parse_config(Path(__file__).parents[1] / "config" / "configs" / sample, mixed_precision=mixed)
+    ctx = BuildContext(compute_dtype="float16" if mixed else "float32")
+    net = Network(cfg.layers, network_inputs(cfg, 32), ctx, first_index=1 + len(cfg.embeddings))
+    assert [step.layer.label for step in net.steps if isinstance(step.layer, DenseChain)] == expected
 
 
 def test_a_tensor_with_a_second_reader_is_not_fused():
