@@ -57,7 +57,7 @@ def instrument(runner, log):
     ops = s.backend.ops
     log.wrap(ops, "embedding_combine_fwd", "embedding combine (kernel)")   # OpTable attribute: instance override
     for net in s.train_networks:
-        for layer in net.layers:
+        for layer in (step.layer for step in net.steps):   # a fused chain is one "InnerProduct+ReLU+Dropout"
             log.wrap(layer, "forward", f"fwd {layer.type_name}")
             log.wrap(layer, "backward", f"bwd {layer.type_name}")
     log.wrap(s.dense_optimizers[0], "update", "dense optimizer")
