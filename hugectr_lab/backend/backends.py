@@ -97,7 +97,7 @@ class CupyBackend(Backend):
             self._writer = self.xp.ElementwiseKernel(
                 "float64 a, float64 b, float64 c, float64 d", "raw T out",
                 "out[i] = (T)(i == 0 ? a : i == 1 ? b : i == 2 ? c : d)", "hctr_write_scalars")
-        self._writer(*np.pad(values, (0, 4 - values.size)), dst, size=dst.size)
+        self._writer(*np.pad(values, (0, 4 - values.size)), dst.reshape(-1), size=dst.size)   # (n,) view
 
     def synchronize(self):
         self.xp.cuda.get_current_stream().synchronize()
