@@ -217,6 +217,7 @@ class Session:
         self._losses = None
         self._eval_batches = 0
         self._train_started = False
+        self._checked_at = None   # the iteration whose non-finite and overflow records eval() last read
 
     @property
     def num_devices(self):
@@ -666,8 +667,10 @@ class Session:
         """One evaluation batch into the metrics; False at the end of the eval data (epoch mode)."""
         if self._reader_eval is None:
             return True
-        self._check_finite()
-        self._poll_overflow()
+        if self._checked_at != self.iteration:   # both read the devices; only training changes what they read
+            self._check_finite()
+            self._poll_overflow()
+            self._checked_at = self.iteration
         batch = self._reader_eval.read_a_batch()
         if batch is None or batch.size == 0:
             return False

@@ -157,6 +157,24 @@ def test_evaluation_and_copy_weights(workdir):
     sess.close()
 
 
+def test_an_evaluation_pass_reads_the_device_records_once(workdir, monkeypatch):
+    """eval() checks the non-finite and overflow records (device reads on a GPU) once per trained state,
+    not once per batch."""
+    sess = Session(solver(), write_config(workdir / "c.json", dnn_config()))
+    sess.start_data_reading()
+    polls = []
+    monkeypatch.setattr(sess, "_poll_overflow", lambda: polls.append(sess.iteration))
+    run(sess, 2)
+    for _ in range(3):
+        assert sess.eval()
+    run(sess, 1)
+    for _ in range(3):
+        assert sess.eval()
+    # train() polls after every step on NumPy (host counters); each evaluation pass once, not per batch
+    assert polls == [1, 2, 2, 3, 3]
+    sess.close()
+
+
 def test_epoch_mode_train_returns_false_and_evaluation_covers_the_source(workdir):
     config = write_config(workdir / "c.json", dnn_config())
     sess = Session(solver(repeat_dataset=False, batchsize=96, batchsize_eval=100), config)
