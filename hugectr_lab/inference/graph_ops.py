@@ -39,12 +39,17 @@ def check_dedupe(keys, set_keys, inverse):
                          f"{keys.dtype}; got {inverse.shape} and {set_keys.dtype}")
 
 
+def hit_rate(counters):
+    """A table's hit rate in a call from its (5,) counters: 1 − misses / distinct keys (1.0 for no keys),
+    as ``EmbeddingCache.lookup`` computes it."""
+    distinct, hits = int(counters[0]), int(counters[1])
+    return 1.0 - (distinct - hits) / distinct if distinct else 1.0
+
+
 def hit_rate_below(first_counters, threshold):
-    """Whether a call refreshes the cache: the first table's hit rate, 1 − misses / distinct keys (1.0 for
-    no keys), below ``threshold`` -- the eager path's rule, from its (5,) counters."""
-    distinct, hits = int(first_counters[0]), int(first_counters[1])
-    rate = 1.0 - (distinct - hits) / distinct if distinct else 1.0
-    return rate < threshold
+    """Whether a call refreshes the cache: the first table's ``hit_rate`` below ``threshold`` -- the eager
+    path's rule."""
+    return hit_rate(first_counters) < threshold
 
 
 @reference_op

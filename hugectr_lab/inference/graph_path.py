@@ -33,7 +33,7 @@ import numpy as np
 
 from ..embedding.combine import mean_row_scale
 from .cache_ops import empty_key
-from .graph_ops import COUNTERS, set_size
+from .graph_ops import COUNTERS, hit_rate, hit_rate_below, set_size
 
 
 def _pinned(nbytes):
@@ -227,7 +227,6 @@ class _Bucket:
         """The eager path's statistics (EmbeddingCache.lookup) from this call's counters."""
         cache = self.p.session.embedding_cache
         counters = self.outputs.h["counters"]
-        first = 1.0
         for t, (k, state) in enumerate(zip(key_counts, self.p.tables)):
             if not k:
                 continue
@@ -236,15 +235,13 @@ class _Bucket:
             tab.now += 1
             if tab.sketch is not None:
                 tab.age(distinct)
-            rate = 1.0 - (distinct - hits) / distinct
             tab.calls += 1
             tab.lookups += distinct
             tab.hits += hits
             tab.unknown_keys += unknown
-            tab.last_hit_rate = rate
-            if t == 0:
-                first = rate
-        if cache.enabled and first < cache.hit_rate_threshold:
+            tab.last_hit_rate = hit_rate(counters[t])
+        # the first table's counters are zero when it had no keys: rate 1.0, as the eager path's
+        if cache.enabled and hit_rate_below(counters[0], cache.hit_rate_threshold):
             for t, (k, state) in enumerate(zip(key_counts, self.p.tables)):
                 distinct, hits, _, inserted, replaced = (int(c) for c in counters[t])
                 if k and distinct > hits and state.tab.num_sets:
