@@ -73,9 +73,14 @@ class _Table:
     def capacity(self):
         return self.num_sets * WAYS
 
+    @property
+    def halving_due(self):
+        """Whether the sketch halves before it counts the next call's keys (``sample_size`` counted)."""
+        return self.counted >= self.sample_size
+
     def age(self, keys):
-        """Account ``keys`` counted keys; True when the sketch halves first (``sample_size`` reached)."""
-        halve = self.counted >= self.sample_size
+        """Account ``keys`` counted keys; True when the sketch halves first (``halving_due``)."""
+        halve = self.halving_due
         self.counted = (self.counted // 2 if halve else self.counted) + keys
         return halve
 

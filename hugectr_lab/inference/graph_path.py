@@ -195,7 +195,7 @@ class _Bucket:
         for t, ((keys, offsets), state) in enumerate(zip(parts, self.p.tables)):
             tab, k = state.tab, keys.size
             header[t, 0] = tab.now + 1 if k else tab.now
-            header[t, 1] = bool(k) and tab.sketch is not None and tab.counted >= tab.sample_size
+            header[t, 1] = bool(k) and tab.sketch is not None and tab.halving_due
             staged = h[f"keys{t}"]
             if k > staged.size:
                 raise ValueError(f"predict graph of batch {self.batch}: table {t} got {k} keys, room for "
