@@ -36,22 +36,21 @@ FC_TYPES = ("InnerProduct", "FusedInnerProduct")
 
 
 def find_chains(nodes, ctx):
-    """Index lists into ``nodes`` (objects with ``layer``, ``bottoms``, ``tops``), one per chain that runs
-    fused, its FC layer first: ``[[4, 5, 6], [7, 8, 9]]`` for DCN's two hidden layers."""
+    """Index lists into a built Network's ``nodes`` (``layer``, ``bottoms``, ``tops``), one per chain that
+    runs fused, its FC layer first: ``[[4, 5, 6], [7, 8, 9]]`` for DCN's two hidden layers."""
     if not ctx.fuse_epilogues or ctx.compute_dtype not in (np.float32, np.float16):
         return []
-    consumer = {b: i for i, node in enumerate(nodes) for b in node.bottoms}
+    # The Network's build checked that a tensor feeds one layer and that the FC layers, ReLU and Dropout
+    # have one bottom and one top: a member's top read by the next candidate is that candidate's only input.
+    reader = {b: i for i, node in enumerate(nodes) for b in node.bottoms}
     chains = []
     for i, node in enumerate(nodes):
         if node.layer.type_name not in FC_TYPES:
             continue
-        chain, relu = [i], node.layer.fused_relu
-        for follower in ("ReLU", "Dropout"):
-            last = nodes[chain[-1]]
-            j = consumer.get(last.tops[0]) if len(last.tops) == 1 else None
-            if j is None or nodes[j].layer.type_name != follower or (follower == "ReLU" and relu):
-                continue
-            if tuple(nodes[j].bottoms) == tuple(last.tops) and len(nodes[j].tops) == 1:
+        chain = [i]
+        for follower in ("Dropout",) if node.layer.fused_relu else ("ReLU", "Dropout"):
+            j = reader.get(nodes[chain[-1]].tops[0])
+            if j is not None and nodes[j].layer.type_name == follower:
                 chain.append(j)
         if len(chain) > 1:
             chains.append(chain)
