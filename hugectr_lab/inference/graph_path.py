@@ -146,6 +146,7 @@ class _Bucket:
         self.h = self.inputs.h
         for t in range(len(s._tables)):
             self.h[f"keys{t}"][...] = empty_key(s.key_dtype)
+            self.h[f"offsets{t}"][-1] = self.h[f"keys{t}"].size    # the padding keys' row ends at the last key
         self.used = [0] * len(s._tables)      # keys staged per table by the last call
         self.rows = 0                         # samples staged by the last call
         self.net = s._network(batch)
@@ -207,7 +208,6 @@ class _Bucket:
             staged_offsets = h[f"offsets{t}"]
             staged_offsets[:offsets.size] = offsets
             staged_offsets[offsets.size:-1] = k
-            staged_offsets[-1] = staged.size
         staged_dense = h["dense"]
         staged_dense[:n] = dense
         if self.rows > n:
