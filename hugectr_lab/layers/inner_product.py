@@ -51,10 +51,7 @@ def bias_act_dropout_bwd(xp, d_z, z, relu, seed, rate):
     ``seed``; the ReLU mask is ``z > 0`` (z = relu(pre)·mask: where the mask keeps an element z > 0 iff
     pre > 0, where it drops one d_z·0 is the gradient whatever the ReLU mask), so the values are those of
     Dropout's, ReLU's and the FC epilogue's backward in turn, bit for bit."""
-    d_pre = apply_dropout(xp, d_z, seed, rate)[0]
-    if relu:
-        xp.multiply(d_pre, z > 0, out=d_pre)
-    return d_pre, sum_rows(d_pre)
+    return bias_act_bwd(xp, apply_dropout(xp, d_z, seed, rate)[0], z, relu)
 
 
 @register_layer("InnerProduct")
