@@ -255,6 +255,11 @@ def ratio(row, key):
     return row["hugectr_samples_per_s"] / other if other else None
 
 
+def roofline_percent(row, kind):
+    """hugectr-lab samples/s as % of the ``kind`` ("hbm" or "gemm") roofline."""
+    return 100 * row["hugectr_samples_per_s"] / row[f"{kind}_roofline_samples_per_s"]
+
+
 def compile_note(row):
     """Which torch.compile mode ran ("" when none was tried), or "n/a: <mode>: <reason>; ..." when none worked."""
     failures = row.get("torch_compile_failures")
@@ -273,13 +278,13 @@ HEADER = ("model prec   batch  lab Ms/s  eager Ms/s  comp Ms/s  lab/eag  lab/cmp
 
 def format_row(r):
     mega = {k: r[k] / 1e6 if r.get(k) else None for k in ("torch_samples_per_s", "torch_compiled_samples_per_s")}
-    hbm, gemm = (r["hugectr_samples_per_s"] / r[f"{k}_roofline_samples_per_s"] for k in ("hbm", "gemm"))
     return (f"{r['model']:5s} {r['precision']:5s} {r['batch']:6d}  {r['hugectr_samples_per_s'] / 1e6:9.3f} "
             f"{_fmt(mega['torch_samples_per_s'], '10.3f', '       n/a')} "
             f"{_fmt(mega['torch_compiled_samples_per_s'], '10.3f', '       n/a')}  "
             f"{_fmt(ratio(r, 'torch_samples_per_s'), '7.2f', '    n/a')}  "
             f"{_fmt(ratio(r, 'torch_compiled_samples_per_s'), '7.2f', '    n/a')}  "
-            f"{r['bytes_per_sample'] / 1e3:6.1f}  {100 * hbm:6.1f}%  {100 * gemm:7.1f}%  {compile_note(r)}")
+            f"{r['bytes_per_sample'] / 1e3:6.1f}  {roofline_percent(r, 'hbm'):6.1f}%  "
+            f"{roofline_percent(r, 'gemm'):7.1f}%  {compile_note(r)}")
 
 
 def markdown(report):
@@ -307,8 +312,7 @@ def markdown(report):
                      f"{_fmt(r.get('torch_compiled_samples_per_s'), ',.0f')} | "
                      f"{_fmt(ratio(r, 'torch_samples_per_s'), '.2f')} | "
                      f"{_fmt(ratio(r, 'torch_compiled_samples_per_s'), '.2f')} | {r['bytes_per_sample']:,} | "
-                     f"{100 * r['hugectr_samples_per_s'] / r['hbm_roofline_samples_per_s']:.1f} | "
-                     f"{100 * r['hugectr_samples_per_s'] / r['gemm_roofline_samples_per_s']:.1f} |")
+                     f"{roofline_percent(r, 'hbm'):.1f} | {roofline_percent(r, 'gemm'):.1f} |")
     if modes:
         lines += ["", "torch.compile per precision (compile s: the first compiled step, wall clock; the modes "
                   "before the one that ran failed for the reason given):", "",
