@@ -57,7 +57,8 @@ def busy(devices, seconds):
 def measure(work, steps, warmup, repeats):
     """This process's share of one configuration; every process of the run calls it. Returns (on every
     process) median samples/s, the slowest process's host enqueue ms behind busy GPUs, this process's
-    first GPU's median phase ms, and whether every dense step replayed a CUDA graph."""
+    first GPU's median phase ms, and what of the step replayed from CUDA graphs (``Session.replayed``:
+    "whole step", "dense forward and backward", or None -- also when the processes differ)."""
     runner = HugeCTRStep(work)
     session = runner.session
     devices, group = session.local_devices, session.comm.group
@@ -208,7 +209,7 @@ def main(argv=None):
     parser.add_argument("--modes", nargs="+", choices=("weak", "strong"), default=["weak", "strong"])
     parser.add_argument("--layouts", nargs="+", choices=LAYOUTS, default=list(LAYOUTS))
     parser.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
-                        help="run the dense forward and backward eagerly (solver use_cuda_graph=False)")
+                        help="run the step without CUDA graphs (solver use_cuda_graph=False)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)   # one process of a process-per-gpu run
     args = parser.parse_args(argv)
