@@ -185,8 +185,6 @@ class Session:
                 self.train_steps.append(TrainStep(self.train_networks[-1],
                                                   graph=solver.use_cuda_graph and self.loss_scaler is None))
 
-        for net, opt in zip(self.train_networks, self.dense_optimizers):
-            opt.init(net.num_params)   # states exist before any step, outside every CUDA graph's memory
         if self._check_on_device:
             self._nonfinite_at, self._device_iteration = [], []
             for g in self.local_devices:
@@ -284,6 +282,7 @@ class Session:
         optimizer = create_dense_optimizer(opt.type, learning_rate=opt.learning_rate, scaler=self.scaler,
                                            mixed_precision=self.plan.mixed_precision, xp=self.backend,
                                            **hparams)
+        # on the device current here, before any step: outside every CUDA graph's memory
         return optimizer.init(self.train_networks[0].num_params)
 
     def _load_dense_weights(self, model_file, rng):
