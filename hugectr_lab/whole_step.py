@@ -1,8 +1,9 @@
 """The whole training step of a Session replayed from CUDA graphs (the solver's ``use_cuda_graph``).
 
-A step is a host half and a device half. The host half (``Session._prepare_step``) draws what changes
-per step and writes it into device memory: Dropout seeds, the dense optimizers' rate (lr, Adam's
-alpha_t), every embedding's lr, step and lr/S, the iteration of the non-finite record. The device half
+A step is a host half and a device half. The host half (``Session._prepare_step``, after
+``Session.train_step`` wrote the iteration of the non-finite record) draws what changes per step and
+writes it into device memory: Dropout seeds, the dense optimizers' rate (lr, Adam's alpha_t), every
+embedding's lr, step and lr/S. The device half
 (``Session._step(..., prepared=True)``) -- embedding forward (routing, hash-table insertion, combine,
 exchange), dense forward and backward, loss, the finite check, both optimizers -- reads nothing from
 the host, so it is captured once and replayed: one graph launch per step instead of hundreds of
@@ -64,10 +65,10 @@ class WholeStep:
         key = (s.frozen_dense, frozenset(s.frozen_embeddings))
         entry = self.graphs.get(key)
         arrays = s._persistent_arrays()
-        if entry is not None and entry[1] == self.capacity and not _same(entry[2], arrays):
-            _log.info("use_cuda_graph: the step's tables or weights were replaced (reset or rehash); "
-                      "capturing the training step again")
         if entry is None or entry[1] != self.capacity or not _same(entry[2], arrays):
+            if entry is not None and entry[1] == self.capacity:
+                _log.info("use_cuda_graph: the step's tables or weights were replaced (reset or rehash); "
+                          "capturing the training step again")
             entry = self._new_graph(key, arrays)
             if entry is None:
                 return None
