@@ -82,24 +82,22 @@ class DenseChain:
         fc = self.fc
         ops, b = fc.ctx.backend.ops, fc.weights[1]
         y = fc.product(x)   # (m, n)
-        dropout = self.dropout if training else None
-        self.seed = dropout.forward_seed() if dropout is not None else None
-        self.masked = dropout is not None and not self.redraw_mask   # Dropout applies its kept mask
-        if dropout is None or self.masked:
-            self.z = ops.bias_act_fwd(y, b, relu=self.activation)
-            return [dropout.apply(self.z) if self.masked else self.z]
-        self.z = ops.bias_act_dropout_fwd(y, b, self.activation, self.seed, dropout.rate)
-        return [self.z]   # (m, n)
+        self.seed = self.dropout.forward_seed() if training and self.dropout is not None else None
+        if self.seed is not None and self.redraw_mask:
+            self.z = ops.bias_act_dropout_fwd(y, b, self.activation, self.seed, self.dropout.rate)
+            return [self.z]   # (m, n)
+        self.z = ops.bias_act_fwd(y, b, relu=self.activation)
+        return [self.z if self.seed is None else self.dropout.apply(self.z)]   # Dropout keeps its mask
 
     def backward(self, d_outputs):
         (d_z,) = d_outputs
         ops = self.fc.ctx.backend.ops
-        if self.seed is None or self.masked:
-            if self.masked:
+        if self.seed is not None and self.redraw_mask:
+            d_pre, d_b = ops.bias_act_dropout_bwd(d_z, self.z, self.activation, self.seed, self.dropout.rate)
+        else:
+            if self.seed is not None:
                 d_z = self.dropout.backward([d_z])[0]
             d_pre, d_b = ops.bias_act_bwd(d_z, self.z, relu=self.activation)
-        else:
-            d_pre, d_b = ops.bias_act_dropout_bwd(d_z, self.z, self.activation, self.seed, self.dropout.rate)
         return [self.fc.backward_product(d_pre, d_b)]
 
     def unfused(self, x, training):
