@@ -37,7 +37,8 @@ from .graph_ops import COUNTERS, hit_rate, hit_rate_below, set_size
 
 
 def _pinned(nbytes):
-    """A NumPy uint8 array in page-locked host memory (kept alive by the array's base)."""
+    """A NumPy uint8 array in page-locked host memory (kept alive by the array's base). It comes from
+    CuPy's pinned memory pool and may hold what an earlier user of the block wrote."""
     import cupy
 
     mem = cupy.cuda.alloc_pinned_memory(max(nbytes, 8))
@@ -82,7 +83,8 @@ class _Staging:
 
     def __init__(self, backend, layout):
         self.layout, self.cuda = layout, backend.name == "cupy"
-        self.host = _pinned(layout.size) if self.cuda else np.zeros(max(layout.size, 8), np.uint8)
+        self.host = _pinned(layout.size) if self.cuda else np.empty(max(layout.size, 8), np.uint8)
+        self.host.fill(0)   # padding rows' dense features start zero (the pool's blocks are not)
         self.device = backend.xp.zeros(self.host.size, np.uint8) if self.cuda else self.host
         self.h, self.d = layout.views(self.host), layout.views(self.device)
 
