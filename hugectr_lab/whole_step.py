@@ -21,8 +21,9 @@ What a replay needs, and how ``WholeStep`` gives it:
 * **The arrays it captured.** A graph holds the addresses of the tables, hash-table slots, optimizer
   states and weights it was captured with. ``reset()`` (model oversubscription), a hash table that
   grows its slots replace them: before each replay the arrays the step keeps across steps are
-  compared (by identity) with the captured ones, and a change captures anew. Freezing the dense part
-  or an embedding changes the step itself: one graph per freeze state.
+  compared (by identity) with the captured ones, and a change captures anew (dropping every graph of
+  the replaced arrays, which would hold them). Freezing the dense part or an embedding changes the
+  step itself: one graph per freeze state.
 * **Memory of its own.** Every graph of a session allocates from one memory pool
   (``backend/cuda/graphs.py``), which lives as long as the session.
 
@@ -69,6 +70,9 @@ class WholeStep:
             if entry is not None and entry[1] == self.capacity:
                 _log.info("use_cuda_graph: the step's tables or weights were replaced (reset or rehash); "
                           "capturing the training step again")
+            # a graph of a smaller capacity or of replaced arrays is stale for good (capacities only grow, a
+            # replaced array never comes back): drop every such graph and the old tables and buffers it holds
+            self.graphs = {k: e for k, e in self.graphs.items() if e[1] == self.capacity and _same(e[2], arrays)}
             entry = self._new_graph(key, arrays)
             if entry is None:
                 return None

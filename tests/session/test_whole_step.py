@@ -117,6 +117,10 @@ def test_replaced_tables_and_freezing_capture_anew(workdir, monkeypatch):
     assert session.train()
     assert len(HostGraph.made) == made + 2
     np.testing.assert_array_equal(session.train_networks[0].weights, before)
+    assert len(session._whole_step.graphs) == 2
+    session.embeddings[0].reset()        # the unfrozen step's graph holds the old tables: dropped with them
+    assert session.train()
+    assert list(session._whole_step.graphs) == [(True, frozenset())]
     session.close()
 
 
