@@ -6,10 +6,12 @@ A Python training step launches hundreds of kernels, and CuPy spends ~18 µs of 
 the memory pool fill up), captures it into a graph on its second call, and from then on launches the
 graph. What makes a replay equal to a call:
 
-* ``fn``'s arrays come from a memory pool of the graph's own -- or one shared with other graphs that are
-  never launched at the same time and keep nothing in their temporaries from one launch to the next
-  (``whole_step.WholeStep``'s, one per freeze state and key capacity) -- so no other work reuses the
-  addresses the graph writes; the arrays ``fn`` returned when captured are rewritten by every launch.
+* ``fn``'s arrays come from a memory pool of the graph's own, so no other work reuses the addresses the
+  graph writes; the arrays ``fn`` returned when captured are rewritten by every launch. A pool may be
+  shared (``whole_step.WholeStep``'s graphs, one per freeze state): CuPy keeps a pool's free blocks per
+  stream and each call runs on a stream of its own, so such graphs still reuse none of each other's
+  blocks -- but an allocation that finds the device full frees every free block of the pool, the
+  other graphs' temporaries included.
 * ``fn`` runs on a stream of its own, joined to the caller's current stream by events in both
   directions, so the graph stays ordered with the work around it, whatever stream the caller uses.
 * ``fn`` reads every per-call value from device memory (inputs copied into fixed buffers, Dropout's
