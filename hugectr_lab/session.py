@@ -477,8 +477,8 @@ class Session:
 
     def _persistent_arrays(self):
         """Every array the training step keeps across steps (tables, hash-table slots, optimizer states,
-        weights, records), in a fixed order: what a CUDA graph of the step captured, compared by
-        identity before each replay (``WholeStep``)."""
+        weights, records), in a fixed order: what a CUDA graph of the step captured, whose addresses
+        ``WholeStep`` compares with the captured ones before each replay."""
         arrays = []
         for emb in self.embeddings:
             arrays += emb.persistent_arrays()

@@ -18,14 +18,16 @@ What a replay needs, and how ``WholeStep`` gives it:
   a batch with more keys grows it by 5 % more than needed -- at most the Data layer's
   ``max_feature_num_per_sample * B`` -- and the step is captured again, so data whose key count varies
   settles on one graph after a few batches. The host knows K from the batch: nothing is read back.
-* **The arrays it captured.** A graph holds the addresses of the tables, hash-table slots, optimizer
-  states and weights it was captured with. ``reset()`` (model oversubscription), a hash table that
-  grows its slots replace them: before each replay the arrays the step keeps across steps are
-  compared (by identity) with the captured ones, and a change captures anew (dropping every graph of
-  the replaced arrays, which would hold them). Freezing the dense part or an embedding changes the
-  step itself: one graph per freeze state.
-* **Memory of its own.** Every graph of a session allocates from one memory pool
-  (``backend/cuda/graphs.py``), which lives as long as the session.
+* **The addresses it captured.** A graph holds the addresses of the tables, hash-table slots, optimizer
+  states and weights it was captured with. ``reset()`` (model oversubscription) or a hash table that
+  grows its slots replace them: before each replay the addresses (and sizes) of the arrays the step
+  keeps across steps are compared with the captured ones -- an array at the captured address is the
+  one the graph should touch, whatever Python object holds it -- and a change captures anew, dropping
+  every graph of a smaller capacity or other addresses. Freezing the dense part or an embedding
+  changes the step itself: one graph per freeze state.
+* **Memory of its own.** Each graph allocates from a pool of its own (``backend/cuda/graphs.py``).
+  A dropped graph's pool is kept for the session's life -- arrays the step left behind (a first call's
+  lazily built buffers, the last activations) may still point into it -- with its free blocks released.
 
 A batch with more keys than the bound, or a backend without graphs (NumPy), runs the eager step.
 """
@@ -50,8 +52,8 @@ class WholeStep:
 
     def __init__(self, session):
         self.session = session
-        self.graphs = {}     # freeze state -> (CapturedCall, key capacities, captured arrays, fixed inputs)
-        self.pool = None     # the graphs' memory pool (backend/cuda/graphs.py), shared
+        self.graphs = {}     # freeze state -> (CapturedCall, key capacities, captured addresses, fixed inputs)
+        self._retired = []   # memory pools of dropped graphs (arrays may still point into them)
         embedded = {spec.top for spec in session.config.embeddings}
         self._feed_names = [name for name in session.train_networks[0].input_shapes if name not in embedded]
         self._bounds = [session.plan.batchsize * session.config.sparse_input(spec.bottom).max_feature_num_per_sample
@@ -65,15 +67,13 @@ class WholeStep:
             return None
         key = (s.frozen_dense, frozenset(s.frozen_embeddings))
         entry = self.graphs.get(key)
-        arrays = s._persistent_arrays()
-        if entry is None or entry[1] != self.capacity or not _same(entry[2], arrays):
+        binding = _addresses(s._persistent_arrays())
+        if entry is None or entry[1] != self.capacity or entry[2] != binding:
             if entry is not None and entry[1] == self.capacity:
                 _log.info("use_cuda_graph: the step's tables or weights were replaced (reset or rehash); "
                           "capturing the training step again")
-            # a graph of a smaller capacity or of replaced arrays is stale for good (capacities only grow, a
-            # replaced array never comes back): drop every such graph and the old tables and buffers it holds
-            self.graphs = {k: e for k, e in self.graphs.items() if e[1] == self.capacity and _same(e[2], arrays)}
-            entry = self._new_graph(key, arrays)
+            self._drop_stale(binding)
+            entry = self._new_graph(key, binding)
             if entry is None:
                 return None
         captured, _, _, inputs = entry
@@ -93,15 +93,22 @@ class WholeStep:
                                   for k, c, bound in zip(counts, self.capacity, self._bounds))
         return True
 
-    def _new_graph(self, key, arrays):
+    def _drop_stale(self, binding):
+        """Drop every graph of a smaller capacity or other addresses: stale for good (capacities only grow,
+        replaced arrays do not come back). Their pools stay, emptied of free blocks."""
+        for key, (captured, capacity, captured_binding, _) in list(self.graphs.items()):
+            if capacity != self.capacity or captured_binding != binding:
+                del self.graphs[key]
+                captured.pool.free_all_blocks()
+                self._retired.append(captured.pool)
+
+    def _new_graph(self, key, binding):
         s = self.session
         inputs = self._allocate(self.capacity)
-        captured = s.backend.graph(lambda: s._step(*inputs, lambda phase: None, prepared=True),
-                                   "the training step", pool=self.pool)
+        captured = s.backend.graph(lambda: s._step(*inputs, lambda phase: None, prepared=True), "the training step")
         if captured is None:   # a backend without graphs
             return None
-        self.pool = captured.pool
-        self.graphs[key] = entry = (captured, self.capacity, arrays, inputs)
+        self.graphs[key] = entry = (captured, self.capacity, binding, inputs)
         return entry
 
     def _allocate(self, capacity):
@@ -140,5 +147,7 @@ class WholeStep:
                     fixed_keys[keys.size:] = sentinel_key(fixed_keys.dtype)
 
 
-def _same(captured, current):
-    return len(captured) == len(current) and all(a is b for a, b in zip(captured, current))
+def _addresses(arrays):
+    """((address, bytes), ...) of host or device arrays: what a captured graph reads and writes."""
+    return tuple(((a.__cuda_array_interface__ if hasattr(a, "__cuda_array_interface__")
+                   else a.__array_interface__)["data"][0], a.nbytes) for a in arrays)

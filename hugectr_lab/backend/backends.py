@@ -50,11 +50,10 @@ class Backend:
         """Context in which GPU ``device_id`` is current (no-op on NumPy, where devices are logical)."""
         return contextlib.nullcontext()
 
-    def graph(self, fn, name, pool=None):
+    def graph(self, fn, name):
         """``fn`` (no arguments; returns arrays) as a callable replayed from a CUDA graph of the current
         device (``cuda/graphs.py``), or None where the backend has no graphs (NumPy). ``name`` says what
-        ``fn`` is in the warning logged if it cannot be captured; ``pool``: the memory pool of another
-        such callable, to share."""
+        ``fn`` is in the warning logged if it cannot be captured."""
         return None
 
     def __repr__(self):
@@ -105,10 +104,10 @@ class CupyBackend(Backend):
     def device(self, device_id):
         return self.xp.cuda.Device(device_id)
 
-    def graph(self, fn, name, pool=None):
+    def graph(self, fn, name):
         from .cuda.graphs import CapturedCall
 
-        return CapturedCall(fn, name, pool)
+        return CapturedCall(fn, name)
 
 
 def visible_gpu_count():

@@ -26,15 +26,25 @@ def host_state(session):
     return state
 
 
+class HostPool:
+    """A graph's memory pool as WholeStep uses it: a dropped graph's free blocks are released."""
+
+    def __init__(self):
+        self.released = 0
+
+    def free_all_blocks(self):
+        self.released += 1
+
+
 class HostGraph:
     """``CapturedCall``'s contract on the host: the first call runs ``fn`` eagerly, the later ones stand for
     replays of the captured graph and must leave the host's state alone."""
 
     made = []
 
-    def __init__(self, session, fn, name, pool=None):
+    def __init__(self, session, fn, name):
         self.session, self.fn, self.name = session, fn, name
-        self.pool = pool if pool is not None else object()
+        self.pool = HostPool()
         self.calls = 0
         self.graph = None   # what CapturedCall sets once it has captured
         HostGraph.made.append(self)
@@ -55,7 +65,7 @@ def start(config, graphs, monkeypatch=None):
                                            vvgpu=[[0]]), config, backend="numpy")
     if graphs:
         monkeypatch.setattr(session.backend, "graph",
-                            lambda fn, name, pool=None: HostGraph(session, fn, name, pool))
+                            lambda fn, name: HostGraph(session, fn, name))
         session._whole_step = WholeStep(session)
     session.start_data_reading()
     return session
@@ -121,6 +131,9 @@ def test_replaced_tables_and_freezing_capture_anew(workdir, monkeypatch):
     session.embeddings[0].reset()        # the unfrozen step's graph holds the old tables: dropped with them
     assert session.train()
     assert list(session._whole_step.graphs) == [(True, frozenset())]
+    dropped = [g for g in HostGraph.made if g not in {e[0] for e in session._whole_step.graphs.values()}]
+    assert all(g.pool.released == 1 for g in dropped)              # their free blocks released once
+    assert [g.pool for g in dropped] == session._whole_step._retired  # and their pools kept
     session.close()
 
 

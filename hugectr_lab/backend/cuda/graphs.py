@@ -7,11 +7,9 @@ the memory pool fill up), captures it into a graph on its second call, and from 
 graph. What makes a replay equal to a call:
 
 * ``fn``'s arrays come from a memory pool of the graph's own, so no other work reuses the addresses the
-  graph writes; the arrays ``fn`` returned when captured are rewritten by every launch. A pool may be
-  shared (``whole_step.WholeStep``'s graphs, one per freeze state): CuPy keeps a pool's free blocks per
-  stream and each call runs on a stream of its own, so such graphs still reuse none of each other's
-  blocks -- but an allocation that finds the device full frees every free block of the pool, the
-  other graphs' temporaries included.
+  graph writes; the arrays ``fn`` returned when captured are rewritten by every launch. The pool must
+  outlive every array allocated from it (CuPy frees a pool's memory with the pool): an owner that drops
+  a CapturedCall keeps its ``pool`` and may release its free blocks (``whole_step.WholeStep``).
 * ``fn`` runs on a stream of its own, joined to the caller's current stream by events in both
   directions, so the graph stays ordered with the work around it, whatever stream the caller uses.
 * ``fn`` reads every per-call value from device memory (inputs copied into fixed buffers, Dropout's
@@ -32,13 +30,12 @@ _log = logging.getLogger("hugectr_lab")
 
 
 class CapturedCall:
-    """``fn`` (no arguments) replayed from a CUDA graph on the device current at construction; its arrays
-    come from ``pool`` (another CapturedCall's, to share one) or a pool of its own."""
+    """``fn`` (no arguments) replayed from a CUDA graph on the device current at construction."""
 
-    def __init__(self, fn, name, pool=None):
+    def __init__(self, fn, name):
         self.fn, self.name = fn, name
         self.stream = cupy.cuda.Stream(non_blocking=False)
-        self.pool = pool if pool is not None else cupy.cuda.MemoryPool()
+        self.pool = cupy.cuda.MemoryPool()
         self.graph = None        # the captured graph, once there is one
         self.failure = None      # why capturing failed, if it did
         self.calls = 0
