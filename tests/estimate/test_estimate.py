@@ -69,8 +69,9 @@ def test_cupy_estimate_within_ten_percent_of_the_memory_pool(datadir, name, batc
     cupy.cuda.Device().synchronize()
     used = pool.total_bytes() - before   # the pool keeps every block it ever held: its high-water mark
     session = model.session              # CUDA graphs allocate from pools of their own (whole_step.py)
-    graph_pools = {id(p): p for p in [session._whole_step.pool if session._whole_step else None]
-                   + [s.captured.pool for s in session.train_steps if s.captured is not None] if p is not None}
+    whole = session._whole_step
+    graph_pools = {id(p): p for p in ([entry[0].pool for entry in whole.graphs.values()] + whole._retired if whole else [])
+                   + [s.captured.pool for s in session.train_steps if s.captured is not None]}
     used += sum(p.total_bytes() for p in graph_pools.values())
     model.close()
     # cuBLAS's workspace comes from the pools too, once per stream

@@ -127,7 +127,8 @@ def test_embedding_step_does_not_synchronise(dataset, name):
     config = dcn_config(dataset, *OPTIMIZERS[name])
     stream = cupy.cuda.Stream()   # blocking: work on the legacy default stream would break the capture
     with stream:
-        captured, plain = start(config), start(config)
+        # eager steps (use_cuda_graph off): the test's capture must see the embedding's calls
+        captured, plain = start(config, use_cuda_graph=False), start(config, use_cuda_graph=False)
         try:
             for _ in range(WARMUP):   # compiles every kernel and fills this stream's memory pool
                 assert captured.train() and plain.train()

@@ -33,8 +33,11 @@ def feeds(count, seed=3):
 
 
 def deepfm_net(backend="numpy", dtype="float32"):
+    # unfused: these tests reach into single layers (Dropout's mask, ReLU's forward); fused chains have
+    # their own tests (test_layers_fusion.py)
     ctx = BuildContext(backend=get_backend(backend), compute_dtype=dtype,
-                       scaler=1024.0 if dtype == "float16" else 1.0, rng=np.random.default_rng(4))
+                       scaler=1024.0 if dtype == "float16" else 1.0, rng=np.random.default_rng(4),
+                       fuse_epilogues=False)
     net = Network(models.deepfm(SLOTS, HIDDEN, LATENT, dropout_rate=0.3), models.inputs(BATCH, SLOTS, VEC), ctx)
     net.init_weights(np.random.default_rng(5))
     return net
