@@ -14,17 +14,20 @@ python3 -c "import hugectr_lab.kernels" 2>/dev/null || ln -s ../kernels hugectr_
 { date -u +%FT%TZ; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader;
   python3 -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)"; } | tee "$OUT/device.txt"
 
-timeout "${TEST_CAP:-270}" python3 -m pytest -o addopts="" --strict-markers -m gpu -q -p no:cacheprovider -rfE --junitxml="$OUT/gpu_tests.xml" \
-    tests/gpu tests/layers/test_layers_cupy.py tests/embedding/test_gpu_parity.py tests/metrics/test_auc.py \
-    tests/optim/test_dense_optimizers.py tests/backend/test_backends.py 2>&1 | tee "$OUT/pytest.log" | tail -40
+# The whole GPU lane (about 110 s on an H100, 2026-12-07); widgets and browser tests need packages the
+# GPU machine lacks.
+timeout "${TEST_CAP:-200}" python3 -m pytest -o addopts="" --strict-markers -m gpu -q -p no:cacheprovider -rfE \
+    --junitxml="$OUT/gpu_tests.xml" --ignore=tests/widgets --ignore=tests/browser tests 2>&1 | tee "$OUT/pytest.log" | tail -40
 
-for run in "dlrm --precision fp16" "dcn --precision fp32"; do
-    timeout "${PROFILE_CAP:-40}" python3 -m bench.profile --model $run --cap 1000000 2>&1 | tee -a "$OUT/profile.log"
+for run in "dlrm --precision fp16 --cap 1000000" "dcn --precision fp16"; do
+    timeout "${PROFILE_CAP:-40}" python3 -m bench.profile --model $run --steps 6 2>&1 | tee -a "$OUT/profile.log"
 done
-# fp16 (the headline) first: each precision's row is saved as it completes, so a cap keeps the finished
-# ones. The caps leave room for torch.compile's first (autotuning) step per precision; COMPILE_MODES
-# overrides bench.train's ladder (e.g. COMPILE_MODES=default for a short run).
-timeout "${DCN_CAP:-360}" python3 -m bench.train --model dcn --precision fp16 tf32 fp32 --steps "${STEPS:-20}" \
-    ${COMPILE_MODES:+--compile-modes $COMPILE_MODES} --out "$OUT/results" 2>&1 | tee "$OUT/bench_dcn.log" | tail -40
-timeout "${DLRM_CAP:-480}" python3 -m bench.train --model dlrm --precision fp16 tf32 fp32 --steps "${STEPS:-20}" \
-    ${COMPILE_MODES:+--compile-modes $COMPILE_MODES} --out "$OUT/results" 2>&1 | tee "$OUT/bench_dlrm.log" | tail -40
+# fp16 (the headline) only by default, so that the session fits one 600 s device command; PRECISIONS adds
+# the others. Each precision's row is saved as it completes, so a cap keeps the finished ones.
+# COMPILE_MODES overrides bench.train's torch.compile ladder (default: "default", the quickest to compile;
+# COMPILE_MODES="max-autotune reduce-overhead max-autotune-no-cudagraphs default" for the full ladder).
+for model in dcn dlrm; do
+    timeout "${TRAIN_CAP:-120}" python3 -m bench.train --model $model --precision ${PRECISIONS:-fp16} \
+        --steps "${STEPS:-20}" --compile-modes ${COMPILE_MODES:-default} --out "$OUT/results" 2>&1 \
+        | tee "$OUT/bench_$model.log" | tail -20
+done
