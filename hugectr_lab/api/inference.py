@@ -40,7 +40,7 @@ class InferenceParams:
     use_mixed_precision: bool = False
     scaler: float = 1.0
     use_algorithm_search: bool = True
-    use_cuda_graph: bool = False   # HugeCTR: True; ours is opt-in until the captured path has run on a GPU
+    use_cuda_graph: bool = True    # as HugeCTR; the captured path passed the GPU lane (H100, 2026-12-07)
 
     def __post_init__(self):
         files = self.sparse_model_files

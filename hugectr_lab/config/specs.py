@@ -237,5 +237,6 @@ class InferenceSpec(_KeyTypeAndPrecision):
     input_key_type: str = key(key_type, default="I32")
     mixed_precision: int | None = key(scaler, default=None)
     algorithm_search: bool = key(boolean, default=True)
-    # our captured predict path (inference/graph_path.py): opt-in until the GPU lane has verified it
-    cuda_graph: bool = key(boolean, default=False)
+    # the captured predict path (inference/graph_path.py), HugeCTR's default; verified by the GPU lane
+    # (tests/gpu/test_inference_kernels.py, H100, 2026-12-07)
+    cuda_graph: bool = key(boolean, default=True)

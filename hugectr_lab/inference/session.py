@@ -97,7 +97,7 @@ class InferenceSession:
             self._load(first)
         self._networks[1] = first
         self.events = embedding_cache.events
-        # CuPy with inference.cuda_graph (opt-in): the captured predict path (graph_path.py).
+        # CuPy with inference.cuda_graph (the default): the captured predict path (graph_path.py).
         self._graph = None
         if self.backend.name == "cupy" and inf.cuda_graph:
             from .graph_path import GraphPredictor

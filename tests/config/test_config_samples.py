@@ -131,7 +131,7 @@ def test_inference_config():
         64, 0.6, "./model/dcn/_dense_10000.model")
     assert inf.sparse_model_files == ("./model/dcn/0_sparse_10000.model",)
     assert not inf.i64_input_key and not inf.use_mixed_precision and inf.algorithm_search
-    assert not inf.cuda_graph   # HugeCTR defaults to true; our captured predict path is opt-in (docs/compat.md)
+    assert inf.cuda_graph   # HugeCTR's default: the captured predict path on CuPy (docs/inference.md)
     d = cfg.data
     assert d.source is None and d.check is None and d.label.top is None and d.label.label_dim == 1
     assert cfg.layers[-1].type == "Sigmoid" and all(layer.type != "BinaryCrossEntropyLoss" for layer in cfg.layers)
