@@ -7,6 +7,11 @@ inside the step), runs warm-up and timed steps and prints the median millisecond
 group; "unattributed" is the rest of the step (host work between launches, small array ops). The step
 runs eagerly (``use_cuda_graph=False``): a CUDA graph replays the dense layers without calling them.
 ``--cap`` caps every slot's cardinality (a smaller table starts faster; lookups cost the same).
+
+``--kernels`` instead times the step as ``bench.train`` runs it (the whole step replayed from its CUDA
+graph) under CUPTI (through ``torch.profiler``, which records every kernel of the process, CuPy's and
+cuBLAS's included) and prints each kernel's GPU time and launches per step, the kernels' sum and the
+step's wall time: their difference is the GPU idling between graph nodes.
 """
 
 from __future__ import annotations
@@ -63,15 +68,62 @@ def instrument(runner, log):
     log.wrap(s.dense_optimizers[0], "update", "dense optimizer")
 
 
+def _device_us(avg):
+    """A kernel's total GPU microseconds in a ``key_averages()`` row (the attribute was renamed in torch 2.4)."""
+    for attr in ("self_device_time_total", "self_cuda_time_total", "device_time_total", "cuda_time_total"):
+        if hasattr(avg, attr):
+            return getattr(avg, attr)
+    raise AttributeError("this torch's profiler rows have no device time")
+
+
+def kernel_table(runner, steps, warmup=8):
+    """Per-kernel GPU time of ``steps`` replayed steps -> (step ms, [(ms per step, launches per step, name)])."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    for i in range(warmup):
+        runner.step(runner.batches[i % len(runner.batches)])
+    cupy.cuda.Device().synchronize()
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        start.record()
+        for i in range(steps):
+            runner.step(runner.batches[i % len(runner.batches)])
+        end.record()
+        end.synchronize()
+    step = cupy.cuda.get_elapsed_time(start, end) / steps
+    rows = [(_device_us(a) / 1e3 / steps, a.count / steps, a.key) for a in prof.key_averages()
+            if a.device_type == torch.autograd.DeviceType.CUDA and _device_us(a) > 0]
+    return step, sorted(rows, reverse=True)
+
+
+def print_kernels(title, step, rows, top=40):
+    busy = sum(ms for ms, _, _ in rows)
+    print(f"{title}: step {step:.3f} ms, kernels {busy:.3f} ms in {sum(n for _, n, _ in rows):.0f} launches,"
+          f" idle between them {step - busy:.3f} ms")
+    for ms, n, name in rows[:top]:
+        print(f"  {ms:8.3f} ms {100 * ms / step:5.1f}% x{n:<5.0f} {name[:110]}")
+    rest = rows[top:]
+    if rest:
+        print(f"  {sum(ms for ms, _, _ in rest):8.3f} ms        in {len(rest)} other kernels")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=tuple(wl.MODELS), required=True)
     parser.add_argument("--precision", choices=wl.PRECISIONS, default="fp32")
     parser.add_argument("--cap", type=int, default=None, help="cap on each slot's cardinality")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--kernels", action="store_true", help="per-kernel times of the replayed whole step")
     args = parser.parse_args(argv)
     if args.cap:
         wl.CRITEO_KAGGLE = tuple(min(c, args.cap) for c in wl.CRITEO_KAGGLE)
+    if args.kernels:
+        runner = HugeCTRStep(wl.workload(args.model, args.precision, cuda_graph=True))
+        step, rows = kernel_table(runner, args.steps)
+        print_kernels(f"{args.model} {args.precision} batch {runner.batch}, whole step replayed", step, rows)
+        runner.close()
+        return
     runner = HugeCTRStep(wl.workload(args.model, args.precision, cuda_graph=False))   # per-call events need eager calls
     log = EventLog()
     instrument(runner, log)
