@@ -121,12 +121,14 @@ def lazy_adam(rng, dtype):
     return (values, m, v, prev_time, rows, g), dict(lr=0.01, beta1=0.9, beta2=0.999, epsilon=1e-7, step=6)
 
 
-def atomic_sgd(rng, dtype):
+def atomic_sgd(rng, dtype, vec=E):
+    """``vec`` picks the kernel's width: E = 13 one float per atomic, 16 a float4 (sm_90's 128-bit atomics);
+    97 occurrences of 41 rows, so rows repeat and the atomics collide."""
     num_rows, k = 23, 97
     rows = rng.integers(-1, V, size=k).astype(np.int64)
     row_ids = rng.integers(0, num_rows, size=k).astype(np.int64)
-    return (rng.normal(size=(V, E)).astype(np.float32), rows, row_ids,
-            rng.normal(size=(num_rows, E)).astype(dtype), 0.1 / 3.0), {}
+    return (rng.normal(size=(V, vec)).astype(np.float32), rows, row_ids,
+            rng.normal(size=(num_rows, vec)).astype(dtype), 0.1 / 3.0), {}
 
 
 def table(key_dtype, capacity, held, batches=()):
@@ -255,6 +257,7 @@ CASES = [
     OpCase("scatter_rows", scatter(True), (0,), True, dtypes=("float32",), id="int64"),
     OpCase("sparse_sgd_update", update(0, dict(lr=0.1)), (0,), True),
     OpCase("sparse_sgd_atomic_update", atomic_sgd, (0,)),
+    OpCase("sparse_sgd_atomic_update", lambda r, d: atomic_sgd(r, d, 16), (0,), id="E16"),
     OpCase("sparse_momentum_sgd_update", update(1, dict(lr=0.1, momentum_factor=0.9)), (0, 1), True),
     OpCase("sparse_momentum_sgd_global_update", update(1, dict(lr=0.1, momentum_factor=0.9)), (0, 1), True),
     OpCase("sparse_nesterov_update", update(1, dict(lr=0.1, momentum_factor=0.9)), (0, 1), True),

@@ -275,7 +275,8 @@ def sparse_sgd_atomic_update(xp, values, rows, row_ids, wgrad, lr_over_scaler):
     if values.dtype != _F32 or not values.flags.c_contiguous or wgrad.dtype not in FLOATS:
         return reference("sparse_sgd_atomic_update", **locals())
     vec = values.shape[1]
-    launch("sparse_update.cu", f"hctr_sparse_sgd_atomic_update<{ctype(wgrad.dtype)}>", rows.size * vec,
+    width = 4 if vec % 4 == 0 and values.data.ptr % 16 == 0 else 1   # 128-bit atomics on aligned rows
+    launch("sparse_update.cu", f"hctr_sparse_sgd_atomic_update<{ctype(wgrad.dtype)}, {width}>", rows.size * vec // width,
            (values, _c(xp, rows, _I64), _c(xp, row_ids, _I64), _c(xp, wgrad), np.int64(rows.size), np.int32(vec),
             _scalar(xp, lr_over_scaler)))
 

@@ -44,7 +44,7 @@ SOURCES = {
     "sparse_update.cu": (templated("hctr_sparse_update_rows", _rules(LOCAL_RULES + GLOBAL_RULES), DTYPES)
                          + templated("hctr_sparse_reduce_update_rows", _rules(LOCAL_RULES + GLOBAL_RULES), DTYPES)
                          + templated("hctr_sparse_update_all", _rules(GLOBAL_RULES), DTYPES)
-                         + templated("hctr_sparse_sgd_atomic_update", DTYPES)
+                         + templated("hctr_sparse_sgd_atomic_update", DTYPES, ("1", "4"))
                          + templated("hctr_sparse_adam_lazy_update", DTYPES)),
     "hash_table.cu": (templated("hctr_hash_table_lookup", KEYS) + templated("hctr_hash_table_probe", KEYS)
                       + templated("hctr_hash_table_insert", KEYS)
