@@ -14,10 +14,11 @@
 //          reduction instead of g; g[u, e] = hctr_chunk_sum(...) (the sums in order, / scaler)
 //   prev_time (V,) int64 (LazyGlobal Adam)
 //
-// A rule is a struct built from the step's learning rate and step number t -- read from device memory
-// (`lr`, `step`: float64 scalars the embedding writes before each step, so a CUDA graph of the step
-// replays with the current values) -- and up to three constant hyper-parameters c0..c2, each float
-// field computed in double and rounded as the reference rounds its float32 expressions, with
+// A rule (optimizer_rules.cuh, shared with the dense update) is a struct built from the step's learning
+// rate and step number t -- read from device memory (`lr`, `step`: float64 scalars the embedding writes
+// before each step, so a CUDA graph of the step replays with the current values) -- and up to three
+// constant hyper-parameters c0..c2, each float field computed in double and rounded as the reference
+// rounds its float32 expressions, with
 //   touched(w, a, b, g): the update of one element of a touched row (a, b: states as float32)
 //   all(w, a, b):        the pass over every row of the table (Global update types only)
 // Launch mapping: one thread per element, grid-stride; `hctr_sparse_update_rows` and
@@ -25,114 +26,7 @@
 // `hctr_sparse_update_all` over V*E. Valid rows are distinct, so no two threads write one element.
 // Global rules run `rows` then `all` (or `all` then `rows`: Nesterov), as the reference.
 #include "hctr_common.cuh"
-
-namespace hctr {
-
-struct Sgd {  // c: unused
-    static constexpr int states = 0;
-    float lr;
-    __device__ Sgd(double lr_, double, double, double, double) : lr((float)lr_) {}
-    __device__ void touched(float& w, float&, float&, float g) const { w = w - lr * g; }
-};
-
-struct Momentum {  // c0 = mu
-    static constexpr int states = 1;
-    float lr, mu;
-    __device__ Momentum(double lr_, double, double c0, double, double) : lr((float)lr_), mu((float)c0) {}
-    __device__ void touched(float& w, float& m, float&, float g) const {
-        m = mu * m - lr * g;
-        w = w + m;
-    }
-};
-
-struct MomentumGlobal {  // c0 = mu
-    static constexpr int states = 1;
-    float lr, mu;
-    __device__ MomentumGlobal(double lr_, double, double c0, double, double) : lr((float)lr_), mu((float)c0) {}
-    __device__ void touched(float&, float& m, float&, float g) const { m = m - lr * g / mu; }
-    __device__ void all(float& w, float& m, float&) const {
-        m = mu * m;
-        w = w + m;
-    }
-};
-
-struct Nesterov {  // c0 = mu
-    static constexpr int states = 1;
-    float lr, mu, neg_mu, one_plus_mu;
-    __device__ Nesterov(double lr_, double, double c0, double, double)
-        : lr((float)lr_), mu((float)c0), neg_mu((float)-c0), one_plus_mu((float)(1.0 + c0)) {}
-    __device__ void touched(float& w, float& a, float&, float g) const {
-        const float old = a;
-        a = mu * old - lr * g;
-        w = w + (neg_mu * old + one_plus_mu * a);
-    }
-};
-
-struct NesterovGlobal {  // c0 = mu; step = (1 + mu) * lr
-    static constexpr int states = 1;
-    float lr, mu, step;
-    __device__ NesterovGlobal(double lr_, double, double c0, double, double)
-        : lr((float)lr_), mu((float)c0), step((float)((1.0 + c0) * lr_)) {}
-    __device__ void all(float& w, float& a, float&) const {
-        a = mu * a;
-        w = w + mu * a;
-    }
-    __device__ void touched(float& w, float& a, float&, float g) const {
-        a = a - lr * g;
-        w = w - step * g;
-    }
-};
-
-struct Adam {  // c0 = b1, c1 = b2, c2 = eps; alpha = lr*sqrt(1-b2^t)/(1-b1^t) (rules.optimizers.adam_step_size)
-    static constexpr int states = 2;
-    float alpha, b1, b2, c1, c2, eps;
-    __device__ Adam(double lr_, double t, double beta1, double beta2, double epsilon)
-        : alpha((float)(lr_ * sqrt(1.0 - pow(beta2, t)) / (1.0 - pow(beta1, t)))), b1((float)beta1),
-          b2((float)beta2), c1((float)(1.0 - beta1)), c2((float)(1.0 - beta2)), eps((float)epsilon) {}
-    __device__ void touched(float& w, float& m, float& v, float g) const {
-        m = b1 * m + c1 * g;
-        v = b2 * v + c2 * g * g;
-        w = w - alpha * m / (sqrtf(v) + eps);
-    }
-};
-
-struct AdamGlobal : Adam {
-    __device__ AdamGlobal(double lr_, double t, double beta1, double beta2, double epsilon)
-        : Adam(lr_, t, beta1, beta2, epsilon) {}
-    __device__ void touched(float&, float& m, float& v, float g) const {
-        m = m + c1 * g / b1;
-        v = v + c2 * g * g / b2;
-    }
-    __device__ void all(float& w, float& m, float& v) const {
-        m = b1 * m;
-        v = b2 * v;
-        w = w - alpha * m / (sqrtf(v) + eps);
-    }
-};
-
-struct AdaGrad {  // c0 = eps
-    static constexpr int states = 1;
-    float lr, eps;
-    __device__ AdaGrad(double lr_, double, double c0, double, double) : lr((float)lr_), eps((float)c0) {}
-    __device__ void touched(float& w, float& acc, float&, float g) const {
-        acc = acc + g * g;
-        w = w - lr * g / (sqrtf(acc) + eps);
-    }
-};
-
-}  // namespace hctr
-
-// Loads the states of element i, runs `op`, stores the states back (rounded to T) and the weight.
-template <class Rule, typename T, class Op>
-__device__ __forceinline__ void hctr_apply(float* values, T* s1, T* s2, long long i, Op op) {
-    float w = values[i], a = 0.0f, b = 0.0f;
-    if (Rule::states >= 1) a = to_f32(s1[i]);
-    if (Rule::states >= 2) b = to_f32(s2[i]);
-    op(w, a, b);
-    if (Rule::states >= 1) s1[i] = from_f32<T>(a);
-    if (Rule::states >= 2) s2[i] = from_f32<T>(b);
-    values[i] = w;
-}
+#include "optimizer_rules.cuh"
 
 // The touched-rows pass over U*E elements; `grad(u, e)` is element e of row u's reduced gradient.
 template <class Rule, typename T, class Grad>

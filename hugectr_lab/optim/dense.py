@@ -20,12 +20,14 @@ The dense optimizer state file is the states' raw bytes concatenated in ``state_
 (Adam: m then v), float32, or float16 in mixed precision as HugeCTR writes it; SGD writes an
 empty file.
 
-Arrays live in the array module ``xp`` (numpy, or cupy) given at construction or to ``init``.
+Arrays live in the array module of ``xp`` given at construction or to ``init``: a Backend, whose ops
+run the step (``dense_update``: one CUDA kernel on CuPy), or an array module (numpy, cupy), on which
+the NumPy reference runs.
 
 ``update`` = ``prepare`` (host: count the step, write this step's rate -- lr, or Adam's alpha_t -- into
-a device scalar) then ``run`` (device only). A CUDA graph of the training step holds ``run``, and the
-host calls ``prepare`` before each replay, so a learning-rate schedule and Adam's bias correction stay
-exact under graphs.
+a device scalar) then ``run`` (device only: the op ``dense_update``, whose kernel reads the rate from
+device memory). A CUDA graph of the training step holds ``run``, and the host calls ``prepare`` before
+each replay, so a learning-rate schedule and Adam's bias correction stay exact under graphs.
 """
 
 from __future__ import annotations
@@ -35,13 +37,15 @@ import inspect
 
 import numpy as np
 
-from ..backend import array_module, to_host
-from ..backend.scratch import cache_blocks
+from ..backend import Backend, array_module, reference_op, to_host
+from ..backend.ops import OpTable
+from ..backend.scratch import cache_blocks, scratch
 from ..rules.optimizers import adam_step_size, momentum_step, nesterov_step
 
 
 class DenseOptimizer(ABC):
-    """Shared state management; subclasses set ``type_name``, ``state_names`` and ``_step``.
+    """Shared state management; subclasses set ``type_name``, ``state_names``, ``constant_names`` and
+    ``step`` (the arithmetic of the reference op ``dense_update``).
 
     Constructors only store and check arguments. The states are allocated by ``init(N)`` or by
     the first ``update``.
@@ -49,6 +53,7 @@ class DenseOptimizer(ABC):
 
     type_name = ""
     state_names: tuple[str, ...] = ()
+    constant_names: tuple[str, ...] = ()   # attributes that ``step`` takes as keyword arguments
 
     def __init__(self, learning_rate, *, scaler=1.0, mixed_precision=False, xp=None):
         self.set_learning_rate(learning_rate)
@@ -56,11 +61,15 @@ class DenseOptimizer(ABC):
             raise ValueError(f"scaler must be > 0, got {scaler!r}")
         self.scaler = np.float32(scaler)
         self.mixed_precision = bool(mixed_precision)
-        self.xp = array_module(xp)
+        self._use(xp)
         self._num_params = None
         self._states = None  # name -> (N,) state array, once allocated
-        self._work = {}  # name -> (N,) float32 buffer reused by every update
         self._rate = None  # 0-d float32: the step's rate in xp (written by ``prepare``, read by ``run``)
+
+    def _use(self, xp):
+        """Run on ``xp``: a Backend (its ops: the CUDA kernel on CuPy) or an array module (the reference)."""
+        self.xp = array_module(xp)
+        self.ops = xp.ops if isinstance(xp, Backend) else OpTable(self.xp, use_kernels=False)
 
     # States are kept in float32 even in mixed precision. HugeCTR 3.0 stores them in fp16, where
     # Adam's v = (1-b2)*g^2 underflows to 0 for small gradients and m/(sqrt(v)+eps) then explodes
@@ -90,10 +99,9 @@ class DenseOptimizer(ABC):
     def init(self, num_params, xp=None):
         """Allocate fresh states for ``num_params`` weights (in ``xp``, default: the constructor's)."""
         if xp is not None:
-            self.xp = array_module(xp)
+            self._use(xp)
         self._num_params = int(num_params)
         self._states = {name: self._initial_state(name) for name in self.state_names}
-        self._work = {}
         self._rate = self.xp.zeros((), dtype=np.float32)
         return self
 
@@ -123,18 +131,14 @@ class DenseOptimizer(ABC):
         return self.learning_rate
 
     def run(self, weights, grads):
-        """The device half of ``update``: one step with the rate ``prepare`` wrote."""
+        """The device half of ``update``: one step (the op ``dense_update``) with the rate ``prepare`` wrote."""
         self._check_buffers(weights, grads)
-        # into a buffer of our own: the caller's gradient stays intact, and no array is allocated per step
-        g = self.xp.divide(grads, self.scaler, out=self._buffer("g"), dtype=np.float32)
-        self._step(weights, g, self._rate)
+        self.ops.dense_update(self.type_name, weights, grads, self.scaler, self._rate, *self.state_arrays(),
+                              **self.constants())
 
-    def _buffer(self, name):
-        """An (N,) float32 work array of this optimizer, reused by every update (contents undefined)."""
-        buf = self._work.get(name)
-        if buf is None or buf.size != self._num_params:
-            buf = self._work[name] = self.xp.empty(self._num_params, dtype=np.float32)
-        return buf
+    def constants(self):
+        """The step's constant hyper-parameters (float32) by name: ``dense_update``'s keyword arguments."""
+        return {name: getattr(self, name) for name in self.constant_names}
 
     def _check_buffers(self, weights, grads):
         if weights.dtype != np.float32:
@@ -145,17 +149,12 @@ class DenseOptimizer(ABC):
             raise ValueError(f"{self.type_name}: weights {weights.shape} and grads {grads.shape} "
                              f"must both hold the optimizer's {self._num_params} parameters")
 
+    @staticmethod
     @abstractmethod
-    def _step(self, weights, g, rate):
-        """Update ``weights`` in place from the float32 gradient ``g`` (already divided by S); ``rate`` is
-        the 0-d float32 array ``_next_rate`` gave (lr, or Adam's alpha_t)."""
-
-    def _load(self, name):
-        """State ``name`` widened to float32 (a copy, so the stored dtype is kept)."""
-        return self._states[name].astype(np.float32)
-
-    def _store(self, name, value):
-        self._states[name][...] = value
+    def step(xp, weights, g, rate, *states, **constants):
+        """Update ``weights`` (N,) float32 and ``states`` ((N,) float32, ``state_names`` order) in place
+        from the float32 gradient ``g`` (N,), already divided by S (the step may overwrite it); ``rate``:
+        0-d float32, lr or Adam's alpha_t; ``constants``: the ``constant_names`` values (float32)."""
 
     # -- state file ------------------------------------------------------------------------
 
@@ -224,7 +223,8 @@ class SGDOptimizer(DenseOptimizer):
 
     type_name = "SGD"
 
-    def _step(self, weights, g, lr):
+    @staticmethod
+    def step(xp, weights, g, lr):
         g *= lr
         weights -= g
 
@@ -234,15 +234,15 @@ class MomentumSGDOptimizer(DenseOptimizer):
 
     type_name = "MomentumSGD"
     state_names = ("momentum",)
+    constant_names = ("momentum_factor",)
 
     def __init__(self, learning_rate, momentum_factor, **common):
         super().__init__(learning_rate, **common)
         self.momentum_factor = np.float32(momentum_factor)
 
-    def _step(self, weights, g, lr):
-        m = momentum_step(self._load("momentum"), g, lr, self.momentum_factor)
-        self._store("momentum", m)
-        weights += m
+    @staticmethod
+    def step(xp, weights, g, lr, momentum, *, momentum_factor):
+        weights += momentum_step(momentum, g, lr, momentum_factor)   # m changes in place
 
 
 class NesterovOptimizer(DenseOptimizer):
@@ -250,14 +250,16 @@ class NesterovOptimizer(DenseOptimizer):
 
     type_name = "Nesterov"
     state_names = ("accumulator",)
+    constant_names = ("momentum_factor",)
 
     def __init__(self, learning_rate, momentum_factor, **common):
         super().__init__(learning_rate, **common)
         self.momentum_factor = np.float32(momentum_factor)
 
-    def _step(self, weights, g, lr):
-        a_new, change = nesterov_step(self._load("accumulator"), g, lr, self.momentum_factor)
-        self._store("accumulator", a_new)
+    @staticmethod
+    def step(xp, weights, g, lr, accumulator, *, momentum_factor):
+        a_new, change = nesterov_step(accumulator, g, lr, momentum_factor)
+        accumulator[...] = a_new
         weights += change
 
 
@@ -271,6 +273,7 @@ class AdamOptimizer(DenseOptimizer):
 
     type_name = "Adam"
     state_names = ("m", "v")
+    constant_names = ("beta1", "beta2", "epsilon")
 
     def __init__(self, learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-7, **common):
         super().__init__(learning_rate, **common)
@@ -287,9 +290,10 @@ class AdamOptimizer(DenseOptimizer):
         # HugeCTR computes the bias-corrected step size in double, then rounds it to float.
         return np.float32(adam_step_size(self.learning_rate, self.beta1, self.beta2, self.t))
 
-    def _step(self, weights, g, alpha_t):
-        b1, b2, one = self.beta1, self.beta2, np.float32(1)
-        xp, m, v, t = self.xp, self._states["m"], self._states["v"], self._buffer("t")
+    @staticmethod
+    def step(xp, weights, g, alpha_t, m, v, *, beta1, beta2, epsilon):
+        b1, b2, one = beta1, beta2, np.float32(1)
+        t = scratch(xp, "dense_update.t", g.shape, np.float32)
         # The states (float32) change in place, block by block (cache_blocks); every product is rounded
         # in the order of m = b1*m + (1-b1)*g, v = b2*v + ((1-b2)*g)*g, w -= (alpha_t*m)/(sqrt(v)+eps).
         for i in cache_blocks(xp, weights.size):
@@ -301,7 +305,7 @@ class AdamOptimizer(DenseOptimizer):
             t_i *= g_i
             v_i += t_i
             denom = xp.sqrt(v_i, out=t_i)
-            denom += self.epsilon
+            denom += epsilon
             step = xp.multiply(m_i, alpha_t, out=g_i)     # g is not needed any more
             step /= denom
             weights[i] -= step
@@ -316,6 +320,7 @@ class AdaGradOptimizer(DenseOptimizer):
 
     type_name = "AdaGrad"
     state_names = ("accumulator",)
+    constant_names = ("epsilon",)
 
     def __init__(self, learning_rate, initial_accu_value=0.0, epsilon=1e-7, **common):
         super().__init__(learning_rate, **common)
@@ -325,12 +330,12 @@ class AdaGradOptimizer(DenseOptimizer):
     def _initial_state(self, name):
         return self.xp.full(self._num_params, self.initial_accu_value, dtype=self.state_dtype)
 
-    def _step(self, weights, g, lr):
-        acc = self._load("accumulator")
-        acc += g * g
-        self._store("accumulator", acc)
-        denom = self.xp.sqrt(acc, out=acc)
-        denom += self.epsilon
+    @staticmethod
+    def step(xp, weights, g, lr, accumulator, *, epsilon):
+        t = scratch(xp, "dense_update.t", g.shape, np.float32)
+        accumulator += xp.multiply(g, g, out=t)
+        denom = xp.sqrt(accumulator, out=t)
+        denom += epsilon
         g *= lr
         g /= denom
         weights -= g
@@ -338,6 +343,24 @@ class AdaGradOptimizer(DenseOptimizer):
 
 DENSE_OPTIMIZERS = {cls.type_name: cls for cls in (
     AdamOptimizer, AdaGradOptimizer, MomentumSGDOptimizer, NesterovOptimizer, SGDOptimizer)}
+
+
+@reference_op
+def dense_update(xp, rule, weights, grads, scaler, rate, *states, **constants):
+    """One step of the dense optimizer ``rule`` (a key of ``DENSE_OPTIMIZERS``), in place.
+
+    weights (N,) float32; grads (N,) float32 or float16, times the loss scaler ``scaler`` (left intact);
+    rate: 0-d float32, lr or Adam's alpha_t (``DenseOptimizer.prepare``); states: the rule's (N,) float32
+    states in ``state_names`` order; constants: its ``constant_names`` values (float32). All arithmetic
+    is float32: g = float32(grads) / float32(scaler), then the rule's ``step``.
+    """
+    if rule not in DENSE_OPTIMIZERS:
+        raise ValueError(f"dense_update: unknown rule {rule!r}; expected one of {', '.join(DENSE_OPTIMIZERS)}")
+    constants = {name: np.float32(value) for name, value in constants.items()}
+    # into scratch: the caller's gradient stays intact, and NumPy reuses the buffer from step to step
+    g = xp.divide(grads, np.float32(scaler), out=scratch(xp, "dense_update.g", grads.shape, np.float32),
+                  dtype=np.float32)
+    DENSE_OPTIMIZERS[rule].step(xp, weights, g, rate, *states, **constants)
 
 
 def _arguments(cls):

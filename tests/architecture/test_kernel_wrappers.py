@@ -17,6 +17,7 @@ import pytest
 import hugectr_lab.embedding  # noqa: F401  (registers the embedding references)
 import hugectr_lab.inference  # noqa: F401  (registers the embedding-cache references)
 import hugectr_lab.layers  # noqa: F401  (registers the layer references)
+import hugectr_lab.optim  # noqa: F401  (registers the dense optimizer reference)
 from hugectr_lab.backend import REFERENCES
 
 REPO = Path(__file__).resolve().parents[2]

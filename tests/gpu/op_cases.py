@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import hugectr_lab.optim  # noqa: F401  (registers dense_update's reference)
+
 
 @dataclass
 class OpCase:
@@ -240,6 +242,29 @@ def interaction(backward, m, fields, w):
     return build
 
 
+def dense_step(rule, num_states, constants, positive=()):
+    """``dense_update`` of N = 1001 weights (no multiple of a block) and ``num_states`` states (those in
+    ``positive`` >= 0) from a float32 gradient over S = 3 or a float16 one over S = 1024 (some zero), with
+    the step's rate in a 0-d float32 array, as DenseOptimizer.prepare writes it."""
+    def build(rng, dtype):
+        n, scaler = 1001, 1024.0 if dtype == "float16" else 3.0
+        weights = rng.normal(size=n).astype(np.float32)
+        grads = (rng.normal(size=n) * scaler).astype(dtype)
+        grads[::7] = 0
+        states = [rng.normal(size=n).astype(np.float32) for _ in range(num_states)]
+        for i in positive:
+            states[i] = np.abs(states[i])
+        constants32 = {k: np.float32(v) for k, v in constants.items()}
+        return (rule, weights, grads, scaler, np.array(0.0123, np.float32), *states), constants32
+    return build
+
+
+DENSE_STEPS = (("SGD", 0, {}, ()), ("MomentumSGD", 1, dict(momentum_factor=0.9), ()),
+               ("Nesterov", 1, dict(momentum_factor=0.9), ()),
+               ("Adam", 2, dict(beta1=0.9, beta2=0.999, epsilon=1e-7), (1,)),
+               ("AdaGrad", 1, dict(epsilon=1e-7), (0,)))
+
+
 CASES = [
     # The kernels add in input order (add.at's, and the CuPy reference's); the NumPy reference's
     # reduceat adds a segment's first row to the sum of the rest: equal up to rounding.
@@ -275,6 +300,10 @@ CASES = [
              id=op.removeprefix("sparse_").removesuffix("_update")) for op, n, hp, pos in REDUCE_UPDATES),
     OpCase("sparse_reduce_update", reduce_update("sparse_adam_lazy_global_update", 2, dict(ADAM, step=6), (1,),
                                                  prev_time=True), (5, 6, 7, 8), id="adam_lazy_global"),
+    # The dense optimizer step: the same float32 operations as the reference, bit-exact for float16
+    # gradients too (rtol 0).
+    *(OpCase("dense_update", dense_step(rule, n, hp, pos), (1, *range(5, 5 + n)), True, id=rule,
+             extra={"rtol": 0.0}) for rule, n, hp, pos in DENSE_STEPS),
     OpCase("hash_table_lookup", lookup(np.uint32), exact_fp32=True, dtypes=("float32",), id="I32"),
     OpCase("hash_table_lookup", lookup(np.int64), exact_fp32=True, dtypes=("float32",), id="I64"),
     *(OpCase("hash_table_lookup_insert", lookup_insert(key, cap, pre), (0, 1, 2), True, ("float32",),

@@ -11,6 +11,7 @@ import pytest
 import hugectr_lab.embedding  # noqa: F401  (registers the embedding references)
 import hugectr_lab.inference  # noqa: F401  (registers the embedding-cache references)
 import hugectr_lab.layers  # noqa: F401  (registers the layer references)
+import hugectr_lab.optim  # noqa: F401  (registers the dense optimizer reference)
 from hugectr_lab.backend import REFERENCES
 from hugectr_lab.backend.cuda.sources import NVCC_OPTIONS, SOURCES, instantiation_unit
 from hugectr_lab.kernels import SOURCE_DIR, source_files

@@ -16,7 +16,8 @@ CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float16): "hctr_half",
 
 # Floats per table access of the combine kernel (embedding.cu): 16, 8 or 4 bytes.
 COMBINE_WIDTHS = ("4", "2", "1")
-# Sparse update rules of sparse_update.cu; the Global ones also have an all-rows pass.
+# Update rules of optimizer_rules.cuh: the sparse updates take all, the dense update the local ones;
+# the Global ones also have an all-rows pass.
 LOCAL_RULES = ("Sgd", "Momentum", "Nesterov", "Adam", "AdaGrad")
 GLOBAL_RULES = ("MomentumGlobal", "NesterovGlobal", "AdamGlobal")
 # Insertion policies of embedding_cache.cu, by the inference cache's policy names.
@@ -46,6 +47,7 @@ SOURCES = {
                          + templated("hctr_sparse_update_all", _rules(GLOBAL_RULES), DTYPES)
                          + templated("hctr_sparse_sgd_atomic_update", DTYPES, ("1", "4"))
                          + templated("hctr_sparse_adam_lazy_update", DTYPES)),
+    "dense_update.cu": templated("hctr_dense_update", _rules(LOCAL_RULES), DTYPES),
     "hash_table.cu": (templated("hctr_hash_table_lookup", KEYS) + templated("hctr_hash_table_probe", KEYS)
                       + templated("hctr_hash_table_insert", KEYS)
                       + ("hctr_hash_table_first", "hctr_hash_table_resolve", "hctr_hash_table_unique")),
