@@ -11,9 +11,10 @@
 //     in double and rounded as the sparse reference rounds its float32 expressions; or
 //   * by the dense kernel from the step's float32 rate, final on the host (`Rate`: the learning rate, or
 //     Adam's alpha_t already bias-corrected), and the same constants: Rule(Rate{r}, c0, c1, c2).
-// Each constant arrives as the float64 value of a float32 hyper-parameter for the dense optimizers, so
-// (float)c is that float32 again, and (float)(1.0 - c) (or 1.0 + c) is the float32 expression 1 - c
-// rounded once, as NumPy rounds it. Kernels are compiled with --fmad=false: a*b + c rounds twice.
+// For the dense optimizers each constant arrives as the float64 value of a float32 hyper-parameter, so
+// (float)c is that float32 again, and (float)(1.0 - c) (or 1.0 + c) equals the float32 expression
+// 1 - c (1 + c) as NumPy rounds it (tests/optim/test_dense_update.py). Kernels are compiled with
+// --fmad=false: a*b + c rounds twice.
 #pragma once
 
 namespace hctr {

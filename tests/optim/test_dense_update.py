@@ -139,7 +139,7 @@ def test_unknown_rule_is_named():
 def test_the_cuda_rules_constants_round_as_the_float32_expressions():
     """optimizer_rules.cuh computes (float)(1.0 - c) and (float)(1.0 + c) in double from the float32
     hyper-parameter c; the reference computes 1 - c and 1 + c in float32: the same float32 for every c in
-    [0, 1) (the sum or difference is exact in double, then rounded once)."""
+    [0, 1) (exact in double for c >= 2**-29, then rounded once; below, both give 1)."""
     rng = np.random.default_rng(0)
     c = np.concatenate([rng.random(200_000, dtype=F32), F32([0, 1e-30, 2**-29, 2**-25, 0.5, 0.9, 0.999, 0.9999999]),
                         np.nextafter(F32(1), F32(0), dtype=F32)[None]])
