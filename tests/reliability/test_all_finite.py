@@ -1,0 +1,38 @@
+"""``numerics.all_finite``, the step's finiteness check: exact for every float dtype and placement of a
+non-finite value, and never fooled by large finite values (its float64 sum cannot overflow)."""
+
+import numpy as np
+import pytest
+
+from hugectr_lab.numerics import all_finite
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_one_non_finite_element_anywhere_is_found(xp, dtype):
+    a = xp.asarray(np.random.default_rng(0).normal(size=(37, 11)).astype(dtype))
+    b = xp.ones(5, dtype=dtype)
+    assert bool(all_finite(xp, a, b))
+    for bad in (np.inf, -np.inf, np.nan):
+        for at in (0, 200, a.size - 1):
+            c = a.copy()
+            c.reshape(-1)[at] = bad
+            assert not bool(all_finite(xp, c, b)), (bad, at)
+            assert not bool(all_finite(xp, b, c)), (bad, at)
+
+
+def test_opposite_infinities_and_nan_next_to_inf_are_found(xp):
+    a = xp.asarray(np.array([np.inf, -np.inf, 1.0], np.float32))
+    assert not bool(all_finite(xp, a))
+    assert not bool(all_finite(xp, xp.asarray(np.array([np.nan, np.inf], np.float16))))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_the_largest_finite_values_are_finite(xp, dtype):
+    top = np.finfo(dtype).max
+    a = xp.full(100003, top, dtype=dtype)
+    a[1::2] = top if dtype == np.float16 else -top / 3
+    assert bool(all_finite(xp, a))
+
+
+def test_integer_and_boolean_arrays_are_finite(xp):
+    assert bool(all_finite(xp, xp.arange(7), xp.zeros(3, dtype=bool)))
