@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..ops import kernel_op
@@ -206,8 +208,32 @@ def fm_order2_bwd(xp, d_y, x, out_dim):
 
 
 # ---- Interaction --------------------------------------------------------------------------------
-# Batched GEMMs on tensor cores (float16 operands, float32 accumulation; float32 in float32) through
-# the ctypes cuBLAS binding, so CUDA graphs capture them; operand layouts in interaction_gemms.py.
+# float16 with n = F + 1 <= 32 rows of w % 16 == 0, w <= 256 (DLRM): one fused tensor-core kernel each way
+# (Z and the products stay in shared memory). Else batched GEMMs on tensor cores (float16 operands,
+# float32 accumulation; float32 in float32) through the ctypes cuBLAS binding, so CUDA graphs capture
+# them; operand layouts in interaction_gemms.py. ``HUGECTR_LAB_INTERACTION_MMA=0`` keeps the GEMMs for
+# every case (A/B benchmarking; read at each call, so a captured graph keeps the path it was captured with).
+
+_MMA_SWITCH = "HUGECTR_LAB_INTERACTION_MMA"
+
+
+def _fused_mma(*arrays):
+    """Whether the tensor-core kernels serve these (contiguous) Interaction arrays, the last one emb (m, F, w)."""
+    _, fields, w = arrays[-1].shape
+    return (os.environ.get(_MMA_SWITCH, "1") != "0" and all(a.dtype == np.float16 for a in arrays)
+            and fields + 1 <= 32 and w % 16 == 0 and w <= 256
+            and all(a.data.ptr % 16 == 0 for a in arrays[-2:]))   # mlp and emb are read in 16-byte pieces
+
+
+def _mma_launch(m, fields, w, backward):
+    """(grid, block, shared bytes) of the tensor-core kernels: a warp per sample, as many warps a block (at
+    most 4) as fit 48 KB; per warp the shared-memory layout of kernels/interaction.cu's header."""
+    rows = 16 if fields + 1 <= 16 else 32
+    z = rows * (w + 8) * 2
+    per_warp = z + (rows * (rows + 8) * 2 + rows * 36 * 4 if backward else rows * (rows + 4) * 4)
+    warps = min(4, _SHARED_LIMIT // per_warp)
+    return min(-(-m // warps), MAX_BLOCKS), 32 * warps, warps * per_warp
+
 
 def _per_sample(m, elements):
     """(grid, block) of the interaction kernels and the FC epilogue: a sample per row of x threads (at most 128 of them,
@@ -224,10 +250,14 @@ def interaction_fwd(xp, mlp, emb):
     m, fields, w = emb.shape
     n = fields + 1
     mlp, emb = xp.ascontiguousarray(mlp), xp.ascontiguousarray(emb)
+    out = xp.empty((m, w + n * (n - 1) // 2 + 1), dtype=mlp.dtype)
+    if _fused_mma(mlp, emb):
+        launch_grid("interaction.cu", "hctr_interaction_fwd_mma", *_mma_launch(m, fields, w, False),
+                    (mlp, emb, out, np.int64(m), np.int32(fields), np.int32(w)))
+        return out
     dots = xp.empty((m, fields, scratch_ld(fields)), dtype=mlp.dtype)
     for a, b, c in forward_products(mlp, emb, dots):
         cublas.gemm_strided_batched(a, b, c, m)
-    out = xp.empty((m, w + n * (n - 1) // 2 + 1), dtype=mlp.dtype)
     launch_grid("interaction.cu", f"hctr_interaction_pack<{ctype(mlp.dtype)}>", *_per_sample(m, out.shape[1]),
                 (mlp, dots, out, np.int64(m), np.int32(fields), np.int32(w), np.int32(dots.shape[2])))
     return out
@@ -240,8 +270,12 @@ def interaction_bwd(xp, d_y, mlp, emb):
     m, fields, w = emb.shape
     t = ctype(mlp.dtype)
     d_y, mlp, emb = xp.ascontiguousarray(d_y), xp.ascontiguousarray(mlp), xp.ascontiguousarray(emb)
-    z = xp.empty((m, fields + 1, w), dtype=mlp.dtype)   # [emb; mlp] per sample
     d_mlp, d_emb = xp.empty_like(mlp), xp.empty(emb.shape, dtype=emb.dtype)
+    if _fused_mma(d_y, mlp, emb):
+        launch_grid("interaction.cu", "hctr_interaction_bwd_mma", *_mma_launch(m, fields, w, True),
+                    (d_y, mlp, emb, d_mlp, d_emb, np.int64(m), np.int32(fields), np.int32(w)))
+        return d_mlp, d_emb
+    z = xp.empty((m, fields + 1, w), dtype=mlp.dtype)   # [emb; mlp] per sample
     launch_grid("interaction.cu", f"hctr_interaction_stack<{t}>", *_per_sample(m, w),
                 (d_y, mlp, emb, z, d_mlp, np.int64(m), np.int32(fields), np.int32(w)))
     sym = xp.empty((m, fields, scratch_ld(fields)), dtype=mlp.dtype)

@@ -57,8 +57,9 @@ SOURCES = {
     "multicross.cu": tuple(e for k in ("hctr_multicross_fwd", "hctr_multicross_bwd", "hctr_multicross_bwd_sums",
                                        "hctr_multicross_bwd_finish") for e in templated(k, DTYPES)),
     "fm_order2.cu": templated("hctr_fm_order2_fwd", DTYPES) + templated("hctr_fm_order2_bwd", DTYPES),
-    "interaction.cu": tuple(e for k in ("hctr_interaction_pack", "hctr_interaction_stack", "hctr_interaction_unpack")
-                            for e in templated(k, DTYPES)),
+    "interaction.cu": (tuple(e for k in ("hctr_interaction_pack", "hctr_interaction_stack", "hctr_interaction_unpack")
+                             for e in templated(k, DTYPES))
+                       + ("hctr_interaction_fwd_mma", "hctr_interaction_bwd_mma")),   # float16 only
     # Inference embedding cache and the predict graph's lookup (wrappers: hugectr_lab/inference/cuda_cache.py).
     "embedding_cache.cu": tuple(e for k in ("hctr_embedding_cache_set_index", "hctr_embedding_cache_query",
                                             "hctr_embedding_cache_sketch_update", "hctr_embedding_cache_frequency",
