@@ -338,4 +338,9 @@ CASES = [
     OpCase("interaction_bwd", interaction(True, 37, 5, 16), id="small"),
     OpCase("interaction_bwd", interaction(True, 9, 26, 128), id="dlrm"),
     OpCase("interaction_bwd", interaction(True, 129, 27, 13), id="odd"),
+    # float16 with n = F + 1 <= 32, w % 16 == 0, w <= 256 runs the fused tensor-core kernels (float32 the
+    # GEMMs); n = 33 and w = 24 keep the GEMMs in float16 too (tests/gpu/test_interaction_mma.py checks which ran).
+    *(OpCase(op, interaction(op == "interaction_bwd", m, fields, w), id=f"n{fields + 1}-w{w}")
+      for op in ("interaction_fwd", "interaction_bwd")
+      for m, fields, w in ((67, 26, 128), (33, 31, 16), (45, 4, 48), (13, 16, 256), (21, 32, 32), (19, 26, 24))),
 ]
