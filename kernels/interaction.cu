@@ -1,8 +1,8 @@
 // Interaction: DLRM's dot interaction of the bottom-MLP output with the F embedding vectors.
 // Two ways, chosen by the wrapper (hugectr_lab/backend/cuda/layer_ops.py):
 // * float16 with n = F + 1 <= 32, w % 16 == 0, w <= 256 (DLRM: n = 27, w = 128), mlp and emb 16-byte aligned,
-//   unless//   HUGECTR_LAB_INTERACTION_MMA=0: one fused tensor-core kernel each way, hctr_interaction_fwd_mma and
-//   hctr_interaction_bwd_mma; Z and the products stay in shared memory.
+//   unless HUGECTR_LAB_INTERACTION_MMA=0: one fused tensor-core kernel each way, hctr_interaction_fwd_mma
+//   and hctr_interaction_bwd_mma; Z and the products stay in shared memory.
 // * every other case (float32, n > 32, other w): cuBLAS batched GEMMs for the products (operands in
 //   interaction_gemms.py) and the pack / stack / unpack kernels that move the data around them.
 //
