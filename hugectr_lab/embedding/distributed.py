@@ -39,7 +39,10 @@ class DistributedSlotSparseEmbeddingHash(SparseEmbedding):
 
     def _exchange_forward(self, partials):
         shape = (-1, self.slot_num, self.embedding_vec_size)
+        if self.num_devices == 1:   # the partial sums are the totals: no copy (two, through the collective)
+            return [p.reshape(shape) for p in partials]
         return [out.reshape(shape) for out in self.comm.reduce_scatter(partials)]   # (b, S, E) each
 
     def _exchange_backward(self, d_outputs):
-        return self.comm.all_gather([d.reshape(-1, self.embedding_vec_size) for d in d_outputs])  # (B*S, E)
+        wgrads = [d.reshape(-1, self.embedding_vec_size) for d in d_outputs]   # (B*S, E)
+        return wgrads if self.num_devices == 1 else self.comm.all_gather(wgrads)
