@@ -20,8 +20,8 @@ import weakref
 import cupy
 import numpy as np
 
-from .cublas_abi import (ALGO_DEFAULT, COMPUTE_32F, COMPUTE_32F_FAST_TF32, DATA_TYPE, OP_N, OP_T, bind,
-                         strided_batched_gemm)
+from .cublas_abi import (ALGO_DEFAULT, ALIGN_MIN, COMPUTE_32F, COMPUTE_32F_FAST_TF32, DATA_TYPE, OP_N, OP_T,
+                         aligned_shape, bind, strided_batched_gemm, transposed)
 
 _WORKSPACE_BYTES = 32 << 20
 _vp = ctypes.c_void_p
@@ -74,9 +74,30 @@ def _operand(m):
 _ONE, _ZERO = ctypes.c_float(1.0), ctypes.c_float(0.0)
 
 
-def matmul(a, b, tf32=False):
-    """``a @ b`` for 2-D float16/float32 CuPy arrays of one dtype: (m, k) @ (k, n) -> (m, n)."""
+def _zero_padded(m, rows, cols):
+    """``m`` (r, c) inside a zero (rows, cols) array of the same storage order: a C-contiguous copy, or
+    the transposed view of one for a transposed ``m``, so cuBLAS keeps its op."""
+    if m.shape == (rows, cols):
+        return m
+    if transposed(m):
+        return _zero_padded(m.T, cols, rows).T
+    out = cupy.zeros((rows, cols), dtype=m.dtype)
+    out[:m.shape[0], :m.shape[1]] = m
+    return out
+
+
+def matmul(a, b, tf32=False, align=True):
+    """``a @ b`` for 2-D float16/float32 CuPy arrays of one dtype: (m, k) @ (k, n) -> (m, n).
+
+    ``align``: a contiguous extent that is not a multiple of 16 bytes (DCN's 429 concatenated features,
+    DeepFM's 390) keeps cuBLAS off its 16-byte tensor-core kernels, so the operands are copied
+    zero-padded to the next multiple and the product cut back: the padding adds exact zeros (0 x 0) to
+    every sum. Products with an extent below 64 run as they are."""
     (m, k), n = a.shape, b.shape[1]
+    mp, kp, np_ = aligned_shape(a, b)
+    if align and (mp, kp, np_) != (m, k, n) and min(m, k, n) >= ALIGN_MIN:
+        c = matmul(_zero_padded(a, mp, kp), _zero_padded(b, kp, np_), tf32, align=False)
+        return c[:m] if np_ == n else cupy.ascontiguousarray(c[:m, :n])
     c = cupy.empty((m, n), dtype=a.dtype)
     if c.size == 0 or k == 0:
         c.fill(0)

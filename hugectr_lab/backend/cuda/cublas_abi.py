@@ -99,6 +99,27 @@ class StridedBatchedGemm(NamedTuple):
 
 
 _INT_MAX = (1 << 31) - 1
+ALIGN_BYTES = 16   # tensor-core GEMM kernels load 16 bytes at a time along every contiguous extent
+ALIGN_MIN = 64     # smaller extents make a memory-bound product (a GEMV): padded copies would cost more
+
+
+def transposed(m):
+    """Whether cuBLAS reads the row-major matrix ``m`` through op T: a transposed view (F- but not
+    C-contiguous)."""
+    return m.flags.f_contiguous and not m.flags.c_contiguous
+
+
+def aligned_shape(a, b):
+    """(m, k, n) of ``a @ b`` with each extent that an operand or the product stores contiguously rounded
+    up to 16 bytes: k for a C-ordered ``a`` or a transposed ``b``, m for a transposed ``a``, n always (the
+    product's rows). ``cublas.matmul`` pads to it."""
+    (m, k), n = a.shape, b.shape[1]
+    step = ALIGN_BYTES // a.itemsize
+
+    def up(x, contiguous):
+        return -(-x // step) * step if contiguous else x
+
+    return up(m, transposed(a)), up(k, not transposed(a) or transposed(b)), up(n, True)
 
 
 def strided_batched_gemm(a, b, c, batch):
