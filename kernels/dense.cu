@@ -2,7 +2,9 @@
 // forward/backward and dropout.
 //
 // References: `bias_act_fwd`, `bias_act_bwd`, `bias_act_dropout_fwd`, `bias_act_dropout_bwd`
-//             (hugectr_lab/layers/inner_product.py), `dropout_fwd` (hugectr_lab/layers/dropout.py).
+//             (hugectr_lab/layers/inner_product.py), `dropout_fwd` (hugectr_lab/layers/dropout.py);
+//             `gemm_bias_act` (inner_product.py) runs hctr_bias_act_fwd after the GEMM where cuBLASLt's
+//             epilogue does not serve the call.
 //
 // Layouts (row-major): y, d_y, z, d_pre, x, u-mask (m, n) T; b (1, n) T; T = float | hctr_half.
 // Dropout: keep element i (flat index r * n + c) when u(seed, i) >= rate, u drawn in place from a

@@ -5,8 +5,10 @@ Unfused, every member of such a chain is a pass over the (m, n) activation: the 
 Dropout forward, and Dropout's, ReLU's and the bias gradient's backward. A ``DenseChain`` keeps the
 members (their weights, names, seeds) and runs them as
 
-* forward: y = x·W (``InnerProduct.product``), then ``bias_act_fwd`` (bias + ReLU) or, in training with
-  Dropout, ``bias_act_dropout_fwd`` (bias + ReLU + the mask of the Dropout layer's seed, drawn in place);
+* forward: ``gemm_bias_act`` (``InnerProduct.product_bias_act``: on CUDA one cuBLASLt matmul whose
+  epilogue adds the bias and applies ReLU) or, in training with Dropout, y = x·W
+  (``InnerProduct.product``) then ``bias_act_dropout_fwd`` (bias + ReLU + the mask of the Dropout
+  layer's seed, drawn in place);
 * backward: ``bias_act_bwd`` / ``bias_act_dropout_bwd`` (the dropout mask drawn again from the same
   seed, the ReLU mask from the output's sign, the bias gradient summed in the same pass), then the
   two GEMMs (``InnerProduct.backward_product``).
@@ -17,7 +19,8 @@ is on where the epilogue runs as a kernel; elsewhere the Dropout layer applies a
 after the fused bias + ReLU, as it does unfused (same values either way).
 
 Each value is computed by the same operations in the same order as the members compute it, so a fused
-network trains bit for bit as the unfused one on NumPy (``tests/layers/test_layers_fusion.py``).
+network trains bit for bit as the unfused one on NumPy (``tests/layers/test_layers_fusion.py``); on CUDA
+the GEMM's epilogue rounds the biased sum once, within one float16 ulp of the two kernels' result.
 
 Chains (``find_chains``): an ``InnerProduct`` followed by a ``ReLU`` and/or a ``Dropout``, or a
 ``FusedInnerProduct`` (ReLU built in) followed by a ``Dropout``; each intermediate tensor feeds only the
@@ -81,13 +84,16 @@ class DenseChain:
         (x,) = inputs   # (m, k)
         fc = self.fc
         ops, b = fc.ctx.backend.ops, fc.weights[1]
-        y = fc.product(x)   # (m, n)
         self.seed = self.dropout.forward_seed() if training and self.dropout is not None else None
-        if self.seed is not None and self.redraw_mask:
+        if self.seed is None:   # bias and ReLU in the GEMM's epilogue
+            self.z = fc.product_bias_act(x, self.activation)   # (m, n)
+            return [self.z]
+        y = fc.product(x)   # (m, n)
+        if self.redraw_mask:
             self.z = ops.bias_act_dropout_fwd(y, b, self.activation, self.seed, self.dropout.rate)
             return [self.z]   # (m, n)
         self.z = ops.bias_act_fwd(y, b, relu=self.activation)
-        return [self.z if self.seed is None else self.dropout.apply(self.z)]   # Dropout keeps its mask
+        return [self.dropout.apply(self.z)]   # Dropout keeps its mask
 
     def backward(self, d_outputs):
         (d_z,) = d_outputs

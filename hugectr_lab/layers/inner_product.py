@@ -31,6 +31,16 @@ def bias_act_fwd(xp, y, b, relu):
 
 
 @reference_op
+def gemm_bias_act(xp, x, w, b, relu, tf32):
+    """The FC forward in one op: ``act(x (m, k) · w (k, n) + b (1, n))`` -> z (m, n), ReLU when ``relu``;
+    here ``gemm`` then ``bias_act_fwd``. The CUDA version is one cuBLASLt matmul whose epilogue adds the
+    bias to the float32 accumulator and applies ReLU before rounding once to the output dtype, where this
+    rounds the product to it and rounds again after the bias: in float16 the two differ by at most one
+    ulp of z (float32: the summation order of the algorithm cuBLASLt picks), so GPU parity is a tolerance."""
+    return bias_act_fwd(xp, gemm(xp, x, w, tf32), b, relu)
+
+
+@reference_op
 def bias_act_bwd(xp, d_y, y, relu):
     """Backward of the epilogue: ``(d_pre (m, n), d_b (1, n))``; the ReLU mask is ``y > 0``."""
     d_pre = d_y * (y > 0) if relu else d_y
@@ -92,13 +102,24 @@ class InnerProduct(Layer):
 
     def forward(self, inputs, training):
         (x,) = inputs  # (m, k)
-        self.y = self.ctx.backend.ops.bias_act_fwd(self.product(x), self.weights[1], relu=self.fused_relu)  # (m, n)
+        self.y = self.product_bias_act(x, self.fused_relu)  # (m, n)
         return [self.y]
 
     def product(self, x):
         """x (m, k) · W: the GEMM before the epilogue (m, n); keeps x for the backward."""
         self.x = x
         return self.ctx.backend.ops.gemm(x, self.weights[0], self.ctx.tf32)
+
+    def product_bias_act(self, x, relu):
+        """act(x (m, k) · W + b) (m, n), ReLU when ``relu``; keeps x for the backward, which reads the
+        returned output (its sign is the ReLU mask). One op (``gemm_bias_act``: on CUDA the bias and ReLU
+        run in the GEMM's epilogue) unless ``BuildContext.fuse_epilogues`` is off, which keeps the GEMM and
+        the epilogue kernel apart (the unfused baseline)."""
+        ops, (w, b) = self.ctx.backend.ops, self.weights
+        if not self.ctx.fuse_epilogues:
+            return ops.bias_act_fwd(self.product(x), b, relu=relu)
+        self.x = x
+        return ops.gemm_bias_act(x, w, b, relu, self.ctx.tf32)
 
     def backward(self, d_outputs):
         (d_y,) = d_outputs

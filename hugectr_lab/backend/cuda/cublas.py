@@ -61,6 +61,13 @@ def _handle(stream, device_id):
     return handles[device_id][0]
 
 
+def workspace(stream, device_id):
+    """(address, bytes) of the workspace of ``stream``'s handle on ``device_id``: cuBLASLt calls on the
+    same stream share it (calls on one stream run one after the other)."""
+    _handle(stream, device_id)
+    return _HANDLES[stream][device_id][1].ptr, _WORKSPACE_BYTES
+
+
 def _operand(m):
     """(array, op, leading dimension) of a row-major matrix seen by column-major cuBLAS: a C-contiguous
     (r, c) array is the column-major (c, r) matrix m.T (op N); a transposed view is m itself (op T)."""
@@ -86,18 +93,31 @@ def _zero_padded(m, rows, cols):
     return out
 
 
-def matmul(a, b, tf32=False, align=True):
-    """``a @ b`` for 2-D float16/float32 CuPy arrays of one dtype: (m, k) @ (k, n) -> (m, n).
-
-    ``align``: a contiguous extent that is not a multiple of 16 bytes (DCN's 429 concatenated features,
-    DeepFM's 390) keeps cuBLAS off its 16-byte tensor-core kernels, so the operands are copied
-    zero-padded to the next multiple and the product cut back: the padding adds exact zeros (0 x 0) to
-    every sum. Products with an extent below 64 run as they are."""
+def aligned_operands(a, b):
+    """``a`` (m, k) and ``b`` (k, n) copied zero-padded to ``aligned_shape``, or None when they are aligned
+    already or an extent is below 64 (a memory-bound product: padded copies would cost more than they
+    save). A contiguous extent that is not a multiple of 16 bytes (DCN's 429 concatenated features,
+    DeepFM's 390) keeps cuBLAS off its 16-byte tensor-core kernels; the padding adds exact zeros (0 x 0)
+    to every sum, and ``cut`` takes the (m, n) product back out of the padded one."""
     (m, k), n = a.shape, b.shape[1]
     mp, kp, np_ = aligned_shape(a, b)
-    if align and (mp, kp, np_) != (m, k, n) and min(m, k, n) >= ALIGN_MIN:
-        c = matmul(_zero_padded(a, mp, kp), _zero_padded(b, kp, np_), tf32, align=False)
-        return c[:m] if np_ == n else cupy.ascontiguousarray(c[:m, :n])
+    if (mp, kp, np_) == (m, k, n) or min(m, k, n) < ALIGN_MIN:
+        return None
+    return _zero_padded(a, mp, kp), _zero_padded(b, kp, np_)
+
+
+def cut(c, m, n):
+    """The C-contiguous (m, n) top-left corner of a padded product ``c``: a view when only rows were added."""
+    return c[:m] if c.shape[1] == n else cupy.ascontiguousarray(c[:m, :n])
+
+
+def matmul(a, b, tf32=False, align=True):
+    """``a @ b`` for 2-D float16/float32 CuPy arrays of one dtype: (m, k) @ (k, n) -> (m, n); with
+    ``align``, misaligned operands are padded first (``aligned_operands``)."""
+    (m, k), n = a.shape, b.shape[1]
+    padded = aligned_operands(a, b) if align else None
+    if padded is not None:
+        return cut(matmul(*padded, tf32, align=False), m, n)
     c = cupy.empty((m, n), dtype=a.dtype)
     if c.size == 0 or k == 0:
         c.fill(0)

@@ -1,4 +1,5 @@
-"""CUDA wrappers of the dense-layer ops: GEMM (cuBLAS, ``cublas.py``), FC epilogue (+ dropout) and dropout
+"""CUDA wrappers of the dense-layer ops: GEMM (cuBLAS, ``cublas.py``), GEMM with the bias + ReLU epilogue
+(cuBLASLt, ``cublaslt.py``), FC epilogue (+ dropout) and dropout
 (kernels/dense.cu), BCE loss (kernels/losses.cu), MultiCross, FmOrder2 and Interaction."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import os
 import numpy as np
 
 from ..ops import kernel_op
-from . import cublas
+from . import cublas, cublaslt
 from .common import ctype, floats, reference
 from .interaction_gemms import backward_product, forward_products, scratch_ld
 from .loader import MAX_BLOCKS, NULL, launch, launch_grid, multiprocessors
@@ -27,6 +28,16 @@ def gemm(xp, a, b, tf32):
     if a.ndim != 2 or b.ndim != 2 or not floats(a, b):
         return reference("gemm", **locals())
     return cublas.matmul(a, b, tf32)
+
+
+@kernel_op("gemm_bias_act")
+def gemm_bias_act(xp, x, w, b, relu, tf32):
+    # One cuBLASLt matmul with a bias (+ ReLU) epilogue; where cuBLASLt has no algorithm for the call
+    # (logged once), the GEMM and the epilogue kernel.
+    if x.ndim != 2 or w.ndim != 2 or not floats(x, w, b) or b.size != w.shape[1]:
+        return reference("gemm_bias_act", **locals())
+    z = cublaslt.gemm_bias_act(x, w, b, relu, tf32)
+    return bias_act_fwd(xp, gemm(xp, x, w, tf32), b, relu) if z is None else z
 
 
 # ---- FC epilogue, dropout -------------------------------------------------------------------
