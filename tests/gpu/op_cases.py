@@ -312,6 +312,11 @@ CASES = [
       for cap, pre, what in ((1500, 0, "room"), (900, 0, "overflow"), (40, 900, "full"))),
     OpCase("gemm", dense((33, 17), (17, 29), extra=(False,)), id="plain"),
     OpCase("gemm", dense((33, 17), (17, 29), extra=(True,)), dtypes=("float32",), id="tf32", extra={"rtol": 5e-3}),
+    # GEMM + bias (+ ReLU) in cuBLASLt's epilogue: one rounding where the reference rounds twice (fp16: 1 ulp).
+    *(OpCase("gemm_bias_act", dense((67, 13), (13, 130), (1, 130), extra=(relu, False)), id=f"relu{int(relu)}")
+      for relu in (True, False)),
+    OpCase("gemm_bias_act", dense((67, 429), (429, 64), (1, 64), extra=(True, True)), dtypes=("float32",),
+           id="tf32-padded", extra={"rtol": 5e-3}),
     OpCase("bias_act_fwd", dense((37, 45), (1, 45), extra=(True,)), exact_fp32=True, id="relu"),
     OpCase("bias_act_fwd", dense((37, 45), (1, 45), extra=(False,)), exact_fp32=True, id="linear"),
     OpCase("bias_act_bwd", dense((1001, 45), (1001, 45), extra=(True,)), id="relu"),

@@ -101,10 +101,11 @@ def _set(setter, obj, attr, value):
     _check(setter(obj, attr, ctypes.addressof(value), ctypes.sizeof(value)), setter.__name__)
 
 
-def _make_plan(state, call, dtype, tf32, aligns, bias_ptr):
-    """The plan of ``call`` (an ``EpilogueGemm``); ``aligns``: the A, B and D pointers' alignments, which
-    the heuristic may not exceed (it reads the bias pointer's from ``bias_ptr``)."""
-    lib, plan = _library(), _Plan()
+def _make_plan(state, plan, call, dtype, tf32, aligns, bias_ptr):
+    """Fill ``plan`` for ``call`` (an ``EpilogueGemm``); ``aligns``: the A, B and D pointers' alignments,
+    which the heuristic may not exceed (it reads the bias pointer's from ``bias_ptr``). What it creates
+    is kept on ``plan`` as it goes, so ``_release`` destroys it even when a step fails."""
+    lib = _library()
     data_type = DATA_TYPE[dtype]
     compute = COMPUTE_32F_FAST_TF32 if tf32 and dtype == np.float32 else COMPUTE_32F
     plan.desc = _vp()
@@ -140,7 +141,6 @@ def _make_plan(state, call, dtype, tf32, aligns, bias_ptr):
         plan.failure = f"its algorithm needs {result.workspaceSize} bytes of workspace"
     else:
         plan.result = result
-    return plan
 
 
 def gemm_bias_act(x, w, b, relu, tf32=False):
@@ -172,7 +172,11 @@ def gemm_bias_act(x, w, b, relu, tf32=False):
             plan = _Plan()
             plan.failure = f"a pointer is only {min(*aligns, bias_align)}-byte aligned"
         else:
-            plan = _make_plan(state, call, x.dtype, tf32, aligns, b.data.ptr)
+            plan = state.plans[key] = _Plan()
+            try:
+                _make_plan(state, plan, call, x.dtype, tf32, aligns, b.data.ptr)
+            except RuntimeError as error:   # a descriptor cuBLASLt refuses: fall back as for no algorithm
+                plan.failure = str(error)
         state.plans[key] = plan
         if plan.failure is not None:
             _log.warning("cuBLASLt bias epilogue: %s for %s @ %s (%s); the FC runs the GEMM and the epilogue "
@@ -189,10 +193,11 @@ def gemm_bias_act(x, w, b, relu, tf32=False):
     return z
 
 
-def plan_count(stream=None, device_id=None):
-    """How many plans the stream (default: the current one) holds on the device (default: the current
-    one): what the tests read to see that a second call reuses the first call's plan."""
+def plans(stream=None, device_id=None):
+    """{plan key: why cuBLASLt does not serve it, or None} of ``stream`` (default: the current one) on
+    ``device_id`` (default: the current device): what the tests read to see that a second call reuses the
+    first call's plan and which calls fell back."""
     stream = stream or cupy.cuda.get_current_stream()
     device_id = cupy.cuda.runtime.getDevice() if device_id is None else device_id
     state = _STATES.get(stream, {}).get(device_id)
-    return 0 if state is None else len(state.plans)
+    return {} if state is None else {key: plan.failure for key, plan in state.plans.items()}

@@ -1,0 +1,127 @@
+"""GPU lane: the FC forward ``gemm_bias_act`` as one cuBLASLt matmul with the bias (+ ReLU) epilogue
+(hugectr_lab/backend/cuda/cublaslt.py).
+
+Against the NumPy reference (``gemm`` then ``bias_act_fwd``) on odd batches (67, 1001), n = 64, 130, 512
+and k = 13, 429 (padded as cuBLAS pads it), 480, ReLU on and off, float16, float32 and TF32; tolerances:
+
+* float16: the epilogue adds the bias to the float32 accumulator and rounds once, the reference rounds the
+  product to float16 and again after the bias, so |z - want| <= ulp(y)/2 + ulp(z) (y: the reference's
+  rounded product) plus the float32 accumulation-order difference (1e-4 on outputs of order 1);
+* float32: the summation order of the algorithm only, rtol 1e-5; TF32: rtol 5e-3 (10-bit mantissas).
+
+Then: a second call runs the cached plan (no heuristic); the call captures into a CUDA graph whose
+replays give the eager bits; a misaligned operand falls back to the GEMM + epilogue kernel with one
+logged reason.
+"""
+
+import logging
+
+import numpy as np
+import pytest
+
+from hugectr_lab.backend import get_backend
+from hugectr_lab.layers.inner_product import gemm, gemm_bias_act
+
+pytestmark = pytest.mark.gpu
+
+SHAPES = [(m, k, n) for m in (67, 1001) for k in (13, 429, 480) for n in (64, 130, 512)]
+PRECISIONS = [("float16", False), ("float32", False), ("float32", True)]
+
+
+@pytest.fixture(scope="module")
+def cupy_backend():
+    backend = get_backend("cupy")
+    assert backend.ops.implementation("gemm_bias_act") == "kernel"
+    return backend
+
+
+def inputs(m, k, n, dtype, seed=0):
+    rng = np.random.default_rng(seed + m * 7 + k * 3 + n)
+    x = rng.normal(size=(m, k)).astype(dtype)
+    w = (rng.normal(size=(k, n)) / np.sqrt(k)).astype(dtype)   # outputs of order 1
+    b = rng.normal(size=(1, n)).astype(dtype)
+    return x, w, b
+
+
+def check(got, x, w, b, relu, dtype, tf32):
+    want = gemm_bias_act(np, x, w, b, relu, tf32)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    g64, w64 = got.astype(np.float64), want.astype(np.float64)
+    if dtype == "float16":
+        y = gemm(np, x, w, tf32)
+        bound = 0.5 * np.spacing(np.abs(y)).astype(np.float64) + np.spacing(np.abs(want)).astype(np.float64) + 1e-4
+        excess = np.abs(g64 - w64) - bound
+        assert excess.max() <= 0, f"{(excess > 0).sum()} elements beyond one rounding, worst by {excess.max()}"
+    else:
+        tol = 5e-3 if tf32 else 1e-5
+        np.testing.assert_allclose(g64, w64, rtol=tol, atol=tol * max(1.0, np.abs(w64).max()))
+
+
+@pytest.mark.parametrize("dtype,tf32", PRECISIONS, ids=["fp16", "fp32", "tf32"])
+@pytest.mark.parametrize("relu", [True, False], ids=["relu", "linear"])
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_matches_the_reference(cupy_backend, m, k, n, relu, dtype, tf32):
+    cp = cupy_backend.xp
+    x, w, b = inputs(m, k, n, dtype)
+    # NaN in the memory pool (freed at once, so the output likely reuses it): an element never written fails.
+    cp.full(4 * (m * n + 1024), np.nan, dtype=np.float32)
+    got = cupy_backend.ops.gemm_bias_act(*(cupy_backend.asarray(a) for a in (x, w, b)), relu, tf32)
+    check(cupy_backend.to_host(got), x, w, b, relu, dtype, tf32)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_a_second_call_runs_the_cached_plan(cupy_backend, dtype, monkeypatch):
+    from hugectr_lab.backend.cuda import cublaslt
+
+    x, w, b = (cupy_backend.asarray(a) for a in inputs(1001, 480, 512, dtype, seed=1))
+    first = cupy_backend.ops.gemm_bias_act(x, w, b, True, False)
+    plans = cublaslt.plans()
+    assert plans and all(failure is None for failure in plans.values()), plans   # DLRM-like shape: served
+
+    def no_heuristic(*args, **kwargs):
+        raise AssertionError("the second call asked the heuristic again")
+
+    monkeypatch.setattr(cublaslt, "_make_plan", no_heuristic)
+    second = cupy_backend.ops.gemm_bias_act(x, w, b, True, False)
+    assert cublaslt.plans() == plans
+    np.testing.assert_array_equal(cupy_backend.to_host(second), cupy_backend.to_host(first))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_graph_replay_gives_the_eager_bits(cupy_backend, dtype):
+    ops = cupy_backend.ops
+    arrays = [cupy_backend.asarray(a) for a in inputs(1001, 429, 130, dtype, seed=2)]   # padded k and n
+    x, w, b = arrays
+
+    def step():   # a two-layer MLP: the second layer reads the first one's output
+        h = ops.gemm_bias_act(x, w, b, True, False)
+        return h, ops.gemm_bias_act(h, w[:130, :64].copy(), b[:, :64].copy(), False, False)
+
+    eager = [cupy_backend.to_host(a) for a in step()]
+    captured = cupy_backend.graph(step, "gemm_bias_act")
+    runs = [[cupy_backend.to_host(a) for a in captured()] for _ in range(3)]   # eager, captured, replayed
+    assert captured.graph is not None and captured.failure is None, captured.failure
+    for result in runs:
+        for got, want in zip(result, eager):
+            np.testing.assert_array_equal(got, want)
+    x[:] = -x   # a replay reads the inputs' current values
+    flipped = [cupy_backend.to_host(a) for a in captured()]
+    assert not np.array_equal(flipped[0], eager[0])
+    np.testing.assert_array_equal(flipped[0], cupy_backend.to_host(step()[0]))
+
+
+def test_a_misaligned_operand_falls_back_with_one_logged_reason(cupy_backend, caplog):
+    cp, ops = cupy_backend.xp, cupy_backend.ops
+    x_host, w_host, b_host = inputs(67, 480, 64, "float16", seed=3)
+    buffer = cp.empty(x_host.size + 1, dtype=np.float16)
+    x = buffer[1:].reshape(x_host.shape)   # C-contiguous, 2-byte aligned
+    x[:] = cp.asarray(x_host)
+    w, b = cp.asarray(w_host), cp.asarray(b_host)
+    with caplog.at_level(logging.WARNING, logger="hugectr_lab"):
+        got = [ops.gemm_bias_act(x, w, b, True, False) for _ in range(2)]
+    assert [r.message for r in caplog.records if "cuBLASLt" in r.message] == [
+        "cuBLASLt bias epilogue: a pointer is only 2-byte aligned for (67, 480) @ (480, 64) (float16); the FC runs "
+        "the GEMM and the epilogue kernel instead"]
+    composed = ops.bias_act_fwd(ops.gemm(x, w, False), b, True)
+    for z in got:
+        np.testing.assert_array_equal(cupy_backend.to_host(z), cupy_backend.to_host(composed))
