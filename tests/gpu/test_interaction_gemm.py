@@ -2,7 +2,9 @@
 
 Against the NumPy reference on odd batches (1, 7, 129), F = 26 and 27 embedding rows, w = 128 and odd
 w, float32 and float16; the padding column is written (0); the GEMMs run under CUDA-graph capture
-(the ctypes binding) and a replay gives the eager call's bits; two calls give the same bits.
+(the ctypes binding) and a replay gives the eager call's bits; two calls give the same bits. float16
+shapes that the fused tensor-core kernels cover run those unless HUGECTR_LAB_INTERACTION_MMA=0
+(tests/gpu/test_interaction_mma.py); the replay test sets it, so it covers the cuBLAS path in both dtypes.
 """
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 
 from hugectr_lab.backend import get_backend
 from hugectr_lab.layers.interaction import interaction_bwd, interaction_fwd
+from replay import assert_replays_the_eager_bits
 
 pytestmark = pytest.mark.gpu
 
@@ -58,23 +61,15 @@ def test_forward_and_backward_match_the_reference(cupy_backend, m, fields, w, dt
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_graph_replay_and_reruns_give_the_eager_bits(cupy_backend, dtype):
-    from hugectr_lab.backend.cuda.graphs import CapturedCall
-
+def test_graph_replay_and_reruns_give_the_eager_bits(cupy_backend, dtype, monkeypatch):
+    monkeypatch.setenv("HUGECTR_LAB_INTERACTION_MMA", "0")   # float16 too takes the cuBLAS path here
     mlp, emb, d_y = (cupy_backend.asarray(a) for a in inputs(129, 26, 128, dtype, seed=1))
     ops = cupy_backend.ops
 
     def step():
         return (ops.interaction_fwd(mlp, emb), *ops.interaction_bwd(d_y, mlp, emb))
 
-    eager = [cupy_backend.to_host(a) for a in step()]
-    again = [cupy_backend.to_host(a) for a in step()]
-    captured = CapturedCall(step, "interaction")
-    runs = [[cupy_backend.to_host(a) for a in captured()] for _ in range(3)]   # eager, captured, replayed
-    assert captured.graph is not None and captured.failure is None, captured.failure
-    for result in [again, *runs]:
-        for got, want in zip(result, eager):
-            np.testing.assert_array_equal(got, want)
+    assert_replays_the_eager_bits(step, cupy_backend.to_host)
 
 
 def test_other_dtypes_and_empty_inputs_fall_back_to_the_reference(cupy_backend):

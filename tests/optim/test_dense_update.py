@@ -8,15 +8,9 @@ import pytest
 from hugectr_lab.backend import REFERENCES, get_backend, to_host
 from hugectr_lab.optim import create_dense_optimizer
 from hugectr_lab.optim.dense import dense_update
+from test_dense_optimizers import HPARAMS
 
 F32 = np.float32
-HPARAMS = {
-    "SGD": {},
-    "MomentumSGD": {"momentum_factor": 0.9},
-    "Nesterov": {"momentum_factor": 0.9},
-    "Adam": {"beta1": 0.9, "beta2": 0.999, "epsilon": 1e-7},
-    "AdaGrad": {"initial_accu_value": 0.1, "epsilon": 1e-7},
-}
 SCHEDULE = (0.05, 0.04, 0.0125, 0.3)   # a learning rate per step: decay, then a jump (a restart)
 
 

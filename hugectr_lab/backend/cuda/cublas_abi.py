@@ -41,9 +41,10 @@ PROTOTYPES = {
 }
 
 
-def bind(lib):
-    """Declare every function of ``PROTOTYPES`` on the ctypes library ``lib`` (argument and return types)."""
-    for name, params in PROTOTYPES.items():
+def bind(lib, prototypes=None):
+    """Declare every function of ``prototypes`` (default: this module's ``PROTOTYPES``; cuBLASLt passes
+    its own) on the ctypes library ``lib``: argument types, and the int status each returns."""
+    for name, params in (PROTOTYPES if prototypes is None else prototypes).items():
         fn = getattr(lib, name)
         fn.argtypes = [t for _, t in params]
         fn.restype = ctypes.c_int

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 from typing import NamedTuple
 
+from . import cublas_abi
 from .cublas_abi import OP_N, OP_T
 
 # cublasLtEpilogue_t
@@ -67,12 +68,8 @@ PROTOTYPES = {
 
 
 def bind(lib):
-    """Declare every function of ``PROTOTYPES`` on the ctypes library ``lib`` (argument and return types)."""
-    for name, params in PROTOTYPES.items():
-        fn = getattr(lib, name)
-        fn.argtypes = [t for _, t in params]
-        fn.restype = ctypes.c_int
-    return lib
+    """Declare every cuBLASLt function of ``PROTOTYPES`` on the ctypes library ``lib``."""
+    return cublas_abi.bind(lib, PROTOTYPES)
 
 
 class Layout(NamedTuple):
