@@ -11,14 +11,16 @@
 // counter-based hash of (seed, i) -- `dropout_uniform` in the reference -- so no random array travels,
 // and the backward draws the mask again instead of reading one. The seed is read from device memory
 // (seed_ptr; null: no dropout), so a CUDA graph of the step draws a new mask at every replay.
-// Launch mapping:
-//   hctr_bias_act_fwd: a row per row of x threads (hctr_row_stride), its x threads stride over the n
-//     columns (no division per element): y + b rounded to T, ReLU, times the dropout mask.
-//   hctr_bias_act_bwd: grid (ceil(n/32), chunks); a block of (32, 8) threads owns 32 columns of one
-//     chunk of rows; each of its 8 row-lanes walks the chunk with stride 8, writes the gradient
-//     d_y * mask * (y > 0) (rounded to T after each product, as the reference) and sums it in
-//     float32. The block writes its column sums to partial (chunks, n) float32; the wrapper adds the
-//     chunks (fixed order: deterministic) and rounds d_b to T.
+// Launch mapping (V = 4 consecutive columns per thread where n % 4 == 0 and every array is aligned to 4
+// elements -- 16-byte float or 8-byte half accesses -- else V = 1; the wrapper picks):
+//   hctr_bias_act_fwd<T, V>: a row per row of x threads (hctr_row_stride), its x threads stride over the
+//     row's pieces of V columns (no division per element): y + b rounded to T, ReLU, times the dropout mask.
+//   hctr_bias_act_bwd<T, V>: grid (ceil(n / 32V), chunks); a block of (32, 8) threads owns 32V columns
+//     of one chunk of rows; each of its 8 row-lanes walks the chunk with stride 8, four rows' loads
+//     issued before their arithmetic (bytes in flight: the kernel is bound by HBM latency otherwise),
+//     writes the gradient d_y * mask * (y > 0) (rounded to T after each product, as the reference) and
+//     sums it in float32 in row order. The block writes its column sums to partial (chunks, n) float32;
+//     the wrapper adds the chunks (fixed order: deterministic) and rounds d_b to T.
 //   hctr_dropout_fwd: one thread per element.
 #include "hctr_common.cuh"
 
@@ -36,50 +38,87 @@ __device__ __forceinline__ float hctr_keep(unsigned long long seed, long long i,
     return hctr_uniform(seed, (unsigned long long)i) >= rate ? scale : 0.0f;
 }
 
-template <typename T>
+template <typename T, int V>
 __global__ void hctr_bias_act_fwd(const T* __restrict__ y, const T* __restrict__ b, T* __restrict__ z, long long m,
                                   int n, int relu, const unsigned long long* __restrict__ seed_ptr, float rate,
                                   float scale) {
     const unsigned long long seed = seed_ptr ? *seed_ptr : 0ull;
+    const int pieces = n / V;
     for (long long r : hctr_row_stride(m)) {
-        for (int c = threadIdx.x; c < n; c += blockDim.x) {
-            const long long i = r * n + c;
-            // Round the sum to T before the ReLU, as the reference does (y + b is a T array).
-            float v = to_f32(from_f32<T>(to_f32(y[i]) + to_f32(b[c])));
-            if (relu && v < 0.0f) v = 0.0f;
-            if (seed_ptr) v *= hctr_keep(seed, i, rate, scale);   // T times T, rounded to T below
-            z[i] = from_f32<T>(v);
+        for (int p = threadIdx.x; p < pieces; p += blockDim.x) {
+            float v[V], bias[V];
+            hctr_load_vec<T, V>(y, r * pieces + p, v);
+            hctr_load_vec<T, V>(b, p, bias);
+#pragma unroll
+            for (int k = 0; k < V; ++k) {
+                // Round the sum to T before the ReLU, as the reference does (y + b is a T array).
+                v[k] = to_f32(from_f32<T>(v[k] + bias[k]));
+                if (relu && v[k] < 0.0f) v[k] = 0.0f;
+                if (seed_ptr) v[k] *= hctr_keep(seed, r * n + p * V + k, rate, scale);   // rounded to T below
+            }
+            hctr_store_vec<T, V>(z, r * pieces + p, v);
         }
     }
 }
 
-template <typename T>
+// The gradient of V columns of row r: d_y (times the dropout mask, rounded to T) times (y > 0); added to acc.
+template <typename T, int V>
+__device__ __forceinline__ void hctr_bias_act_grad(float (&g)[V], const float (&yv)[V], long long i, int relu,
+                                                   const unsigned long long* seed_ptr, unsigned long long seed,
+                                                   float rate, float scale, float (&acc)[V]) {
+#pragma unroll
+    for (int k = 0; k < V; ++k) {
+        if (seed_ptr) g[k] = to_f32(from_f32<T>(g[k] * hctr_keep(seed, i + k, rate, scale)));
+        // A product, not a select: NaN and -0 come out as the reference's d * (y > 0).
+        if (relu) g[k] *= yv[k] > 0.0f ? 1.0f : 0.0f;
+        acc[k] += g[k];
+    }
+}
+
+template <typename T, int V>
 __global__ void hctr_bias_act_bwd(const T* __restrict__ d_y, const T* __restrict__ y, T* __restrict__ d_pre,
                                   float* __restrict__ partial, long long m, int n, int relu, long long rows_per_block,
                                   const unsigned long long* __restrict__ seed_ptr, float rate, float scale) {
-    __shared__ float lanes[8][33];
+    constexpr int kRows = 4;   // rows whose loads are in flight together
+    __shared__ float lanes[8][32 * V + 1];
     const unsigned long long seed = seed_ptr ? *seed_ptr : 0ull;
-    const int col = blockIdx.x * 32 + threadIdx.x;
+    const int pieces = n / V, p = blockIdx.x * 32 + threadIdx.x;
     const long long first = blockIdx.y * rows_per_block;
     const long long last = first + rows_per_block < m ? first + rows_per_block : m;
-    float acc = 0.0f;
-    if (col < n) {
-        for (long long r = first + threadIdx.y; r < last; r += 8) {
-            const long long i = r * n + col;
-            float g = to_f32(d_y[i]);
-            if (seed_ptr) g = to_f32(from_f32<T>(g * hctr_keep(seed, i, rate, scale)));
-            // A product, not a select: NaN and -0 come out as the reference's d * (y > 0).
-            if (relu) g *= to_f32(y[i]) > 0.0f ? 1.0f : 0.0f;
-            if (d_pre) d_pre[i] = from_f32<T>(g);
-            acc += g;
+    float acc[V] = {};
+    if (p < pieces) {
+        long long r = first + threadIdx.y;
+        for (; r + 8 * (kRows - 1) < last; r += 8 * kRows) {
+            float g[kRows][V], yv[kRows][V];
+#pragma unroll
+            for (int u = 0; u < kRows; ++u) {
+                hctr_load_vec<T, V>(d_y, (r + 8 * u) * pieces + p, g[u]);
+                if (relu) hctr_load_vec<T, V>(y, (r + 8 * u) * pieces + p, yv[u]);
+            }
+#pragma unroll
+            for (int u = 0; u < kRows; ++u) {
+                hctr_bias_act_grad<T, V>(g[u], yv[u], (r + 8 * u) * n + p * V, relu, seed_ptr, seed, rate, scale, acc);
+                if (d_pre) hctr_store_vec<T, V>(d_pre, (r + 8 * u) * pieces + p, g[u]);
+            }
+        }
+        for (; r < last; r += 8) {
+            float g[V], yv[V];
+            hctr_load_vec<T, V>(d_y, r * pieces + p, g);
+            if (relu) hctr_load_vec<T, V>(y, r * pieces + p, yv);
+            hctr_bias_act_grad<T, V>(g, yv, r * n + p * V, relu, seed_ptr, seed, rate, scale, acc);
+            if (d_pre) hctr_store_vec<T, V>(d_pre, r * pieces + p, g);
         }
     }
-    lanes[threadIdx.y][threadIdx.x] = acc;
+#pragma unroll
+    for (int k = 0; k < V; ++k) lanes[threadIdx.y][threadIdx.x * V + k] = acc[k];
     __syncthreads();
-    if (threadIdx.y == 0 && col < n) {
-        float total = 0.0f;
-        for (int j = 0; j < 8; ++j) total += lanes[j][threadIdx.x];
-        partial[blockIdx.y * (long long)n + col] = total;
+    if (threadIdx.y == 0 && p < pieces) {
+#pragma unroll
+        for (int k = 0; k < V; ++k) {
+            float total = 0.0f;
+            for (int j = 0; j < 8; ++j) total += lanes[j][threadIdx.x * V + k];
+            partial[blockIdx.y * (long long)n + p * V + k] = total;
+        }
     }
 }
 

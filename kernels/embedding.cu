@@ -40,39 +40,6 @@
 // rounding. A one-hot batch is the same combine kernel with one key per row.
 #include "hctr_common.cuh"
 
-// Piece `at` of VW consecutive floats as one access (VW = 1, 2, 4: 4, 8 or 16 bytes, aligned to its
-// size). Indexing typed vector pointers (not casting a float address) lets the compiler keep each
-// access one instruction.
-template <int VW>
-__device__ __forceinline__ void hctr_load_floats(const float* __restrict__ base, long long at, float (&x)[VW]) {
-    if constexpr (VW == 4) {
-        const float4 q = reinterpret_cast<const float4*>(base)[at];
-        x[0] = q.x, x[1] = q.y, x[2] = q.z, x[3] = q.w;
-    } else if constexpr (VW == 2) {
-        const float2 q = reinterpret_cast<const float2*>(base)[at];
-        x[0] = q.x, x[1] = q.y;
-    } else {
-        x[0] = base[at];
-    }
-}
-
-// Stores piece `at` of VW outputs as one access: float4 / float2 / float, or VW halves in 8, 4 or 2 bytes.
-template <typename T, int VW>
-__device__ __forceinline__ void hctr_store_floats(T* __restrict__ base, long long at, const float (&x)[VW]) {
-    if constexpr (sizeof(T) == sizeof(float)) {
-        if constexpr (VW == 4) reinterpret_cast<float4*>(base)[at] = float4{x[0], x[1], x[2], x[3]};
-        else if constexpr (VW == 2) reinterpret_cast<float2*>(base)[at] = float2{x[0], x[1]};
-        else reinterpret_cast<float*>(base)[at] = x[0];
-    } else {
-        unsigned int h[VW];
-#pragma unroll
-        for (int w = 0; w < VW; ++w) h[w] = from_f32<hctr_half>(x[w]).bits;
-        if constexpr (VW == 4) reinterpret_cast<uint2*>(base)[at] = uint2{h[0] | (h[1] << 16), h[2] | (h[3] << 16)};
-        else if constexpr (VW == 2) reinterpret_cast<unsigned int*>(base)[at] = h[0] | (h[1] << 16);
-        else base[at].bits = (unsigned short)h[0];
-    }
-}
-
 // A lane group (blockDim.x lanes, one per VW-float piece of a row, looping when E / VW is larger) takes
 // HCTR_COMBINE_ROWS consecutive CSR rows at a time. Their offsets, then their keys' table rows, then
 // the table pieces are loaded side by side (key position i of every row of the tile at once), so a
@@ -123,7 +90,7 @@ __global__ void __launch_bounds__(256, 4) hctr_embedding_combine_fwd(const float
                 for (int j = 0; j < N; ++j) {
 #pragma unroll
                     for (int w = 0; w < VW; ++w) x[j][w] = 0.0f;
-                    if (row[j] >= 0) hctr_load_floats<VW>(values, row[j] * pieces + p, x[j]);
+                    if (row[j] >= 0) hctr_load_vec<float, VW>(values, row[j] * pieces + p, x[j]);
                 }
 #pragma unroll
                 for (int j = 0; j < N; ++j)
@@ -137,7 +104,7 @@ __global__ void __launch_bounds__(256, 4) hctr_embedding_combine_fwd(const float
                 if (row_scale != nullptr)
 #pragma unroll
                     for (int w = 0; w < VW; ++w) acc[j][w] *= scale[j];
-                hctr_store_floats<T, VW>(out, (r0 + j) * pieces + p, acc[j]);
+                hctr_store_vec<T, VW>(out, (r0 + j) * pieces + p, acc[j]);
             }
         }
     }

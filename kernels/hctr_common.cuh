@@ -31,6 +31,56 @@ __device__ __forceinline__ hctr_half from_f32<hctr_half>(float x) {
     return h;
 }
 
+// Piece `at` of VW consecutive elements of a T array as one access (VW = 1, 2, 4: float4 / float2 / float,
+// or VW halves in 8, 4 or 2 bytes; the piece aligned to its size), as float32 values. Indexing typed
+// vector pointers (not casting an element address) lets the compiler keep each access one instruction.
+template <typename T, int VW>
+__device__ __forceinline__ void hctr_load_vec(const T* __restrict__ base, long long at, float (&x)[VW]) {
+    if constexpr (sizeof(T) == sizeof(float)) {
+        const float* f = reinterpret_cast<const float*>(base);
+        if constexpr (VW == 4) {
+            const float4 q = reinterpret_cast<const float4*>(f)[at];
+            x[0] = q.x, x[1] = q.y, x[2] = q.z, x[3] = q.w;
+        } else if constexpr (VW == 2) {
+            const float2 q = reinterpret_cast<const float2*>(f)[at];
+            x[0] = q.x, x[1] = q.y;
+        } else {
+            x[0] = f[at];
+        }
+    } else {
+        unsigned int h[VW];
+        if constexpr (VW == 4) {
+            const uint2 q = reinterpret_cast<const uint2*>(base)[at];
+            h[0] = q.x & 0xFFFFu, h[1] = q.x >> 16, h[2] = q.y & 0xFFFFu, h[3] = q.y >> 16;
+        } else if constexpr (VW == 2) {
+            const unsigned int q = reinterpret_cast<const unsigned int*>(base)[at];
+            h[0] = q & 0xFFFFu, h[1] = q >> 16;
+        } else {
+            h[0] = base[at].bits;
+        }
+#pragma unroll
+        for (int w = 0; w < VW; ++w) x[w] = to_f32(hctr_half{(unsigned short)h[w]});
+    }
+}
+
+// Stores piece `at` of VW elements (rounded to T) as one access; the layout of hctr_load_vec.
+template <typename T, int VW>
+__device__ __forceinline__ void hctr_store_vec(T* __restrict__ base, long long at, const float (&x)[VW]) {
+    if constexpr (sizeof(T) == sizeof(float)) {
+        float* f = reinterpret_cast<float*>(base);
+        if constexpr (VW == 4) reinterpret_cast<float4*>(f)[at] = float4{x[0], x[1], x[2], x[3]};
+        else if constexpr (VW == 2) reinterpret_cast<float2*>(f)[at] = float2{x[0], x[1]};
+        else f[at] = x[0];
+    } else {
+        unsigned int h[VW];
+#pragma unroll
+        for (int w = 0; w < VW; ++w) h[w] = from_f32<hctr_half>(x[w]).bits;
+        if constexpr (VW == 4) reinterpret_cast<uint2*>(base)[at] = uint2{h[0] | (h[1] << 16), h[2] | (h[3] << 16)};
+        else if constexpr (VW == 2) reinterpret_cast<unsigned int*>(base)[at] = h[0] | (h[1] << 16);
+        else base[at].bits = (unsigned short)h[0];
+    }
+}
+
 // Sum of `v` over the 32 lanes of a warp (every lane gets the total; fixed order: deterministic).
 __device__ __forceinline__ float warp_sum(float v) {
     for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);

@@ -200,6 +200,9 @@ def scatter(int_rows):
     return build
 
 
+EPILOGUE_WIDTHS = (45, 132)   # FC epilogue widths: no multiple of 4, and one
+
+
 def dense(*shapes, extra=None):
     def build(rng, dtype):
         arrays = tuple(rng.normal(size=s).astype(np.float16).astype(dtype) for s in shapes)
@@ -317,18 +320,20 @@ CASES = [
       for relu in (True, False)),
     OpCase("gemm_bias_act", dense((67, 429), (429, 64), (1, 64), extra=(True, True)), dtypes=("float32",),
            id="tf32-padded", extra={"rtol": 5e-3}),
-    OpCase("bias_act_fwd", dense((37, 45), (1, 45), extra=(True,)), exact_fp32=True, id="relu"),
-    OpCase("bias_act_fwd", dense((37, 45), (1, 45), extra=(False,)), exact_fp32=True, id="linear"),
-    OpCase("bias_act_bwd", dense((1001, 45), (1001, 45), extra=(True,)), id="relu"),
-    OpCase("bias_act_bwd", dense((1001, 45), (1001, 45), extra=(False,)), id="linear"),
+    # FC epilogues: n = 45 takes the kernels' one-column threads, n = 132 their four-column pieces (V = 4).
+    *(OpCase("bias_act_fwd", dense((37, n), (1, n), extra=(relu,)), exact_fp32=True, id=f"{act}-n{n}")
+      for n in EPILOGUE_WIDTHS for relu, act in ((True, "relu"), (False, "linear"))),
+    *(OpCase("bias_act_bwd", dense((1001, n), (1001, n), extra=(relu,)), id=f"{act}-n{n}")
+      for n in EPILOGUE_WIDTHS for relu, act in ((True, "relu"), (False, "linear"))),
     OpCase("dropout_fwd", dense((37, 45), extra=(np.array([123456789], np.uint64), 0.3)), exact_fp32=True),
     # The fused epilogue: bit-exact in float16 too (rtol 0); its d_pre is, the bias gradient's sum is not.
-    *(OpCase("bias_act_dropout_fwd", dense((37, 45), (1, 45), extra=(relu, np.array([987654321], np.uint64), 0.3)),
-             exact_fp32=True, id=f"{'relu' if relu else 'linear'}", extra={"rtol": 0.0}) for relu in (True, False)),
-    *(OpCase("bias_act_dropout_bwd", dense((1001, 45), (1001, 45), extra=(relu, np.array([987654321], np.uint64), 0.3)),
-             id=f"{'relu' if relu else 'linear'}") for relu in (True, False)),
-    OpCase("bias_act_dropout_bwd", dense((1001, 45), (1001, 45), extra=(True, np.array([5], np.uint64), 0.5)),
-           id="d_pre", extra={"rtol": 0.0}, canon=lambda outs: outs[:1]),
+    *(OpCase("bias_act_dropout_fwd", dense((37, n), (1, n), extra=(relu, np.array([987654321], np.uint64), 0.3)),
+             exact_fp32=True, id=f"{act}-n{n}", extra={"rtol": 0.0})
+      for n in EPILOGUE_WIDTHS for relu, act in ((True, "relu"), (False, "linear"))),
+    *(OpCase("bias_act_dropout_bwd", dense((1001, n), (1001, n), extra=(relu, np.array([987654321], np.uint64), 0.3)),
+             id=f"{act}-n{n}") for n in EPILOGUE_WIDTHS for relu, act in ((True, "relu"), (False, "linear"))),
+    *(OpCase("bias_act_dropout_bwd", dense((1001, n), (1001, n), extra=(True, np.array([5], np.uint64), 0.5)),
+             id=f"d_pre-n{n}", extra={"rtol": 0.0}, canon=lambda outs: outs[:1]) for n in EPILOGUE_WIDTHS),
     OpCase("bce_loss_fwd", bce(False)),
     OpCase("bce_loss_bwd", bce(True)),
     OpCase("multicross_fwd", multicross_fwd(77, 29, 3), id="small"),

@@ -55,26 +55,35 @@ def _is_seed(seed):
     return seed.dtype == np.uint64 and seed.size == 1
 
 
+def _columns_per_thread(n, *arrays):
+    """4 where every row splits into aligned pieces of 4 elements (16-byte float, 8-byte half accesses),
+    else 1: the V of the epilogue kernels (kernels/dense.cu)."""
+    return 4 if n % 4 == 0 and all(a.data.ptr % (4 * a.itemsize) == 0 for a in arrays) else 1
+
+
 def _epilogue_fwd(xp, y, b, relu, seed, rate):
     m, n = y.shape
     z = xp.empty((m, n), dtype=y.dtype)
-    launch_grid("dense.cu", f"hctr_bias_act_fwd<{ctype(y.dtype)}>", *_per_sample(m, n),
-                (xp.ascontiguousarray(y), xp.ascontiguousarray(b), z, np.int64(m), np.int32(n), np.int32(bool(relu)),
-                 *_dropout_args(seed, rate, y.dtype)))
+    y, b = xp.ascontiguousarray(y), xp.ascontiguousarray(b)
+    v = _columns_per_thread(n, y, b, z)
+    launch_grid("dense.cu", f"hctr_bias_act_fwd<{ctype(y.dtype)}, {v}>", *_per_sample(m, n // v),
+                (y, b, z, np.int64(m), np.int32(n), np.int32(bool(relu)), *_dropout_args(seed, rate, y.dtype)))
     return z
 
 
 def _epilogue_bwd(xp, d_y, y, relu, seed, rate):
     m, n = d_y.shape
-    d_y = xp.ascontiguousarray(d_y)
+    d_y, y = xp.ascontiguousarray(d_y), xp.ascontiguousarray(y)
     writes = bool(relu) or seed is not None   # else d_pre is d_y itself
     d_pre = xp.empty_like(d_y) if writes else d_y
-    col_blocks = -(-n // 32)
-    chunks = max(1, min(-(-m // 64), -(-4 * _device_sms(xp) // col_blocks)))
+    v = _columns_per_thread(n, d_y, y, d_pre)
+    col_blocks = -(-n // (32 * v))
+    # 8 blocks of 256 threads per SM (all the threads an SM holds), at least 64 rows a block.
+    chunks = max(1, min(-(-m // 64), -(-8 * _device_sms(xp) // col_blocks)))
     rows_per_block = -(-m // chunks)
     partial = xp.empty((chunks, n), dtype=xp.float32)  # per-chunk column sums
-    launch_grid("dense.cu", f"hctr_bias_act_bwd<{ctype(d_y.dtype)}>", (col_blocks, chunks), (32, 8),
-                (d_y, xp.ascontiguousarray(y), d_pre if writes else NULL, partial, np.int64(m), np.int32(n),
+    launch_grid("dense.cu", f"hctr_bias_act_bwd<{ctype(d_y.dtype)}, {v}>", (col_blocks, chunks), (32, 8),
+                (d_y, y, d_pre if writes else NULL, partial, np.int64(m), np.int32(n),
                  np.int32(bool(relu)), np.int64(rows_per_block), *_dropout_args(seed, rate, d_y.dtype)))
     return d_pre, partial.sum(axis=0, keepdims=True).astype(d_y.dtype)
 

@@ -16,6 +16,8 @@ CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float16): "hctr_half",
 
 # Floats per table access of the combine kernel (embedding.cu): 16, 8 or 4 bytes.
 COMBINE_WIDTHS = ("4", "2", "1")
+# Columns per thread of the FC epilogue kernels (dense.cu).
+EPILOGUE_WIDTHS = ("4", "1")
 # Update rules of optimizer_rules.cuh: the sparse updates take all, the dense update the local ones;
 # the Global ones also have an all-rows pass.
 LOCAL_RULES = ("Sgd", "Momentum", "Nesterov", "Adam", "AdaGrad")
@@ -51,7 +53,7 @@ SOURCES = {
     "hash_table.cu": (templated("hctr_hash_table_lookup", KEYS) + templated("hctr_hash_table_probe", KEYS)
                       + templated("hctr_hash_table_insert", KEYS)
                       + ("hctr_hash_table_first", "hctr_hash_table_resolve", "hctr_hash_table_unique")),
-    "dense.cu": (templated("hctr_bias_act_fwd", DTYPES) + templated("hctr_bias_act_bwd", DTYPES)
+    "dense.cu": (templated("hctr_bias_act_fwd", DTYPES, EPILOGUE_WIDTHS) + templated("hctr_bias_act_bwd", DTYPES, EPILOGUE_WIDTHS)
                  + templated("hctr_dropout_fwd", DTYPES)),
     "losses.cu": templated("hctr_bce_loss_fwd", DTYPES) + templated("hctr_bce_loss_bwd", DTYPES),
     "multicross.cu": tuple(e for k in ("hctr_multicross_fwd", "hctr_multicross_bwd", "hctr_multicross_bwd_sums",
