@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from ..backend import reference_op
 from .base import Layer
 from .registry import register_layer
+
+
+@reference_op
+def concat_columns(xp, *xs):
+    """xs (m, wᵢ) side by side → (m, Σwᵢ), a new contiguous array (of one input: its contiguous copy)."""
+    return xp.concatenate(xs, axis=1)
 
 
 @register_layer("Concat")
@@ -20,7 +27,7 @@ class Concat(Layer):
         return [(shapes[0][0], sum(self.widths))]
 
     def forward(self, inputs, training):
-        return [self.xp.concatenate(inputs, axis=1)]
+        return [self.ctx.backend.ops.concat_columns(*inputs)]
 
     def backward(self, d_outputs):
         (d_y,) = d_outputs

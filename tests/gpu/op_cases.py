@@ -320,6 +320,9 @@ CASES = [
       for relu in (True, False)),
     OpCase("gemm_bias_act", dense((67, 429), (429, 64), (1, 64), extra=(True, True)), dtypes=("float32",),
            id="tf32-padded", extra={"rtol": 5e-3}),
+    # Concat's copy kernel (strided views: tests/gpu/test_concat_columns.py).
+    OpCase("concat_columns", dense((37, 5), (37, 13), (37, 1)), exact_fp32=True, id="three", extra={"rtol": 0.0}),
+    OpCase("concat_columns", dense((129, 429)), exact_fp32=True, id="one", extra={"rtol": 0.0}),
     # FC epilogues: n = 45 takes the kernels' one-column threads, n = 132 their four-column pieces (V = 4).
     *(OpCase("bias_act_fwd", dense((37, n), (1, n), extra=(relu,)), exact_fp32=True, id=f"{act}-n{n}")
       for n in EPILOGUE_WIDTHS for relu, act in ((True, "relu"), (False, "linear"))),

@@ -40,6 +40,38 @@ def gemm_bias_act(xp, x, w, b, relu, tf32):
     return bias_act_fwd(xp, gemm(xp, x, w, tf32), b, relu) if z is None else z
 
 
+# ---- Concat ----------------------------------------------------------------------------------------
+# CuPy's concatenate and ascontiguousarray copy a strided 2-D array with an index division per element
+# (about 0.5 TB/s on an H100); this kernel walks rows.
+
+@kernel_op("concat_columns")
+def concat_columns(xp, *xs):
+    if not xs or not floats(*xs) or any(x.ndim != 2 for x in xs) or len({x.shape[0] for x in xs}) != 1:
+        return reference("concat_columns", xp, *xs)
+    m = xs[0].shape[0]
+    out = xp.empty((m, sum(x.shape[1] for x in xs)), dtype=xs[0].dtype)
+    start = 0
+    for x in xs:
+        w = x.shape[1]
+        if w and m:
+            ld = x.strides[0] // x.itemsize if m > 1 else w
+            if (w > 1 and x.strides[1] != x.itemsize) or x.strides[0] % x.itemsize or ld < w:   # no row-strided view
+                x, ld = xp.ascontiguousarray(x), w
+            launch_grid("concat.cu", f"hctr_concat_columns<{ctype(x.dtype)}>", *_per_sample(m, w),
+                        (np.uint64(x.data.ptr), np.int64(ld), np.uint64(out.data.ptr + start * out.itemsize),
+                         np.int64(out.shape[1]), np.int64(m), np.int32(w)))
+        start += w
+    return out
+
+
+def _rows(xp, a):
+    """``a`` as a C-contiguous array: itself if it is one, a row-strided 2-D float view (a Concat gradient's
+    or a Slice's columns) through the concat kernel, anything else through CuPy."""
+    if a.flags.c_contiguous:
+        return a
+    return concat_columns(xp, a) if a.ndim == 2 and floats(a) else xp.ascontiguousarray(a)
+
+
 # ---- FC epilogue, dropout -------------------------------------------------------------------
 # One forward and one backward kernel serve the plain epilogue (bias, ReLU) and the one that ends
 # in dropout (``layers/fusion.py``): the dropout arguments are a seed pointer (NULL: none), the rate and
@@ -64,7 +96,7 @@ def _columns_per_thread(n, *arrays):
 def _epilogue_fwd(xp, y, b, relu, seed, rate):
     m, n = y.shape
     z = xp.empty((m, n), dtype=y.dtype)
-    y, b = xp.ascontiguousarray(y), xp.ascontiguousarray(b)
+    y, b = _rows(xp, y), xp.ascontiguousarray(b)
     v = _columns_per_thread(n, y, b, z)
     launch_grid("dense.cu", f"hctr_bias_act_fwd<{ctype(y.dtype)}, {v}>", *_per_sample(m, n // v),
                 (y, b, z, np.int64(m), np.int32(n), np.int32(bool(relu)), *_dropout_args(seed, rate, y.dtype)))
@@ -73,7 +105,7 @@ def _epilogue_fwd(xp, y, b, relu, seed, rate):
 
 def _epilogue_bwd(xp, d_y, y, relu, seed, rate):
     m, n = d_y.shape
-    d_y, y = xp.ascontiguousarray(d_y), xp.ascontiguousarray(y)
+    d_y, y = _rows(xp, d_y), _rows(xp, y)
     writes = bool(relu) or seed is not None   # else d_pre is d_y itself
     d_pre = xp.empty_like(d_y) if writes else d_y
     v = _columns_per_thread(n, d_y, y, d_pre)
@@ -168,7 +200,7 @@ def multicross_fwd(xp, x0, w, b):
     hs = xp.empty((layers, m, 1), dtype=xp.float32)
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
     launch_grid("multicross.cu", f"hctr_multicross_fwd<{ctype(x0.dtype)}>", blocks, 32 * _MC_WARPS,
-                (xp.ascontiguousarray(x0), xp.ascontiguousarray(w), xp.ascontiguousarray(b), y, xs, hs, np.int64(m),
+                (_rows(xp, x0), xp.ascontiguousarray(w), xp.ascontiguousarray(b), y, xs, hs, np.int64(m),
                  np.int32(dim), np.int32(layers)), shared_mem=shared)
     return y, xs, hs
 
@@ -181,12 +213,12 @@ def multicross_bwd(xp, d_y, x0, xs, hs, w):
     if not floats(d_y, x0, w) or xs.dtype != _F32 or hs.dtype != _F32 or shared > _SHARED_LIMIT or m == 0:
         return reference("multicross_bwd", xp, d_y, x0, xs, hs, w)
     t = ctype(d_y.dtype)
-    d_y, w = xp.ascontiguousarray(d_y), xp.ascontiguousarray(w)
+    d_y, w = _rows(xp, d_y), xp.ascontiguousarray(w)
     d_x0 = xp.empty_like(d_y)
     v = xp.empty((m, layers), dtype=xp.float32)   # dL/dh_l per row
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
     launch_grid("multicross.cu", f"hctr_multicross_bwd<{t}>", blocks, 32 * _MC_WARPS,
-                (d_y, xp.ascontiguousarray(x0), xp.ascontiguousarray(hs), w, d_x0, v, np.int64(m), np.int32(dim),
+                (d_y, _rows(xp, x0), xp.ascontiguousarray(hs), w, d_x0, v, np.int64(m), np.int32(dim),
                  np.int32(layers)), shared_mem=shared)
     # Weight gradients without atomics: column sums per chunk of rows, then the chunks in order.
     width = dim + layers
