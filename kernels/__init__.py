@@ -4,9 +4,11 @@ Each ``*.cu`` file starts with a header naming its tensor layouts, launch mappin
 reference (same name and signature) it must match.
 """
 
+import re
 from pathlib import Path
 
 SOURCE_DIR = Path(__file__).resolve().parent
+_INCLUDE = re.compile(r'^#include "([\w.]+\.cuh)"[ \t]*$', re.MULTILINE)
 
 
 def source_files():
@@ -21,3 +23,10 @@ def read_source(name):
         known = ", ".join(p.name for p in source_files()) or "none"
         raise FileNotFoundError(f"no CUDA source {path.name!r} in {SOURCE_DIR} (known: {known})")
     return path.read_text()
+
+
+def inlined_source(name):
+    """``read_source(name)`` with its ``#include "*.cuh"`` lines replaced by the headers' text: what NVRTC
+    compiles (the loader; tests/kernels/test_nvrtc.py), so CuPy's compile cache, which hashes the source
+    text, sees header changes too."""
+    return _INCLUDE.sub(lambda m: inlined_source(m.group(1)), read_source(name))

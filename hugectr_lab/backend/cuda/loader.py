@@ -12,29 +12,22 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 
 import cupy
 import numpy as np
 
-from ...kernels import SOURCE_DIR, read_source
+from ...kernels import inlined_source
 from .sources import NVRTC_OPTIONS, SOURCES
 
 NULL = np.uint64(0)      # a null pointer argument
 BLOCK = 256
 MAX_BLOCKS = (1 << 31) - 1
-_INCLUDE = re.compile(r'^#include "([\w.]+\.cuh)"[ \t]*$', re.MULTILINE)
 _log = logging.getLogger(__name__)
-
-
-def _inline_includes(text):
-    # Headers are pasted in, so the source text that CuPy's compile cache hashes covers them too.
-    return _INCLUDE.sub(lambda m: _inline_includes((SOURCE_DIR / m.group(1)).read_text()), text)
 
 
 @functools.lru_cache(maxsize=None)
 def _module(file_name, device_id):
-    return cupy.RawModule(code=_inline_includes(read_source(file_name)), options=NVRTC_OPTIONS,
+    return cupy.RawModule(code=inlined_source(file_name), options=NVRTC_OPTIONS,
                           name_expressions=SOURCES[file_name])
 
 
