@@ -61,6 +61,12 @@ def _handle(stream, device_id):
     return handles[device_id][0]
 
 
+def workspace_bytes(stream):
+    """Bytes of the cuBLAS workspaces bound to ``stream`` (one per device it ran a GEMM on): plain
+    allocations, outside CuPy's memory pools (what the memory estimate's "workspace" counts)."""
+    return _WORKSPACE_BYTES * len(_HANDLES.get(stream, {}))
+
+
 def workspace(stream, device_id):
     """(address, bytes) of the workspace of ``stream``'s handle on ``device_id``: cuBLASLt calls on the
     same stream share it (calls on one stream run one after the other)."""
