@@ -430,13 +430,15 @@ class Session:
     def _step(self, feeds, staged, mark, prepared=False):
         """The step's device work on feeds and staged CSRs of the local devices. ``prepared``: the host
         half (``_prepare_step``) ran already and nothing here may read the host's per-step values -- the
-        device half that ``WholeStep`` captures in a CUDA graph."""
+        device half that ``WholeStep`` captures in a CUDA graph. ``mark(what)`` is called after each phase
+        (the benchmark's timing events) and, ``prepared``, after each layer's forward and backward too
+        (``CapturedCall.mark``: where a failed capture broke)."""
         self._embed(feeds, staged, True)
         mark("embedding fwd")
         losses = []
         for g, step, feed in self._local(self.train_steps, feeds):
             with self.comm.scope(g):
-                losses.append(step.run_prepared(feed) if prepared else step(feed))
+                losses.append(step.run_prepared(feed, mark) if prepared else step(feed))
         mark("dense fwd+bwd")
         if self.num_devices > 1:
             totals = self.comm.all_reduce([n.grads for n in self.train_networks])

@@ -105,7 +105,9 @@ class WholeStep:
     def _new_graph(self, key, binding):
         s = self.session
         inputs = self._allocate(self.capacity)
-        captured = s.backend.graph(lambda: s._step(*inputs, lambda phase: None, prepared=True), "the training step")
+        # The step reports each phase and layer it has queued, so that a failed capture names where it broke.
+        captured = s.backend.graph(lambda: s._step(*inputs, lambda done: captured.mark(done), prepared=True),
+                                   "the training step")
         if captured is None:   # a backend without graphs
             return None
         self.graphs[key] = entry = (captured, self.capacity, binding, inputs)

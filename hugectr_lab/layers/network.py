@@ -248,20 +248,21 @@ class Network:
             acts[name] = a
         return acts
 
-    def _run(self, feed, training, with_loss):
+    def _run(self, feed, training, with_loss, mark=None):
         self._refresh_compute_weights()
         acts = self._feed(feed, require_labels=with_loss)
         value = None
         for node in self.steps:
-            if node.layer.is_loss:
-                if with_loss:
-                    value = node.layer.forward([acts[b] for b in node.bottoms], training)
-                else:
-                    node.layer.predictions = node.layer.predict(acts[node.bottoms[0]])
-                continue
-            inputs = [acts[b] for b in node.bottoms]
-            for t, y in zip(node.tops, node.layer.forward(inputs, training)):
-                acts[t] = y
+            if not node.layer.is_loss:
+                inputs = [acts[b] for b in node.bottoms]
+                for t, y in zip(node.tops, node.layer.forward(inputs, training)):
+                    acts[t] = y
+            elif with_loss:
+                value = node.layer.forward([acts[b] for b in node.bottoms], training)
+            else:
+                node.layer.predictions = node.layer.predict(acts[node.bottoms[0]])
+            if mark is not None:
+                mark(f"the forward of {node.layer.label}")
         self._acts = acts
         self._trained = training
         if not training:
@@ -287,11 +288,12 @@ class Network:
         self._run(feed, training=False, with_loss=False)
         return self.predictions
 
-    def backward(self, inspect=None):
+    def backward(self, inspect=None, mark=None):
         """Backprop the last training forward: fill ``grads`` (regularizer first), keep input grads.
         ``inspect(layer, d_inputs)``, if given, is called after each layer's backward (the search for
         the first non-finite gradient, ``numerics.locate_nonfinite``); fused chains then run layer by
-        layer (same values), so that every layer of the config is inspected."""
+        layer (same values), so that every layer of the config is inspected. ``mark(what)``, if given,
+        is called after each step's backward with no change to what runs (``CapturedCall.mark``)."""
         if not self.ctx.training:
             raise RuntimeError("backward() on an evaluation copy (built with BuildContext(training=False))")
         if self.loss is None or not self._trained:
@@ -314,6 +316,8 @@ class Network:
                 d_inputs = node.layer.backward(d_outputs)
                 if inspect is not None:
                     inspect(node.layer, d_inputs)
+            if mark is not None:
+                mark(f"the backward of {node.layer.label}")
             for b, g in zip(node.bottoms, d_inputs):
                 if g is not None:
                     d[b] = g
@@ -393,11 +397,12 @@ class TrainStep:
     def _pass(self):
         return self.run_prepared(self._inputs)
 
-    def run_prepared(self, feed):
+    def run_prepared(self, feed, mark=None):
         """Forward and backward on ``feed`` after ``net.prepare(True)``: the device work only, as a CUDA
-        graph of the whole training step holds it. Returns the loss (0-d, the network's own array)."""
-        loss = self.net._run(feed, True, with_loss=True)
-        self.net.backward()
+        graph of the whole training step holds it; ``mark(what)`` after each layer's forward and backward,
+        if given. Returns the loss (0-d, the network's own array)."""
+        loss = self.net._run(feed, True, with_loss=True, mark=mark)
+        self.net.backward(mark=mark)
         return loss
 
     def __call__(self, feed):

@@ -47,7 +47,12 @@ class HostGraph:
         self.pool = HostPool()
         self.calls = 0
         self.graph = None   # what CapturedCall sets once it has captured
+        self.marks = []     # what the "capturing" (second) call reported through mark
         HostGraph.made.append(self)
+
+    def mark(self, done):
+        if self.calls == 2:
+            self.marks.append(done)
 
     def __call__(self):
         self.calls += 1
@@ -147,4 +152,20 @@ def test_key_capacity_starts_exact_and_grows_with_headroom_up_to_the_bound(workd
     assert step._fit([64 * 8 + 1]) and step.capacity == (64 * 9,)        # ceil(513 * 1.05 / 64) = 9
     assert step._fit([64 * 15]) and step.capacity == (bound,)            # capped at the bound
     assert not step._fit([bound + 1]) and step.capacity == (bound,)      # past it: the eager step
+    session.close()
+
+
+def test_the_captured_step_reports_each_phase_and_layer_it_queued(workdir, monkeypatch):
+    # what a failed capture's message names (CapturedCall.mark): the parts of the step already queued
+    session = start(write_config(workdir / "c.json", dnn_config(dropout=True)), True, monkeypatch)
+    HostGraph.made = []
+    for _ in range(2):
+        assert session.train()
+    (graph,) = HostGraph.made
+    net = session.train_networks[0]
+    layers = [step.layer.label for step in net.steps]
+    assert graph.marks == (["embedding fwd"] + [f"the forward of {label}" for label in layers]
+                           + [f"the backward of {label}" for label in reversed(layers)]
+                           + ["dense fwd+bwd", "all-reduce", "dense update", "embedding bwd", "embedding update"])
+    assert any(" + " in label for label in layers)   # a fused chain is one step, named by its members
     session.close()

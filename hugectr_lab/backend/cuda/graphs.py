@@ -16,7 +16,11 @@ graph. What makes a replay equal to a call:
   seed written by ``Layer.prepare``): its Python runs only while it is captured.
 
 A capture that fails (``fn`` waits for the device, e.g. a reference op reads a value on the host) is
-logged once, with the reason, and ``fn`` then runs eagerly on every call.
+logged once, with the reason, and ``fn`` then runs eagerly on every call. ``fn`` may call ``mark(what)``
+after each part of its work (the training step does, per phase and per layer): the reason then names the
+last part after which the capture was still valid and the first after which it was found invalidated --
+an operation on another stream can invalidate a capture without raising, so that the error surfaces
+only at a later call.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import logging
 import cupy
 
 _log = logging.getLogger("hugectr_lab")
+_CAPTURE_INVALIDATED = 2   # cudaStreamCaptureStatusInvalidated
 
 
 class CapturedCall:
@@ -40,6 +45,8 @@ class CapturedCall:
         self.failure = None      # why capturing failed, if it did
         self.calls = 0
         self._result = None
+        self._capturing = False
+        self._valid_after = self._invalid_after = None   # marks seen while capturing
         self._enter = cupy.cuda.Event(disable_timing=True)
         self._leave = cupy.cuda.Event(disable_timing=True)
 
@@ -60,15 +67,35 @@ class CapturedCall:
             return self.fn()
         if self.graph is None:
             self.stream.begin_capture()
+            self._capturing = True
             try:
                 self._result = self.fn()
             except Exception as error:   # anything that waits for the device fails under capture
                 with contextlib.suppress(Exception):
                     self.stream.end_capture()
-                self.failure = f"{type(error).__name__}: {error}"
+                self.failure = f"{type(error).__name__}: {error}{self._where()}"
                 _log.warning("use_cuda_graph: %s cannot be captured in a CUDA graph (%s); it runs without one",
                              self.name, self.failure)
                 return self.fn()
+            finally:
+                self._capturing = False
             self.graph = self.stream.end_capture()
         self.graph.launch(self.stream)
         return self._result
+
+    def mark(self, done):
+        """``fn`` has queued the part of its work named ``done``. While capturing, note whether the capture
+        is still valid (a query of the stream, no synchronisation); otherwise nothing."""
+        if not self._capturing or self._invalid_after is not None:
+            return
+        status = cupy.cuda.runtime.streamIsCapturing(self.stream.ptr)
+        if status == _CAPTURE_INVALIDATED:
+            self._invalid_after = done
+        else:
+            self._valid_after = done
+
+    def _where(self):
+        if self._invalid_after is not None:
+            return (f"; the capture was found invalidated after {self._invalid_after}"
+                    + (f" (still valid after {self._valid_after})" if self._valid_after else ""))
+        return f"; raised after {self._valid_after}" if self._valid_after else ""
