@@ -16,12 +16,19 @@ python3 -c "import hugectr_lab.kernels" 2>/dev/null || ln -s ../kernels hugectr_
 
 # The whole GPU lane (about 110 s on an H100, 2026-12-07); widgets and browser tests need packages the
 # GPU machine lacks.
-timeout "${TEST_CAP:-200}" python3 -m pytest -o addopts="" --strict-markers -m gpu -q -p no:cacheprovider -rfE \
+# -v: a run cut by the cap still says which tests passed and failed
+timeout "${TEST_CAP:-200}" python3 -m pytest -o addopts="" --strict-markers -m gpu -v --tb=short -p no:cacheprovider -rfE \
     --junitxml="$OUT/gpu_tests.xml" --ignore=tests/widgets --ignore=tests/browser tests 2>&1 | tee "$OUT/pytest.log" | tail -40
 
+# Per-kernel GPU time of the replayed whole step (launches per step, idle between kernels), then the eager
+# per-layer phases.
 for run in "dlrm --precision fp16 --cap 1000000" "dcn --precision fp16"; do
+    timeout "${PROFILE_CAP:-40}" python3 -m bench.profile --model $run --steps 6 --kernels 2>&1 | tee -a "$OUT/kernels.log"
     timeout "${PROFILE_CAP:-40}" python3 -m bench.profile --model $run --steps 6 2>&1 | tee -a "$OUT/profile.log"
 done
+# predict latency (issue 15's batch sizes), graph path against the eager path
+timeout "${INFERENCE_CAP:-60}" python3 -m bench.inference --backend cupy --part latency --compare --batches 1 64 1024 \
+    --out "$OUT/results" 2>&1 | tee "$OUT/inference.log" | tail -20
 # fp16 (the headline) only by default, so that the session fits one 600 s device command; PRECISIONS adds
 # the others. Each precision's row is saved as it completes, so a cap keeps the finished ones.
 # COMPILE_MODES overrides bench.train's torch.compile ladder (default: "default", the quickest to compile;
