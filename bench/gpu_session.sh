@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One GPU-machine session: the GPU test lane, then both benchmarks, each under a time cap.
+# One GPU-machine session: the GPU test lane, the profiles, predict latency, then both benchmarks, each under a
+# time cap (200 + 4 x 30 + 60 + 2 x 90 s: one 600 s device command).
 # Run from the repository root on the GPU machine (no install): bash bench/gpu_session.sh
 # Packs logs and results into $OUT/session.tgz (default ./gpu_session_out).
 set -u
@@ -23,8 +24,8 @@ timeout "${TEST_CAP:-200}" python3 -m pytest -o addopts="" --strict-markers -m g
 # Per-kernel GPU time of the replayed whole step (launches per step, idle between kernels), then the eager
 # per-layer phases.
 for run in "dlrm --precision fp16 --cap 1000000" "dcn --precision fp16"; do
-    timeout "${PROFILE_CAP:-40}" python3 -m bench.profile --model $run --steps 6 --kernels 2>&1 | tee -a "$OUT/kernels.log"
-    timeout "${PROFILE_CAP:-40}" python3 -m bench.profile --model $run --steps 6 2>&1 | tee -a "$OUT/profile.log"
+    timeout "${PROFILE_CAP:-30}" python3 -m bench.profile --model $run --steps 6 --kernels 2>&1 | tee -a "$OUT/kernels.log"
+    timeout "${PROFILE_CAP:-30}" python3 -m bench.profile --model $run --steps 6 2>&1 | tee -a "$OUT/profile.log"
 done
 # predict latency (issue 15's batch sizes), graph path against the eager path
 timeout "${INFERENCE_CAP:-60}" python3 -m bench.inference --backend cupy --part latency --compare --batches 1 64 1024 \
@@ -34,7 +35,7 @@ timeout "${INFERENCE_CAP:-60}" python3 -m bench.inference --backend cupy --part 
 # COMPILE_MODES overrides bench.train's torch.compile ladder (default: "default", the quickest to compile;
 # COMPILE_MODES="max-autotune reduce-overhead max-autotune-no-cudagraphs default" for the full ladder).
 for model in dcn dlrm; do
-    timeout "${TRAIN_CAP:-120}" python3 -m bench.train --model $model --precision ${PRECISIONS:-fp16} \
+    timeout "${TRAIN_CAP:-90}" python3 -m bench.train --model $model --precision ${PRECISIONS:-fp16} \
         --steps "${STEPS:-20}" --compile-modes ${COMPILE_MODES:-default} --out "$OUT/results" 2>&1 \
         | tee "$OUT/bench_$model.log" | tail -20
 done
