@@ -200,7 +200,9 @@ def scatter(int_rows):
     return build
 
 
-EPILOGUE_WIDTHS = (45, 132)   # FC epilogue widths: no multiple of 4, and one
+# FC epilogue cases: (columns, relu, id); 45 columns take the kernels' one-column threads, 132 their
+# four-column pieces (V = 4).
+EPILOGUES = [(n, relu, f"{act}-n{n}") for n in (45, 132) for relu, act in ((True, "relu"), (False, "linear"))]
 
 
 def dense(*shapes, extra=None):
@@ -323,20 +325,16 @@ CASES = [
     # Concat's copy kernel (strided views: tests/gpu/test_concat_columns.py).
     OpCase("concat_columns", dense((37, 5), (37, 13), (37, 1)), exact_fp32=True, id="three", extra={"rtol": 0.0}),
     OpCase("concat_columns", dense((129, 429)), exact_fp32=True, id="one", extra={"rtol": 0.0}),
-    # FC epilogues: n = 45 takes the kernels' one-column threads, n = 132 their four-column pieces (V = 4).
-    *(OpCase("bias_act_fwd", dense((37, n), (1, n), extra=(relu,)), exact_fp32=True, id=f"{act}-n{n}")
-      for n in EPILOGUE_WIDTHS for relu, act in ((True, "relu"), (False, "linear"))),
-    *(OpCase("bias_act_bwd", dense((1001, n), (1001, n), extra=(relu,)), id=f"{act}-n{n}")
-      for n in EPILOGUE_WIDTHS for relu, act in ((True, "relu"), (False, "linear"))),
+    *(OpCase("bias_act_fwd", dense((37, n), (1, n), extra=(relu,)), exact_fp32=True, id=i) for n, relu, i in EPILOGUES),
+    *(OpCase("bias_act_bwd", dense((1001, n), (1001, n), extra=(relu,)), id=i) for n, relu, i in EPILOGUES),
     OpCase("dropout_fwd", dense((37, 45), extra=(np.array([123456789], np.uint64), 0.3)), exact_fp32=True),
     # The fused epilogue: bit-exact in float16 too (rtol 0); its d_pre is, the bias gradient's sum is not.
     *(OpCase("bias_act_dropout_fwd", dense((37, n), (1, n), extra=(relu, np.array([987654321], np.uint64), 0.3)),
-             exact_fp32=True, id=f"{act}-n{n}", extra={"rtol": 0.0})
-      for n in EPILOGUE_WIDTHS for relu, act in ((True, "relu"), (False, "linear"))),
+             exact_fp32=True, id=i, extra={"rtol": 0.0}) for n, relu, i in EPILOGUES),
     *(OpCase("bias_act_dropout_bwd", dense((1001, n), (1001, n), extra=(relu, np.array([987654321], np.uint64), 0.3)),
-             id=f"{act}-n{n}") for n in EPILOGUE_WIDTHS for relu, act in ((True, "relu"), (False, "linear"))),
+             id=i) for n, relu, i in EPILOGUES),
     *(OpCase("bias_act_dropout_bwd", dense((1001, n), (1001, n), extra=(True, np.array([5], np.uint64), 0.5)),
-             id=f"d_pre-n{n}", extra={"rtol": 0.0}, canon=lambda outs: outs[:1]) for n in EPILOGUE_WIDTHS),
+             id=f"d_pre-n{n}", extra={"rtol": 0.0}, canon=lambda outs: outs[:1]) for n in (45, 132)),
     OpCase("bce_loss_fwd", bce(False)),
     OpCase("bce_loss_bwd", bce(True)),
     OpCase("multicross_fwd", multicross_fwd(77, 29, 3), id="small"),

@@ -21,6 +21,12 @@ def floats(*arrays):
     return len(dtypes) == 1 and dtypes.pop() in FLOATS
 
 
+def vector_width(n, arrays, widths=(4, 1)):
+    """Elements per access of a kernel that reads rows of ``n`` elements in pieces: the widest of ``widths``
+    that divides ``n`` and keeps every array's pieces aligned to their size (a view may start anywhere)."""
+    return next(w for w in widths if n % w == 0 and all(a.data.ptr % (w * a.itemsize) == 0 for a in arrays))
+
+
 def reference(name, *args, **kwargs):
     """Run the NumPy reference ``name`` (arguments from ``xp`` on) for inputs the kernel does not cover."""
     return REFERENCES[name](*args, **kwargs)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...rules.keys import refused_room, sentinel_key
 from ..ops import kernel_op
-from .common import FLOATS, ctype, f32, reference
+from .common import FLOATS, ctype, f32, reference, vector_width
 from .loader import MAX_BLOCKS, NULL, launch, launch_grid
 
 _F32 = np.dtype(np.float32)
@@ -27,12 +27,6 @@ _COMBINE_ROWS = 4   # CSR rows a lane group takes at a time (HCTR_COMBINE_ROWS i
 _COMBINE_THREADS = 256   # threads of a combine block: the kernel's __launch_bounds__
 
 
-def _piece_width(vec, values):
-    """Floats per table access of the combine kernel: the widest of 4, 2, 1 that divides the row and
-    keeps the table's accesses aligned (a table view may start anywhere)."""
-    return next(w for w in (4, 2, 1) if vec % w == 0 and values.data.ptr % (4 * w) == 0)
-
-
 @kernel_op("embedding_combine_fwd")
 def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
     out_dtype = np.dtype(out_dtype)
@@ -44,7 +38,7 @@ def embedding_combine_fwd(xp, values, rows, row_offsets, row_scale, out_dtype):
         return out
     values = _c(xp, values)
     scale = NULL if row_scale is None else _c(xp, row_scale, _F32)
-    width = _piece_width(vec, values)
+    width = vector_width(vec, (values,), (4, 2, 1))   # floats per table access: 16, 8 or 4 bytes
     lanes = min(32, 1 << (vec // width - 1).bit_length())   # a lane per piece of a row, a power of 2
     groups = _COMBINE_THREADS // lanes
     tiles = -(-num_rows // _COMBINE_ROWS)
@@ -275,7 +269,7 @@ def sparse_sgd_atomic_update(xp, values, rows, row_ids, wgrad, lr_over_scaler):
     if values.dtype != _F32 or not values.flags.c_contiguous or wgrad.dtype not in FLOATS:
         return reference("sparse_sgd_atomic_update", **locals())
     vec = values.shape[1]
-    width = 4 if vec % 4 == 0 and values.data.ptr % 16 == 0 else 1   # 128-bit atomics on aligned rows
+    width = vector_width(vec, (values,))   # 128-bit atomics on aligned rows
     launch("sparse_update.cu", f"hctr_sparse_sgd_atomic_update<{ctype(wgrad.dtype)}, {width}>", rows.size * vec // width,
            (values, _c(xp, rows, _I64), _c(xp, row_ids, _I64), _c(xp, wgrad), np.int64(rows.size), np.int32(vec),
             _scalar(xp, lr_over_scaler)))

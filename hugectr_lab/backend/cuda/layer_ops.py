@@ -10,7 +10,7 @@ import numpy as np
 
 from ..ops import kernel_op
 from . import cublas, cublaslt
-from .common import ctype, floats, reference
+from .common import ctype, floats, reference, vector_width
 from .interaction_gemms import backward_product, forward_products, scratch_ld
 from .loader import MAX_BLOCKS, NULL, launch, launch_grid, multiprocessors
 
@@ -87,17 +87,11 @@ def _is_seed(seed):
     return seed.dtype == np.uint64 and seed.size == 1
 
 
-def _columns_per_thread(n, *arrays):
-    """4 where every row splits into aligned pieces of 4 elements (16-byte float, 8-byte half accesses),
-    else 1: the V of the epilogue kernels (kernels/dense.cu)."""
-    return 4 if n % 4 == 0 and all(a.data.ptr % (4 * a.itemsize) == 0 for a in arrays) else 1
-
-
 def _epilogue_fwd(xp, y, b, relu, seed, rate):
     m, n = y.shape
     z = xp.empty((m, n), dtype=y.dtype)
     y, b = _rows(xp, y), xp.ascontiguousarray(b)
-    v = _columns_per_thread(n, y, b, z)
+    v = vector_width(n, (y, b, z))   # the epilogue kernels' V (kernels/dense.cu)
     launch_grid("dense.cu", f"hctr_bias_act_fwd<{ctype(y.dtype)}, {v}>", *_per_sample(m, n // v),
                 (y, b, z, np.int64(m), np.int32(n), np.int32(bool(relu)), *_dropout_args(seed, rate, y.dtype)))
     return z
@@ -108,7 +102,7 @@ def _epilogue_bwd(xp, d_y, y, relu, seed, rate):
     d_y, y = _rows(xp, d_y), _rows(xp, y)
     writes = bool(relu) or seed is not None   # else d_pre is d_y itself
     d_pre = xp.empty_like(d_y) if writes else d_y
-    v = _columns_per_thread(n, d_y, y, d_pre)
+    v = vector_width(n, (d_y, y, d_pre))
     col_blocks = -(-n // (32 * v))
     # 8 blocks of 256 threads per SM (all the threads an SM holds), at least 64 rows a block.
     chunks = max(1, min(-(-m // 64), -(-8 * _device_sms(xp) // col_blocks)))
