@@ -12,7 +12,7 @@ The terms follow the data structures the Session allocates (sizes in bytes, per 
 * **dense optimizer states**: ``state_names`` arrays of N float32;
 * **activations**: every tensor the network's layers allocate in a training forward at b = B/G (views
   -- Reshape, Slice, eval Dropout -- allocate nothing; Dropout adds its mask, BatchNorm its normalised
-  copy, MultiCross the per-layer inputs it keeps), the backward's gradients of the widest tensors and
+  copy, MultiCross its per-layer row dots hₗ), the backward's gradients of the widest tensors and
   of the network inputs, and the evaluation copy's forward at batchsize_eval/G;
 * **workspace**: the embedding's per-batch arrays (keys, rows, offsets, the output and its gradient),
   the AUC buffers (max_eval_batches × batchsize_eval predictions and labels) and, on CuPy, cuBLAS's
@@ -177,7 +177,7 @@ def _activations(net, c, r, *, training):
         if kind == "Reshape" and getattr(node.layer, "selected", None) is not None:
             copies = 1
         if kind == "MultiCross" and training:
-            copies = 1 + node.layer.num_layers       # y and the kept inputs x_l
+            total += r(node.layer.num_layers * net.shapes[node.tops[0]][0] * 4)   # the kept h_l, float32
         total += copies * r(out * c)
         widest = sorted(widest + [out])[-2:]
     if training:   # the gradients in flight: the two widest tensors, and the network inputs' (kept)

@@ -3,10 +3,13 @@
 // References (hugectr_lab/layers/multi_cross.py): `multicross_fwd`, `multicross_bwd`.
 //
 // Layouts (row-major, T = float | hctr_half; weights in T, saved activations in float32):
-//   x0, y, d_y, d_x0 (m, D) T;  w, b, d_w, d_b (L, D) T;  xs (L, m, D) float32;  hs (L, m) float32;
+//   x0, y, d_y, d_x0 (m, D) T;  w, b, d_w, d_b (L, D) T;  hs (L, m) float32;
 //   v (m, L) float32: v[r, l] = dL/dh_l;  partial (chunks, L+1, D+L) float32: per chunk of rows, plane
-//   l < L holds sum_r v[r, l] * xs[l, r, :] (D columns), plane L the column sums of [d_y | v] (D+L).
-// Forward per row:  h_l = <x_l, w_l>;  x_{l+1} = x0 * h_l + x_l + b_l;  y = x_L.
+//   l < L holds sum_r v[r, l] * x_l[r, :] (D columns), plane L the column sums of [d_y | v] (D+L).
+// Forward per row:  h_l = <x_l, w_l>;  x_{l+1} = x0 * h_l + x_l + b_l (hctr_cross_step);  y = x_L.
+// The layer inputs x_l are not saved: the column pass rebuilds x_l[r, d] from x0[r, d], hs[:, r] and b[:, d]
+// with the forward's own roundings (bit-exact), reading x0 (m D T) per plane instead of x_l (m D float32)
+// and saving the forward's write of all L planes.
 // Backward per row, l = L-1..0:  acc += g * h_l;  v_l = <g, x0>;  g = g + v_l * w_l;  d_x0 = acc + g.
 //   Weight gradients: d_w_l = sum_r v_l x_l;  d_b_l = sum_r g_l = colsum(d_y) + sum_{k>l} (sum_r v_k) w_k.
 // Launch mapping:
@@ -20,9 +23,15 @@
 //     reference's order (k = L-1 down to l+1). No atomics anywhere: two runs give bit-identical results.
 #include "hctr_common.cuh"
 
+// x_{l+1} = x0 * h_l + x_l + b_l, rounded after each operation (no fused multiply-add): the same bits in the
+// forward, in the backward's rebuild and in the NumPy reference (`cross_step`).
+__device__ __forceinline__ float hctr_cross_step(float x0, float h, float x, float b) {
+    return __fadd_rn(__fadd_rn(__fmul_rn(x0, h), x), b);
+}
+
 template <typename T>
 __global__ void hctr_multicross_fwd(const T* __restrict__ x0, const T* __restrict__ w, const T* __restrict__ b,
-                                    T* __restrict__ y, float* __restrict__ xs, float* __restrict__ hs, long long m,
+                                    T* __restrict__ y, float* __restrict__ hs, long long m,
                                     int dim, int layers) {
     extern __shared__ float shared[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -35,12 +44,7 @@ __global__ void hctr_multicross_fwd(const T* __restrict__ x0, const T* __restric
             float h = 0.0f;
             for (int d = lane; d < dim; d += 32) h += x[d] * to_f32(w[l * dim + d]);
             h = warp_sum(h);
-            float* xs_row = xs + ((long long)l * m + r) * dim;
-            for (int d = lane; d < dim; d += 32) {
-                const float xd = x[d];
-                xs_row[d] = xd;
-                x[d] = to_f32(x0r[d]) * h + xd + to_f32(b[l * dim + d]);
-            }
+            for (int d = lane; d < dim; d += 32) x[d] = hctr_cross_step(to_f32(x0r[d]), h, x[d], to_f32(b[l * dim + d]));
             if (lane == 0) hs[(long long)l * m + r] = h;
             __syncwarp();
         }
@@ -82,7 +86,8 @@ __global__ void hctr_multicross_bwd(const T* __restrict__ d_y, const T* __restri
 }
 
 template <typename T>
-__global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, const float* __restrict__ xs,
+__global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, const T* __restrict__ x0,
+                                         const float* __restrict__ hs, const T* __restrict__ b,
                                          const float* __restrict__ v, float* __restrict__ partial, long long m,
                                          int dim, int layers, long long rows_per_block) {
     __shared__ float lanes[8][33];
@@ -93,8 +98,13 @@ __global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, const float*
     float acc = 0.0f;
     if (col < cols) {
         for (long long r = first + threadIdx.y; r < last; r += 8) {
-            if (plane < layers) acc += v[r * layers + plane] * xs[((long long)plane * m + r) * dim + col];
-            else acc += col < dim ? to_f32(d_y[r * dim + col]) : v[r * layers + (col - dim)];
+            if (plane < layers) {
+                const float x0_rd = to_f32(x0[r * dim + col]);
+                float x = x0_rd;   // x_0, then the forward's steps up to x_plane
+                for (int k = 0; k < plane; ++k)
+                    x = hctr_cross_step(x0_rd, hs[(long long)k * m + r], x, to_f32(b[k * dim + col]));
+                acc += v[r * layers + plane] * x;
+            } else acc += col < dim ? to_f32(d_y[r * dim + col]) : v[r * layers + (col - dim)];
         }
     }
     lanes[threadIdx.y][threadIdx.x] = acc;

@@ -14,28 +14,36 @@ from .initializers import check_kind, constant, variance_scaling
 from .registry import register_layer
 
 
+def cross_step(xp, x0, h, x, b, out=None):
+    """xₗ₊₁ = x₀ ⊙ hₗ + xₗ + bₗ, rounded after each operation in this order (x0, x (m, D); h (m, 1); b (D,)).
+
+    The forward and the backward's rebuild of xₗ share it, so the rebuilt inputs are the forward's bits
+    (the CUDA kernels make the same three roundings: `hctr_cross_step`)."""
+    out = xp.multiply(x0, h, out=out)
+    out += x
+    out += b
+    return out
+
+
 @reference_op
 def multicross_fwd(xp, x0, w, b):
-    """x0 (m, D), w and b (L, D) → (y (m, D), xs (L, m, D) the inputs xₗ, hs (L, m, 1) the hₗ)."""
+    """x0 (m, D), w and b (L, D) → (y (m, D), hs (L, m, 1) the hₗ = ⟨xₗ, wₗ⟩).
+
+    The layer inputs xₗ are not kept: the backward rebuilds them from x0, hs and b (`cross_step`),
+    which costs less than writing and reading L·m·D floats."""
     x0w, w, b = widen(x0), widen(w), widen(b)
-    L, (m, d) = w.shape[0], x0.shape
-    xs = xp.empty((L, m, d), x0w.dtype)
+    L, m = w.shape[0], x0.shape[0]
     hs = xp.empty((L, m, 1), x0w.dtype)
-    xs[0] = x0w
-    y = xp.empty((m, d), x0w.dtype)
+    x = x0w
     for l in range(L):
-        x = xs[l]
         xp.matmul(x, w[l][:, None], out=hs[l])
-        nxt = xs[l + 1] if l + 1 < L else y
-        xp.multiply(x0w, hs[l], out=nxt)      # x₀ ⊙ hₗ + xₗ + bₗ, summed in this order
-        nxt += x
-        nxt += b[l]
-    return y.astype(x0.dtype, copy=False), xs, hs
+        x = cross_step(xp, x0w, hs[l], x, b[l])
+    return x.astype(x0.dtype, copy=False), hs
 
 
 @reference_op
-def multicross_bwd(xp, d_y, x0, xs, hs, w):
-    """→ (d_x0 (m, D), d_w (L, D), d_b (L, D)), from the saved ``xs``, ``hs`` of the forward.
+def multicross_bwd(xp, d_y, x0, hs, w, b):
+    """→ (d_x0 (m, D), d_w (L, D), d_b (L, D)), from the forward's ``hs``; the inputs xₗ are rebuilt.
 
     The loop of the module docstring in closed form (same values up to float rounding), so that the
     (m, D) arrays are read a few times instead of seven times per layer. With gₗ = g + sum_{k>l} vₖ·wₖ
@@ -43,7 +51,7 @@ def multicross_bwd(xp, d_y, x0, xs, hs, w):
     vₗ = rowsum(g ⊙ x₀) + sum_{k>l} vₖ·cₖ;  dwₗ = vₗᵀ·xₗ;  dbₗ = Σ_rows g + sum_{k>l} (Σ_rows vₖ)·wₖ;
     dx₀ = g ⊙ (1 + sum_l hₗ) + sum_k vₖ·(1 + Pₖ)·wₖ.
     """
-    g, x0w, w = widen(d_y), widen(x0), widen(w)
+    g, x0w, w, b = widen(d_y), widen(x0), widen(w), widen(b)
     L = w.shape[0]
     h = hs[:, :, 0].T                                   # (m, L)
     c = xp.stack([x0w @ w[k] for k in range(L)], axis=1)   # (m, L): cₖ = x₀·wₖ (GEMVs beat a K = L GEMM)
@@ -52,7 +60,12 @@ def multicross_bwd(xp, d_y, x0, xs, hs, w):
     for l in reversed(range(L)):
         v[:, l] = run
         run = run + v[:, l] * c[:, l]
-    d_w = xp.stack([v[:, l] @ xs[l] for l in range(L)])
+    d_w = xp.empty(w.shape, g.dtype)
+    x = x0w
+    for l in range(L):
+        d_w[l] = v[:, l] @ x
+        if l + 1 < L:
+            x = cross_step(xp, x0w, hs[l], x, b[l])
     d_b = xp.empty(w.shape, g.dtype)
     col = g.sum(axis=0)
     v_cols = v.sum(axis=0)
@@ -105,12 +118,13 @@ class MultiCross(Layer):
         (x0,) = inputs
         self.x0 = x0
         self.w = self.xp.concatenate(self.weights[0::2])  # (L, D)
-        y, self.xs, self.hs = self.ctx.backend.ops.multicross_fwd(x0, self.w, self.xp.concatenate(self.weights[1::2]))
+        self.b = self.xp.concatenate(self.weights[1::2])
+        y, self.hs = self.ctx.backend.ops.multicross_fwd(x0, self.w, self.b)
         return [y]
 
     def backward(self, d_outputs):
         (d_y,) = d_outputs
-        d_x0, d_w, d_b = self.ctx.backend.ops.multicross_bwd(d_y, self.x0, self.xs, self.hs, self.w)
+        d_x0, d_w, d_b = self.ctx.backend.ops.multicross_bwd(d_y, self.x0, self.hs, self.w, self.b)
         for l in range(self.num_layers):
             self._write_grad(2 * l, d_w[l:l + 1])
             self._write_grad(2 * l + 1, d_b[l:l + 1])

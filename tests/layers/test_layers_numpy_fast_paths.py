@@ -60,6 +60,16 @@ def test_dropout_keep_threshold_is_exact_at_every_float32_boundary():
         assert k == 0 or not np.float32((k - 1) / (1 << 24)) >= rate
 
 
+def multicross_inputs(x0, w, b):
+    """The layer inputs x_l and h_l of the module docstring's forward, layer by layer (L, m, D), (L, m, 1)."""
+    xs, hs, x = [], [], x0
+    for l in range(w.shape[0]):
+        xs.append(x)
+        hs.append(x @ w[l][:, None])
+        x = x0 * hs[-1] + x + b[l]
+    return np.stack(xs), np.stack(hs), x
+
+
 def multicross_bwd_loop(d_y, x0, xs, hs, w):
     """The per-layer loop of multi_cross's module docstring."""
     g, acc = d_y.copy(), np.zeros_like(d_y)
@@ -77,11 +87,15 @@ def multicross_bwd_loop(d_y, x0, xs, hs, w):
 def test_multicross_closed_form_backward_equals_the_loop(m, d, layers):
     rng = np.random.default_rng(m)
     x0, w, b = rng.normal(size=(m, d)), rng.normal(size=(layers, d)) / np.sqrt(d), rng.normal(size=(layers, d))
-    y, xs, hs = multicross_fwd(np, x0, w, b)
+    y, hs = multicross_fwd(np, x0, w, b)
+    xs, hs_loop, y_loop = multicross_inputs(x0, w, b)
+    np.testing.assert_array_equal(hs, hs_loop)                    # the forward is the docstring's loop
+    np.testing.assert_array_equal(y, y_loop)
     d_y = rng.normal(size=(m, d))
-    before = d_y.copy()
-    got = multicross_bwd(np, d_y, x0, xs, hs, w)
-    np.testing.assert_array_equal(d_y, before)                    # inputs are read-only
+    before = [a.copy() for a in (d_y, x0, hs, w, b)]
+    got = multicross_bwd(np, d_y, x0, hs, w, b)                   # rebuilds the x_l from x0, hs and b
+    for a, k in zip((d_y, x0, hs, w, b), before):                 # inputs are read-only
+        np.testing.assert_array_equal(a, k)
     for g, want in zip(got, multicross_bwd_loop(d_y, x0, xs, hs, w)):
         np.testing.assert_allclose(g, want, rtol=1e-11, atol=1e-11 * np.abs(want).max())
 
@@ -89,12 +103,12 @@ def test_multicross_closed_form_backward_equals_the_loop(m, d, layers):
 def test_multicross_forward_returns_fresh_arrays():
     rng = np.random.default_rng(0)
     x0, w, b = (rng.normal(size=s).astype(np.float32) for s in ((9, 7), (2, 7), (2, 7)))
-    y1, xs1, hs1 = multicross_fwd(np, x0, w, b)
-    kept = [a.copy() for a in (y1, xs1, hs1)]
+    y1, hs1 = multicross_fwd(np, x0, w, b)
+    kept = [a.copy() for a in (y1, hs1)]
     multicross_fwd(np, 2 * x0, w, b)                              # a second call leaves the first's results alone
-    for a, k in zip((y1, xs1, hs1), kept):
+    for a, k in zip((y1, hs1), kept):
         np.testing.assert_array_equal(a, k)
-    np.testing.assert_array_equal(xs1[0], x0)
+    assert not np.shares_memory(y1, x0)
 
 
 def test_dropout_of_a_strided_view_writes_fresh_outputs():

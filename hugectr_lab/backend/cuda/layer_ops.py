@@ -190,38 +190,36 @@ def multicross_fwd(xp, x0, w, b):
     if not floats(x0, w, b) or shared > _SHARED_LIMIT:
         return reference("multicross_fwd", xp, x0, w, b)
     y = xp.empty_like(x0)
-    xs = xp.empty((layers, m, dim), dtype=xp.float32)
     hs = xp.empty((layers, m, 1), dtype=xp.float32)
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
     launch_grid("multicross.cu", f"hctr_multicross_fwd<{ctype(x0.dtype)}>", blocks, 32 * _MC_WARPS,
-                (_rows(xp, x0), xp.ascontiguousarray(w), xp.ascontiguousarray(b), y, xs, hs, np.int64(m),
+                (_rows(xp, x0), xp.ascontiguousarray(w), xp.ascontiguousarray(b), y, hs, np.int64(m),
                  np.int32(dim), np.int32(layers)), shared_mem=shared)
-    return y, xs, hs
+    return y, hs
 
 
 @kernel_op("multicross_bwd")
-def multicross_bwd(xp, d_y, x0, xs, hs, w):
+def multicross_bwd(xp, d_y, x0, hs, w, b):
     m, dim = x0.shape
     layers = w.shape[0]
     shared = _MC_WARPS * 2 * dim * 4
-    if not floats(d_y, x0, w) or xs.dtype != _F32 or hs.dtype != _F32 or shared > _SHARED_LIMIT or m == 0:
-        return reference("multicross_bwd", xp, d_y, x0, xs, hs, w)
+    if not floats(d_y, x0, w, b) or hs.dtype != _F32 or shared > _SHARED_LIMIT or m == 0:
+        return reference("multicross_bwd", xp, d_y, x0, hs, w, b)
     t = ctype(d_y.dtype)
-    d_y, w = _rows(xp, d_y), xp.ascontiguousarray(w)
+    d_y, x0 = _rows(xp, d_y), _rows(xp, x0)
+    hs, w, b = (xp.ascontiguousarray(a) for a in (hs, w, b))
     d_x0 = xp.empty_like(d_y)
     v = xp.empty((m, layers), dtype=xp.float32)   # dL/dh_l per row
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
     launch_grid("multicross.cu", f"hctr_multicross_bwd<{t}>", blocks, 32 * _MC_WARPS,
-                (d_y, _rows(xp, x0), xp.ascontiguousarray(hs), w, d_x0, v, np.int64(m), np.int32(dim),
-                 np.int32(layers)), shared_mem=shared)
+                (d_y, x0, hs, w, d_x0, v, np.int64(m), np.int32(dim), np.int32(layers)), shared_mem=shared)
     # Weight gradients without atomics: column sums per chunk of rows, then the chunks in order.
     width = dim + layers
     col_blocks = -(-width // 32)
     chunks = max(1, min(-(-m // 64), -(-8 * _device_sms(xp) // (col_blocks * (layers + 1)))))   # ~8 blocks per SM
     partial = xp.empty((chunks, layers + 1, width), dtype=xp.float32)
     launch_grid("multicross.cu", f"hctr_multicross_bwd_sums<{t}>", (col_blocks, chunks, layers + 1), (32, 8),
-                (d_y, xp.ascontiguousarray(xs), v, partial, np.int64(m), np.int32(dim), np.int32(layers),
-                 np.int64(-(-m // chunks))))
+                (d_y, x0, hs, b, v, partial, np.int64(m), np.int32(dim), np.int32(layers), np.int64(-(-m // chunks))))
     d_w, d_b = xp.empty((layers, dim), dtype=d_y.dtype), xp.empty((layers, dim), dtype=d_y.dtype)
     launch("multicross.cu", f"hctr_multicross_bwd_finish<{t}>", layers * dim,
            (partial, w, d_w, d_b, np.int32(dim), np.int32(layers), np.int32(chunks)))
