@@ -111,7 +111,12 @@ __global__ void __launch_bounds__(256, 4) hctr_embedding_combine_fwd(const float
 }
 
 // Stable LSD radix sort of the occurrences by group, 8 bits a pass (the wrapper runs the passes the
-// largest group needs). Pass histogram: hist[d * T + t] = items of tile t whose digit is d.
+// largest group needs). A block is one warp and owns whole tiles; a lane loads HCTR_RADIX_BATCH rounds of
+// its items before it uses their digits, so a warp waits for one load latency per batch of rounds, not per
+// round (a tile's rounds are still handled in order: the same result). Pass histogram: hist[d * T + t] =
+// items of tile t whose digit is d.
+#define HCTR_RADIX_BATCH 8
+
 __global__ void hctr_radix_hist(const long long* __restrict__ keys, long long n, int shift, long long tile,
                                 long long num_tiles, long long* __restrict__ hist) {
     __shared__ int counts[256];
@@ -119,7 +124,17 @@ __global__ void hctr_radix_hist(const long long* __restrict__ keys, long long n,
         for (int d = threadIdx.x; d < 256; d += blockDim.x) counts[d] = 0;
         __syncthreads();
         const long long start = t * tile, end = start + tile < n ? start + tile : n;
-        for (long long i = start + threadIdx.x; i < end; i += blockDim.x) atomicAdd(&counts[(keys[i] >> shift) & 255], 1);
+        for (long long base = start + threadIdx.x; base < end; base += HCTR_RADIX_BATCH * blockDim.x) {
+            long long key[HCTR_RADIX_BATCH];
+#pragma unroll
+            for (int j = 0; j < HCTR_RADIX_BATCH; ++j) {
+                const long long i = base + j * blockDim.x;
+                key[j] = i < end ? keys[i] : 0;
+            }
+#pragma unroll
+            for (int j = 0; j < HCTR_RADIX_BATCH; ++j)
+                if (base + j * blockDim.x < end) atomicAdd(&counts[(key[j] >> shift) & 255], 1);
+        }
         __syncthreads();
         for (int d = threadIdx.x; d < 256; d += blockDim.x) hist[d * num_tiles + t] = counts[d];
         __syncthreads();
@@ -139,22 +154,31 @@ __global__ void hctr_radix_scatter(const long long* __restrict__ keys_in, const 
         for (int d = lane; d < 256; d += 32) running[d] = offsets[d * num_tiles + t];
         __syncwarp();
         const long long start = t * tile, end = start + tile < n ? start + tile : n;
-        for (long long base = start; base < end; base += 32) {
-            const long long i = base + lane;
-            const bool valid = i < end;
-            const unsigned active = __ballot_sync(0xFFFFFFFFu, valid);
-            if (valid) {
-                const long long key = keys_in[i];
-                const int d = (int)((key >> shift) & 255);
-                const unsigned peers = __match_any_sync(active, d);
-                const int rank = __popc(peers & lanes_below);
-                const long long dst = running[d] + rank;
-                keys_out[dst] = key;
-                vals_out[dst] = vals_in != nullptr ? vals_in[i] : i;
-                __syncwarp(active);   // every lane has read running[d] before its group's first lane moves it
-                if (rank == 0) running[d] += __popc(peers);
+        for (long long base = start; base < end; base += HCTR_RADIX_BATCH * 32) {
+            long long key[HCTR_RADIX_BATCH], val[HCTR_RADIX_BATCH];
+#pragma unroll
+            for (int j = 0; j < HCTR_RADIX_BATCH; ++j) {
+                const long long i = base + j * 32 + lane;
+                key[j] = i < end ? keys_in[i] : 0;
+                val[j] = i < end && vals_in != nullptr ? vals_in[i] : i;
             }
-            __syncwarp();
+#pragma unroll
+            for (int j = 0; j < HCTR_RADIX_BATCH; ++j) {
+                const bool valid = base + j * 32 + lane < end;
+                const unsigned active = __ballot_sync(0xFFFFFFFFu, valid);
+                if (active == 0u) break;   // the tile's last round was j - 1 (the same for every lane)
+                if (valid) {
+                    const int d = (int)((key[j] >> shift) & 255);
+                    const unsigned peers = __match_any_sync(active, d);
+                    const int rank = __popc(peers & lanes_below);
+                    const long long dst = running[d] + rank;
+                    keys_out[dst] = key[j];
+                    vals_out[dst] = val[j];
+                    __syncwarp(active);   // every lane has read running[d] before its group's first lane moves it
+                    if (rank == 0) running[d] += __popc(peers);
+                }
+                __syncwarp();
+            }
         }
         __syncwarp();
     }
