@@ -23,8 +23,8 @@
 //     reference's order (k = L-1 down to l+1). No atomics anywhere: two runs give bit-identical results.
 #include "hctr_common.cuh"
 
-// x_{l+1} = x0 * h_l + x_l + b_l, rounded after each operation (no fused multiply-add): the same bits in the
-// forward, in the backward's rebuild and in the NumPy reference (`cross_step`).
+// x_{l+1} = x0 * h_l + x_l + b_l, rounded after each operation (no fused multiply-add, as the NumPy
+// reference's forward): the same bits in the forward and in the backward's rebuild.
 __device__ __forceinline__ float hctr_cross_step(float x0, float h, float x, float b) {
     return __fadd_rn(__fadd_rn(__fmul_rn(x0, h), x), b);
 }

@@ -14,42 +14,35 @@ from .initializers import check_kind, constant, variance_scaling
 from .registry import register_layer
 
 
-def cross_step(xp, x0, h, x, b, out=None):
-    """xₗ₊₁ = x₀ ⊙ hₗ + xₗ + bₗ, rounded after each operation in this order (x0, x (m, D); h (m, 1); b (D,)).
-
-    The forward and the backward's rebuild of xₗ share it, so the rebuilt inputs are the forward's bits
-    (the CUDA kernels make the same three roundings: `hctr_cross_step`)."""
-    out = xp.multiply(x0, h, out=out)
-    out += x
-    out += b
-    return out
-
-
 @reference_op
 def multicross_fwd(xp, x0, w, b):
     """x0 (m, D), w and b (L, D) → (y (m, D), hs (L, m, 1) the hₗ = ⟨xₗ, wₗ⟩).
 
-    The layer inputs xₗ are not kept: the backward rebuilds them from x0, hs and b (`cross_step`),
-    which costs less than writing and reading L·m·D floats."""
+    The layer inputs xₗ are not kept: the backward needs only x0, hs and b (on CUDA it rebuilds xₗ with the
+    forward's roundings), which costs less than writing and reading L·m·D floats."""
     x0w, w, b = widen(x0), widen(w), widen(b)
     L, m = w.shape[0], x0.shape[0]
     hs = xp.empty((L, m, 1), x0w.dtype)
     x = x0w
     for l in range(L):
         xp.matmul(x, w[l][:, None], out=hs[l])
-        x = cross_step(xp, x0w, hs[l], x, b[l])
+        nxt = xp.multiply(x0w, hs[l])      # x₀ ⊙ hₗ + xₗ + bₗ, summed in this order
+        nxt += x
+        nxt += b[l]
+        x = nxt
     return x.astype(x0.dtype, copy=False), hs
 
 
 @reference_op
 def multicross_bwd(xp, d_y, x0, hs, w, b):
-    """→ (d_x0 (m, D), d_w (L, D), d_b (L, D)), from the forward's ``hs``; the inputs xₗ are rebuilt.
+    """→ (d_x0 (m, D), d_w (L, D), d_b (L, D)), from the forward's ``hs`` (the inputs xₗ in closed form).
 
     The loop of the module docstring in closed form (same values up to float rounding), so that the
     (m, D) arrays are read a few times instead of seven times per layer. With gₗ = g + sum_{k>l} vₖ·wₖ
-    (the gradient reaching layer l), cₖ = x₀·wₖ and Pₖ = sum_{l<k} hₗ (per row):
-    vₗ = rowsum(g ⊙ x₀) + sum_{k>l} vₖ·cₖ;  dwₗ = vₗᵀ·xₗ;  dbₗ = Σ_rows g + sum_{k>l} (Σ_rows vₖ)·wₖ;
-    dx₀ = g ⊙ (1 + sum_l hₗ) + sum_k vₖ·(1 + Pₖ)·wₖ.
+    (the gradient reaching layer l), cₖ = x₀·wₖ, Pₖ = sum_{l<k} hₗ (per row) and Bₖ = sum_{l<k} bₗ, so that
+    xₖ = x₀ ⊙ (1 + Pₖ) + Bₖ:
+    vₗ = rowsum(g ⊙ x₀) + sum_{k>l} vₖ·cₖ;  dwₗ = vₗᵀ·xₗ = (vₗ·(1 + Pₗ))ᵀ·x₀ + (Σ_rows vₗ)·Bₗ;
+    dbₗ = Σ_rows g + sum_{k>l} (Σ_rows vₖ)·wₖ;  dx₀ = g ⊙ (1 + sum_l hₗ) + sum_k vₖ·(1 + Pₖ)·wₖ.
     """
     g, x0w, w, b = widen(d_y), widen(x0), widen(w), widen(b)
     L = w.shape[0]
@@ -60,21 +53,16 @@ def multicross_bwd(xp, d_y, x0, hs, w, b):
     for l in reversed(range(L)):
         v[:, l] = run
         run = run + v[:, l] * c[:, l]
-    d_w = xp.empty(w.shape, g.dtype)
-    x = x0w
-    for l in range(L):
-        d_w[l] = v[:, l] @ x
-        if l + 1 < L:
-            x = cross_step(xp, x0w, hs[l], x, b[l])
+    v_cols = v.sum(axis=0)
+    coef = v * (1 + (xp.cumsum(h, axis=1) - h))         # (m, L): vₖ·(1 + Pₖ)
+    d_w = coef.T @ x0w + v_cols[:, None] * (xp.cumsum(b, axis=0) - b)
     d_b = xp.empty(w.shape, g.dtype)
     col = g.sum(axis=0)
-    v_cols = v.sum(axis=0)
     for l in reversed(range(L)):
         d_b[l] = col
         col = col + v_cols[l] * w[l]
-    prefix = xp.cumsum(h, axis=1) - h                   # (m, L): Pₖ
     d_x0 = g * (1 + h.sum(axis=1, keepdims=True))
-    d_x0 += (v * (1 + prefix)) @ w
+    d_x0 += coef @ w
     return d_x0.astype(d_y.dtype, copy=False), d_w.astype(d_y.dtype, copy=False), d_b.astype(d_y.dtype, copy=False)
 
 
