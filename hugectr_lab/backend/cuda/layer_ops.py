@@ -123,7 +123,7 @@ def bias_act_fwd(xp, y, b, relu):
 
 @kernel_op("bias_act_bwd")
 def bias_act_bwd(xp, d_y, y, relu):
-    if d_y.ndim != 2 or not floats(d_y, y) or d_y.shape != y.shape:
+    if d_y.ndim != 2 or not floats(d_y, y) or d_y.shape != y.shape or d_y.size == 0:
         return reference("bias_act_bwd", **locals())
     return _epilogue_bwd(xp, d_y, y, relu, None, 0.0)
 
@@ -137,7 +137,7 @@ def bias_act_dropout_fwd(xp, y, b, relu, seed, rate):
 
 @kernel_op("bias_act_dropout_bwd")
 def bias_act_dropout_bwd(xp, d_z, z, relu, seed, rate):
-    if d_z.ndim != 2 or not floats(d_z, z) or d_z.shape != z.shape or not _is_seed(seed):
+    if d_z.ndim != 2 or not floats(d_z, z) or d_z.shape != z.shape or d_z.size == 0 or not _is_seed(seed):
         return reference("bias_act_dropout_bwd", **locals())
     return _epilogue_bwd(xp, d_z, z, relu, seed, rate)
 
@@ -296,8 +296,9 @@ def interaction_fwd(xp, mlp, emb):
     mlp, emb = xp.ascontiguousarray(mlp), xp.ascontiguousarray(emb)
     out = xp.empty((m, w + n * (n - 1) // 2 + 1), dtype=mlp.dtype)
     if _fused_mma(mlp, emb):
-        launch_grid("interaction.cu", "hctr_interaction_fwd_mma", *_mma_launch(m, fields, w, False),
-                    (mlp, emb, out, np.int64(m), np.int32(fields), np.int32(w)))
+        grid, block, shared = _mma_launch(m, fields, w, False)
+        launch_grid("interaction.cu", "hctr_interaction_fwd_mma", grid, block,
+                    (mlp, emb, out, np.int64(m), np.int32(fields), np.int32(w)), shared_mem=shared)
         return out
     dots = xp.empty((m, fields, scratch_ld(fields)), dtype=mlp.dtype)
     for a, b, c in forward_products(mlp, emb, dots):
@@ -316,8 +317,9 @@ def interaction_bwd(xp, d_y, mlp, emb):
     d_y, mlp, emb = xp.ascontiguousarray(d_y), xp.ascontiguousarray(mlp), xp.ascontiguousarray(emb)
     d_mlp, d_emb = xp.empty_like(mlp), xp.empty(emb.shape, dtype=emb.dtype)
     if _fused_mma(d_y, mlp, emb):
-        launch_grid("interaction.cu", "hctr_interaction_bwd_mma", *_mma_launch(m, fields, w, True),
-                    (d_y, mlp, emb, d_mlp, d_emb, np.int64(m), np.int32(fields), np.int32(w)))
+        grid, block, shared = _mma_launch(m, fields, w, True)
+        launch_grid("interaction.cu", "hctr_interaction_bwd_mma", grid, block,
+                    (d_y, mlp, emb, d_mlp, d_emb, np.int64(m), np.int32(fields), np.int32(w)), shared_mem=shared)
         return d_mlp, d_emb
     z = xp.empty((m, fields + 1, w), dtype=mlp.dtype)   # [emb; mlp] per sample
     launch_grid("interaction.cu", f"hctr_interaction_stack<{t}>", *_per_sample(m, w),

@@ -40,7 +40,8 @@ def _device_rate(xp, rate):
     rounds it to float32 too), else None: the reference runs (it computes with a float64 rate in float64)."""
     if hasattr(rate, "__cuda_array_interface__"):
         return rate if rate.dtype == _F32 and rate.size == 1 else None
-    if isinstance(rate, (float, int, np.float32)):
+    # a NumPy float64 is a float too, but the reference computes with it in float64
+    if isinstance(rate, np.float32) or (isinstance(rate, (float, int)) and not isinstance(rate, np.generic)):
         return xp.full((), rate, dtype=xp.float32)
     return None
 
