@@ -277,7 +277,7 @@ def sparse_sgd_atomic_update(xp, values, rows, row_ids, wgrad, lr_over_scaler):
 
 @kernel_op("sparse_adam_lazy_global_update")
 def sparse_adam_lazy_global_update(xp, values, m, v, prev_time, rows, g, lr, beta1, beta2, epsilon, step):
-    if not _states_ok(values, (m, v)) or g.dtype != _F32 or prev_time.dtype != _I64:
+    if not _states_ok(values, (m, v)) or g.dtype != _F32 or prev_time.dtype != _I64 or not prev_time.flags.c_contiguous:
         return reference("sparse_adam_lazy_global_update", **locals())
     launch("sparse_update.cu", f"hctr_sparse_adam_lazy_update<{ctype(m.dtype)}>", rows.size,
            (values, m, v, prev_time, _c(xp, rows, _I64), _c(xp, g), np.int64(rows.size), np.int32(values.shape[1]),

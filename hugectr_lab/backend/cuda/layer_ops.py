@@ -189,11 +189,12 @@ def multicross_fwd(xp, x0, w, b):
     shared = _MC_WARPS * dim * 4
     if not floats(x0, w, b) or shared > _SHARED_LIMIT:
         return reference("multicross_fwd", xp, x0, w, b)
-    y = xp.empty_like(x0)
+    x0 = _rows(xp, x0)
+    y = xp.empty_like(x0)   # after _rows: a column-major x0 would make y column-major
     hs = xp.empty((layers, m, 1), dtype=xp.float32)
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
     launch_grid("multicross.cu", f"hctr_multicross_fwd<{ctype(x0.dtype)}>", blocks, 32 * _MC_WARPS,
-                (_rows(xp, x0), xp.ascontiguousarray(w), xp.ascontiguousarray(b), y, hs, np.int64(m),
+                (x0, xp.ascontiguousarray(w), xp.ascontiguousarray(b), y, hs, np.int64(m),
                  np.int32(dim), np.int32(layers)), shared_mem=shared)
     return y, hs
 

@@ -39,13 +39,18 @@ def _rules(names):
     return tuple(f"hctr::{n}" for n in names)
 
 
+def _row_updates(name):
+    """``name<rule, state type>`` of the sparse row updates; SGD keeps no state, so only its float name runs."""
+    return tuple(e for e in templated(name, _rules(LOCAL_RULES + GLOBAL_RULES), DTYPES)
+                 if e != f"{name}<hctr::Sgd, hctr_half>")
+
+
 SOURCES = {
     "embedding.cu": (templated("hctr_embedding_combine_fwd", DTYPES, COMBINE_WIDTHS)
                      + templated("hctr_embedding_reduce_grad_chunks", DTYPES) + ("hctr_embedding_reduce_grad_bwd",)
                      + ("hctr_radix_hist", "hctr_radix_scatter")
                      + templated("hctr_scatter_rows", DTYPES + ("long long",)) + ("hctr_csr_row_ids",)),
-    "sparse_update.cu": (templated("hctr_sparse_update_rows", _rules(LOCAL_RULES + GLOBAL_RULES), DTYPES)
-                         + templated("hctr_sparse_reduce_update_rows", _rules(LOCAL_RULES + GLOBAL_RULES), DTYPES)
+    "sparse_update.cu": (_row_updates("hctr_sparse_update_rows") + _row_updates("hctr_sparse_reduce_update_rows")
                          + templated("hctr_sparse_update_all", _rules(GLOBAL_RULES), DTYPES)
                          + templated("hctr_sparse_sgd_atomic_update", DTYPES, ("1", "4"))
                          + templated("hctr_sparse_adam_lazy_update", DTYPES)),
