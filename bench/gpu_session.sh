@@ -3,12 +3,11 @@
 # time cap (200 + 4 x 30 + 60 + 2 x 90 s, then 2 x 40 s only if DeepFM's capture fails,
 # which a 600 s command may cut).
 # Run from the repository root on the GPU machine (no install): bash bench/gpu_session.sh
-# Packs logs and results into $OUT/session.tgz (default ./gpu_session_out).
+# Writes logs and results straight into $OUT (default ./gpu_session_out), file by file, so that a command
+# cut by its time limit still leaves what finished.
 set -u
-FINAL=${OUT:-gpu_session_out}
-OUT=$(mktemp -d)   # everything is packed into $FINAL/session.tgz at the end (one file to fetch)
-mkdir -p "$OUT/results" "$FINAL"
-trap 'tar czf "$FINAL/session.tgz" -C "$OUT" .' EXIT
+OUT=${OUT:-gpu_session_out}
+mkdir -p "$OUT/results"
 export PYTHONPATH=. PYTHONUNBUFFERED=1
 # Without an install, hugectr_lab.kernels (the top-level kernels/ folder) is reached through a link.
 python3 -c "import hugectr_lab.kernels" 2>/dev/null || ln -s ../kernels hugectr_lab/kernels
