@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine session: the GPU test lane, the profiles, predict latency, then both benchmarks, each under a
-# time cap (200 + 4 x 30 + 60 + 2 x 90 s, then 2 x 40 s only if DeepFM's capture fails,
-# which a 600 s command may cut).
+# time cap (200 + 4 x 30 + 60 + 2 x 90 s, and 2 x 40 s after the lane only if DeepFM's capture fails, in
+# which case a 600 s command cuts the last benchmark).
 # Run from the repository root on the GPU machine (no install): bash bench/gpu_session.sh
 # Writes logs and results straight into $OUT (default ./gpu_session_out), file by file, so that a command
 # cut by its time limit still leaves what finished.
@@ -21,6 +21,17 @@ python3 -c "import hugectr_lab.kernels" 2>/dev/null || ln -s ../kernels hugectr_
 timeout "${TEST_CAP:-200}" python3 -m pytest -o addopts="" --strict-markers -m gpu -v --tb=short -p no:cacheprovider -rfE \
     --junitxml="$OUT/gpu_tests.xml" --ignore=tests/widgets --ignore=tests/browser tests 2>&1 | tee "$OUT/pytest.log" | tail -40
 
+# If DeepFM's whole step still fails to capture, rerun that one test without CuPy's CUB/cuTENSOR routines and
+# with eager module loading: which switch (if any) makes it pass tells the cause apart in the same session.
+if grep -Eq 'eager_step\[deepfm\] FAILED|FAILED .*eager_step\[deepfm\]' "$OUT/pytest.log"; then
+    for env in "CUPY_ACCELERATORS=" "CUDA_MODULE_LOADING=EAGER"; do
+        echo "== deepfm capture with $env" | tee -a "$OUT/deepfm.log"
+        env $env timeout 40 python3 -m pytest -o addopts="" -m gpu -q --tb=line -p no:cacheprovider \
+            "tests/gpu/test_training_parity.py::test_cuda_graph_replay_matches_the_eager_step[deepfm]" 2>&1 \
+            | tail -5 | tee -a "$OUT/deepfm.log"
+    done
+fi
+
 # Per-kernel GPU time of the replayed whole step (launches per step, idle between kernels), then the eager
 # per-layer phases.
 for run in "dlrm --precision fp16 --cap 1000000" "dcn --precision fp16"; do
@@ -39,14 +50,3 @@ for model in dcn dlrm; do
         --steps "${STEPS:-20}" --compile-modes ${COMPILE_MODES:-default} --out "$OUT/results" 2>&1 \
         | tee "$OUT/bench_$model.log" | tail -20
 done
-
-# If DeepFM's whole step still fails to capture, rerun that one test without CuPy's CUB/cuTENSOR routines and
-# with eager module loading: which switch (if any) makes it pass tells the cause apart in the same session.
-if grep -Eq 'eager_step\[deepfm\] FAILED|FAILED .*eager_step\[deepfm\]' "$OUT/pytest.log"; then
-    for env in "CUPY_ACCELERATORS=" "CUDA_MODULE_LOADING=EAGER"; do
-        echo "== deepfm capture with $env" | tee -a "$OUT/deepfm.log"
-        env $env timeout 40 python3 -m pytest -o addopts="" -m gpu -q --tb=line -p no:cacheprovider \
-            "tests/gpu/test_training_parity.py::test_cuda_graph_replay_matches_the_eager_step[deepfm]" 2>&1 \
-            | tail -5 | tee -a "$OUT/deepfm.log"
-    done
-fi
