@@ -47,11 +47,26 @@ def all_finite(xp, first, *rest):
     flag = None
     for a in (first, *rest):
         if a.dtype.kind == "f" and a.dtype.itemsize <= 4:
-            finite = xp.isfinite(a.sum(dtype=xp.float64))
+            finite = xp.isfinite(_float64_sum(xp, a))
         else:
             finite = xp.isfinite(a).all()
         flag = finite if flag is None else flag & finite
     return flag
+
+
+_SUM_ROWS = 1024   # partial sums of a large array: one output, hence one block, per row on CuPy
+
+
+def _float64_sum(xp, a):
+    """``a.sum(dtype=float64)`` in two levels: CuPy reduces a whole array to one value in one block
+    (3.7 ms for DCN's 7 M gradient elements on an H100), so a large array is summed as 1024 row sums
+    first, a block each, then the rows and the remainder."""
+    flat = a.reshape(-1)
+    main = flat.size - flat.size % _SUM_ROWS
+    if main < 64 * _SUM_ROWS:
+        return flat.sum(dtype=xp.float64)
+    total = flat[:main].reshape(_SUM_ROWS, -1).sum(axis=1, dtype=xp.float64).sum()
+    return total + flat[main:].sum(dtype=xp.float64) if main < flat.size else total
 
 
 class DynamicLossScaler:

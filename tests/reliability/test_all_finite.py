@@ -36,3 +36,22 @@ def test_the_largest_finite_values_are_finite(xp, dtype):
 
 def test_integer_and_boolean_arrays_are_finite(xp):
     assert bool(all_finite(xp, xp.arange(7), xp.zeros(3, dtype=bool)))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_large_arrays_summed_by_rows_find_every_placement(xp, dtype):
+    # 64 Ki elements and up are summed as 1024 row sums and a remainder (one block a row on CuPy)
+    a = xp.asarray(np.random.default_rng(1).normal(size=(70001,)).astype(dtype))
+    assert bool(all_finite(xp, a))
+    for at in (0, 12345, 70001 - 70001 % 1024 - 1, 70001 - 70001 % 1024, 70000):   # rows, then the remainder
+        for bad in (np.inf, np.nan):
+            c = a.copy()
+            c[at] = bad
+            assert not bool(all_finite(xp, c)), (at, bad)
+    wide = xp.asarray(np.random.default_rng(2).normal(size=(300, 700)).astype(dtype))
+    view = wide[:, ::3]            # strided: summed through a contiguous copy
+    assert bool(all_finite(xp, view))
+    wide[299, 698] = np.inf        # outside the view (every third column from 0)
+    assert bool(all_finite(xp, view))
+    wide[299, 696] = np.inf
+    assert not bool(all_finite(xp, view))

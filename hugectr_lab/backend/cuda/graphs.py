@@ -11,7 +11,10 @@ graph. What makes a replay equal to a call:
   outlive every array allocated from it (CuPy frees a pool's memory with the pool): an owner that drops
   a CapturedCall keeps its ``pool`` and may release its free blocks (``whole_step.WholeStep``).
 * ``fn`` runs on a stream of its own, joined to the caller's current stream by events in both
-  directions, so the graph stays ordered with the work around it, whatever stream the caller uses.
+  directions, so the graph stays ordered with the work around it, whatever stream the caller uses. The
+  stream is non-blocking: a blocking one would be joined implicitly to the legacy default stream, and
+  work another thread puts there while this one captures (an ``asarray`` of a request) would invalidate
+  the capture (seen on an H100 with ``predict`` from several threads).
 * ``fn`` reads every per-call value from device memory (inputs copied into fixed buffers, Dropout's
   seed written by ``Layer.prepare``): its Python runs only while it is captured.
 
@@ -39,7 +42,7 @@ class CapturedCall:
 
     def __init__(self, fn, name):
         self.fn, self.name = fn, name
-        self.stream = cupy.cuda.Stream(non_blocking=False)
+        self.stream = cupy.cuda.Stream(non_blocking=True)
         self.pool = cupy.cuda.MemoryPool()
         self.graph = None        # the captured graph, once there is one
         self.failure = None      # why capturing failed, if it did
