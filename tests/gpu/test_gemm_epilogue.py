@@ -10,8 +10,8 @@ and k = 13, 429 (padded as cuBLAS pads it), 480, ReLU on and off, float16, float
 * float32: the summation order of the algorithm only, rtol 1e-5; TF32: rtol 5e-3 (10-bit mantissas).
 
 Then: a second call runs the cached plan (no heuristic); the call captures into a CUDA graph whose
-replays give the eager bits; a misaligned operand falls back to the GEMM + epilogue kernel with one
-logged reason.
+replays give the eager bits; a misaligned operand is copied to aligned memory, except in a small product,
+which falls back to the GEMM + epilogue kernel with one logged reason.
 """
 
 import logging
@@ -112,17 +112,36 @@ def test_graph_replay_gives_the_eager_bits(cupy_backend, dtype):
     np.testing.assert_array_equal(flipped[0], cupy_backend.to_host(step()[0]))
 
 
-def test_a_misaligned_operand_falls_back_with_one_logged_reason(cupy_backend, caplog):
+def _misaligned(cp, host):
+    """A C-contiguous device copy of ``host`` that starts 2 bytes past a 16-byte boundary."""
+    buffer = cp.empty(host.size + 1, dtype=host.dtype)
+    a = buffer[1:].reshape(host.shape)
+    a[:] = cp.asarray(host)
+    return a
+
+
+def test_a_misaligned_operand_is_copied_and_served(cupy_backend, caplog):
+    # a weight at an odd offset of the flat weight buffer: copied to aligned memory, then one cuBLASLt call
     cp, ops = cupy_backend.xp, cupy_backend.ops
     x_host, w_host, b_host = inputs(67, 480, 64, "float16", seed=3)
-    buffer = cp.empty(x_host.size + 1, dtype=np.float16)
-    x = buffer[1:].reshape(x_host.shape)   # C-contiguous, 2-byte aligned
-    x[:] = cp.asarray(x_host)
+    x, w, b = _misaligned(cp, x_host), _misaligned(cp, w_host), _misaligned(cp, b_host)
+    with caplog.at_level(logging.WARNING, logger="hugectr_lab"):
+        got = [ops.gemm_bias_act(x, w, b, True, False) for _ in range(2)]
+    assert not [r.message for r in caplog.records if "cuBLASLt" in r.message]
+    for z in got:
+        check(cupy_backend.to_host(z), x_host, w_host, b_host, True, "float16", False)
+
+
+def test_a_misaligned_small_product_falls_back_with_one_logged_reason(cupy_backend, caplog):
+    # n < 64: no copies for a memory-bound product, so the misaligned operand takes the two-kernel path
+    cp, ops = cupy_backend.xp, cupy_backend.ops
+    x_host, w_host, b_host = inputs(67, 480, 32, "float16", seed=3)
+    x = _misaligned(cp, x_host)
     w, b = cp.asarray(w_host), cp.asarray(b_host)
     with caplog.at_level(logging.WARNING, logger="hugectr_lab"):
         got = [ops.gemm_bias_act(x, w, b, True, False) for _ in range(2)]
     assert [r.message for r in caplog.records if "cuBLASLt" in r.message] == [
-        "cuBLASLt bias epilogue: a pointer is only 2-byte aligned for (67, 480) @ (480, 64) (float16); the FC runs "
+        "cuBLASLt bias epilogue: a pointer is only 2-byte aligned for (67, 480) @ (480, 32) (float16); the FC runs "
         "the GEMM and the epilogue kernel instead"]
     composed = ops.bias_act_fwd(ops.gemm(x, w, False), b, True)
     for z in got:

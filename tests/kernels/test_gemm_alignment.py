@@ -26,7 +26,8 @@ SHAPES = [(16384 // 8 + 3, 429, 1024), (517, 390, 400), (200, 1024, 429), (67, 9
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 @pytest.mark.parametrize("m,k,n", SHAPES)
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (True, False), (False, True)])
-def test_padded_product_equals_the_unpadded_one(dtype, m, k, n, trans_a, trans_b):
+@pytest.mark.parametrize("misaligned", [False, True], ids=["aligned", "misaligned-b"])
+def test_padded_product_equals_the_unpadded_one(dtype, m, k, n, trans_a, trans_b, misaligned):
     import cupy
 
     from hugectr_lab.backend.cuda.cublas import matmul
@@ -36,6 +37,11 @@ def test_padded_product_equals_the_unpadded_one(dtype, m, k, n, trans_a, trans_b
     b_host = rng.normal(size=(k, n)).astype(dtype)
     a = cupy.asarray(a_host.T.copy()).T if trans_a else cupy.asarray(a_host)
     b = cupy.asarray(b_host.T.copy()).T if trans_b else cupy.asarray(b_host)
+    if misaligned:   # b starts 2 or 4 bytes past a 16-byte boundary, as a weight inside the flat buffer
+        flat = cupy.empty(b.size + 1, dtype=dtype)
+        b = flat[1:].reshape(b.shape[::-1]).T if trans_b else flat[1:].reshape(b.shape)
+        b[...] = cupy.asarray(b_host)
+        assert b.data.ptr % 16
     padded, plain = matmul(a, b), matmul(a, b, align=False)
     assert padded.shape == (m, n) and padded.flags.c_contiguous and padded.dtype == dtype
     exact = a_host.astype(np.float64) @ b_host.astype(np.float64)

@@ -20,8 +20,8 @@ import weakref
 import cupy
 import numpy as np
 
-from .cublas_abi import (ALGO_DEFAULT, ALIGN_MIN, COMPUTE_32F, COMPUTE_32F_FAST_TF32, DATA_TYPE, OP_N, OP_T,
-                         aligned_shape, bind, strided_batched_gemm, transposed)
+from .cublas_abi import (ALGO_DEFAULT, ALIGN_BYTES, ALIGN_MIN, COMPUTE_32F, COMPUTE_32F_FAST_TF32, DATA_TYPE, OP_N,
+                         OP_T, aligned_shape, bind, strided_batched_gemm, transposed)
 
 _WORKSPACE_BYTES = 32 << 20
 _vp = ctypes.c_void_p
@@ -89,9 +89,12 @@ _ONE, _ZERO = ctypes.c_float(1.0), ctypes.c_float(0.0)
 
 def _zero_padded(m, rows, cols):
     """``m`` (r, c) inside a zero (rows, cols) array of the same storage order: a C-contiguous copy, or
-    the transposed view of one for a transposed ``m``, so cuBLAS keeps its op."""
+    the transposed view of one for a transposed ``m``, so cuBLAS keeps its op. ``m`` itself when it has that
+    shape already, unless its address is not 16-byte aligned: then a copy (fresh memory is aligned)."""
     if m.shape == (rows, cols):
-        return m
+        if m.data.ptr % ALIGN_BYTES == 0:
+            return m
+        return m.T.copy().T if transposed(m) else m.copy()
     if transposed(m):
         return _zero_padded(m.T, cols, rows).T
     out = cupy.zeros((rows, cols), dtype=m.dtype)
@@ -100,14 +103,18 @@ def _zero_padded(m, rows, cols):
 
 
 def aligned_operands(a, b):
-    """``a`` (m, k) and ``b`` (k, n) copied zero-padded to ``aligned_shape``, or None when they are aligned
-    already or an extent is below 64 (a memory-bound product: padded copies would cost more than they
-    save). A contiguous extent that is not a multiple of 16 bytes (DCN's 429 concatenated features,
-    DeepFM's 390) keeps cuBLAS off its 16-byte tensor-core kernels; the padding adds exact zeros (0 x 0)
-    to every sum, and ``cut`` takes the (m, n) product back out of the padded one."""
+    """``a`` (m, k) and ``b`` (k, n) copied zero-padded to ``aligned_shape`` and to 16-byte aligned
+    addresses, or None when they are aligned already or an extent is below 64 (a memory-bound product:
+    copies would cost more than they save). A contiguous extent that is not a multiple of 16 bytes (DCN's
+    429 concatenated features, DeepFM's 390) keeps cuBLAS off its 16-byte tensor-core kernels, and so does
+    an operand that starts off a 16-byte boundary (a weight at an odd offset of the flat weight buffer: in
+    fp16 every FC weight after DCN's MultiCross; an H100 profile showed 2-element "align2" kernels there).
+    The padding adds exact zeros (0 x 0) to every sum, and ``cut`` takes the (m, n) product back out of
+    the padded one."""
     (m, k), n = a.shape, b.shape[1]
     mp, kp, np_ = aligned_shape(a, b)
-    if (mp, kp, np_) == (m, k, n) or min(m, k, n) < ALIGN_MIN:
+    if min(m, k, n) < ALIGN_MIN or ((mp, kp, np_) == (m, k, n)
+                                    and a.data.ptr % ALIGN_BYTES == 0 and b.data.ptr % ALIGN_BYTES == 0):
         return None
     return _zero_padded(a, mp, kp), _zero_padded(b, kp, np_)
 

@@ -158,7 +158,7 @@ def gemm_bias_act(x, w, b, relu, tf32=False):
         z = gemm_bias_act(xp_, wp, bp, relu, tf32)
         return None if z is None else cublas.cut(z, m, n)
     x, w = (a if a.flags.c_contiguous or a.flags.f_contiguous else cupy.ascontiguousarray(a) for a in (x, w))
-    b = cupy.ascontiguousarray(b)
+    b = cublas._zero_padded(cupy.ascontiguousarray(b).reshape(1, n), 1, n)   # misaligned (a weight's): a copy
     z = cupy.empty((m, n), dtype=x.dtype)
     call = epilogue_gemm(x, w, relu)
     aligns = tuple(alignment(p) for p in (w.data.ptr, x.data.ptr, z.data.ptr))
