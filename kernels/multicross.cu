@@ -18,7 +18,7 @@
 //     floats each per warp) and dot products are warp shuffles. The backward row pass writes d_x0 and v.
 //   hctr_multicross_bwd_sums: grid (ceil((D+L)/32), chunks, L+1); a block of (32, 8) threads owns 32
 //     columns of one plane for one chunk of rows; each of its 8 row-lanes walks the chunk with stride
-//     8, then the lanes' sums are added in lane order.
+//     8 (4 rows' loads in flight), then the lanes' sums are added in lane order.
 //   hctr_multicross_bwd_finish: one thread per (l, d); adds the chunks in order and forms d_b in the
 //     reference's order (k = L-1 down to l+1). No atomics anywhere: two runs give bit-identical results.
 #include "hctr_common.cuh"
@@ -85,6 +85,8 @@ __global__ void hctr_multicross_bwd(const T* __restrict__ d_y, const T* __restri
     }
 }
 
+#define HCTR_MC_ROWS 4
+
 template <typename T>
 __global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, const T* __restrict__ x0,
                                          const float* __restrict__ hs, const T* __restrict__ b,
@@ -97,14 +99,40 @@ __global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, const T* __r
     const long long last = first + rows_per_block < m ? first + rows_per_block : m;
     float acc = 0.0f;
     if (col < cols) {
-        for (long long r = first + threadIdx.y; r < last; r += 8) {
+        // HCTR_MC_ROWS rows of the lane's walk at a time: their loads are issued before their arithmetic (a row
+        // at a time the pass waited a load latency per row), and they are added in the walk's order.
+        for (long long r0 = first + threadIdx.y; r0 < last; r0 += HCTR_MC_ROWS * 8) {
+            float term[HCTR_MC_ROWS];
             if (plane < layers) {
-                const float x0_rd = to_f32(x0[r * dim + col]);
-                float x = x0_rd;   // x_0, then the forward's steps up to x_plane
-                for (int k = 0; k < plane; ++k)
-                    x = hctr_cross_step(x0_rd, hs[(long long)k * m + r], x, to_f32(b[k * dim + col]));
-                acc += v[r * layers + plane] * x;
-            } else acc += col < dim ? to_f32(d_y[r * dim + col]) : v[r * layers + (col - dim)];
+                float x0_rd[HCTR_MC_ROWS], x[HCTR_MC_ROWS], vr[HCTR_MC_ROWS];
+#pragma unroll
+                for (int j = 0; j < HCTR_MC_ROWS; ++j) {
+                    const long long r = r0 + 8 * j;
+                    x0_rd[j] = r < last ? to_f32(x0[r * dim + col]) : 0.0f;
+                    vr[j] = r < last ? v[r * layers + plane] : 0.0f;
+                    x[j] = x0_rd[j];   // x_0, then the forward's steps up to x_plane
+                }
+                for (int k = 0; k < plane; ++k) {
+                    const float bk = to_f32(b[k * dim + col]);
+#pragma unroll
+                    for (int j = 0; j < HCTR_MC_ROWS; ++j) {
+                        const long long r = r0 + 8 * j;
+                        x[j] = hctr_cross_step(x0_rd[j], r < last ? hs[(long long)k * m + r] : 0.0f, x[j], bk);
+                    }
+                }
+#pragma unroll
+                for (int j = 0; j < HCTR_MC_ROWS; ++j) term[j] = vr[j] * x[j];
+            } else {
+#pragma unroll
+                for (int j = 0; j < HCTR_MC_ROWS; ++j) {
+                    const long long r = r0 + 8 * j;
+                    term[j] = r >= last ? 0.0f
+                                        : col < dim ? to_f32(d_y[r * dim + col]) : v[r * layers + (col - dim)];
+                }
+            }
+#pragma unroll
+            for (int j = 0; j < HCTR_MC_ROWS; ++j)
+                if (r0 + 8 * j < last) acc += term[j];
         }
     }
     lanes[threadIdx.y][threadIdx.x] = acc;
