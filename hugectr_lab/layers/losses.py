@@ -72,7 +72,7 @@ class _Loss(Layer):
 
     def forward(self, inputs, training):
         logits, labels = inputs
-        labels = labels.astype(self.ctx.master_dtype)
+        labels = labels.astype(self.ctx.master_dtype, copy=False)   # read only: no copy of fp32 labels
         scale = self.ctx.scaler / (logits.shape[0] * self.ctx.device_count)
         if training:
             self.d_logits = self._grad(logits, labels, scale)
