@@ -148,6 +148,25 @@ def test_slice_overlapping_gradients_add():
     np.testing.assert_array_equal(d_x, [[1, 2, 2, 1]])
 
 
+@pytest.mark.parametrize("ranges", [[(0, 9), (0, 9)], [(0, 9), (3, 9)], [(0, 9), (0, 9), (2, 9)], [(0, 4), (2, 9)],
+                                    [(1, 5), (2, 9), (3, 9)]])
+def test_slice_gradient_is_the_sum_in_range_order_and_a_fresh_array(ranges):
+    # a first range covering the input starts from its gradient (DCN's Slice feeding both branches: one
+    # pass): the same float16 sums as adding every range into zeros in order, and never a consumer's array
+    layer = make("Slice", [(7, 9)], dtype="float16", ranges=ranges)
+    rng = np.random.default_rng(len(ranges))
+    d_ys = [rng.normal(size=(7, b - a)).astype(np.float16) for a, b in ranges]
+    kept = [d.copy() for d in d_ys]
+    want = np.zeros((7, 9), np.float16)
+    for (a, b), d_y in zip(ranges, d_ys):
+        want[:, a:b] += d_y
+    (d_x,) = layer.backward(d_ys)
+    assert d_x.dtype == np.float16 and not any(np.shares_memory(d_x, d) for d in d_ys)
+    np.testing.assert_array_equal(d_x, want)
+    for d, k in zip(d_ys, kept):
+        np.testing.assert_array_equal(d, k)
+
+
 # -- build errors name the layer -------------------------------------------------------------
 
 LABEL = 'layers[7] (Reshape "reshape1")'

@@ -55,3 +55,16 @@ def test_large_arrays_summed_by_rows_find_every_placement(xp, dtype):
     assert bool(all_finite(xp, view))
     wide[299, 696] = np.inf
     assert not bool(all_finite(xp, view))
+
+
+def test_a_row_strided_view_of_many_rows_is_checked_in_place(xp):
+    # an embedding's (B, S, E) slice of a Concat gradient: rows of S*E contiguous values, 429 apart
+    base = xp.asarray(np.random.default_rng(3).normal(size=(300, 429)).astype(np.float16))
+    view = base[:, :416].reshape(300, 26, 16)
+    assert bool(all_finite(xp, view))
+    base[7, 420] = np.inf          # in the row's tail outside the view
+    assert bool(all_finite(xp, view))
+    for at in ((0, 0), (150, 200), (299, 415)):
+        c = base.copy()
+        c[at] = np.nan
+        assert not bool(all_finite(xp, c[:, :416].reshape(300, 26, 16))), at
