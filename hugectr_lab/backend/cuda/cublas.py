@@ -91,12 +91,10 @@ def _zero_padded(m, rows, cols):
     """``m`` (r, c) inside a zero (rows, cols) array of the same storage order: a C-contiguous copy, or
     the transposed view of one for a transposed ``m``, so cuBLAS keeps its op. ``m`` itself when it has that
     shape already, unless its address is not 16-byte aligned: then a copy (fresh memory is aligned)."""
-    if m.shape == (rows, cols):
-        if m.data.ptr % ALIGN_BYTES == 0:
-            return m
-        return m.T.copy().T if transposed(m) else m.copy()
     if transposed(m):
         return _zero_padded(m.T, cols, rows).T
+    if m.shape == (rows, cols):
+        return m if m.data.ptr % ALIGN_BYTES == 0 else m.copy()
     out = cupy.zeros((rows, cols), dtype=m.dtype)
     out[:m.shape[0], :m.shape[1]] = m
     return out
