@@ -249,30 +249,41 @@ def test_fused_network_on_cupy(name, dtype, lt_epilogue, monkeypatch):
     embedding = "dense" if name == "variants" else "sparse_embedding1"
     tol = 1e-4 if dtype == "float32" else 2e-2
     for feed in feeds(nets[0], 3):
-        results = []
+        results, flips = [], []
         for net in nets:
             loss = net.forward(feed)
+            flips.append(_relu_outputs(nets[0], net))
             net.backward()
             arrays = (loss, net.grads, net.input_grad(embedding), sgd(net))
             results.append([net.ctx.backend.to_host(a) for a in arrays])
-        for fused, plain, numpy in zip(*results):
+        for i, (fused, plain, numpy) in enumerate(zip(*results)):
             if not lt_epilogue:
                 np.testing.assert_array_equal(fused, plain)
             want = numpy.astype(np.float64)
             atol = tol * max(1.0, np.abs(want).max())
-            for other in (plain.astype(np.float64), want):
-                if lt_epilogue and dtype == "float16":
-                    _close_but_for_relu_flips(fused.astype(np.float64), other, tol, atol)
-                else:
+            for other, other_relu in ((plain.astype(np.float64), flips[1]), (want, flips[2])):
+                flipped = sum(int(((a > 0) != (b > 0)).sum()) for a, b in zip(flips[0], other_relu))
+                if i == 0 or not flipped:   # the loss moves by an ulp of a flipped unit only
                     np.testing.assert_allclose(fused.astype(np.float64), other, rtol=tol, atol=atol)
+                else:
+                    _close_but_for_relu_flips(fused.astype(np.float64), other, flipped, flips[0])
 
 
-def _close_but_for_relu_flips(got, want, rtol, atol):
+def _relu_outputs(fused_net, net):
+    """Host copies of ``net``'s outputs of the fused net's chains that end in ReLU (same tensor names)."""
+    tops = [step.tops[0] for step in fused_net.steps if isinstance(step.layer, DenseChain) and step.layer.activation]
+    return [net.ctx.backend.to_host(net.tensor(top)).astype(np.float64) for top in tops]
+
+
+def _close_but_for_relu_flips(got, want, flipped, relu_outputs):
     """cuBLASLt rounds bias + ReLU once where the kernels and NumPy round twice, so in float16 a
-    pre-activation within an ulp of 0 can land on the other side of ReLU; that one (sample, unit) then
-    changes the gradients it feeds at first order (an H100 run, 2026-12-07: one of 7669 weight-gradient
-    elements off by 16 of a largest 678). Everything else stays within the tolerance, and such outliers
-    stay rare: at most 0.1 % of the elements."""
-    outside = ~np.isclose(got, want, rtol=rtol, atol=atol)
-    assert outside.mean() <= 1e-3, (f"{outside.sum()} of {outside.size} elements differ beyond rtol={rtol}, "
-                                    f"atol={atol}: first at {np.flatnonzero(outside)[:5]}")
+    pre-activation within an ulp of 0 can land on the other side of ReLU. Such a (sample, unit) changes
+    at first order what its gradient feeds: the sample's whole input-gradient row and the unit's weight
+    column (an H100 run, 2026-12-07: one of 7669 weight-gradient elements off by 16 of a largest 678).
+    So where the forward flipped a unit the elements may differ, but flips stay rare (at most 0.1 % of
+    the ReLU outputs) and the arrays agree as wholes (relative L2 error at most 10 %, where a real
+    error such as a wrong row or a lost bias is of order 1)."""
+    units = sum(r.size for r in relu_outputs)
+    assert flipped <= max(1, units // 1000), f"{flipped} of {units} ReLU outputs flipped"
+    error = np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-30)
+    assert error <= 0.1, f"relative L2 error {error:.3g} with {flipped} ReLU flips"
