@@ -1,5 +1,5 @@
 """``python -m bench.inference [--backend cupy|numpy] [--part all|latency|hitrate] [--batches ...] [--compare]
-[--out DIR] [--quick]``
+[--out DIR] [--quick] [--kernels]``
 
 Two measurements of hugectr-lab's inference path, in this process on this device:
 
@@ -19,6 +19,8 @@ Two measurements of hugectr-lab's inference path, in this process on this device
   by the cache). ``hit_rate_threshold`` 1.0 (every miss is inserted: plain LRU) unless noted.
 
 Writes ``<out>/inference_<device>_<date>.json`` and ``.md`` with device, date and versions.
+``--kernels`` (CuPy, needs torch for its profiler) prints instead where one captured predict call's GPU
+time goes, kernel by kernel and copy by copy, at each ``--batches`` size.
 """
 
 from __future__ import annotations
@@ -167,15 +169,34 @@ def dcn_request(rng, n, offsets, alpha=1.1):
     return (rng.random(n * 13, dtype=np.float32), keys, np.arange(n * 26 + 1, dtype=np.int64))
 
 
-def latency(backend, directory, *, repeats=None, percentage=0.5, cuda_graph=True, policy="lru",
-            batches=BATCHES, threads=(1, 2, 4)):
+def warm_session(backend, directory, percentage=0.5, cuda_graph=True, policy="lru"):
+    """(session, cache, key offsets, request rng) of the DCN sample, its cache warmed by 8 batches of 16384."""
     config, offsets = build_dcn(directory, max(BATCHES), cuda_graph=cuda_graph)
     ps = CreateParameterServer([config], ["dcn"], False)
     cache = CreateEmbeddingCache(ps, 0, True, percentage, config, "dcn", False, backend=backend, cache_policy=policy)
     session = InferenceSession(config, 0, cache)
     rng = np.random.default_rng(1)
-    for _ in range(8):                      # warm the cache
+    for _ in range(8):
         session.predict(*dcn_request(rng, 16384, offsets))
+    return session, cache, offsets, rng
+
+
+def kernels(backend, directory, batches, calls=100):
+    """Per-kernel and per-copy GPU time of one captured predict call (``bench.profile``'s table) at each
+    batch size: the call's span on the GPU's timeline against its busy time shows how much of the
+    latency is host work and waiting."""
+    from .profile import kernel_table, print_kernels
+
+    session, _, offsets, rng = warm_session(backend, directory)
+    for batch in batches:
+        requests = [dcn_request(rng, batch, offsets) for _ in range(8)]
+        per_call, rows = kernel_table(lambda i: session.predict(*requests[i % len(requests)]), calls)
+        print_kernels(f"predict batch {batch} (captured, lru)", per_call, rows, top=25, call="call")
+
+
+def latency(backend, directory, *, repeats=None, percentage=0.5, cuda_graph=True, policy="lru",
+            batches=BATCHES, threads=(1, 2, 4)):
+    session, cache, offsets, rng = warm_session(backend, directory, percentage, cuda_graph, policy)
     repeats = repeats or {1: 1000, 64: 1000, 1024: 500, 16384: 30}
     rows = []
     for batch in batches:
@@ -284,8 +305,14 @@ def main(argv=None):
     p.add_argument("--batches", type=int, nargs="*", default=BATCHES, help="latency batch sizes")
     p.add_argument("--compare", action="store_true",
                    help="CuPy: also the tinylfu policy and the eager path (inference.cuda_graph false)")
+    p.add_argument("--kernels", action="store_true",
+                   help="CuPy: instead, each kernel's and copy's GPU time in one predict call (torch.profiler)")
     args = p.parse_args(argv)
     backend = get_backend(args.backend)
+    if args.kernels:
+        with tempfile.TemporaryDirectory() as tmp:
+            kernels(backend, tmp, args.batches)
+        return None
     report = dict(backend=backend.name, device=device_name(backend),
                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   versions=versions(backend))

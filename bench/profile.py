@@ -76,30 +76,32 @@ def _device_us(avg):
     raise AttributeError("this torch's profiler rows have no device time")
 
 
-def kernel_table(runner, steps, warmup=8):
-    """Per-kernel GPU time of ``steps`` replayed steps -> (step ms, [(ms per step, launches per step, name)])."""
+def kernel_table(step, steps, warmup=8):
+    """Per-kernel GPU time of ``steps`` calls of ``step(i)`` (a replayed training step, a predict call) ->
+    (ms per call on the GPU's timeline, [(ms per call, launches per call, name)]); copies between host
+    and device are rows too (``Memcpy HtoD``)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     for i in range(warmup):
-        runner.step(runner.batches[i % len(runner.batches)])
+        step(i)
     cupy.cuda.Device().synchronize()
     start, end = cupy.cuda.Event(), cupy.cuda.Event()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         start.record()
         for i in range(steps):
-            runner.step(runner.batches[i % len(runner.batches)])
+            step(i)
         end.record()
         end.synchronize()
-    step = cupy.cuda.get_elapsed_time(start, end) / steps
+    per_call = cupy.cuda.get_elapsed_time(start, end) / steps
     rows = [(_device_us(a) / 1e3 / steps, a.count / steps, a.key) for a in prof.key_averages()
             if a.device_type == torch.autograd.DeviceType.CUDA and _device_us(a) > 0]
-    return step, sorted(rows, reverse=True)
+    return per_call, sorted(rows, reverse=True)
 
 
-def print_kernels(title, step, rows, top=40):
+def print_kernels(title, step, rows, top=40, call="step"):
     busy = sum(ms for ms, _, _ in rows)
-    print(f"{title}: step {step:.3f} ms, kernels {busy:.3f} ms in {sum(n for _, n, _ in rows):.0f} launches,"
+    print(f"{title}: {call} {step:.3f} ms, kernels {busy:.3f} ms in {sum(n for _, n, _ in rows):.0f} launches,"
           f" idle between them {step - busy:.3f} ms")
     for ms, n, name in rows[:top]:
         print(f"  {ms:8.3f} ms {100 * ms / step:5.1f}% x{n:<5.0f} {name[:110]}")
@@ -120,7 +122,7 @@ def main(argv=None):
         wl.CRITEO_KAGGLE = tuple(min(c, args.cap) for c in wl.CRITEO_KAGGLE)
     if args.kernels:
         runner = HugeCTRStep(wl.workload(args.model, args.precision, cuda_graph=True))
-        step, rows = kernel_table(runner, args.steps)
+        step, rows = kernel_table(lambda i: runner.step(runner.batches[i % len(runner.batches)]), args.steps)
         print_kernels(f"{args.model} {args.precision} batch {runner.batch}, whole step replayed", step, rows)
         runner.close()
         return
