@@ -43,3 +43,38 @@ def test_marks_outside_a_capture_change_nothing():
     for _ in range(3):
         np.testing.assert_array_equal(cupy.asnumpy(call()), 2.0)
     assert call.graph is not None and call.failure is None, call.failure
+
+
+class _SynchronisesWhenCollected:
+    """Cyclic garbage whose finalizer waits for the device, as a dropped session's stream or pinned buffer may."""
+
+    def __init__(self, cupy):
+        self.cupy, self.myself = cupy, self
+
+    def __del__(self):
+        self.cupy.cuda.Device().synchronize()
+
+
+def test_garbage_collected_during_a_capture_cannot_invalidate_it():
+    cupy = pytest.importorskip("cupy")
+    import gc
+
+    from hugectr_lab.backend.cuda.graphs import CapturedCall
+
+    x = cupy.arange(8, dtype=cupy.float32)
+
+    def fn():
+        _SynchronisesWhenCollected(cupy)   # garbage at once; with the threshold 1 the collector runs inside fn
+        [object() for _ in range(10)]
+        return x * 3
+
+    thresholds = gc.get_threshold()
+    gc.set_threshold(1)
+    try:
+        call = CapturedCall(fn, "a test call")
+        for _ in range(3):
+            np.testing.assert_array_equal(cupy.asnumpy(call()), np.arange(8) * 3.0)
+    finally:
+        gc.set_threshold(*thresholds)
+    assert call.graph is not None and call.failure is None, call.failure
+    assert gc.isenabled()

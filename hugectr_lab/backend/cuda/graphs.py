@@ -29,12 +29,40 @@ only at a later call.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
+import threading
 
 import cupy
 
 _log = logging.getLogger("hugectr_lab")
 _CAPTURE_INVALIDATED = 2   # cudaStreamCaptureStatusInvalidated
+
+
+_open_captures = {"count": 0, "gc_was_enabled": False}
+_open_captures_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _no_cyclic_collection():
+    """Python's cyclic garbage collector off (after one collection) while any capture is open: it runs at
+    any allocation, and a finalizer it calls there -- another session's stream, cuBLAS handle or pinned
+    buffer being destroyed -- may synchronise the device, which invalidates the capture (seen on an H100:
+    a predict graph's capture failed in one lane run of two with the same code). Threads capturing at
+    once share the switch: the last capture to close restores it."""
+    gc.collect()
+    with _open_captures_lock:
+        if _open_captures["count"] == 0:
+            _open_captures["gc_was_enabled"] = gc.isenabled()
+            gc.disable()
+        _open_captures["count"] += 1
+    try:
+        yield
+    finally:
+        with _open_captures_lock:
+            _open_captures["count"] -= 1
+            if _open_captures["count"] == 0 and _open_captures["gc_was_enabled"]:
+                gc.enable()
 
 
 class CapturedCall:
@@ -69,22 +97,30 @@ class CapturedCall:
         if self.graph is None and (self.calls == 1 or self.failure is not None):
             return self.fn()
         if self.graph is None:
-            self.stream.begin_capture()
-            self._capturing = True
-            try:
-                self._result = self.fn()
-            except Exception as error:   # anything that waits for the device fails under capture
-                with contextlib.suppress(Exception):
-                    self.stream.end_capture()
-                self.failure = f"{type(error).__name__}: {error}{self._where()}"
-                _log.warning("use_cuda_graph: %s cannot be captured in a CUDA graph (%s); it runs without one",
-                             self.name, self.failure)
+            with _no_cyclic_collection():
+                captured = self._capture()
+            if not captured:
                 return self.fn()
-            finally:
-                self._capturing = False
-            self.graph = self.stream.end_capture()
         self.graph.launch(self.stream)
         return self._result
+
+    def _capture(self):
+        """Capture ``fn`` into ``graph``; False (the reason logged, and kept in ``failure``) where it failed."""
+        self.stream.begin_capture()
+        self._capturing = True
+        try:
+            self._result = self.fn()
+            self.graph = self.stream.end_capture()
+            return True
+        except Exception as error:   # anything that waits for the device fails under capture
+            with contextlib.suppress(Exception):
+                self.stream.end_capture()
+            self.failure = f"{type(error).__name__}: {error}{self._where()}"
+            _log.warning("use_cuda_graph: %s cannot be captured in a CUDA graph (%s); it runs without one",
+                         self.name, self.failure)
+            return False
+        finally:
+            self._capturing = False
 
     def mark(self, done):
         """``fn`` has queued the part of its work named ``done``. While capturing, note whether the capture
