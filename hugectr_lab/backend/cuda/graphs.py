@@ -15,6 +15,8 @@ graph. What makes a replay equal to a call:
   stream is non-blocking: a blocking one would be joined implicitly to the legacy default stream, and
   work another thread puts there while this one captures (an ``asarray`` of a request) would invalidate
   the capture (seen on an H100 with ``predict`` from several threads).
+* no cyclic garbage collection runs while a capture is open (``_no_cyclic_collection``): a finalizer
+  that synchronises the device would invalidate it.
 * ``fn`` reads every per-call value from device memory (inputs copied into fixed buffers, Dropout's
   seed written by ``Layer.prepare``): its Python runs only while it is captured.
 
