@@ -3,13 +3,15 @@ layer that produced them.
 
 A training step is *non-finite* when its loss is NaN/inf or, under mixed precision, when a dense
 weight gradient or an embedding-output gradient is (fp16 overflow). The Session checks every step on
-the device (one reduction per array, no host synchronisation of its own) and never applies the
+the device (one pass over each array, no host synchronisation of its own) and never applies the
 update of a non-finite step where it learns of it in time; see docs/reliability.md.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from .backend import reference_op
 
 
 class NonFiniteError(FloatingPointError, ValueError):
@@ -36,9 +38,11 @@ def describe_nonfinite(values, what):
             f"(first: {values.reshape(-1)[first]} at index {', '.join(map(str, where))})")
 
 
+@reference_op
 def all_finite(xp, first, *rest):
     """0-d boolean device array: every element of every array is finite. Only device reductions: no
-    host synchronisation and no host-to-device copy.
+    host synchronisation and no host-to-device copy. The reference of ``backend.ops.all_finite``, whose
+    CUDA version reads each float16/float32 array once and sets a flag (kernels/numerics.cu).
 
     A float16/float32 array is read once, through its float64 sum, which is finite exactly when every
     element is: an infinity or NaN carries through any order of addition, and finite float32 values

@@ -47,7 +47,7 @@ from .fileio import Snapshot, atomic_write, check_snapshot_file, write_bytes_ato
 from .input_files import input_problem
 from .layers import BuildContext, LayerError, Network, TrainStep, network_inputs
 from .metrics import Metrics
-from .numerics import DynamicLossScaler, NonFiniteError, all_finite, locate_nonfinite
+from .numerics import DynamicLossScaler, NonFiniteError, locate_nonfinite
 from .optim import create_dense_optimizer
 from .run_plan import RunPlan
 from .whole_step import WholeStep
@@ -500,7 +500,7 @@ class Session:
                 arrays = [loss]
                 if self.plan.mixed_precision:   # fp16 gradients overflow where the loss does not
                     arrays += [net.grads] + [net.input_grad(spec.top) for spec in self.config.embeddings]
-                flags.append(all_finite(xp, *arrays))
+                flags.append(self.backend.ops.all_finite(*arrays))
         if self._check_on_device:   # in place, from the device's iteration: a CUDA graph replays it
             for g, finite, first, at in self._local(flags, self._nonfinite_at, self._device_iteration):
                 with self.comm.scope(g):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import hugectr_lab.numerics  # noqa: F401  (registers all_finite's reference)
 import hugectr_lab.optim  # noqa: F401  (registers dense_update's reference)
 
 
@@ -212,6 +213,17 @@ def dense(*shapes, extra=None):
     return build
 
 
+def finiteness(bad=None, at=0):
+    """Two float arrays of odd sizes (13, and 1001 x 37) and an int64 one; ``bad`` (NaN or an infinity)
+    placed at flat index ``at`` of the large one."""
+    def build(rng, dtype):
+        small, large = rng.normal(size=13).astype(dtype), rng.normal(size=(1001, 37)).astype(dtype)
+        if bad is not None:
+            large.reshape(-1)[at] = bad
+        return (small, large, np.arange(7)), {}
+    return build
+
+
 def bce(backward):
     def build(rng, dtype):
         logits = (3 * rng.normal(size=(1001, 1))).astype(dtype)
@@ -335,6 +347,9 @@ CASES = [
              id=i) for n, relu, i in EPILOGUES),
     *(OpCase("bias_act_dropout_bwd", dense((1001, n), (1001, n), extra=(True, np.array([5], np.uint64), 0.5)),
              id=f"d_pre-n{n}", extra={"rtol": 0.0}, canon=lambda outs: outs[:1]) for n in (45, 132)),
+    OpCase("all_finite", finiteness(), id="finite"),
+    *(OpCase("all_finite", finiteness(bad, at), id=i) for bad, at, i in (
+        (np.nan, 0, "nan-first"), (np.inf, 1001 * 37 - 1, "inf-last"), (-np.inf, 18517, "-inf-middle"))),
     OpCase("bce_loss_fwd", bce(False)),
     OpCase("bce_loss_bwd", bce(True)),
     OpCase("multicross_fwd", multicross_fwd(77, 29, 3), id="small"),

@@ -1,10 +1,16 @@
-"""``numerics.all_finite``, the step's finiteness check: exact for every float dtype and placement of a
-non-finite value, and never fooled by large finite values (its float64 sum cannot overflow)."""
+"""The step's finiteness check ``backend.ops.all_finite`` (the NumPy reference ``numerics.all_finite`` with
+``xp=numpy``, the flag kernel of kernels/numerics.cu with ``xp=cupy``): exact for every float dtype and
+placement of a non-finite value, in contiguous arrays and row-strided views, and never fooled by large
+finite values (the reference's float64 sum cannot overflow)."""
 
 import numpy as np
 import pytest
 
-from hugectr_lab.numerics import all_finite
+from hugectr_lab.backend import get_backend
+
+
+def all_finite(xp, *arrays):
+    return get_backend(xp.__name__).ops.all_finite(*arrays)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
@@ -68,3 +74,22 @@ def test_a_row_strided_view_of_many_rows_is_checked_in_place(xp):
         c = base.copy()
         c[at] = np.nan
         assert not bool(all_finite(xp, c[:, :416].reshape(300, 26, 16))), at
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_strided_views_mixed_dtypes_and_empty_arrays(xp, dtype):
+    base = xp.asarray(np.random.default_rng(4).normal(size=(65, 50)).astype(dtype))
+    cols = base[:, 3:40]                                         # rows of 37 values, 50 apart
+    every_other = base[::2, 5:9]                                 # rows 100 apart
+    not_rows = base[:, ::2]                                      # no contiguous rows: checked through a copy
+    extra = (xp.arange(5), xp.zeros(0, dtype=dtype), xp.ones(3, dtype=np.float64))
+    assert bool(all_finite(xp, cols, every_other, not_rows, *extra))
+    base[1, 45] = np.nan                                         # in none of the three views (odd column, odd row)
+    assert bool(all_finite(xp, cols, every_other, *extra))
+    assert bool(all_finite(xp, not_rows))
+    base[64, 39] = np.inf                                        # cols' last element
+    assert not bool(all_finite(xp, cols, *extra))
+    assert bool(all_finite(xp, every_other))                     # row 64 is in it, column 39 is not
+    base[64, 6] = -np.inf
+    assert not bool(all_finite(xp, every_other))
+    assert not bool(all_finite(xp, xp.ones(3, dtype=dtype), xp.asarray(np.array([1.0, np.nan]))))   # float64 part
