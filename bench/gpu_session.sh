@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU-machine session: the GPU test lane, the kernel profiles, predict latency, then both benchmarks, each
-# under a time cap (40 + 220 + 30 + 40 + 55 + 2 x 85 = 555 s, inside one 600 s device command).
+# under a time cap (60 + 220 + 30 + 40 + 55 + 2 x 85 = 575 s, inside one 600 s device command).
 # Run from the repository root on the GPU machine (no install): bash bench/gpu_session.sh
 # Writes logs straight into $OUT (default ./gpu_session_out), so that a command cut by its time limit still
 # leaves what finished; the device returns at most 8 files, so logs are few and results/ is packed into
@@ -16,10 +16,13 @@ python3 -c "import hugectr_lab.kernels" 2>/dev/null || ln -s ../kernels hugectr_
 { date -u +%FT%TZ; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader;
   python3 -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)"; } | tee "$OUT/device.txt"
 
-# The tests that failed in the last run first, so their tracebacks come back even if a cap cuts what follows.
-FIRST="tests/estimate/test_estimate.py::test_cupy_estimate_within_ten_percent_of_the_memory_pool
-       tests/layers/test_layers_fusion.py::test_fused_network_on_cupy"
-timeout "${FIRST_CAP:-40}" python3 -m pytest -o addopts="" -m gpu -q --tb=short -p no:cacheprovider -rfE $FIRST 2>&1 \
+# The tests of what changed since the last run first, so their tracebacks come back even if a cap cuts what
+# follows (FIRST overrides them).
+FIRST=${FIRST:-"tests/gpu/test_capture_failure.py
+       tests/inference/test_gpu.py::test_graph_path_equals_the_eager_path_and_numpy
+       tests/reliability/test_all_finite.py
+       tests/gpu/test_kernel_ops.py"}
+timeout "${FIRST_CAP:-60}" python3 -m pytest -o addopts="" -m gpu -q --tb=short -p no:cacheprovider -rfE $FIRST 2>&1 \
     | tee "$OUT/pytest.log" | tail -40
 # The rest of the GPU lane (about 185 s on an H100, 2026-12-07 16:04 UTC); widgets and browser tests need packages
 # the GPU machine lacks. -v: a run cut by the cap still says which tests passed and failed.
@@ -35,16 +38,19 @@ if [ -n "${PROFILE_DLRM:-}" ]; then
     timeout 55 python3 -m bench.profile --model dlrm --precision fp16 --cap 1000000 --steps 6 --kernels 2>&1 \
         | tee -a "$OUT/profile.log"
 fi
-timeout "${PREDICT_PROFILE_CAP:-40}" python3 -m bench.inference --backend cupy --kernels --batches 1 64 1024 2>&1 \
-    | tee -a "$OUT/profile.log"
-# predict latency (issue 15's batch sizes), graph path against the eager path
-timeout "${INFERENCE_CAP:-55}" python3 -m bench.inference --backend cupy --part latency --compare --batches 1 64 1024 \
-    --out "$OUT/results" 2>&1 | tee "$OUT/inference.log" | tail -20
+# INFERENCE=0 leaves out the predict profile and latency (a session that changed nothing on that path).
+if [ "${INFERENCE:-1}" != 0 ]; then
+    timeout "${PREDICT_PROFILE_CAP:-40}" python3 -m bench.inference --backend cupy --kernels --batches 1 64 1024 2>&1 \
+        | tee -a "$OUT/profile.log"
+    # predict latency (issue 15's batch sizes), graph path against the eager path
+    timeout "${INFERENCE_CAP:-55}" python3 -m bench.inference --backend cupy --part latency --compare --batches 1 64 1024 \
+        --out "$OUT/results" 2>&1 | tee "$OUT/inference.log" | tail -20
+fi
 # fp16 (the headline) only by default, so that the session fits one 600 s device command; PRECISIONS adds
 # the others. Each precision's row is saved as it completes, so a cap keeps the finished ones.
 # COMPILE_MODES overrides bench.train's torch.compile ladder (default: "default", the quickest to compile;
 # COMPILE_MODES="max-autotune reduce-overhead max-autotune-no-cudagraphs default" for the full ladder).
-for model in dcn dlrm; do
+for model in ${MODELS:-dcn dlrm}; do
     timeout "${TRAIN_CAP:-85}" python3 -m bench.train --model $model --precision ${PRECISIONS:-fp16} \
         --steps "${STEPS:-20}" --compile-modes ${COMPILE_MODES:-default} --out "$OUT/results" 2>&1 \
         | tee -a "$OUT/bench.log" | tail -20
