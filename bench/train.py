@@ -8,9 +8,11 @@ measured here, samples/s, hugectr-lab / PyTorch eager and hugectr-lab / PyTorch 
 HBM and GEMM rooflines (per-sample bytes and FLOPs from ``workload.traffic``) and hugectr-lab's
 per-phase times.
 
-hugectr-lab is timed twice per precision: the whole step as a user runs it (``step(batch)``, no
-phase marks, so whatever the step replays from CUDA graphs is replayed; events only around the step:
-the headline samples/s), then step by step with an event after each phase (``hugectr_phase_ms``).
+hugectr-lab is timed three ways per precision: the whole step as a user runs it (``step(batch)``, no
+phase marks, so whatever the step replays from CUDA graphs is replayed; events only around the step,
+waited for one by one: the headline samples/s); the same steps back to back, issued without waiting as a
+training loop issues them (``hugectr_back_to_back_ms``, with the host's time to issue one,
+``hugectr_host_ms``); then step by step with an event after each phase (``hugectr_phase_ms``).
 
 PyTorch compiled tries ``--compile-modes`` in order and times the first that compiles and runs; the
 modes that failed are reported with their reasons, and when none works the row says n/a. The first
@@ -102,8 +104,12 @@ def _free():
 
 
 def time_hugectr(work, steps, warmup):
-    """(whole-step median seconds, per-phase median ms, last loss): ``warmup`` + ``steps`` unmarked steps
-    with events around each, then as many with an event after each of ``PHASES``."""
+    """(whole-step median seconds, per-phase median ms, last loss, back-to-back ms per step, host ms per
+    step): ``warmup`` + ``steps`` unmarked steps with events around each and a wait after each; then
+    ``steps`` unmarked steps back to back, as a training loop issues them, between two events (the host's
+    median time to issue one: perf_counter around the call); then ``warmup`` + ``steps`` with an event
+    after each of ``PHASES``. The first and the second differ by what of the host's work per step the
+    device does not hide when it waits for each step."""
     import cupy
 
     runner = HugeCTRStep(work)
@@ -114,6 +120,15 @@ def time_hugectr(work, steps, warmup):
             if i >= warmup:
                 whole.append(seconds)
         loss = float(loss)
+        host = []
+
+        def back_to_back():
+            for i in range(steps):
+                t = time.perf_counter()
+                runner.step(runner.batches[i % len(runner.batches)])
+                host.append(time.perf_counter() - t)
+
+        pipelined = 1e3 * _cupy_seconds(back_to_back)[0] / steps
         phases = {p: [] for p in PHASES}
         for i in range(warmup + steps):
             events = [cupy.cuda.Event()]
@@ -128,7 +143,8 @@ def time_hugectr(work, steps, warmup):
             if i >= warmup:
                 for p, a, b in zip(PHASES, events[:-1], events[1:]):
                     phases[p].append(cupy.cuda.get_elapsed_time(a, b))
-        return statistics.median(whole), {p: statistics.median(v) for p, v in phases.items()}, loss
+        return (statistics.median(whole), {p: statistics.median(v) for p, v in phases.items()}, loss, pipelined,
+                1e3 * statistics.median(host))
     finally:
         runner.close()
         del runner
@@ -226,10 +242,11 @@ def run(model, precisions, steps, warmup, with_torch=True, compile_modes=COMPILE
         work = workload(model, precision)
         nbytes, flops = traffic(model, precision, work.vec)
         t0 = time.perf_counter()
-        seconds, phases, loss = time_hugectr(work, steps, warmup)
+        seconds, phases, loss, pipelined_ms, host_ms = time_hugectr(work, steps, warmup)
         row = dict(model=model, precision=precision, batch=work.batch, bytes_per_sample=nbytes,
                    flops_per_sample=flops, hugectr_samples_per_s=work.batch / seconds, hugectr_loss=loss,
-                   hugectr_phase_ms=phases, hbm_roofline_samples_per_s=bw / nbytes,
+                   hugectr_phase_ms=phases, hugectr_back_to_back_ms=pipelined_ms, hugectr_host_ms=host_ms,
+                   hbm_roofline_samples_per_s=bw / nbytes,
                    gemm_roofline_samples_per_s=rates[precision] / flops)
         if with_torch:
             t_seconds, t_loss, _ = time_torch(work, steps, warmup)
@@ -322,11 +339,14 @@ def markdown(report):
             lines.append(f"| {r['model']} | {r['precision']} | {r.get('torch_compile_mode') or 'n/a'} | "
                          f"{_fmt(r.get('torch_compile_s'), '.1f')} | {failed.replace('|', '/') or '-'} |")
     lines += ["", "hugectr-lab per-phase medians (ms per step; an event after each phase, so the step runs phase "
-              "by phase; 'whole step' is the unmarked step the samples/s come from):", "",
-              "| model | precision | whole step | " + " | ".join(PHASES) + " |",
-              "|---|---|---|" + "---|" * len(PHASES)]
+              "by phase; 'whole step' is the unmarked step the samples/s come from, waited for one by one; "
+              "'back to back' the same steps issued without waiting, as a training loop runs them, and 'host' "
+              "the host's time to issue one):", "",
+              "| model | precision | whole step | back to back | host | " + " | ".join(PHASES) + " |",
+              "|---|---|---|---|---|" + "---|" * len(PHASES)]
     for r in results:
         lines.append(f"| {r['model']} | {r['precision']} | {1e3 * r['batch'] / r['hugectr_samples_per_s']:.2f} | "
+                     f"{_fmt(r.get('hugectr_back_to_back_ms'), '.2f')} | {_fmt(r.get('hugectr_host_ms'), '.2f')} | "
                      + " | ".join(_fmt(r["hugectr_phase_ms"].get(p), ".2f") for p in PHASES) + " |")
     return "\n".join(lines) + "\n"
 

@@ -116,7 +116,7 @@ def _report(rows, **extra):
 
 def test_report_gives_both_ratios_the_rooflines_and_why_compiled_is_na():
     ok = _row("fp16", torch_compile_mode="max-autotune", torch_compile_failures={}, torch_compiled_samples_per_s=4e6,
-              torch_compiled_loss=0.7, torch_compile_s=81.5)
+              torch_compiled_loss=0.7, torch_compile_s=81.5, hugectr_back_to_back_ms=1.9, hugectr_host_ms=0.123)
     failed = _row("fp32", torch_compile_mode=None,
                   torch_compile_failures={"max-autotune": "InductorError: a | b", "default": "RuntimeError: c"})
     md = train.markdown(_report([ok, failed], compile_modes=list(train.COMPILE_MODES)))
@@ -126,7 +126,7 @@ def test_report_gives_both_ratios_the_rooflines_and_why_compiled_is_na():
     assert "| dcn | fp32 | 16384 | 8,000,000 | 2,000,000 | n/a | 4.00 | n/a | 33,240 | 10.0 | 5.0 |" in md
     assert "| dcn | fp16 | max-autotune | 81.5 | - |" in md
     assert "| dcn | fp32 | n/a | n/a | max-autotune: InductorError: a / b; default: RuntimeError: c |" in md
-    assert "| dcn | fp16 | 2.05 | " in md   # the whole step: 16384 / 8 M/s = 2.05 ms
+    assert "| dcn | fp16 | 2.05 | 1.90 | 0.12 | 0.25 |" in md   # the whole step: 16384 / 8 M/s = 2.05 ms
     row = train.format_row(failed)
     assert "4.00" in row and "n/a: max-autotune: InductorError" in row
     assert "2.00" in train.format_row(ok) and row.count("n/a") >= 3
@@ -139,5 +139,5 @@ def test_report_reads_a_report_from_before_the_compiled_baseline():
     md = train.markdown(old)
     assert "| dcn | fp16 | 16384 | 3,343,717 | 1,989,493 | n/a | 1.68 | n/a | 33,240 | 3.8 | 3.9 |" in md
     assert "torch.compile per precision" not in md
-    assert "| dcn | fp16 | 4.90 | 0.66 |" in md   # whole step 16384 / 3.34 M/s; phases it has, n/a for others
+    assert "| dcn | fp16 | 4.90 | n/a | n/a | 0.66 |" in md   # whole step 16384 / 3.34 M/s; what it has, n/a else
     assert train.format_row(old["results"][0]).rstrip().endswith("%")
