@@ -116,6 +116,22 @@ class DynamicLossScaler:
         self.scale = max(self.scale / self.factor, self.min_scale)
         return True
 
+    def state(self):
+        """What a resumed run needs to continue exactly: ``{"scale", "good_steps", "skipped"}`` (JSON-ready)."""
+        return {"scale": self.scale, "good_steps": self.good_steps, "skipped": self.skipped}
+
+    def load_state(self, state, where="loss scale"):
+        """Continue from ``state()`` of an earlier run; ValueError naming ``where`` for a malformed one."""
+        try:
+            scale, good, skipped = float(state["scale"]), state["good_steps"], state["skipped"]
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{where}: expected {{\"scale\": > 0, \"good_steps\": int >= 0, \"skipped\": int >= 0}}, "
+                             f"got {state!r}") from None
+        if not (scale > 0 and np.isfinite(scale)) or any(type(n) is not int or n < 0 for n in (good, skipped)):
+            raise ValueError(f"{where}: expected a finite scale > 0 and integer counts >= 0, got {state!r}")
+        self.scale = min(max(scale, self.min_scale), self.max_scale)
+        self.good_steps, self.skipped, self.last_skipped = good, skipped, False
+
     def __repr__(self):
         return (f"<DynamicLossScaler scale={self.scale:g} good_steps={self.good_steps} skipped={self.skipped} "
                 f"growth_interval={self.growth_interval}>")

@@ -159,6 +159,7 @@ class Session:
         self.frozen_embeddings = set()   # embedding indices
         self.loss_scaler = (DynamicLossScaler(self.scaler, growth_interval=solver.loss_scale_growth_interval)
                             if solver.loss_scaling == "dynamic" else None)
+        self.iteration = 0
         # CuPy with the static scaler: each device keeps the first non-finite iteration on the device
         # (0: none) and the host reads it with the loss; elsewhere every step is checked at once.
         self._check_on_device = self.backend.name != "numpy" and self.loss_scaler is None
@@ -210,7 +211,6 @@ class Session:
             self._load_dense_optimizer(solver.dense_opt_states_file)
         self.metrics = Metrics(solver.metrics_spec, capacity=solver.max_eval_batches * solver.batchsize_eval,
                                xp=self.backend)
-        self.iteration = 0
         self._learning_rate = cfg.optimizer.learning_rate
         self._losses = None
         self._eval_batches = 0
@@ -313,18 +313,37 @@ class Session:
 
     def _load_dense_optimizer(self, path):
         data = _read_file(path, "dense_opt_states_file")
-        step = None
-        if os.path.exists(path + ".json"):  # our sidecar: HugeCTR's file has no step counter
+        step = loss_scale = None
+        if os.path.exists(path + ".json"):  # our sidecar: HugeCTR's file has no step counter or loss scale
             sidecar = _read_json(path + ".json", "optimizer step sidecar")
             step = sidecar.get("step") if isinstance(sidecar, dict) else None
+            loss_scale = sidecar.get("loss_scale") if isinstance(sidecar, dict) else None
             if not (step is None or type(step) is int and step >= 0):
                 raise ValueError(f"{path}.json: optimizer step sidecar: \"step\" must be an integer >= 0, got "
                                  f"{step!r} (delete the file to restart the optimizer's step count at 1)")
+        if loss_scale is not None and self.loss_scaler is not None:   # a static scaler keeps its own S
+            self.loss_scaler.load_state(loss_scale, f"{path}.json: \"loss_scale\"")
+            self._set_loss_scale(self.loss_scaler.scale)
+        data, dtype = self._exact_dense_states(path, data)
         for g, opt in self._local(self.dense_optimizers):
             with self.comm.scope(g):
-                opt.load_state_bytes(data)
+                opt.load_state_bytes(data, dtype)
             if step is not None and hasattr(opt, "t"):
                 opt.t = int(step)
+
+    def _exact_dense_states(self, path, data):
+        """(state bytes, their dtype): the float32 states saved beside an fp16 state file
+        (``<file>.f32``, ours) where they round to that file's bytes, else the file itself (written by
+        HugeCTR, or replaced after the save: then a warning says which one loads)."""
+        exact_path, opt = path + ".f32", self.dense_optimizers[0]
+        if np.dtype(opt.file_dtype) == np.float32 or not os.path.exists(exact_path):
+            return data, None
+        exact = _read_file(exact_path, "exact dense optimizer states")
+        if len(exact) == 2 * len(data) and np.frombuffer(exact, np.float32).astype(opt.file_dtype).tobytes() == data:
+            return exact, np.float32
+        warnings.warn(f"{exact_path}: does not round to {path} (the state file was replaced after the save); "
+                      f"loading {path} as it is", RuntimeWarning, stacklevel=3)
+        return data, None
 
     def _load_sparse(self, embedding_files, opt_state_files):
         for what, files in (("embedding_files", embedding_files), ("sparse_opt_states_file", opt_state_files)):
@@ -783,16 +802,27 @@ class Session:
     def _write_model_files(self, names, sparse_format):
         net, optimizer = self.train_networks[0], self.dense_optimizers[0]   # replicas are identical
         written = [names["dense"], names["dense_opt"]]
-        if hasattr(optimizer, "t"):  # Adam's step counter, which HugeCTR's raw state file cannot hold
+        # Adam's step counter and the dynamic loss scale, which HugeCTR's raw state file cannot hold
+        sidecar = {"optimizer": self.config.optimizer.type}
+        if hasattr(optimizer, "t"):
+            sidecar["step"] = int(optimizer.t)
+        if self.loss_scaler is not None:
+            sidecar["loss_scale"] = self.loss_scaler.state()
+        if len(sidecar) > 1:
             written.append(names["dense_opt"] + ".json")
+        exact = bool(optimizer.state_names) and np.dtype(optimizer.file_dtype) != np.float32   # an fp16 file rounds
+        if exact:
+            written.append(names["dense_opt"] + ".f32")
         if net.has_state:
             written.append(names["ntp"])
         if self.comm.group.rank == 0:   # dense files: process 0 only; sparse dumps below are collective
             write_bytes_atomic(names["dense"], self.backend.to_host(net.weights).astype(np.float32))
             write_bytes_atomic(names["dense_opt"], optimizer.state_bytes())
-            if hasattr(optimizer, "t"):
+            if exact:   # the states as they are, so that a resumed mixed-precision run continues exactly
+                write_bytes_atomic(names["dense_opt"] + ".f32", optimizer.state_bytes(np.float32))
+            if len(sidecar) > 1:
                 with atomic_write(names["dense_opt"] + ".json", "w") as f:
-                    json.dump({"optimizer": self.config.optimizer.type, "step": int(optimizer.t)}, f)
+                    json.dump(sidecar, f)
             if net.has_state:
                 with atomic_write(names["ntp"], "w") as f:
                     json.dump(_host_floats(net.state), f)

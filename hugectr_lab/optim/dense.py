@@ -187,15 +187,16 @@ class DenseOptimizer(ABC):
                                  f"elements, got {a.size}")
             self._states[name][...] = self.xp.asarray(a).reshape(-1)
 
-    def state_bytes(self) -> bytes:
-        """The dense optimizer state file's content."""
-        return b"".join(to_host(a).astype(self.file_dtype).tobytes() for a in self.state_arrays())
+    def state_bytes(self, dtype=None) -> bytes:
+        """The dense optimizer state file's content (``dtype``: the file's, ``file_dtype``, by default;
+        float32 gives the exact states of a mixed-precision run, which the fp16 file rounds)."""
+        return b"".join(to_host(a).astype(dtype or self.file_dtype).tobytes() for a in self.state_arrays())
 
-    def load_state_bytes(self, data):
+    def load_state_bytes(self, data, dtype=None):
         """Load a dense optimizer state file's content (bytes-like) after ``init``.
 
-        Its size must be exactly ``len(state_names) * N * itemsize``, itemsize 4 (float32) or
-        2 (float16 in mixed precision).
+        Its size must be exactly ``len(state_names) * N * itemsize`` of ``dtype`` (default
+        ``file_dtype``: float32, or float16 in mixed precision).
         """
         data = memoryview(data).cast("B")
         if not self.state_names:
@@ -204,7 +205,7 @@ class DenseOptimizer(ABC):
                                  f"got {len(data)} bytes")
             return
         self._require_states()
-        n, dtype = self._num_params, np.dtype(self.file_dtype)
+        n, dtype = self._num_params, np.dtype(dtype or self.file_dtype)
         expected = len(self.state_names) * n * dtype.itemsize
         if len(data) != expected:
             raise ValueError(f"{self.type_name} dense optimizer state for {n} parameters must be "

@@ -140,6 +140,61 @@ def test_dynamic_scaling_without_overflow_trains_exactly_as_the_static_scaler(wo
     assert curves[0] == curves[1]
 
 
+def test_a_resumed_run_continues_with_the_saved_dynamic_loss_scale(workdir):
+    """The dense optimizer's sidecar keeps the dynamic scale and its good-step count: a run resumed from a
+    snapshot skips and grows exactly where the uninterrupted one does, and trains the same."""
+    from hugectr_lab.session import model_file_names
+
+    dynamic = dict(use_mixed_precision=True, scaler=2.0 ** 20, loss_scaling="dynamic", loss_scale_growth_interval=4)
+    session = make_session(workdir, **dynamic)
+    session.start_data_reading()
+    for _ in range(10):
+        session.train()
+    saved = session.loss_scaler.state()
+    assert saved["skipped"] >= 1 and saved["scale"] < 2.0 ** 20   # the scale moved before the save
+    session.download_params_to_files("m", 10)
+    names = model_file_names("m", 10, 1)
+    resumed = make_session(workdir, model_file=names["dense"], dense_opt_states_file=names["dense_opt"],
+                           embedding_files=names["sparse"], sparse_opt_states_file=names["sparse_opt"], **dynamic)
+    assert resumed.loss_scaler.state() == saved
+    assert resumed.dense_optimizers[0].scaler == np.float32(saved["scale"]) and resumed.embeddings[0].scaler == saved["scale"]
+    resumed.start_data_reading()
+    reader = resumed.get_data_reader_train()
+    for _ in range(10):   # past the batches the first run trained, as train() reads them (docs/reliability.md)
+        while reader.read_a_batch().size != 64:
+            pass
+    resumed.iteration = session.iteration
+    curves = []
+    for run in (session, resumed):
+        curve = []
+        for _ in range(8):
+            run.train()
+            curve.append((run.get_current_loss(), run.loss_scaler.scale))
+        curves.append(curve)
+    assert curves[0] == curves[1]
+    for run in (session, resumed):
+        run.close()
+
+
+def test_a_malformed_saved_loss_scale_is_an_error_naming_the_file(workdir):
+    import json
+
+    from hugectr_lab.session import model_file_names
+
+    dynamic = dict(use_mixed_precision=True, scaler=1024, loss_scaling="dynamic")
+    session = make_session(workdir, **dynamic)
+    session.download_params_to_files("m", 1)
+    session.close()
+    names = model_file_names("m", 1, 1)
+    sidecar = names["dense_opt"] + ".json"
+    assert json.load(open(sidecar))["loss_scale"] == {"scale": 1024.0, "good_steps": 0, "skipped": 0}
+    os.remove("m_1.manifest.json")   # edited by hand: no manifest to check it against
+    json.dump({"optimizer": "Adam", "step": 0, "loss_scale": {"scale": -1, "good_steps": 0, "skipped": 0}},
+              open(sidecar, "w"))
+    with pytest.raises(ValueError, match=r"m_opt_dense_1.model.json: \"loss_scale\": expected a finite scale"):
+        make_session(workdir, dense_opt_states_file=names["dense_opt"], **dynamic)
+
+
 def test_dynamic_loss_scaler_rules():
     scaler = DynamicLossScaler(8.0, growth_interval=2, min_scale=1.0)
     assert scaler.update(True) is False and scaler.update(True) is True and scaler.scale == 16.0

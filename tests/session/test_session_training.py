@@ -63,10 +63,14 @@ def test_four_logical_devices_train_like_one(workdir, embedding):
     np.testing.assert_allclose(weights[3], weights[1], rtol=1e-3, atol=2e-5)
 
 
+@pytest.mark.parametrize("mixed", [False, True], ids=["fp32", "mixed"])
 @pytest.mark.parametrize("opt", ["Adam", "MomentumSGD"])
-def test_save_load_continue_equals_uninterrupted(workdir, opt):
+def test_save_load_continue_equals_uninterrupted(workdir, opt, mixed):
+    """Mixed precision too: the dense state file is fp16 (HugeCTR's), the float32 states beside it
+    (``.f32``) are what the resumed run loads; from the fp16 file alone it drifts from the second step."""
     config = write_config(workdir / "c.json", dnn_config(opt=optimizer(opt, lr=0.01), batchnorm=True, cross=True))
-    first = Session(solver(vvgpu=[[0, 1]]), config)
+    precision = dict(use_mixed_precision=True, scaler=1024) if mixed else {}
+    first = Session(solver(vvgpu=[[0, 1]], **precision), config)
     first.start_data_reading()
     run(first, 6)
     assert first.download_params_to_files("./ckpt", 6) == Error_t.Success
@@ -74,13 +78,34 @@ def test_save_load_continue_equals_uninterrupted(workdir, opt):
     first.close()
 
     names = model_file_names("./ckpt", 6, 1)
+    assert os.path.exists(names["dense_opt"] + ".f32") == mixed
     resumed = Session(solver(vvgpu=[[0, 1]], model_file=names["dense"], dense_opt_states_file=names["dense_opt"],
-                             embedding_files=names["sparse"], sparse_opt_states_file=names["sparse_opt"]), config)
+                             embedding_files=names["sparse"], sparse_opt_states_file=names["sparse_opt"],
+                             **precision), config)
     reader = resumed.get_data_reader_train()
     reader.start()
     for _ in range(6):  # the same data position as the uninterrupted run
         reader.read_a_batch()
     np.testing.assert_allclose(run(resumed, 6), expected, rtol=1e-6)
+    resumed.close()
+
+
+def test_an_fp16_state_file_replaced_after_the_save_loads_as_it_is_with_a_warning(workdir):
+    config = write_config(workdir / "c.json", dnn_config(opt=optimizer("Adam", lr=0.01)))
+    precision = dict(use_mixed_precision=True, scaler=1024)
+    first = Session(solver(**precision), config)
+    first.start_data_reading()
+    run(first, 3)
+    first.download_params_to_files("./ckpt", 3)
+    first.close()
+    names = model_file_names("./ckpt", 3, 1)
+    os.remove("./ckpt_3.manifest.json")   # edited by hand: no manifest to check the files against
+    size = os.path.getsize(names["dense_opt"])
+    replaced = np.full(size // 2, 0.5, np.float16)
+    replaced.tofile(names["dense_opt"])
+    with pytest.warns(RuntimeWarning, match=r"ckpt_opt_dense_3.model.f32: does not round to"):
+        resumed = Session(solver(dense_opt_states_file=names["dense_opt"], **precision), config)
+    assert resumed.dense_optimizers[0].state_bytes() == replaced.tobytes()
     resumed.close()
 
 
