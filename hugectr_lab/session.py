@@ -313,23 +313,39 @@ class Session:
 
     def _load_dense_optimizer(self, path):
         data = _read_file(path, "dense_opt_states_file")
-        step = loss_scale = None
-        if os.path.exists(path + ".json"):  # our sidecar: HugeCTR's file has no step counter or loss scale
+        step = loss_scale = rngs = None
+        if os.path.exists(path + ".json"):  # our sidecar: what of the step HugeCTR's files cannot hold
             sidecar = _read_json(path + ".json", "optimizer step sidecar")
-            step = sidecar.get("step") if isinstance(sidecar, dict) else None
-            loss_scale = sidecar.get("loss_scale") if isinstance(sidecar, dict) else None
+            if isinstance(sidecar, dict):
+                step, loss_scale, rngs = sidecar.get("step"), sidecar.get("loss_scale"), sidecar.get("dropout_rng")
             if not (step is None or type(step) is int and step >= 0):
                 raise ValueError(f"{path}.json: optimizer step sidecar: \"step\" must be an integer >= 0, got "
                                  f"{step!r} (delete the file to restart the optimizer's step count at 1)")
         if loss_scale is not None and self.loss_scaler is not None:   # a static scaler keeps its own S
             self.loss_scaler.load_state(loss_scale, f"{path}.json: \"loss_scale\"")
             self._set_loss_scale(self.loss_scaler.scale)
+        if rngs is not None:
+            self._load_dropout_generators(rngs, f"{path}.json")
         data, dtype = self._exact_dense_states(path, data)
         for g, opt in self._local(self.dense_optimizers):
             with self.comm.scope(g):
                 opt.load_state_bytes(data, dtype)
             if step is not None and hasattr(opt, "t"):
                 opt.t = int(step)
+
+    def _load_dropout_generators(self, states, where):
+        """Continue each training network's Dropout generator where the saved run left it (one state per
+        device); a run on another number of devices draws its own masks, with a warning."""
+        if not isinstance(states, list) or len(states) != self.plan.num_devices:
+            warnings.warn(f"{where}: \"dropout_rng\" holds no state for each of this run's {self.plan.num_devices} "
+                          "devices; Dropout draws new masks", RuntimeWarning, stacklevel=4)
+            return
+        for g, net in self._local(self.train_networks):
+            try:
+                net.ctx.rng.bit_generator.state = states[g]
+            except (TypeError, ValueError, KeyError) as e:
+                raise ValueError(f"{where}: \"dropout_rng\"[{g}] is not a {type(net.ctx.rng.bit_generator).__name__} "
+                                 f"state ({e})") from None
 
     def _exact_dense_states(self, path, data):
         """(state bytes, their dtype): the float32 states saved beside an fp16 state file
@@ -808,6 +824,10 @@ class Session:
             sidecar["step"] = int(optimizer.t)
         if self.loss_scaler is not None:
             sidecar["loss_scale"] = self.loss_scaler.state()
+        if any(layer.type_name == "Dropout" for layer in net.layers):   # where the next masks come from
+            local = [(g, n.ctx.rng.bit_generator.state) for g, n in self._local(self.train_networks)]
+            gathered = dict(item for part in self.comm.group.allgather(local) for item in part)
+            sidecar["dropout_rng"] = [gathered[g] for g in range(self.plan.num_devices)]
         if len(sidecar) > 1:
             written.append(names["dense_opt"] + ".json")
         exact = bool(optimizer.state_names) and np.dtype(optimizer.file_dtype) != np.float32   # an fp16 file rounds

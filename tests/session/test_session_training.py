@@ -67,8 +67,10 @@ def test_four_logical_devices_train_like_one(workdir, embedding):
 @pytest.mark.parametrize("opt", ["Adam", "MomentumSGD"])
 def test_save_load_continue_equals_uninterrupted(workdir, opt, mixed):
     """Mixed precision too: the dense state file is fp16 (HugeCTR's), the float32 states beside it
-    (``.f32``) are what the resumed run loads; from the fp16 file alone it drifts from the second step."""
-    config = write_config(workdir / "c.json", dnn_config(opt=optimizer(opt, lr=0.01), batchnorm=True, cross=True))
+    (``.f32``) are what the resumed run loads; from the fp16 file alone it drifts from the second step.
+    Dropout continues from each device's saved generator (the sidecar's ``dropout_rng``)."""
+    config = write_config(workdir / "c.json", dnn_config(opt=optimizer(opt, lr=0.01), batchnorm=True, cross=True,
+                                                         dropout=True))
     precision = dict(use_mixed_precision=True, scaler=1024) if mixed else {}
     first = Session(solver(vvgpu=[[0, 1]], **precision), config)
     first.start_data_reading()
@@ -88,6 +90,19 @@ def test_save_load_continue_equals_uninterrupted(workdir, opt, mixed):
         reader.read_a_batch()
     np.testing.assert_allclose(run(resumed, 6), expected, rtol=1e-6)
     resumed.close()
+
+
+def test_dropout_generators_of_another_device_count_are_not_loaded(workdir):
+    config = write_config(workdir / "c.json", dnn_config(dropout=True))
+    first = Session(solver(vvgpu=[[0, 1]]), config)
+    first.start_data_reading()
+    run(first, 2)
+    first.download_params_to_files("./ckpt", 2)
+    first.close()
+    names = model_file_names("./ckpt", 2, 1)
+    assert len(json.load(open(names["dense_opt"] + ".json"))["dropout_rng"]) == 2
+    with pytest.warns(RuntimeWarning, match=r'"dropout_rng" holds no state for each of this run\'s 1 devices'):
+        Session(solver(dense_opt_states_file=names["dense_opt"]), config).close()
 
 
 def test_an_fp16_state_file_replaced_after_the_save_loads_as_it_is_with_a_warning(workdir):
