@@ -18,10 +18,9 @@ python3 -c "import hugectr_lab.kernels" 2>/dev/null || ln -s ../kernels hugectr_
 
 # The tests of what changed since the last run first, so their tracebacks come back even if a cap cuts what
 # follows (FIRST overrides them).
-FIRST=${FIRST:-"tests/gpu/test_capture_failure.py
-       tests/inference/test_gpu.py::test_graph_path_equals_the_eager_path_and_numpy
-       tests/reliability/test_all_finite.py
-       tests/gpu/test_kernel_ops.py"}
+FIRST=${FIRST:-"tests/gpu/test_multicross_determinism.py
+       tests/gpu/test_training_parity.py
+       tests/inference/test_gpu.py"}
 timeout "${FIRST_CAP:-60}" python3 -m pytest -o addopts="" -m gpu -q --tb=short -p no:cacheprovider -rfE $FIRST 2>&1 \
     | tee "$OUT/pytest.log" | tail -40
 # The rest of the GPU lane (about 185 s on an H100, 2026-12-07 16:04 UTC); widgets and browser tests need packages
