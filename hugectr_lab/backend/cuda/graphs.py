@@ -15,7 +15,7 @@ graph. What makes a replay equal to a call:
   stream is non-blocking: a blocking one would be joined implicitly to the legacy default stream, and
   work another thread puts there while this one captures (an ``asarray`` of a request) would invalidate
   the capture (seen on an H100 with ``predict`` from several threads).
-* no cyclic garbage collection runs while a capture is open (``_no_cyclic_collection``): a finalizer
+* no cyclic garbage collection runs while a capture is open (``collector.no_cyclic_collection``): a finalizer
   that synchronises the device would invalidate it.
 * ``fn`` reads every per-call value from device memory (inputs copied into fixed buffers, Dropout's
   seed written by ``Layer.prepare``): its Python runs only while it is captured.
@@ -31,40 +31,14 @@ only at a later call.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
-import threading
 
 import cupy
 
+from .collector import no_cyclic_collection
+
 _log = logging.getLogger("hugectr_lab")
 _CAPTURE_INVALIDATED = 2   # cudaStreamCaptureStatusInvalidated
-
-
-_open_captures = {"count": 0, "gc_was_enabled": False}
-_open_captures_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _no_cyclic_collection():
-    """Python's cyclic garbage collector off (after one collection) while any capture is open: it runs at
-    any allocation, and a finalizer it calls there -- another session's stream, cuBLAS handle or pinned
-    buffer being destroyed -- may synchronise the device, which invalidates the capture (seen on an H100:
-    a predict graph's capture failed in one lane run of two with the same code). Threads capturing at
-    once share the switch: the last capture to close restores it."""
-    gc.collect()
-    with _open_captures_lock:
-        if _open_captures["count"] == 0:
-            _open_captures["gc_was_enabled"] = gc.isenabled()
-            gc.disable()
-        _open_captures["count"] += 1
-    try:
-        yield
-    finally:
-        with _open_captures_lock:
-            _open_captures["count"] -= 1
-            if _open_captures["count"] == 0 and _open_captures["gc_was_enabled"]:
-                gc.enable()
 
 
 class CapturedCall:
@@ -99,7 +73,7 @@ class CapturedCall:
         if self.graph is None and (self.calls == 1 or self.failure is not None):
             return self.fn()
         if self.graph is None:
-            with _no_cyclic_collection():
+            with no_cyclic_collection():
                 captured = self._capture()
             if not captured:
                 return self.fn()
