@@ -818,7 +818,8 @@ class Session:
     def _write_model_files(self, names, sparse_format):
         net, optimizer = self.train_networks[0], self.dense_optimizers[0]   # replicas are identical
         written = [names["dense"], names["dense_opt"]]
-        # Adam's step counter and the dynamic loss scale, which HugeCTR's raw state file cannot hold
+        # what of the step HugeCTR's raw state file cannot hold: Adam's step counter, the dynamic loss scale,
+        # the Dropout generators (the sidecar) and, in mixed precision, the float32 states (the .f32 file)
         sidecar = {"optimizer": self.config.optimizer.type}
         if hasattr(optimizer, "t"):
             sidecar["step"] = int(optimizer.t)
