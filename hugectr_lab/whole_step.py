@@ -39,6 +39,7 @@ import math
 
 import numpy as np
 
+from .backend import address
 from .rules.keys import sentinel_key
 
 _log = logging.getLogger("hugectr_lab")
@@ -151,5 +152,4 @@ class WholeStep:
 
 def _addresses(arrays):
     """((address, bytes), ...) of host or device arrays: what a captured graph reads and writes."""
-    return tuple(((a.__cuda_array_interface__ if hasattr(a, "__cuda_array_interface__")
-                   else a.__array_interface__)["data"][0], a.nbytes) for a in arrays)
+    return tuple((address(a), a.nbytes) for a in arrays)

@@ -185,6 +185,11 @@ def array_module(xp=None):
     return getattr(xp, "xp", xp)
 
 
+def address(a):
+    """The address of a NumPy or CuPy array's first element (host or device memory)."""
+    return (a.__cuda_array_interface__ if hasattr(a, "__cuda_array_interface__") else a.__array_interface__)["data"][0]
+
+
 def to_host(a):
     """A NumPy array for a NumPy or CuPy array."""
     return a if isinstance(a, np.ndarray) else a.get()

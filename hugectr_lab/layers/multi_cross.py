@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..backend import reference_op
+from ..backend import address, reference_op
 from .base import Layer, widen
 from .initializers import check_kind, constant, variance_scaling
 from .registry import register_layer
@@ -121,10 +121,6 @@ class MultiCross(Layer):
         return [d_x0]
 
 
-def _address(a):
-    return a.data.ptr if hasattr(a.data, "ptr") else a.__array_interface__["data"][0]   # CuPy, NumPy
-
-
 def _stacked(xp, rows):
     """The (L, D) stack of L (1, D) weights as one C-contiguous copy. The weights w₀, b₀, w₁, b₁, … lie one
     after another in the network's flat buffer, so the wₗ (or the bₗ) are the rows of one strided view,
@@ -133,7 +129,7 @@ def _stacked(xp, rows):
     first = rows[0]
     pitch = 2 * first.size * first.itemsize
     if all(r.shape == first.shape and r.dtype == first.dtype and r.flags.c_contiguous
-           and _address(r) == _address(first) + l * pitch for l, r in enumerate(rows)):
+           and address(r) == address(first) + l * pitch for l, r in enumerate(rows)):
         as_strided = importlib.import_module(f"{xp.__name__}.lib.stride_tricks").as_strided   # NumPy's or CuPy's
         view = as_strided(first, shape=(len(rows), first.size), strides=(pitch, first.itemsize))
         return xp.ascontiguousarray(view)
