@@ -35,3 +35,23 @@ def reference(name, *args, **kwargs):
 def f32(*values):
     """Python floats as float32 kernel arguments, rounded as NumPy rounds a weak scalar."""
     return tuple(np.float32(v) for v in values)
+
+
+def row_layout(a):
+    """``(rows, cols, ld)``: ``a`` as ``rows`` = ``shape[0]`` rows of ``cols`` contiguous elements, ``ld``
+    elements apart (a row-strided view -- a Concat gradient's or a Slice's columns -- has ld > cols; a 1-D
+    contiguous array is one row), or None where its strides are not of that form (copy it first)."""
+    if a.ndim < 2:
+        return (1, a.size, a.size) if a.flags.c_contiguous else None
+    rows = a.shape[0]
+    cols = a.size // rows if rows else 0
+    expect = a.itemsize
+    for n, stride in zip(reversed(a.shape[1:]), reversed(a.strides[1:])):
+        if n != 1 and stride != expect:
+            return None
+        expect *= n
+    if rows <= 1:
+        return rows, cols, cols
+    if a.strides[0] % a.itemsize or a.strides[0] // a.itemsize < cols:
+        return None
+    return rows, cols, a.strides[0] // a.itemsize

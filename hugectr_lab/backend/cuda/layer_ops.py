@@ -10,7 +10,7 @@ import numpy as np
 
 from ..ops import kernel_op
 from . import cublas, cublaslt
-from .common import ctype, floats, reference, vector_width
+from .common import ctype, floats, reference, row_layout, vector_width
 from .interaction_gemms import backward_product, forward_products, scratch_ld
 from .loader import MAX_BLOCKS, NULL, launch, launch_grid, multiprocessors
 
@@ -54,9 +54,10 @@ def concat_columns(xp, *xs):
     for x in xs:
         w = x.shape[1]
         if w and m:
-            ld = x.strides[0] // x.itemsize if m > 1 else w
-            if (w > 1 and x.strides[1] != x.itemsize) or x.strides[0] % x.itemsize or ld < w:   # no row-strided view
-                x, ld = xp.ascontiguousarray(x), w
+            layout = row_layout(x)
+            if layout is None:   # no row-strided view
+                x, layout = xp.ascontiguousarray(x), (m, w, w)
+            ld = layout[2]
             launch_grid("concat.cu", f"hctr_concat_columns<{ctype(x.dtype)}>", *_per_sample(m, w),
                         (np.uint64(x.data.ptr), np.int64(ld), np.uint64(out.data.ptr + start * out.itemsize),
                          np.int64(out.shape[1]), np.int64(m), np.int32(w)))

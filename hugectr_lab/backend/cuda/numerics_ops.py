@@ -6,24 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..ops import kernel_op
-from .common import ctype, floats, reference
+from .common import ctype, floats, reference, row_layout
 from .loader import launch
-
-
-def _rows(a):
-    """``(rows, cols, ld)``: ``a``'s elements as rows of ``cols`` contiguous values ``ld`` apart (a contiguous
-    array is one row), or None where its strides are not of that form."""
-    if a.flags.c_contiguous:
-        return 1, a.size, a.size
-    if a.ndim < 2 or a.strides[0] % a.itemsize:
-        return None
-    expect = a.itemsize
-    for n, stride in zip(reversed(a.shape[1:]), reversed(a.strides[1:])):
-        if n != 1 and stride != expect:
-            return None
-        expect *= n
-    cols, ld = a.size // a.shape[0], a.strides[0] // a.itemsize
-    return (a.shape[0], cols, ld) if ld >= cols else None
 
 
 @kernel_op("all_finite")
@@ -35,10 +19,10 @@ def all_finite(xp, first, *rest):
             finite = reference("all_finite", xp, a)
             others = finite if others is None else others & finite
             continue
-        layout = _rows(a)
+        layout = row_layout(a)
         if layout is None:
             a = xp.ascontiguousarray(a)
-            layout = 1, a.size, a.size
+            layout = row_layout(a)
         rows, cols, ld = layout
         launch("numerics.cu", f"hctr_all_finite<{ctype(a.dtype)}>", rows * cols,
                (np.uint64(a.data.ptr), np.int64(rows), np.int64(cols), np.int64(ld), flag))   # a may be a view
