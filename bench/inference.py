@@ -214,6 +214,10 @@ def latency(backend, directory, *, repeats=None, percentage=0.5, cuda_graph=True
                          samples_per_s=batch / p50))
         print(f"  batch {batch:>5}: p50 {p50 * 1e3:8.3f} ms  p99 {p99 * 1e3:8.3f} ms  {batch / p50:12,.0f} samples/s",
               flush=True)
+        if session._graph is not None and batch <= session.max_batchsize:
+            rows[-1]["host_us"] = phases = host_phases(session, requests, repeats[batch])
+            print("               " + "  ".join(f"{k} {v:.1f}" for k, v in phases.items()) + " (µs, medians)",
+                  flush=True)
     stats = cache.stats()[0]
     # what really ran: a bucket whose capture failed runs eagerly (graph_path.GraphPredictor.captured)
     buckets = session._graph.captured() if session._graph is not None else {}
@@ -233,6 +237,40 @@ def latency(backend, directory, *, repeats=None, percentage=0.5, cuda_graph=True
             print(f"  batch {batch:>5}, {count} threads: {report['threads'][-1]['samples_per_s']:12,.0f} samples/s",
                   flush=True)
     return report
+
+
+PHASES = ("validate", "split", "stage", "launch", "wait", "finish", "tolist")
+
+
+def host_phases(session, requests, calls):
+    """Median µs of each phase of a one-chunk captured ``predict``, the phases called one by one as
+    ``predict`` calls them: checking the inputs, splitting them by table, writing the staging buffer,
+    enqueueing copy + graph + copy, waiting for the stream, reading the counters and predictions, and
+    ``predict``'s list. ``launch`` + ``wait`` is the device's share as the host sees it."""
+    times = {name: [] for name in PHASES}
+    with session.embedding_cache.lock, session.backend.device(session.device_id):
+        for i in range(calls):
+            request = requests[i % len(requests)]
+            t = [time.perf_counter()]
+            dense, keys, row_ptrs = session._validate(*request, None)
+            n = dense.shape[0]
+            t.append(time.perf_counter())
+            parts = session._split_tables(keys, row_ptrs, n)
+            bucket = session._graph.bucket(n)
+            t.append(time.perf_counter())
+            bucket.stage(dense, parts, n)
+            t.append(time.perf_counter())
+            bucket.launch()
+            t.append(time.perf_counter())
+            bucket.wait()
+            t.append(time.perf_counter())
+            out = bucket.finish(parts, n)
+            t.append(time.perf_counter())
+            out.reshape(-1).tolist()
+            t.append(time.perf_counter())
+            for name, start, stop in zip(PHASES, t, t[1:]):
+                times[name].append(stop - start)
+    return {name: float(np.median(v)) * 1e6 for name, v in times.items()}
 
 
 def _threaded(session, requests, count, calls):
@@ -275,6 +313,13 @@ def markdown(report):
                   "| batch | p50 (ms) | p99 (ms) | samples/s (batch / p50) |", "|---:|---:|---:|---:|"]
         lines += [f"| {r['batch']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['samples_per_s']:,.0f} |"
                   for r in lat["rows"]]
+        timed = [r for r in lat["rows"] if "host_us" in r]
+        if timed:
+            lines += ["", "Where a call's time goes, as the host sees it (medians in µs of each phase, called one by "
+                      "one: `bench.inference.host_phases`; launch + wait is the device's share):", "",
+                      "| batch | " + " | ".join(PHASES) + " |", "|---:" * (len(PHASES) + 1) + "|"]
+            lines += [f"| {r['batch']} | " + " | ".join(f"{r['host_us'][k]:.1f}" for k in PHASES) + " |"
+                      for r in timed]
         if lat["threads"]:
             lines += ["", "Threads calling `predict` on the one session (calls run one at a time):", "",
                       "| batch | threads | samples/s |", "|---:|---:|---:|"]

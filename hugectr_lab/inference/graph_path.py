@@ -191,6 +191,13 @@ class _Bucket:
 
     def run(self, dense, parts, n):
         """Stage one chunk, launch, read back: (n, L) float32 predictions; updates the cache's statistics."""
+        self.stage(dense, parts, n)
+        self.launch()
+        self.wait()
+        return self.finish(parts, n)
+
+    def stage(self, dense, parts, n):
+        """Write one chunk's inputs into the pinned staging buffer (host work only)."""
         s, h = self.p.session, self.h
         if n > self.batch:
             raise ValueError(f"predict graph of batch {self.batch}: got a chunk of {n} samples")
@@ -215,14 +222,27 @@ class _Bucket:
         if self.rows > n:
             staged_dense[n:self.rows] = 0
         self.rows = n
-        stream = s.backend.xp.cuda.get_current_stream() if self.inputs.cuda else None
+
+    def _stream(self):
+        return self.p.session.backend.xp.cuda.get_current_stream() if self.inputs.cuda else None
+
+    def launch(self):
+        """Enqueue the staged inputs' copy, the device work and the outputs' copy (returns at once on CuPy)."""
+        stream = self._stream()
         self.inputs.upload(stream)
         self.call()
         self.outputs.download(stream)
+
+    def wait(self):
+        """Block until the launched work and the outputs' copy are done."""
+        stream = self._stream()
         if stream is not None:
             stream.synchronize()
+
+    def finish(self, parts, n):
+        """After ``wait``: the (n, L) float32 predictions; the cache's statistics updated from the counters."""
         self._account([keys.size for keys, _ in parts])
-        s.embedding_cache._publish()
+        self.p.session.embedding_cache._publish()
         return self.outputs.h["predictions"][:n].copy()
 
     def _account(self, key_counts):
@@ -274,6 +294,10 @@ class GraphPredictor:
     def predict_chunk(self, dense, parts, n):
         """(n, L) float32 predictions of a chunk that ``fits``: ``dense`` (n, D) float32, ``parts`` one
         (keys (K_t,), row offsets (n*S_t + 1,)) per table."""
+        return self.bucket(n).run(dense, parts, n)
+
+    def bucket(self, n):
+        """The bucket (padded batch) a chunk of n samples runs in, made on first use."""
         if not all(state.current() for state in self.tables):
             self.buckets.clear()    # graphs captured over replaced cache arrays would write freed memory
             for state in self.tables:
@@ -282,7 +306,7 @@ class GraphPredictor:
         bucket = self.buckets.get(batch)
         if bucket is None:
             bucket = self.buckets[batch] = _Bucket(self, batch)
-        return bucket.run(dense, parts, n)
+        return bucket
 
     def captured(self):
         """Per bucket (padded batch): "graph" once replayed from a CUDA graph, "eager" before its capture

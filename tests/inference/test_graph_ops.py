@@ -104,3 +104,22 @@ def test_a_chunk_above_its_bucket_is_refused(tmp_path):
     assert not predictor.fits(parts, 65)
     with pytest.raises(ValueError, match="predict graph of batch 64: got a chunk of 65 samples"):
         predictor.predict_chunk(dense.reshape(65, 2), parts, 65)
+
+
+def test_bench_host_phases_call_predicts_phases_as_predict_does(tmp_path):
+    """``bench.inference.host_phases`` times the captured path's phases by calling them one by one: the
+    calls must change the cache exactly as ``predict`` does, or the phases time another path."""
+    from bench.inference import PHASES, host_phases
+
+    config = two_table_model(tmp_path, "I32")
+    eager = open_session(config, backend="numpy")
+    graph = open_session(config, backend="numpy")
+    graph._graph = GraphPredictor(graph)
+    rng = np.random.default_rng(3)
+    requests = [two_table_request(rng, 64, "I32") for _ in range(3)]
+    phases = host_phases(graph, requests, 7)
+    for i in range(7):
+        eager.predict_array(*requests[i % 3])
+    assert list(phases) == list(PHASES) and all(v > 0 for v in phases.values())
+    assert graph.embedding_cache.stats() == eager.embedding_cache.stats()
+    assert_same_cache(graph, eager)
