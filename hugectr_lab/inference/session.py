@@ -168,7 +168,9 @@ class InferenceSession:
             for start in range(0, n, self.max_batchsize):
                 stop = min(n, start + self.max_batchsize)
                 ptrs = row_ptrs[start * S:stop * S + 1]
-                out[start:stop] = self._predict_chunk(dense[start:stop], keys[ptrs[0]:ptrs[-1]], ptrs - ptrs[0])
+                first = int(ptrs[0])
+                out[start:stop] = self._predict_chunk(dense[start:stop], keys[first:ptrs[-1]],
+                                                      ptrs - first if first else ptrs)
         return out
 
     def _predict_chunk(self, dense, keys, row_ptrs):
@@ -247,9 +249,9 @@ class InferenceSession:
                                     f"{self.max_feature_num_per_sample} = {limit} ({how})")
         if int(row_ptrs[0]) != 0:
             raise PredictInputError(f"predict(): row_ptrs[0] must be 0, got {int(row_ptrs[0])}")
-        steps = np.diff(row_ptrs)
-        if steps.size and steps.min() < 0:
-            i = int(np.argmax(steps < 0)) + 1
+        descending = row_ptrs[1:] < row_ptrs[:-1]     # (one pass, no differences array: a hot path)
+        if descending.any():
+            i = int(np.argmax(descending)) + 1
             raise PredictInputError(f"predict(): row_ptrs must be non-decreasing; row_ptrs[{i}] = {int(row_ptrs[i])} "
                                     f"< row_ptrs[{i - 1}] = {int(row_ptrs[i - 1])}")
         if int(row_ptrs[-1]) != keys.size:
