@@ -213,6 +213,13 @@ def dense(*shapes, extra=None):
     return build
 
 
+def transposed_first(build, rng, dtype):
+    """``build``'s arguments with the first one as the transpose of a C-contiguous array (F-ordered, as
+    an FC's ``x.T`` in its weight gradient)."""
+    args, kwargs = build(rng, dtype)
+    return (np.ascontiguousarray(args[0].T).T, *args[1:]), kwargs
+
+
 def finiteness(bad=None, at=0):
     """Two float arrays of odd sizes (13, and 1001 x 37) and an int64 one; ``bad`` (NaN or an infinity)
     placed at flat index ``at`` of the large one."""
@@ -329,11 +336,19 @@ CASES = [
       for cap, pre, what in ((1500, 0, "room"), (900, 0, "overflow"), (40, 900, "full"))),
     OpCase("gemm", dense((33, 17), (17, 29), extra=(False,)), id="plain"),
     OpCase("gemm", dense((33, 17), (17, 29), extra=(True,)), dtypes=("float32",), id="tf32", extra={"rtol": 5e-3}),
+    # The skinny products (kernels/gemv.cu): an FC with one output (DCN's 1453 -> 1), its weight gradient
+    # xᵀ·g (x given transposed: F-ordered) and its data gradient g·wᵀ (K = 1).
+    OpCase("gemm", dense((1001, 1453), (1453, 1), extra=(False,)), id="one-output"),
+    OpCase("gemm", lambda r, d: transposed_first(dense((1453, 1001), (1001, 1), extra=(False,)), r, d),
+           id="weight-gradient"),
+    OpCase("gemm", dense((1001, 1), (1, 1453), extra=(False,)), exact_fp32=True, id="outer"),
     # GEMM + bias (+ ReLU) in cuBLASLt's epilogue: one rounding where the reference rounds twice (fp16: 1 ulp).
     *(OpCase("gemm_bias_act", dense((67, 13), (13, 130), (1, 130), extra=(relu, False)), id=f"relu{int(relu)}")
       for relu in (True, False)),
     OpCase("gemm_bias_act", dense((67, 429), (429, 64), (1, 64), extra=(True, True)), dtypes=("float32",),
            id="tf32-padded", extra={"rtol": 5e-3}),
+    *(OpCase("gemm_bias_act", dense((1001, 1453), (1453, 1), (1, 1), extra=(relu, False)), id=f"one-output-relu{int(relu)}")
+      for relu in (True, False)),
     # Concat's copy kernel (strided views: tests/gpu/test_concat_columns.py).
     OpCase("concat_columns", dense((37, 5), (37, 13), (37, 1)), exact_fp32=True, id="three", extra={"rtol": 0.0}),
     OpCase("concat_columns", dense((129, 429)), exact_fp32=True, id="one", extra={"rtol": 0.0}),

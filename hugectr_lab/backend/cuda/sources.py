@@ -64,6 +64,8 @@ SOURCES = {
     "multicross.cu": tuple(e for k in ("hctr_multicross_fwd", "hctr_multicross_bwd", "hctr_multicross_bwd_sums",
                                        "hctr_multicross_bwd_finish") for e in templated(k, DTYPES)),
     "concat.cu": templated("hctr_concat_columns", DTYPES),
+    "gemv.cu": tuple(e for k in ("hctr_gemv_rows", "hctr_gemv_cols", "hctr_column_sums", "hctr_outer")
+                     for e in templated(k, DTYPES)),
     "numerics.cu": templated("hctr_all_finite", DTYPES),
     "fm_order2.cu": templated("hctr_fm_order2_fwd", DTYPES) + templated("hctr_fm_order2_bwd", DTYPES),
     "interaction.cu": (tuple(e for k in ("hctr_interaction_pack", "hctr_interaction_stack", "hctr_interaction_unpack")
