@@ -3,7 +3,8 @@
 // References (hugectr_lab/layers/multi_cross.py): `multicross_fwd`, `multicross_bwd`.
 //
 // Layouts (row-major, T = float | hctr_half; weights in T, saved activations in float32):
-//   x0, y, d_y, d_x0 (m, D) T;  w, b, d_w, d_b (L, D) T;  hs (L, m) float32;
+//   x0, y, d_x0 (m, D) T;  d_y (m, D) T with row stride ld_dy >= D (a Concat gradient's columns, read in
+//   place);  w, b, d_w, d_b (L, D) T;  hs (L, m) float32;
 //   v (m, L) float32: v[r, l] = dL/dh_l;  partial (chunks, L+1, D+L) float32: per chunk of rows, plane
 //   l < L holds sum_r v[r, l] * x_l[r, :] (D columns), plane L the column sums of [d_y | v] (D+L).
 // Forward per row:  h_l = <x_l, w_l>;  x_{l+1} = x0 * h_l + x_l + b_l (hctr_cross_step);  y = x_L.
@@ -16,11 +17,14 @@
 //   hctr_multicross_fwd, hctr_multicross_bwd: one warp per sample row (rows strided over the grid's
 //     warps); the row's running vectors live in shared memory (forward: x; backward: g and acc, D
 //     floats each per warp) and dot products are warp shuffles. The backward row pass writes d_x0 and v.
-//   hctr_multicross_bwd_sums: grid (ceil((D+L)/32), chunks, L+1); a block of (32, 8) threads owns 32
-//     columns of one plane for one chunk of rows; each of its 8 row-lanes walks the chunk with stride
-//     8 (4 rows' loads in flight), then the lanes' sums are added in lane order.
-//   hctr_multicross_bwd_finish: one thread per (l, d); adds the chunks in order and forms d_b in the
-//     reference's order (k = L-1 down to l+1). No atomics anywhere: two runs give bit-identical results.
+//   hctr_multicross_bwd_sums: grid (ceil((D+L)/32), chunks, ceil(L/8)); a block of (32, 8) threads owns
+//     32 columns of one chunk of rows and up to 8 planes; each of its 8 row-lanes walks the chunk with
+//     stride 8 (4 rows' loads in flight), reading x0 and d_y once and rebuilding x_1, x_2, ... as it goes
+//     (an earlier version ran a block per plane: x0 read L+1 times and x_l rebuilt from x_0 for each l);
+//     then per plane the lanes' sums are added in lane order. The z = 0 blocks also sum plane L.
+//   hctr_multicross_bwd_finish: one warp per (l, d); its lanes add the chunks (lane-strided, then a warp
+//     sum: a fixed order) and lane 0 forms d_b in the reference's order (k = L-1 down to l+1). No atomics
+//     anywhere: two runs give bit-identical results.
 #include "hctr_common.cuh"
 
 // x_{l+1} = x0 * h_l + x_l + b_l, rounded after each operation (no fused multiply-add, as the NumPy
@@ -54,9 +58,9 @@ __global__ void hctr_multicross_fwd(const T* __restrict__ x0, const T* __restric
 }
 
 template <typename T>
-__global__ void hctr_multicross_bwd(const T* __restrict__ d_y, const T* __restrict__ x0, const float* __restrict__ hs,
-                                    const T* __restrict__ w, T* __restrict__ d_x0, float* __restrict__ v_out,
-                                    long long m, int dim, int layers) {
+__global__ void hctr_multicross_bwd(const T* __restrict__ d_y, long long ld_dy, const T* __restrict__ x0,
+                                    const float* __restrict__ hs, const T* __restrict__ w, T* __restrict__ d_x0,
+                                    float* __restrict__ v_out, long long m, int dim, int layers) {
     extern __shared__ float shared[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float* g = shared + warp * 2 * dim;
@@ -64,7 +68,7 @@ __global__ void hctr_multicross_bwd(const T* __restrict__ d_y, const T* __restri
     for (long long r : hctr_warp_stride(m)) {
         const T* x0r = x0 + r * dim;
         for (int d = lane; d < dim; d += 32) {
-            g[d] = to_f32(d_y[r * dim + d]);
+            g[d] = to_f32(d_y[r * ld_dy + d]);
             acc[d] = 0.0f;
         }
         __syncwarp();
@@ -86,61 +90,81 @@ __global__ void hctr_multicross_bwd(const T* __restrict__ d_y, const T* __restri
 }
 
 #define HCTR_MC_ROWS 4
+#define HCTR_MC_PLANES 8   // planes a thread sums in one walk (its registers); grid z covers more layers
 
 template <typename T>
-__global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, const T* __restrict__ x0,
+__global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, long long ld_dy, const T* __restrict__ x0,
                                          const float* __restrict__ hs, const T* __restrict__ b,
                                          const float* __restrict__ v, float* __restrict__ partial, long long m,
                                          int dim, int layers, long long rows_per_block) {
     __shared__ float lanes[8][33];
-    const int plane = blockIdx.z, width = dim + layers;
-    const int col = blockIdx.x * 32 + threadIdx.x, cols = plane < layers ? dim : width;
+    const int width = dim + layers, first_plane = blockIdx.z * HCTR_MC_PLANES;
+    const int col = blockIdx.x * 32 + threadIdx.x;
     const long long first = blockIdx.y * rows_per_block;
     const long long last = first + rows_per_block < m ? first + rows_per_block : m;
-    float acc = 0.0f;
-    if (col < cols) {
-        // HCTR_MC_ROWS rows of the lane's walk at a time: their loads are issued before their arithmetic (a row
-        // at a time the pass waited a load latency per row), and they are added in the walk's order.
+    // acc[p]: plane first_plane + p; colsum: plane L's column (d_y's for col < D, v's beyond), summed by
+    // the z = 0 blocks only. Each sum adds the lane's rows in its walk's order.
+    float acc[HCTR_MC_PLANES], colsum = 0.0f;
+#pragma unroll
+    for (int p = 0; p < HCTR_MC_PLANES; ++p) acc[p] = 0.0f;
+    if (col < dim) {
+        // HCTR_MC_ROWS rows of the lane's walk at a time: their loads are issued before their arithmetic.
         for (long long r0 = first + threadIdx.y; r0 < last; r0 += HCTR_MC_ROWS * 8) {
-            float term[HCTR_MC_ROWS];
-            if (plane < layers) {
-                float x0_rd[HCTR_MC_ROWS], x[HCTR_MC_ROWS], vr[HCTR_MC_ROWS];
+            float x0_rd[HCTR_MC_ROWS], x[HCTR_MC_ROWS], h[HCTR_MC_ROWS];
+#pragma unroll
+            for (int j = 0; j < HCTR_MC_ROWS; ++j) {
+                const long long r = r0 + 8 * j;
+                x0_rd[j] = r < last ? to_f32(x0[r * dim + col]) : 0.0f;
+                x[j] = x0_rd[j];
+                if (blockIdx.z == 0 && r < last) colsum += to_f32(d_y[r * ld_dy + col]);
+            }
+            // x_0, then the forward's steps (its roundings: bit-exact) up to this block's first plane
+            for (int k = 0; k < first_plane; ++k) {
+                const float bk = to_f32(b[k * dim + col]);
 #pragma unroll
                 for (int j = 0; j < HCTR_MC_ROWS; ++j) {
                     const long long r = r0 + 8 * j;
-                    x0_rd[j] = r < last ? to_f32(x0[r * dim + col]) : 0.0f;
-                    vr[j] = r < last ? v[r * layers + plane] : 0.0f;
-                    x[j] = x0_rd[j];   // x_0, then the forward's steps up to x_plane
-                }
-                for (int k = 0; k < plane; ++k) {
-                    const float bk = to_f32(b[k * dim + col]);
-#pragma unroll
-                    for (int j = 0; j < HCTR_MC_ROWS; ++j) {
-                        const long long r = r0 + 8 * j;
-                        x[j] = hctr_cross_step(x0_rd[j], r < last ? hs[(long long)k * m + r] : 0.0f, x[j], bk);
-                    }
-                }
-#pragma unroll
-                for (int j = 0; j < HCTR_MC_ROWS; ++j) term[j] = vr[j] * x[j];
-            } else {
-#pragma unroll
-                for (int j = 0; j < HCTR_MC_ROWS; ++j) {
-                    const long long r = r0 + 8 * j;
-                    term[j] = r >= last ? 0.0f
-                                        : col < dim ? to_f32(d_y[r * dim + col]) : v[r * layers + (col - dim)];
+                    x[j] = hctr_cross_step(x0_rd[j], r < last ? hs[(long long)k * m + r] : 0.0f, x[j], bk);
                 }
             }
 #pragma unroll
-            for (int j = 0; j < HCTR_MC_ROWS; ++j)
-                if (r0 + 8 * j < last) acc += term[j];
+            for (int p = 0; p < HCTR_MC_PLANES; ++p) {
+                const int l = first_plane + p;
+                if (l < layers) {
+#pragma unroll
+                    for (int j = 0; j < HCTR_MC_ROWS; ++j) {
+                        const long long r = r0 + 8 * j;
+                        h[j] = r < last ? hs[(long long)l * m + r] : 0.0f;
+                        if (r < last) acc[p] += v[r * layers + l] * x[j];
+                    }
+                    if (l + 1 < layers) {
+                        const float bl = to_f32(b[l * dim + col]);
+#pragma unroll
+                        for (int j = 0; j < HCTR_MC_ROWS; ++j) x[j] = hctr_cross_step(x0_rd[j], h[j], x[j], bl);
+                    }
+                }
+            }
         }
+    } else if (col < width && blockIdx.z == 0) {
+        for (long long r = first + threadIdx.y; r < last; r += 8) colsum += v[r * layers + (col - dim)];
     }
-    lanes[threadIdx.y][threadIdx.x] = acc;
-    __syncthreads();
-    if (threadIdx.y == 0 && col < cols) {
-        float total = 0.0f;
-        for (int j = 0; j < 8; ++j) total += lanes[j][threadIdx.x];
-        partial[((long long)blockIdx.y * (layers + 1) + plane) * width + col] = total;
+    // The lanes' sums in lane order, plane by plane: planes first_plane.. (columns < D), then plane L.
+    const int planes = min(HCTR_MC_PLANES, layers - first_plane);
+    for (int p = 0; p <= planes; ++p) {
+        const bool sums = p == planes;
+        if (sums && blockIdx.z != 0) break;
+        float mine = colsum;
+#pragma unroll
+        for (int q = 0; q < HCTR_MC_PLANES; ++q)
+            if (q == p) mine = acc[q];
+        lanes[threadIdx.y][threadIdx.x] = mine;
+        __syncthreads();
+        if (threadIdx.y == 0 && col < (sums ? width : dim)) {
+            float total = 0.0f;
+            for (int j = 0; j < 8; ++j) total += lanes[j][threadIdx.x];
+            partial[((long long)blockIdx.y * (layers + 1) + (sums ? layers : first_plane + p)) * width + col] = total;
+        }
+        __syncthreads();
     }
 }
 
@@ -148,22 +172,26 @@ template <typename T>
 __global__ void hctr_multicross_bwd_finish(const float* __restrict__ partial, const T* __restrict__ w,
                                            T* __restrict__ d_w, T* __restrict__ d_b, int dim, int layers,
                                            int chunks) {
-    const int width = dim + layers;
+    const int lane = threadIdx.x & 31, width = dim + layers;
     const long long chunk_stride = (long long)(layers + 1) * width;
     const float* sums = partial + (long long)layers * width;   // plane L: column sums of [d_y | v]
-    for (long long i : hctr_grid_stride((long long)layers * dim)) {
+    for (long long i : hctr_warp_stride((long long)layers * dim)) {
         const int l = (int)(i / dim), d = (int)(i - (long long)l * dim);
         float dw = 0.0f, col = 0.0f;
-        for (int c = 0; c < chunks; ++c) {
+        for (int c = lane; c < chunks; c += 32) {
             dw += partial[c * chunk_stride + (long long)l * width + d];
             col += sums[c * chunk_stride + d];
         }
+        dw = warp_sum(dw);
+        col = warp_sum(col);
         for (int k = layers - 1; k > l; --k) {
             float vk = 0.0f;
-            for (int c = 0; c < chunks; ++c) vk += sums[c * chunk_stride + dim + k];
-            col = col + vk * to_f32(w[k * dim + d]);
+            for (int c = lane; c < chunks; c += 32) vk += sums[c * chunk_stride + dim + k];
+            col = col + warp_sum(vk) * to_f32(w[k * dim + d]);
         }
-        d_w[i] = from_f32<T>(dw);
-        d_b[i] = from_f32<T>(col);
+        if (lane == 0) {
+            d_w[i] = from_f32<T>(dw);
+            d_b[i] = from_f32<T>(col);
+        }
     }
 }

@@ -44,3 +44,24 @@ def test_backward_bits_repeat_across_reruns_and_graph_replays(dtype):
     for result in reruns + replays:
         for got, want in zip(result, eager):   # d_x0, d_w, d_b
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("layers", [6, 11])   # 11: more planes than a block sums in one walk (two z groups)
+def test_backward_reads_a_concat_gradients_columns_in_place(dtype, layers):
+    """d_y as DCN hands it over -- the first 429 columns of the (m, 1453) Concat gradient -- gives the bits
+    of its contiguous copy (the kernels take its row stride instead of a copy first)."""
+    backend = get_backend("cupy")
+    d_y, x0, hs, w, b = inputs(1031, 429, layers, dtype)
+    wide = np.random.default_rng(3).normal(size=(1031, 1453)).astype(dtype)
+    wide[:, :429] = d_y
+    view = backend.asarray(wide)[:, :429]
+    assert not view.flags.c_contiguous
+    rest = [backend.asarray(a) for a in (x0, hs, w, b)]
+    strided = [backend.to_host(a) for a in backend.ops.multicross_bwd(view, *rest)]
+    contiguous = [backend.to_host(a) for a in backend.ops.multicross_bwd(backend.asarray(d_y), *rest)]
+    for got, want in zip(strided, contiguous):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(strided, multicross_bwd(np, d_y, x0, hs, w, b)):
+        tol, w64 = (1e-5 if dtype == "float32" else 2e-3), want.astype(np.float64)
+        np.testing.assert_allclose(got.astype(np.float64), w64, rtol=tol, atol=tol * max(1.0, np.abs(w64).max()))

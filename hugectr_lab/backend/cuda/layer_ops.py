@@ -235,6 +235,7 @@ def bce_loss_bwd(xp, logits, labels, scale):
 # ---- MultiCross ---------------------------------------------------------------------------------
 
 _MC_WARPS = 4   # warps (rows in flight) per block
+_MC_PLANES = 8  # HCTR_MC_PLANES of kernels/multicross.cu
 
 
 @kernel_op("multicross_fwd")
@@ -262,22 +263,30 @@ def multicross_bwd(xp, d_y, x0, hs, w, b):
     if not floats(d_y, x0, w, b) or hs.dtype != _F32 or shared > _SHARED_LIMIT or m == 0:
         return reference("multicross_bwd", xp, d_y, x0, hs, w, b)
     t = ctype(d_y.dtype)
-    d_y, x0 = _rows(xp, d_y), _rows(xp, x0)
+    d_y_rows = row_layout(d_y)   # a Concat gradient's columns are read in place
+    if d_y_rows is None:
+        d_y = _rows(xp, d_y)
+    d_y_ptr, ld_dy = np.uint64(d_y.data.ptr), np.int64(dim if d_y_rows is None else d_y_rows[2])
+    x0 = _rows(xp, x0)
     hs, w, b = (xp.ascontiguousarray(a) for a in (hs, w, b))
-    d_x0 = xp.empty_like(d_y)
+    d_x0 = xp.empty((m, dim), dtype=d_y.dtype)
     v = xp.empty((m, layers), dtype=xp.float32)   # dL/dh_l per row
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
     launch_grid("multicross.cu", f"hctr_multicross_bwd<{t}>", blocks, 32 * _MC_WARPS,
-                (d_y, x0, hs, w, d_x0, v, np.int64(m), np.int32(dim), np.int32(layers)), shared_mem=shared)
+                (d_y_ptr, ld_dy, x0, hs, w, d_x0, v, np.int64(m), np.int32(dim), np.int32(layers)),
+                shared_mem=shared)
     # Weight gradients without atomics: column sums per chunk of rows, then the chunks in order.
     width = dim + layers
     col_blocks = -(-width // 32)
-    chunks = max(1, min(-(-m // 64), -(-8 * _device_sms(xp) // (col_blocks * (layers + 1)))))   # ~8 blocks per SM
+    groups = -(-layers // _MC_PLANES)   # planes a block sums in one walk: HCTR_MC_PLANES of multicross.cu
+    # ~4 blocks of 256 threads per SM: 4 rows' loads in flight per thread keep HBM busy, the finish stays short
+    chunks = max(1, min(-(-m // 64), -(-4 * _device_sms(xp) // (col_blocks * groups))))
     partial = xp.empty((chunks, layers + 1, width), dtype=xp.float32)
-    launch_grid("multicross.cu", f"hctr_multicross_bwd_sums<{t}>", (col_blocks, chunks, layers + 1), (32, 8),
-                (d_y, x0, hs, b, v, partial, np.int64(m), np.int32(dim), np.int32(layers), np.int64(-(-m // chunks))))
+    launch_grid("multicross.cu", f"hctr_multicross_bwd_sums<{t}>", (col_blocks, chunks, groups), (32, 8),
+                (d_y_ptr, ld_dy, x0, hs, b, v, partial, np.int64(m), np.int32(dim), np.int32(layers),
+                 np.int64(-(-m // chunks))))
     d_w, d_b = xp.empty((layers, dim), dtype=d_y.dtype), xp.empty((layers, dim), dtype=d_y.dtype)
-    launch("multicross.cu", f"hctr_multicross_bwd_finish<{t}>", layers * dim,
+    launch("multicross.cu", f"hctr_multicross_bwd_finish<{t}>", layers * dim * 32,   # a warp per (l, d)
            (partial, w, d_w, d_b, np.int32(dim), np.int32(layers), np.int32(chunks)))
     return d_x0, d_w, d_b
 
