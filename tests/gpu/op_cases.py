@@ -369,6 +369,8 @@ CASES = [
     OpCase("bce_loss_bwd", bce(True)),
     OpCase("multicross_fwd", multicross_fwd(77, 29, 3), id="small"),
     OpCase("multicross_fwd", multicross_fwd(301, 429, 6), id="dcn"),
+    # 12 layers of 429: w and b do not fit shared memory beside the rows; the kernel reads them from global
+    OpCase("multicross_fwd", multicross_fwd(37, 429, 12), id="weights-global"),
     OpCase("multicross_bwd", multicross_bwd(77, 29, 3), id="small"),
     OpCase("multicross_bwd", multicross_bwd(301, 429, 6), id="dcn"),
     OpCase("fm_order2_fwd", dense((37, 7 * 5), extra=(5,)), exact_fp32=True),

@@ -242,16 +242,18 @@ _MC_PLANES = 8  # HCTR_MC_PLANES of kernels/multicross.cu
 def multicross_fwd(xp, x0, w, b):
     m, dim = x0.shape
     layers = w.shape[0]
-    shared = _MC_WARPS * dim * 4
-    if not floats(x0, w, b) or shared > _SHARED_LIMIT:
+    rows = _MC_WARPS * 2 * dim * 4          # per warp: x_l and the row of x0 (float32)
+    weights = 2 * layers * dim * 4          # w and b, when they fit beside the rows
+    if not floats(x0, w, b) or rows > _SHARED_LIMIT:
         return reference("multicross_fwd", xp, x0, w, b)
+    wb_shared = rows + weights <= _SHARED_LIMIT
     x0 = _rows(xp, x0)
     y = xp.empty_like(x0)   # after _rows: a column-major x0 would make y column-major
     hs = xp.empty((layers, m, 1), dtype=xp.float32)
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
     launch_grid("multicross.cu", f"hctr_multicross_fwd<{ctype(x0.dtype)}>", blocks, 32 * _MC_WARPS,
                 (x0, xp.ascontiguousarray(w), xp.ascontiguousarray(b), y, hs, np.int64(m),
-                 np.int32(dim), np.int32(layers)), shared_mem=shared)
+                 np.int32(dim), np.int32(layers), np.int32(wb_shared)), shared_mem=rows + weights * wb_shared)
     return y, hs
 
 
