@@ -4,7 +4,8 @@
 //
 // Layouts (row-major, T = float | hctr_half; weights in T, saved activations in float32):
 //   x0, y, d_x0 (m, D) T;  d_y (m, D) T with row stride ld_dy >= D (a Concat gradient's columns, read in
-//   place);  w, b, d_w, d_b (L, D) T;  hs (L, m) float32;
+//   place);  w, b (L, D) T with row strides ld_w, ld_b >= D (the layer's weights are rows of the network's
+//   flat buffer, w_l and b_l interleaved: read in place);  d_w, d_b (L, D) T;  hs (L, m) float32;
 //   v (m, L) float32: v[r, l] = dL/dh_l;  partial (chunks, L+1, D+L) float32: per chunk of rows, plane
 //   l < L holds sum_r v[r, l] * x_l[r, :] (D columns), plane L the column sums of [d_y | v] (D+L).
 // Forward per row:  h_l = <x_l, w_l>;  x_{l+1} = x0 * h_l + x_l + b_l (hctr_cross_step);  y = x_L.
@@ -37,9 +38,9 @@ __device__ __forceinline__ float hctr_cross_step(float x0, float h, float x, flo
 }
 
 template <typename T>
-__global__ void hctr_multicross_fwd(const T* __restrict__ x0, const T* __restrict__ w, const T* __restrict__ b,
-                                    T* __restrict__ y, float* __restrict__ hs, long long m,
-                                    int dim, int layers, int wb_shared) {
+__global__ void hctr_multicross_fwd(const T* __restrict__ x0, const T* __restrict__ w, long long ld_w,
+                                    const T* __restrict__ b, long long ld_b, T* __restrict__ y,
+                                    float* __restrict__ hs, long long m, int dim, int layers, int wb_shared) {
     extern __shared__ float shared[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int wb = wb_shared ? layers * dim : 0;
@@ -49,8 +50,9 @@ __global__ void hctr_multicross_fwd(const T* __restrict__ x0, const T* __restric
     float* x0s = x + dim;
     if (wb_shared) {
         for (int i = threadIdx.x; i < wb; i += blockDim.x) {
-            sw[i] = to_f32(w[i]);
-            sb[i] = to_f32(b[i]);
+            const int l = i / dim, d = i - l * dim;
+            sw[i] = to_f32(w[l * ld_w + d]);
+            sb[i] = to_f32(b[l * ld_b + d]);
         }
         __syncthreads();
     }
@@ -61,10 +63,10 @@ __global__ void hctr_multicross_fwd(const T* __restrict__ x0, const T* __restric
         for (int l = 0; l < layers; ++l) {
             const int at = l * dim;
             float h = 0.0f;
-            for (int d = lane; d < dim; d += 32) h += x[d] * (wb_shared ? sw[at + d] : to_f32(w[at + d]));
+            for (int d = lane; d < dim; d += 32) h += x[d] * (wb_shared ? sw[at + d] : to_f32(w[l * ld_w + d]));
             h = warp_sum(h);
             for (int d = lane; d < dim; d += 32)
-                x[d] = hctr_cross_step(x0s[d], h, x[d], wb_shared ? sb[at + d] : to_f32(b[at + d]));
+                x[d] = hctr_cross_step(x0s[d], h, x[d], wb_shared ? sb[at + d] : to_f32(b[l * ld_b + d]));
             if (lane == 0) hs[(long long)l * m + r] = h;
             __syncwarp();
         }
@@ -75,8 +77,9 @@ __global__ void hctr_multicross_fwd(const T* __restrict__ x0, const T* __restric
 
 template <typename T>
 __global__ void hctr_multicross_bwd(const T* __restrict__ d_y, long long ld_dy, const T* __restrict__ x0,
-                                    const float* __restrict__ hs, const T* __restrict__ w, T* __restrict__ d_x0,
-                                    float* __restrict__ v_out, long long m, int dim, int layers) {
+                                    const float* __restrict__ hs, const T* __restrict__ w, long long ld_w,
+                                    T* __restrict__ d_x0, float* __restrict__ v_out, long long m, int dim,
+                                    int layers) {
     extern __shared__ float shared[];
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float* g = shared + warp * 2 * dim;
@@ -97,7 +100,7 @@ __global__ void hctr_multicross_bwd(const T* __restrict__ d_y, long long ld_dy, 
             }
             v = warp_sum(v);
             if (lane == 0) v_out[r * layers + l] = v;
-            for (int d = lane; d < dim; d += 32) g[d] = g[d] + v * to_f32(w[l * dim + d]);
+            for (int d = lane; d < dim; d += 32) g[d] = g[d] + v * to_f32(w[l * ld_w + d]);
             __syncwarp();
         }
         for (int d = lane; d < dim; d += 32) d_x0[r * dim + d] = from_f32<T>(acc[d] + g[d]);
@@ -110,7 +113,7 @@ __global__ void hctr_multicross_bwd(const T* __restrict__ d_y, long long ld_dy, 
 
 template <typename T>
 __global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, long long ld_dy, const T* __restrict__ x0,
-                                         const float* __restrict__ hs, const T* __restrict__ b,
+                                         const float* __restrict__ hs, const T* __restrict__ b, long long ld_b,
                                          const float* __restrict__ v, float* __restrict__ partial, long long m,
                                          int dim, int layers, long long rows_per_block) {
     __shared__ float lanes[8][33];
@@ -136,7 +139,7 @@ __global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, long long ld
             }
             // x_0, then the forward's steps (its roundings: bit-exact) up to this block's first plane
             for (int k = 0; k < first_plane; ++k) {
-                const float bk = to_f32(b[k * dim + col]);
+                const float bk = to_f32(b[k * ld_b + col]);
 #pragma unroll
                 for (int j = 0; j < HCTR_MC_ROWS; ++j) {
                     const long long r = r0 + 8 * j;
@@ -154,7 +157,7 @@ __global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, long long ld
                         if (r < last) acc[p] += v[r * layers + l] * x[j];
                     }
                     if (l + 1 < layers) {
-                        const float bl = to_f32(b[l * dim + col]);
+                        const float bl = to_f32(b[l * ld_b + col]);
 #pragma unroll
                         for (int j = 0; j < HCTR_MC_ROWS; ++j) x[j] = hctr_cross_step(x0_rd[j], h[j], x[j], bl);
                     }
@@ -185,7 +188,7 @@ __global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, long long ld
 }
 
 template <typename T>
-__global__ void hctr_multicross_bwd_finish(const float* __restrict__ partial, const T* __restrict__ w,
+__global__ void hctr_multicross_bwd_finish(const float* __restrict__ partial, const T* __restrict__ w, long long ld_w,
                                            T* __restrict__ d_w, T* __restrict__ d_b, int dim, int layers,
                                            int chunks) {
     const int lane = threadIdx.x & 31, width = dim + layers;
@@ -203,7 +206,7 @@ __global__ void hctr_multicross_bwd_finish(const float* __restrict__ partial, co
         for (int k = layers - 1; k > l; --k) {
             float vk = 0.0f;
             for (int c = lane; c < chunks; c += 32) vk += sums[c * chunk_stride + dim + k];
-            col = col + warp_sum(vk) * to_f32(w[k * dim + d]);
+            col = col + warp_sum(vk) * to_f32(w[k * ld_w + d]);
         }
         if (lane == 0) {
             d_w[i] = from_f32<T>(dw);

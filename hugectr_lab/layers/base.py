@@ -143,12 +143,14 @@ class Layer(ABC):
         """Names of weights whose gradient backward overwrites instead of accumulating."""
         return ()
 
-    def _write_grad(self, i, d_w):
-        """Accumulate ``d_w`` into grad ``i``, or overwrite it where HugeCTR does."""
+    def _write_grad(self, i, d_w, into=None):
+        """Accumulate ``d_w`` into grad ``i``, or overwrite it where HugeCTR does; ``into``: a view that
+        stands for grad ``i`` (several grads of one kind written at once: MultiCross's w_l)."""
+        target = self.grads[i] if into is None else into
         if self._weight_specs[i][0] in self.grad_overwrites:
-            self.grads[i][...] = d_w
+            target[...] = d_w
         else:
-            self.grads[i] += d_w
+            target += d_w
 
     # -- compute -----------------------------------------------------------------------------
 

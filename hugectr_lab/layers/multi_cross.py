@@ -115,22 +115,32 @@ class MultiCross(Layer):
     def backward(self, d_outputs):
         (d_y,) = d_outputs
         d_x0, d_w, d_b = self.ctx.backend.ops.multicross_bwd(d_y, self.x0, self.hs, self.w, self.b)
-        for l in range(self.num_layers):
-            self._write_grad(2 * l, d_w[l:l + 1])
-            self._write_grad(2 * l + 1, d_b[l:l + 1])
+        for first, d in ((0, d_w), (1, d_b)):   # the w_l, then the b_l
+            grads = _rows_of(self.xp, self.grads[first::2])
+            if grads is not None:
+                self._write_grad(first, d, into=grads)   # one write for the L rows (w_l alike, b_l alike)
+                continue
+            for l in range(self.num_layers):
+                self._write_grad(2 * l + first, d[l:l + 1])
         return [d_x0]
 
 
-def _stacked(xp, rows):
-    """The (L, D) stack of L (1, D) weights as one C-contiguous copy. The weights w₀, b₀, w₁, b₁, … lie one
-    after another in the network's flat buffer, so the wₗ (or the bₗ) are the rows of one strided view,
-    copied in one pass where ``concatenate`` launches a copy per row (12 of DCN's predict call's 14
-    copies on CuPy). Rows elsewhere (weights not from the flat buffer) are concatenated."""
+def _rows_of(xp, rows):
+    """The L (1, D) arrays ``rows`` as one (L, D) view, or None. The weights w₀, b₀, w₁, b₁, … (and their
+    gradients) lie one after another in the network's flat buffers, so the wₗ (or the bₗ) are the rows of
+    one strided view: the kernels read it in place (``multicross.cu`` takes a row stride), and a gradient
+    is written in one pass instead of L (10 of DCN's launches a step on CuPy)."""
     first = rows[0]
     pitch = 2 * first.size * first.itemsize
-    if all(r.shape == first.shape and r.dtype == first.dtype and r.flags.c_contiguous
-           and address(r) == address(first) + l * pitch for l, r in enumerate(rows)):
-        as_strided = importlib.import_module(f"{xp.__name__}.lib.stride_tricks").as_strided   # NumPy's or CuPy's
-        view = as_strided(first, shape=(len(rows), first.size), strides=(pitch, first.itemsize))
-        return xp.ascontiguousarray(view)
-    return xp.concatenate(rows)
+    if not all(r.shape == first.shape and r.dtype == first.dtype and r.flags.c_contiguous
+               and address(r) == address(first) + l * pitch for l, r in enumerate(rows)):
+        return None
+    as_strided = importlib.import_module(f"{xp.__name__}.lib.stride_tricks").as_strided   # NumPy's or CuPy's
+    return as_strided(first, shape=(len(rows), first.size), strides=(pitch, first.itemsize))
+
+
+def _stacked(xp, rows):
+    """The (L, D) stack of L (1, D) weights: the strided view of ``_rows_of`` where they lie in the flat
+    buffer, else their concatenation (weights not from the flat buffer)."""
+    view = _rows_of(xp, rows)
+    return xp.concatenate(rows) if view is None else view

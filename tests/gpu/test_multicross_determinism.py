@@ -48,20 +48,29 @@ def test_backward_bits_repeat_across_reruns_and_graph_replays(dtype):
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 @pytest.mark.parametrize("layers", [6, 11])   # 11: more planes than a block sums in one walk (two z groups)
-def test_backward_reads_a_concat_gradients_columns_in_place(dtype, layers):
-    """d_y as DCN hands it over -- the first 429 columns of the (m, 1453) Concat gradient -- gives the bits
-    of its contiguous copy (the kernels take its row stride instead of a copy first)."""
+def test_strided_operands_are_read_in_place(dtype, layers):
+    """As the DCN step hands them over -- d_y the first 429 columns of the (m, 1453) Concat gradient, w and
+    b the interleaved rows w0, b0, w1, ... of the network's flat weight buffer -- the operands give the bits
+    of their contiguous copies (the kernels take row strides instead of copies)."""
     backend = get_backend("cupy")
     d_y, x0, hs, w, b = inputs(1031, 429, layers, dtype)
     wide = np.random.default_rng(3).normal(size=(1031, 1453)).astype(dtype)
     wide[:, :429] = d_y
-    view = backend.asarray(wide)[:, :429]
-    assert not view.flags.c_contiguous
-    rest = [backend.asarray(a) for a in (x0, hs, w, b)]
-    strided = [backend.to_host(a) for a in backend.ops.multicross_bwd(view, *rest)]
-    contiguous = [backend.to_host(a) for a in backend.ops.multicross_bwd(backend.asarray(d_y), *rest)]
-    for got, want in zip(strided, contiguous):
-        np.testing.assert_array_equal(got, want)
-    for got, want in zip(strided, multicross_bwd(np, d_y, x0, hs, w, b)):
+    flat = np.empty((2 * layers, 429), dtype)
+    flat[0::2], flat[1::2] = w, b
+    d_y_view, flat_dev = backend.asarray(wide)[:, :429], backend.asarray(flat)
+    w_view, b_view = flat_dev[0::2], flat_dev[1::2]
+    assert not (d_y_view.flags.c_contiguous or w_view.flags.c_contiguous or b_view.flags.c_contiguous)
+    x0_dev, hs_dev = backend.asarray(x0), backend.asarray(hs)
+    dense = [backend.asarray(a) for a in (w, b)]
+    for strided, contiguous in (
+            (backend.ops.multicross_fwd(x0_dev, w_view, b_view), backend.ops.multicross_fwd(x0_dev, *dense)),
+            (backend.ops.multicross_bwd(d_y_view, x0_dev, hs_dev, w_view, b_view),
+             backend.ops.multicross_bwd(backend.asarray(d_y), x0_dev, hs_dev, *dense))):
+        for got, want in zip(strided, contiguous):
+            np.testing.assert_array_equal(backend.to_host(got), backend.to_host(want))
+    got_bwd = backend.ops.multicross_bwd(d_y_view, x0_dev, hs_dev, w_view, b_view)
+    for got, want in zip(got_bwd, multicross_bwd(np, d_y, x0, hs, w, b)):
         tol, w64 = (1e-5 if dtype == "float32" else 2e-3), want.astype(np.float64)
-        np.testing.assert_allclose(got.astype(np.float64), w64, rtol=tol, atol=tol * max(1.0, np.abs(w64).max()))
+        np.testing.assert_allclose(backend.to_host(got).astype(np.float64), w64, rtol=tol,
+                                   atol=tol * max(1.0, np.abs(w64).max()))

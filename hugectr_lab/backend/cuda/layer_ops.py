@@ -238,6 +238,16 @@ _MC_WARPS = 4   # warps (rows in flight) per block
 _MC_PLANES = 8  # HCTR_MC_PLANES of kernels/multicross.cu
 
 
+def _weight_rows(xp, a):
+    """(pointer, row stride) of an (L, D) stack of weights: a row-strided view (the layer's w_l or b_l, rows
+    of the network's flat buffer) is read in place, anything else through a C-contiguous copy."""
+    layout = row_layout(a)
+    if layout is None:
+        a = xp.ascontiguousarray(a)
+        return a, np.int64(a.shape[1])
+    return np.uint64(a.data.ptr), np.int64(layout[2])
+
+
 @kernel_op("multicross_fwd")
 def multicross_fwd(xp, x0, w, b):
     m, dim = x0.shape
@@ -252,7 +262,7 @@ def multicross_fwd(xp, x0, w, b):
     hs = xp.empty((layers, m, 1), dtype=xp.float32)
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
     launch_grid("multicross.cu", f"hctr_multicross_fwd<{ctype(x0.dtype)}>", blocks, 32 * _MC_WARPS,
-                (x0, xp.ascontiguousarray(w), xp.ascontiguousarray(b), y, hs, np.int64(m),
+                (x0, *_weight_rows(xp, w), *_weight_rows(xp, b), y, hs, np.int64(m),
                  np.int32(dim), np.int32(layers), np.int32(wb_shared)), shared_mem=rows + weights * wb_shared)
     return y, hs
 
@@ -269,13 +279,13 @@ def multicross_bwd(xp, d_y, x0, hs, w, b):
     if d_y_rows is None:
         d_y = _rows(xp, d_y)
     d_y_ptr, ld_dy = np.uint64(d_y.data.ptr), np.int64(dim if d_y_rows is None else d_y_rows[2])
-    x0 = _rows(xp, x0)
-    hs, w, b = (xp.ascontiguousarray(a) for a in (hs, w, b))
+    x0, hs = _rows(xp, x0), xp.ascontiguousarray(hs)
+    w_rows, b_rows = _weight_rows(xp, w), _weight_rows(xp, b)
     d_x0 = xp.empty((m, dim), dtype=d_y.dtype)
     v = xp.empty((m, layers), dtype=xp.float32)   # dL/dh_l per row
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
     launch_grid("multicross.cu", f"hctr_multicross_bwd<{t}>", blocks, 32 * _MC_WARPS,
-                (d_y_ptr, ld_dy, x0, hs, w, d_x0, v, np.int64(m), np.int32(dim), np.int32(layers)),
+                (d_y_ptr, ld_dy, x0, hs, *w_rows, d_x0, v, np.int64(m), np.int32(dim), np.int32(layers)),
                 shared_mem=shared)
     # Weight gradients without atomics: column sums per chunk of rows, then the chunks in order.
     width = dim + layers
@@ -285,11 +295,11 @@ def multicross_bwd(xp, d_y, x0, hs, w, b):
     chunks = max(1, min(-(-m // 64), -(-4 * _device_sms(xp) // (col_blocks * groups))))
     partial = xp.empty((chunks, layers + 1, width), dtype=xp.float32)
     launch_grid("multicross.cu", f"hctr_multicross_bwd_sums<{t}>", (col_blocks, chunks, groups), (32, 8),
-                (d_y_ptr, ld_dy, x0, hs, b, v, partial, np.int64(m), np.int32(dim), np.int32(layers),
+                (d_y_ptr, ld_dy, x0, hs, *b_rows, v, partial, np.int64(m), np.int32(dim), np.int32(layers),
                  np.int64(-(-m // chunks))))
     d_w, d_b = xp.empty((layers, dim), dtype=d_y.dtype), xp.empty((layers, dim), dtype=d_y.dtype)
     launch("multicross.cu", f"hctr_multicross_bwd_finish<{t}>", layers * dim * 32,   # a warp per (l, d)
-           (partial, w, d_w, d_b, np.int32(dim), np.int32(layers), np.int32(chunks)))
+           (partial, *w_rows, d_w, d_b, np.int32(dim), np.int32(layers), np.int32(chunks)))
     return d_x0, d_w, d_b
 
 
