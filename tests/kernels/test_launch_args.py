@@ -144,10 +144,11 @@ def _device(shape, dtype):
 def _multicross(**change):
     """A correct launch of hctr_multicross_fwd<float> (m = 77 rows of 29, 3 layers), with ``change`` made."""
     m, dim, layers = 77, 29, 3
-    args = [_device((m, dim), np.float32), _device((layers, dim), np.float32), _device((layers, dim), np.float32),
-            _device((m, dim), np.float32), _device((layers, m, 1), np.float32), np.int64(m), np.int32(dim),
-            np.int32(layers)]
-    launch = dict(grid=(20,), block=(128,), shared_mem=4 * dim * 4)   # 4 warps of a row each
+    args = [_device((m, dim), np.float32), _device((layers, dim), np.float32), np.int64(dim),
+            _device((layers, dim), np.float32), np.int64(dim), _device((m, dim), np.float32),
+            _device((layers, m, 1), np.float32), np.int64(m), np.int32(dim), np.int32(layers), np.int32(1)]
+    # 4 warps of two rows each, then w and b
+    launch = dict(grid=(20,), block=(128,), shared_mem=4 * 2 * dim * 4 + 2 * layers * dim * 4)
     for key, value in change.items():
         if key.startswith("arg"):
             args[int(key[3:])] = value
@@ -160,13 +161,13 @@ def _multicross(**change):
 @pytest.mark.parametrize("change,message", [pytest.param(c, m, id=i) for i, c, m in [
     ("pointer-dtype", {"arg1": _device((3, 29), np.float16)},
      "parameter 1 `const T* __restrict__ w` (w): a float16 array for a pointer float*"),
-    ("python-int", {"arg5": 77}, "parameter 5 `long long m` (m): int 77 for a scalar long long: pass np.int64"),
-    ("scalar-type", {"arg6": np.int64(29)}, "parameter 6 `int dim` (dim): np.int64 29 for a scalar int: pass np.int32"),
-    ("array-for-scalar", {"arg7": _device((), np.int32)}, "an array (int32[]) for a scalar int"),
+    ("python-int", {"arg7": 77}, "parameter 7 `long long m` (m): int 77 for a scalar long long: pass np.int64"),
+    ("scalar-type", {"arg8": np.int64(29)}, "parameter 8 `int dim` (dim): np.int64 29 for a scalar int: pass np.int32"),
+    ("array-for-scalar", {"arg9": _device((), np.int32)}, "an array (int32[]) for a scalar int"),
     ("host-array", {"arg0": np.zeros((77, 29), np.float32)}, "a host NumPy array"),
     ("transposed", {"arg0": _device((29, 77), np.float32).T}, "a non-C-contiguous array"),
-    ("stray-address", {"arg3": np.uint64(8)}, "address 0x8 lies in no live device array"),
-    ("null", {"arg3": np.uint64(0)}, None),   # NULL is a pointer argument
+    ("stray-address", {"arg5": np.uint64(8)}, "address 0x8 lies in no live device array"),
+    ("null", {"arg5": np.uint64(0)}, None),   # NULL is a pointer argument
     ("args-as-shared", {"shared_mem": (1, 2)}, "shared_mem is tuple (1, 2), not an int"),   # the slot mix-up
     ("no-shared", {"shared_mem": 0}, "uses extern __shared__ memory but gets shared_mem=0"),
     ("too-much-shared", {"shared_mem": 64 * 1024}, "outside [0, 49152]"),
@@ -183,8 +184,8 @@ def test_the_checker_names_what_is_wrong(change, message):
 
 
 def test_the_checker_reads_counts_names_bounds_and_addresses():
-    assert any("7 arguments for 8 parameters" in p for p in check_launch(
-        "multicross.cu", "hctr_multicross_fwd<float>", (1,), (128,), (None,) * 7, 464))
+    assert any("10 arguments for 11 parameters" in p for p in check_launch(
+        "multicross.cu", "hctr_multicross_fwd<float>", (1,), (128,), (None,) * 10, 464))
     assert "not listed for multicross.cu" in check_launch("multicross.cu", "hctr_multicross_fwd<double>",
                                                           (1,), (128,), (), 464)[0]
     mma = signature("interaction.cu", "hctr_interaction_fwd_mma")[0]
