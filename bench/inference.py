@@ -8,8 +8,9 @@ Two measurements of hugectr-lab's inference path, in this process on this device
   end (host arrays in, host predictions out), at batch 1, 64, 1024 and 16384: p50 / p99 of the wall
   time per call after warm-up, and throughput = batch / p50; then the throughput of 1, 2 and 4
   threads calling ``predict`` on the one session (batch 64 and 1024). On CuPy this is the captured
-  predict path (``inference.cuda_graph`` true); ``--compare`` adds the "tinylfu" cache policy and the
-  eager path (``cuda_graph`` false). The cache policies' hit rates are ``bench/cache_policy.py``.
+  predict path (``inference.cuda_graph`` true); ``--compare`` adds the "tinylfu" cache policy, the
+  eager path (``cuda_graph`` false) and the dense network in float16 (``mixed_precision`` 1024). The
+  cache policies' hit rates are ``bench/cache_policy.py``.
 * **hit rate**: the set-associative LRU cache (``hugectr_lab.inference.cache_ops``, the kernels on
   CuPy) on a 10 M-row table with keys Zipf(0.9 / 1.1 / 1.3), 1 / 5 / 10 / 20 % cached, against the
   ideal static top-k cache (the k most popular keys, k = the cache's entries) on the same requests.
@@ -138,8 +139,9 @@ def hit_rate(backend, alpha, percentage, *, rows=10_000_000, threshold=1.0, requ
 
 # ---- latency ---------------------------------------------------------------------------------------
 
-def build_dcn(directory, max_batchsize, seed=0, cuda_graph=True):
-    """The DCN sample's inference config, random dense weights and a sparse table (vec 16)."""
+def build_dcn(directory, max_batchsize, seed=0, cuda_graph=True, mixed_precision=None):
+    """The DCN sample's inference config, random dense weights and a sparse table (vec 16); ``mixed_precision``
+    (HugeCTR's inference key: a loss scale such as 1024) runs its dense network in float16."""
     directory = Path(directory)
     rng = np.random.default_rng(seed)
     offsets = np.cumsum((0,) + SLOT_VOCAB)
@@ -147,12 +149,13 @@ def build_dcn(directory, max_batchsize, seed=0, cuda_graph=True):
     write_sparse_model_file(directory / "dcn0_sparse.model", keys,
                             rng.uniform(-0.05, 0.05, (keys.size, 16)).astype(np.float32), key_type="I32")
     cfg = inference_config(CONFIGS / "dcn.json", str(directory / "dcn_dense.model"),
-                           [str(directory / "dcn0_sparse.model")], max_batchsize=max_batchsize)
+                           [str(directory / "dcn0_sparse.model")], max_batchsize=max_batchsize,
+                           mixed_precision=mixed_precision)
     cfg["inference"]["cuda_graph"] = cuda_graph
     for layer in cfg["layers"]:
         if layer["type"] == "Data":
             layer["sparse"][0]["max_feature_num_per_sample"] = 26
-    path = directory / f"dcn_inference{'' if cuda_graph else '_eager'}.json"
+    path = directory / f"dcn_inference{'' if cuda_graph else '_eager'}{'_fp16' if mixed_precision else ''}.json"
     path.write_text(json.dumps(cfg))
     parsed = parse_config(str(path), require=("inference", "layers"))
     shapes = {"dense": (1, 13), "sparse_embedding1": (1, 26, 16)}
@@ -169,9 +172,9 @@ def dcn_request(rng, n, offsets, alpha=1.1):
     return (rng.random(n * 13, dtype=np.float32), keys, np.arange(n * 26 + 1, dtype=np.int64))
 
 
-def warm_session(backend, directory, percentage=0.5, cuda_graph=True, policy="lru"):
+def warm_session(backend, directory, percentage=0.5, cuda_graph=True, policy="lru", mixed_precision=None):
     """(session, cache, key offsets, request rng) of the DCN sample, its cache warmed by 8 batches of 16384."""
-    config, offsets = build_dcn(directory, max(BATCHES), cuda_graph=cuda_graph)
+    config, offsets = build_dcn(directory, max(BATCHES), cuda_graph=cuda_graph, mixed_precision=mixed_precision)
     ps = CreateParameterServer([config], ["dcn"], False)
     cache = CreateEmbeddingCache(ps, 0, True, percentage, config, "dcn", False, backend=backend, cache_policy=policy)
     session = InferenceSession(config, 0, cache)
@@ -195,8 +198,8 @@ def kernels(backend, directory, batches, calls=100):
 
 
 def latency(backend, directory, *, repeats=None, percentage=0.5, cuda_graph=True, policy="lru",
-            batches=BATCHES, threads=(1, 2, 4)):
-    session, cache, offsets, rng = warm_session(backend, directory, percentage, cuda_graph, policy)
+            mixed_precision=None, batches=BATCHES, threads=(1, 2, 4)):
+    session, cache, offsets, rng = warm_session(backend, directory, percentage, cuda_graph, policy, mixed_precision)
     repeats = repeats or {1: 1000, 64: 1000, 1024: 500, 16384: 30}
     rows = []
     for batch in batches:
@@ -224,7 +227,8 @@ def latency(backend, directory, *, repeats=None, percentage=0.5, cuda_graph=True
     if any(how != "graph" for how in buckets.values()):
         print(f"  not every bucket replays a CUDA graph: {buckets}", flush=True)
     report = dict(cuda_graph=bool(buckets) and all(how == "graph" for how in buckets.values()),
-                  graph_buckets={str(b): how for b, how in buckets.items()}, policy=policy, rows=rows,
+                  graph_buckets={str(b): how for b, how in buckets.items()}, policy=policy,
+                  compute_dtype=str(session.compute_dtype), rows=rows,
                   cache=dict(percentage=percentage, capacity=stats.capacity, hit_rate=stats.hit_rate,
                              last_hit_rate=stats.last_hit_rate, table_rows=int(offsets[-1])),
                   threads=[])
@@ -307,7 +311,9 @@ def markdown(report):
         path = ("captured CUDA graph" if lat["cuda_graph"] else
                 f"graph path requested, eager in buckets {failed}" if failed else "eager (no graph)") \
             if report["backend"] == "cupy" else "NumPy"
-        lines += [f"## DCN sample: predict latency, {path}, cache policy {lat['policy']} (host in / host out)", "",
+        precision = "" if lat.get("compute_dtype", "float32") == "float32" else f", {lat['compute_dtype']} network"
+        lines += [f"## DCN sample: predict latency, {path}, cache policy {lat['policy']}{precision} "
+                  "(host in / host out)", "",
                   f"Table {c['table_rows']:,} rows (vec 16), cache {c['percentage']:.0%} = {c['capacity']:,} entries, "
                   f"keys Zipf(1.1) per slot; cumulative cache hit rate {c['hit_rate']:.3f}.", "",
                   "| batch | p50 (ms) | p99 (ms) | samples/s (batch / p50) |", "|---:|---:|---:|---:|"]
@@ -375,7 +381,9 @@ def main(argv=None):
         print("latency (DCN sample):", flush=True)
         runs = [dict(cuda_graph=True, policy="lru")]
         if args.compare and backend.name == "cupy":
-            runs += [dict(cuda_graph=True, policy="tinylfu"), dict(cuda_graph=False, policy="lru")]
+            # the eager path; the dense network in float16 (the inference clause's mixed_precision)
+            runs += [dict(cuda_graph=True, policy="tinylfu"), dict(cuda_graph=False, policy="lru"),
+                     dict(cuda_graph=True, policy="lru", mixed_precision=1024)]
         report["latency"] = []
         for run in runs:
             print(f"  {run}", flush=True)
