@@ -24,7 +24,10 @@ def all_finite(xp, first, *rest):
             a = xp.ascontiguousarray(a)
             layout = row_layout(a)
         rows, cols, ld = layout
-        launch("numerics.cu", f"hctr_all_finite<{ctype(a.dtype)}>", rows * cols,
+        contiguous = ld == cols or rows == 1
+        # a thread per 16-byte word of a contiguous array (plus the unaligned ends), else per element
+        threads = -(-rows * cols * a.itemsize // 16) + 16 if contiguous else rows * cols
+        launch("numerics.cu", f"hctr_all_finite<{ctype(a.dtype)}>", threads,
                (np.uint64(a.data.ptr), np.int64(rows), np.int64(cols), np.int64(ld), flag))   # a may be a view
     finite = flag == 0
     return finite if others is None else finite & others
