@@ -6,7 +6,8 @@
 //             `gemm_bias_act` (inner_product.py) runs hctr_bias_act_fwd after the GEMM where cuBLASLt's
 //             epilogue does not serve the call.
 //
-// Layouts (row-major): y, d_y, z, d_pre, x, u-mask (m, n) T; b (1, n) T; T = float | hctr_half.
+// Layouts (row-major): y, z, d_pre, x, u-mask (m, n) T; d_y (m, n) T with row stride ld_dy >= n (the
+// backward reads a Concat gradient's columns in place); b (1, n) T; T = float | hctr_half.
 // Dropout: keep element i (flat index r * n + c) when u(seed, i) >= rate, u drawn in place from a
 // counter-based hash of (seed, i) -- `dropout_uniform` in the reference -- so no random array travels,
 // and the backward draws the mask again instead of reading one. The seed is read from device memory
@@ -75,10 +76,24 @@ __device__ __forceinline__ void hctr_bias_act_grad(float (&g)[V], const float (&
     }
 }
 
+// Piece p (V columns) of row r of d_y, whose rows are ld_dy elements apart: one V-wide access where d_y is
+// contiguous and aligned (dy_vec), else V element loads (a Concat gradient's columns, read in place).
 template <typename T, int V>
-__global__ void hctr_bias_act_bwd(const T* __restrict__ d_y, const T* __restrict__ y, T* __restrict__ d_pre,
-                                  float* __restrict__ partial, long long m, int n, int relu, long long rows_per_block,
-                                  const unsigned long long* __restrict__ seed_ptr, float rate, float scale) {
+__device__ __forceinline__ void hctr_load_dy(const T* __restrict__ d_y, long long ld_dy, int dy_vec, long long r,
+                                             int p, float (&g)[V]) {
+    if (dy_vec) {
+        hctr_load_vec<T, V>(d_y, r * (ld_dy / V) + p, g);
+    } else {
+#pragma unroll
+        for (int k = 0; k < V; ++k) g[k] = to_f32(d_y[r * ld_dy + p * V + k]);
+    }
+}
+
+template <typename T, int V>
+__global__ void hctr_bias_act_bwd(const T* __restrict__ d_y, long long ld_dy, int dy_vec, const T* __restrict__ y,
+                                  T* __restrict__ d_pre, float* __restrict__ partial, long long m, int n, int relu,
+                                  long long rows_per_block, const unsigned long long* __restrict__ seed_ptr,
+                                  float rate, float scale) {
     constexpr int kRows = 4;   // rows whose loads are in flight together
     __shared__ float lanes[8][32 * V + 1];
     const unsigned long long seed = seed_ptr ? *seed_ptr : 0ull;
@@ -92,7 +107,7 @@ __global__ void hctr_bias_act_bwd(const T* __restrict__ d_y, const T* __restrict
             float g[kRows][V], yv[kRows][V];
 #pragma unroll
             for (int u = 0; u < kRows; ++u) {
-                hctr_load_vec<T, V>(d_y, (r + 8 * u) * pieces + p, g[u]);
+                hctr_load_dy<T, V>(d_y, ld_dy, dy_vec, r + 8 * u, p, g[u]);
                 if (relu) hctr_load_vec<T, V>(y, (r + 8 * u) * pieces + p, yv[u]);
             }
 #pragma unroll
@@ -103,7 +118,7 @@ __global__ void hctr_bias_act_bwd(const T* __restrict__ d_y, const T* __restrict
         }
         for (; r < last; r += 8) {
             float g[V], yv[V];
-            hctr_load_vec<T, V>(d_y, r * pieces + p, g);
+            hctr_load_dy<T, V>(d_y, ld_dy, dy_vec, r, p, g);
             if (relu) hctr_load_vec<T, V>(y, r * pieces + p, yv);
             hctr_bias_act_grad<T, V>(g, yv, r * n + p * V, relu, seed_ptr, seed, rate, scale, acc);
             if (d_pre) hctr_store_vec<T, V>(d_pre, r * pieces + p, g);

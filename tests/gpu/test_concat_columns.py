@@ -1,5 +1,6 @@
 """GPU lane: the Concat copy kernel on row-strided views (what Concat's backward and Slice hand on), and the
-wrappers that make such views contiguous through it (FC epilogue, MultiCross) give the contiguous input's bits."""
+wrappers that read such views in place or make them contiguous through it (FC epilogue, MultiCross) give the
+contiguous input's bits."""
 
 import numpy as np
 import pytest
@@ -38,6 +39,14 @@ def test_strided_gradients_give_the_contiguous_bits(cp, dtype):
     d_view = wide[:, 45:]                      # (1001, 132), row stride 177: Concat's backward hands these on
     d_copy = cp.xp.ascontiguousarray(d_view)
     for a, b in zip(cp.ops.bias_act_bwd(d_view, y, True), cp.ops.bias_act_bwd(d_copy, y, True)):
+        np.testing.assert_array_equal(cp.to_host(a), cp.to_host(b))
+    # DCN's fc2: the last 1024 columns of the (m, 1453) Concat gradient, read in place by the dropout backward
+    dcn = cp.asarray(rng.normal(size=(1001, 1453)).astype(dtype))
+    z, seed = cp.asarray(rng.normal(size=(1001, 1024)).astype(dtype)), cp.asarray(np.array([77], np.uint64))
+    view = dcn[:, 429:]
+    assert not view.flags.c_contiguous
+    for a, b in zip(cp.ops.bias_act_dropout_bwd(view, z, True, seed, 0.5),
+                    cp.ops.bias_act_dropout_bwd(cp.xp.ascontiguousarray(view), z, True, seed, 0.5)):
         np.testing.assert_array_equal(cp.to_host(a), cp.to_host(b))
     w = cp.asarray((0.05 * rng.normal(size=(3, 45))).astype(dtype))
     bias = cp.asarray(rng.normal(size=(3, 45)).astype(dtype))

@@ -154,17 +154,24 @@ def _epilogue_fwd(xp, y, b, relu, seed, rate):
 
 def _epilogue_bwd(xp, d_y, y, relu, seed, rate):
     m, n = d_y.shape
-    d_y, y = _rows(xp, d_y), _rows(xp, y)
     writes = bool(relu) or seed is not None   # else d_pre is d_y itself
-    d_pre = xp.empty_like(d_y) if writes else d_y
-    v = vector_width(n, (d_y, y, d_pre))
+    rows = row_layout(d_y) if writes else None   # d_y read in place: a Concat gradient's columns
+    if rows is None:
+        d_y = _rows(xp, d_y)
+        rows = (m, n, n)
+    y = _rows(xp, y)
+    d_pre = xp.empty((m, n), dtype=d_y.dtype) if writes else d_y
+    v = vector_width(n, (y, d_pre))
+    ld_dy = rows[2]
+    dy_vec = ld_dy == n and d_y.data.ptr % (v * d_y.itemsize) == 0   # V-wide loads of d_y too
     col_blocks = -(-n // (32 * v))
     # 8 blocks of 256 threads per SM (all the threads an SM holds), at least 64 rows a block.
     chunks = max(1, min(-(-m // 64), -(-8 * _device_sms(xp) // col_blocks)))
     rows_per_block = -(-m // chunks)
     partial = xp.empty((chunks, n), dtype=xp.float32)  # per-chunk column sums
     launch_grid("dense.cu", f"hctr_bias_act_bwd<{ctype(d_y.dtype)}, {v}>", (col_blocks, chunks), (32, 8),
-                (d_y, y, d_pre if writes else NULL, partial, np.int64(m), np.int32(n),
+                (np.uint64(d_y.data.ptr), np.int64(ld_dy), np.int32(dy_vec), y, d_pre if writes else NULL, partial,
+                 np.int64(m), np.int32(n),
                  np.int32(bool(relu)), np.int64(rows_per_block), *_dropout_args(seed, rate, d_y.dtype)))
     return d_pre, column_sums(xp, partial, d_y.dtype).reshape(1, n)
 
