@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One GPU-machine session: the GPU test lane, the kernel profiles, predict latency, then both benchmarks, each
-# under a time cap (60 + 220 + 30 + 40 + 55 + 2 x 85 = 575 s, inside one 600 s device command).
+# under a time cap (60 + 220 + 30 + 40 + 75 + 2 x 85 = 595 s, inside one 600 s device command; lower the caps
+# with FIRST_CAP, TEST_CAP, ... or leave parts out with REST=0, INFERENCE=0, COMPARE=0, MODELS=dcn).
 # Run from the repository root on the GPU machine (no install): bash bench/gpu_session.sh
 # Writes logs straight into $OUT (default ./gpu_session_out), so that a command cut by its time limit still
 # leaves what finished; the device returns at most 8 files, so logs are few and results/ is packed into
@@ -25,9 +26,12 @@ timeout "${FIRST_CAP:-60}" python3 -m pytest -o addopts="" -m gpu -q --tb=short 
     | tee "$OUT/pytest.log" | tail -40
 # The rest of the GPU lane (about 185 s on an H100, 2026-12-07 16:04 UTC); widgets and browser tests need packages
 # the GPU machine lacks. -v: a run cut by the cap still says which tests passed and failed.
-timeout "${TEST_CAP:-220}" python3 -m pytest -o addopts="" --strict-markers -m gpu -v --tb=short -p no:cacheprovider -rfE \
-    --junitxml="$OUT/gpu_tests.xml" --ignore=tests/widgets --ignore=tests/browser $(printf -- "--deselect %s " $FIRST) \
-    tests 2>&1 | tee -a "$OUT/pytest.log" | tail -40
+# REST=0 leaves it out (a short session: the changed tests only).
+if [ "${REST:-1}" != 0 ]; then
+    timeout "${TEST_CAP:-220}" python3 -m pytest -o addopts="" --strict-markers -m gpu -v --tb=short -p no:cacheprovider \
+        -rfE --junitxml="$OUT/gpu_tests.xml" --ignore=tests/widgets --ignore=tests/browser \
+        $(printf -- "--deselect %s " $FIRST) tests 2>&1 | tee -a "$OUT/pytest.log" | tail -40
+fi
 
 # Per-kernel GPU time of DCN's replayed whole step (launches per step, idle between kernels) and of one captured
 # predict call per batch size (DLRM passes issue 14's marks; its profiles take 2 x 55 s: PROFILE_DLRM=1 adds them).
@@ -38,11 +42,13 @@ if [ -n "${PROFILE_DLRM:-}" ]; then
         | tee -a "$OUT/profile.log"
 fi
 # INFERENCE=0 leaves out the predict profile and latency (a session that changed nothing on that path).
+# COMPARE=0 times the captured lru path only (no tinylfu, eager or float16 runs).
 if [ "${INFERENCE:-1}" != 0 ]; then
     timeout "${PREDICT_PROFILE_CAP:-40}" python3 -m bench.inference --backend cupy --kernels --batches 1 64 1024 2>&1 \
         | tee -a "$OUT/profile.log"
     # predict latency (issue 15's batch sizes), graph path against the eager path
-    timeout "${INFERENCE_CAP:-55}" python3 -m bench.inference --backend cupy --part latency --compare --batches 1 64 1024 \
+    timeout "${INFERENCE_CAP:-75}" python3 -m bench.inference --backend cupy --part latency \
+        $([ "${COMPARE:-1}" != 0 ] && echo --compare) --batches 1 64 1024 \
         --out "$OUT/results" 2>&1 | tee "$OUT/inference.log" | tail -20
 fi
 # fp16 (the headline) only by default, so that the session fits one 600 s device command; PRECISIONS adds
