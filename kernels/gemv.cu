@@ -55,7 +55,7 @@ __global__ void hctr_gemv_cols(const T* __restrict__ x, long long ld, const T* _
     __shared__ float lanes[8][33];
     const int c = blockIdx.x * 32 + threadIdx.x;
     const long long first = blockIdx.y * rows_per_block;
-    const long long last = min(m, first + rows_per_block);
+    const long long last = first + rows_per_block < m ? first + rows_per_block : m;
     float acc = 0.0f;
     if (c < k) {
         long long r = first + threadIdx.y;

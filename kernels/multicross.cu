@@ -168,7 +168,7 @@ __global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, long long ld
         for (long long r = first + threadIdx.y; r < last; r += 8) colsum += v[r * layers + (col - dim)];
     }
     // The lanes' sums in lane order, plane by plane: planes first_plane.. (columns < D), then plane L.
-    const int planes = min(HCTR_MC_PLANES, layers - first_plane);
+    const int planes = layers - first_plane < HCTR_MC_PLANES ? layers - first_plane : HCTR_MC_PLANES;
     for (int p = 0; p <= planes; ++p) {
         const bool sums = p == planes;
         if (sums && blockIdx.z != 0) break;
