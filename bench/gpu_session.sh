@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU-machine session: the GPU test lane, the kernel profiles, predict latency, then both benchmarks, each
-# under a time cap (60 + 220 + 30 + 40 + 75 + 2 x 85 = 595 s, inside one 600 s device command; lower the caps
+# under a time cap (110 + 150 + 30 + 35 + 75 + 2 x 80 = 560 s, inside one 600 s device command; lower the caps
 # with FIRST_CAP, TEST_CAP, ... or leave parts out with REST=0, INFERENCE=0, COMPARE=0, MODELS=dcn).
 # Run from the repository root on the GPU machine (no install): bash bench/gpu_session.sh
 # Writes logs straight into $OUT (default ./gpu_session_out), so that a command cut by its time limit still
@@ -19,16 +19,19 @@ python3 -c "import hugectr_lab.kernels" 2>/dev/null || ln -s ../kernels hugectr_
 
 # The tests of what changed since the last run first, so their tracebacks come back even if a cap cuts what
 # follows (FIRST overrides them).
-FIRST=${FIRST:-"tests/gpu/test_multicross_determinism.py
+FIRST=${FIRST:-"tests/gpu/test_kernel_ops.py
+       tests/gpu/test_multicross_determinism.py
+       tests/gpu/test_concat_columns.py
+       tests/reliability/test_all_finite.py
        tests/gpu/test_training_parity.py
        tests/inference/test_gpu.py"}
-timeout "${FIRST_CAP:-60}" python3 -m pytest -o addopts="" -m gpu -q --tb=short -p no:cacheprovider -rfE $FIRST 2>&1 \
+timeout "${FIRST_CAP:-110}" python3 -m pytest -o addopts="" -m gpu -q --tb=short -p no:cacheprovider -rfE $FIRST 2>&1 \
     | tee "$OUT/pytest.log" | tail -40
 # The rest of the GPU lane (about 185 s on an H100, 2026-12-07 16:04 UTC); widgets and browser tests need packages
 # the GPU machine lacks. -v: a run cut by the cap still says which tests passed and failed.
 # REST=0 leaves it out (a short session: the changed tests only).
 if [ "${REST:-1}" != 0 ]; then
-    timeout "${TEST_CAP:-220}" python3 -m pytest -o addopts="" --strict-markers -m gpu -v --tb=short -p no:cacheprovider \
+    timeout "${TEST_CAP:-150}" python3 -m pytest -o addopts="" --strict-markers -m gpu -v --tb=short -p no:cacheprovider \
         -rfE --junitxml="$OUT/gpu_tests.xml" --ignore=tests/widgets --ignore=tests/browser \
         $(printf -- "--deselect %s " $FIRST) tests 2>&1 | tee -a "$OUT/pytest.log" | tail -40
 fi
@@ -44,7 +47,7 @@ fi
 # INFERENCE=0 leaves out the predict profile and latency (a session that changed nothing on that path).
 # COMPARE=0 times the captured lru path only (no tinylfu, eager or float16 runs).
 if [ "${INFERENCE:-1}" != 0 ]; then
-    timeout "${PREDICT_PROFILE_CAP:-40}" python3 -m bench.inference --backend cupy --kernels --batches 1 64 1024 2>&1 \
+    timeout "${PREDICT_PROFILE_CAP:-35}" python3 -m bench.inference --backend cupy --kernels --batches 1 64 1024 2>&1 \
         | tee -a "$OUT/profile.log"
     # predict latency (issue 15's batch sizes), graph path against the eager path
     timeout "${INFERENCE_CAP:-75}" python3 -m bench.inference --backend cupy --part latency \
@@ -56,7 +59,7 @@ fi
 # COMPILE_MODES overrides bench.train's torch.compile ladder (default: "default", the quickest to compile;
 # COMPILE_MODES="max-autotune reduce-overhead max-autotune-no-cudagraphs default" for the full ladder).
 for model in ${MODELS:-dcn dlrm}; do
-    timeout "${TRAIN_CAP:-85}" python3 -m bench.train --model $model --precision ${PRECISIONS:-fp16} \
+    timeout "${TRAIN_CAP:-80}" python3 -m bench.train --model $model --precision ${PRECISIONS:-fp16} \
         --steps "${STEPS:-20}" --compile-modes ${COMPILE_MODES:-default} --out "$OUT/results" 2>&1 \
         | tee -a "$OUT/bench.log" | tail -20
 done
