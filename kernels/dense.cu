@@ -21,7 +21,7 @@
 //     issued before their arithmetic (bytes in flight: the kernel is bound by HBM latency otherwise),
 //     writes the gradient d_y * mask * (y > 0) (rounded to T after each product, as the reference) and
 //     sums it in float32 in row order. The block writes its column sums to partial (chunks, n) float32;
-//     the wrapper adds the chunks (fixed order: deterministic) and rounds d_b to T.
+//     the wrapper adds the chunks (fixed order: deterministic; hctr_column_sums of gemv.cu) and rounds d_b to T.
 //   hctr_dropout_fwd: one thread per element.
 #include "hctr_common.cuh"
 
