@@ -55,3 +55,14 @@ def row_layout(a):
     if a.strides[0] % a.itemsize or a.strides[0] // a.itemsize < cols:
         return None
     return rows, cols, a.strides[0] // a.itemsize
+
+
+def row_view(xp, a):
+    """``(a, (rows, cols, ld))`` for a kernel that reads rows ``ld`` elements apart: ``a`` itself where
+    ``row_layout`` reads it in place, else its C-contiguous copy (hold the returned array while the kernel
+    is queued) and that copy's layout."""
+    layout = row_layout(a)
+    if layout is None:
+        a = xp.ascontiguousarray(a)
+        layout = row_layout(a)
+    return a, layout

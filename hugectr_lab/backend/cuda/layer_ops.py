@@ -10,7 +10,7 @@ import numpy as np
 
 from ..ops import kernel_op
 from . import cublas, cublaslt
-from .common import ctype, floats, reference, row_layout, vector_width
+from .common import ctype, floats, reference, row_layout, row_view, vector_width
 from .interaction_gemms import backward_product, forward_products, scratch_ld
 from .loader import MAX_BLOCKS, NULL, launch, launch_grid, multiprocessors
 
@@ -71,8 +71,7 @@ def skinny_product(xp, a, b, bias=None, relu=False):
             return None
         # a = xᵀ, x (k, m) rows: out[c] = Σ_r x[r, c] w[r], in per-chunk partial sums added in order
         col_blocks = -(-m // 32)
-        chunks = max(1, min(-(-k // 64), -(-8 * _device_sms(xp) // col_blocks)))
-        rows_per_block = -(-k // chunks)
+        chunks, rows_per_block = _row_chunks(xp, k, col_blocks)
         partial = xp.empty((chunks, m), dtype=xp.float32)
         launch_grid("gemv.cu", f"hctr_gemv_cols<{t}>", (col_blocks, chunks), (32, 8),
                     (np.uint64(a.data.ptr), np.int64(x_rows[2]), w, partial, np.int64(k), np.int32(m),
@@ -84,6 +83,13 @@ def skinny_product(xp, a, b, bias=None, relu=False):
     out = xp.empty((m, n), a.dtype)
     launch_grid("gemv.cu", f"hctr_outer<{t}>", *_per_sample(m, n), (g, w, out, np.int64(m), np.int32(n)))
     return out
+
+
+def _row_chunks(xp, m, col_blocks, blocks_per_sm=8):
+    """(chunks, rows per chunk) of m rows for a column-sum kernel of ``col_blocks`` column blocks per chunk:
+    about ``blocks_per_sm`` blocks of 256 threads per SM, at least 64 rows a block."""
+    chunks = max(1, min(-(-m // 64), -(-blocks_per_sm * _device_sms(xp) // col_blocks)))
+    return chunks, -(-m // chunks)
 
 
 def column_sums(xp, partial, dtype):
@@ -108,10 +114,7 @@ def concat_columns(xp, *xs):
     for x in xs:
         w = x.shape[1]
         if w and m:
-            layout = row_layout(x)
-            if layout is None:   # no row-strided view
-                x, layout = xp.ascontiguousarray(x), (m, w, w)
-            ld = layout[2]
+            x, (_, _, ld) = row_view(xp, x)
             launch_grid("concat.cu", f"hctr_concat_columns<{ctype(x.dtype)}>", *_per_sample(m, w),
                         (np.uint64(x.data.ptr), np.int64(ld), np.uint64(out.data.ptr + start * out.itemsize),
                          np.int64(out.shape[1]), np.int64(m), np.int32(w)))
@@ -124,7 +127,7 @@ def _rows(xp, a):
     or a Slice's columns) through the concat kernel, anything else through CuPy."""
     if a.flags.c_contiguous:
         return a
-    return concat_columns(xp, a) if a.ndim == 2 and floats(a) else xp.ascontiguousarray(a)
+    return concat_columns(xp, a) if a.ndim == 2 and floats(a) and row_layout(a) else xp.ascontiguousarray(a)
 
 
 # ---- FC epilogue, dropout -------------------------------------------------------------------
@@ -155,19 +158,16 @@ def _epilogue_fwd(xp, y, b, relu, seed, rate):
 def _epilogue_bwd(xp, d_y, y, relu, seed, rate):
     m, n = d_y.shape
     writes = bool(relu) or seed is not None   # else d_pre is d_y itself
-    rows = row_layout(d_y) if writes else None   # d_y read in place: a Concat gradient's columns
-    if rows is None:
-        d_y = _rows(xp, d_y)
-        rows = (m, n, n)
+    if writes:
+        d_y, (_, _, ld_dy) = row_view(xp, d_y)   # read in place: a Concat gradient's columns
+    else:
+        d_y, ld_dy = _rows(xp, d_y), n           # returned as d_pre: contiguous
     y = _rows(xp, y)
     d_pre = xp.empty((m, n), dtype=d_y.dtype) if writes else d_y
     v = vector_width(n, (y, d_pre))
-    ld_dy = rows[2]
     dy_vec = ld_dy == n and d_y.data.ptr % (v * d_y.itemsize) == 0   # V-wide loads of d_y too
     col_blocks = -(-n // (32 * v))
-    # 8 blocks of 256 threads per SM (all the threads an SM holds), at least 64 rows a block.
-    chunks = max(1, min(-(-m // 64), -(-8 * _device_sms(xp) // col_blocks)))
-    rows_per_block = -(-m // chunks)
+    chunks, rows_per_block = _row_chunks(xp, m, col_blocks)   # 8 blocks per SM: all the threads an SM holds
     partial = xp.empty((chunks, n), dtype=xp.float32)  # per-chunk column sums
     launch_grid("dense.cu", f"hctr_bias_act_bwd<{ctype(d_y.dtype)}, {v}>", (col_blocks, chunks), (32, 8),
                 (np.uint64(d_y.data.ptr), np.int64(ld_dy), np.int32(dy_vec), y, d_pre if writes else NULL, partial,
@@ -245,13 +245,8 @@ _MC_WARPS = 4   # warps (rows in flight) per block
 _MC_PLANES = 8  # HCTR_MC_PLANES of kernels/multicross.cu
 
 
-def _weight_rows(xp, a):
-    """(pointer, row stride) of an (L, D) stack of weights: a row-strided view (the layer's w_l or b_l, rows
-    of the network's flat buffer) is read in place, anything else through a C-contiguous copy."""
-    layout = row_layout(a)
-    if layout is None:
-        a = xp.ascontiguousarray(a)
-        return a, np.int64(a.shape[1])
+def _rows_args(a, layout):
+    """A ``row_view``'s two kernel arguments: its address and its row stride."""
     return np.uint64(a.data.ptr), np.int64(layout[2])
 
 
@@ -264,12 +259,13 @@ def multicross_fwd(xp, x0, w, b):
     if not floats(x0, w, b) or rows > _SHARED_LIMIT:
         return reference("multicross_fwd", xp, x0, w, b)
     wb_shared = rows + weights <= _SHARED_LIMIT
+    (w, w_layout), (b, b_layout) = row_view(xp, w), row_view(xp, b)   # rows of the flat weight buffer: in place
     x0 = _rows(xp, x0)
     y = xp.empty_like(x0)   # after _rows: a column-major x0 would make y column-major
     hs = xp.empty((layers, m, 1), dtype=xp.float32)
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
     launch_grid("multicross.cu", f"hctr_multicross_fwd<{ctype(x0.dtype)}>", blocks, 32 * _MC_WARPS,
-                (x0, *_weight_rows(xp, w), *_weight_rows(xp, b), y, hs, np.int64(m),
+                (x0, *_rows_args(w, w_layout), *_rows_args(b, b_layout), y, hs, np.int64(m),
                  np.int32(dim), np.int32(layers), np.int32(wb_shared)), shared_mem=rows + weights * wb_shared)
     return y, hs
 
@@ -282,28 +278,26 @@ def multicross_bwd(xp, d_y, x0, hs, w, b):
     if not floats(d_y, x0, w, b) or hs.dtype != _F32 or shared > _SHARED_LIMIT or m == 0:
         return reference("multicross_bwd", xp, d_y, x0, hs, w, b)
     t = ctype(d_y.dtype)
-    d_y_rows = row_layout(d_y)   # a Concat gradient's columns are read in place
-    if d_y_rows is None:
-        d_y = _rows(xp, d_y)
-    d_y_ptr, ld_dy = np.uint64(d_y.data.ptr), np.int64(dim if d_y_rows is None else d_y_rows[2])
+    # d_y (a Concat gradient's columns) and the weights (rows of the flat buffer) are read in place
+    (d_y, d_y_layout), (w, w_layout), (b, b_layout) = row_view(xp, d_y), row_view(xp, w), row_view(xp, b)
+    d_y_args, w_rows, b_rows = _rows_args(d_y, d_y_layout), _rows_args(w, w_layout), _rows_args(b, b_layout)
     x0, hs = _rows(xp, x0), xp.ascontiguousarray(hs)
-    w_rows, b_rows = _weight_rows(xp, w), _weight_rows(xp, b)
     d_x0 = xp.empty((m, dim), dtype=d_y.dtype)
     v = xp.empty((m, layers), dtype=xp.float32)   # dL/dh_l per row
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
     launch_grid("multicross.cu", f"hctr_multicross_bwd<{t}>", blocks, 32 * _MC_WARPS,
-                (d_y_ptr, ld_dy, x0, hs, *w_rows, d_x0, v, np.int64(m), np.int32(dim), np.int32(layers)),
+                (*d_y_args, x0, hs, *w_rows, d_x0, v, np.int64(m), np.int32(dim), np.int32(layers)),
                 shared_mem=shared)
     # Weight gradients without atomics: column sums per chunk of rows, then the chunks in order.
     width = dim + layers
     col_blocks = -(-width // 32)
     groups = -(-layers // _MC_PLANES)   # planes a block sums in one walk: HCTR_MC_PLANES of multicross.cu
-    # ~4 blocks of 256 threads per SM: 4 rows' loads in flight per thread keep HBM busy, the finish stays short
-    chunks = max(1, min(-(-m // 64), -(-4 * _device_sms(xp) // (col_blocks * groups))))
+    # ~4 blocks per SM: 4 rows' loads in flight per thread keep HBM busy, the finish stays short
+    chunks, rows_per_block = _row_chunks(xp, m, col_blocks * groups, blocks_per_sm=4)
     partial = xp.empty((chunks, layers + 1, width), dtype=xp.float32)
     launch_grid("multicross.cu", f"hctr_multicross_bwd_sums<{t}>", (col_blocks, chunks, groups), (32, 8),
-                (d_y_ptr, ld_dy, x0, hs, *b_rows, v, partial, np.int64(m), np.int32(dim), np.int32(layers),
-                 np.int64(-(-m // chunks))))
+                (*d_y_args, x0, hs, *b_rows, v, partial, np.int64(m), np.int32(dim), np.int32(layers),
+                 np.int64(rows_per_block)))
     d_w, d_b = xp.empty((layers, dim), dtype=d_y.dtype), xp.empty((layers, dim), dtype=d_y.dtype)
     launch("multicross.cu", f"hctr_multicross_bwd_finish<{t}>", layers * dim * 32,   # a warp per (l, d)
            (partial, *w_rows, d_w, d_b, np.int32(dim), np.int32(layers), np.int32(chunks)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ops import kernel_op
-from .common import ctype, floats, reference, row_layout
+from .common import ctype, floats, reference, row_view
 from .loader import launch
 
 
@@ -19,11 +19,7 @@ def all_finite(xp, first, *rest):
             finite = reference("all_finite", xp, a)
             others = finite if others is None else others & finite
             continue
-        layout = row_layout(a)
-        if layout is None:
-            a = xp.ascontiguousarray(a)
-            layout = row_layout(a)
-        rows, cols, ld = layout
+        a, (rows, cols, ld) = row_view(xp, a)
         contiguous = ld == cols or rows == 1
         # a thread per 16-byte word of a contiguous array (plus the unaligned ends), else per element
         threads = -(-rows * cols * a.itemsize // 16) + 16 if contiguous else rows * cols
