@@ -12,6 +12,11 @@ runs eagerly (``use_cuda_graph=False``): a CUDA graph replays the dense layers w
 graph) under CUPTI (through ``torch.profiler``, which records every kernel of the process, CuPy's and
 cuBLAS's included) and prints each kernel's GPU time and launches per step, the kernels' sum and the
 step's wall time: their difference is the GPU idling between graph nodes.
+
+``--origins PATTERN`` runs the eager step under ``torch.profiler`` with Python stacks and names, for each
+kernel whose name contains PATTERN (e.g. ``copy``: CuPy's copies), the hugectr_lab lines that launched it
+(the innermost two frames) with its GPU time per step. ``--host`` profiles the host side of the replayed
+step (cProfile over back-to-back steps): what Python does per step before the graph launch.
 """
 
 from __future__ import annotations
@@ -110,6 +115,65 @@ def print_kernels(title, step, rows, top=40, call="step"):
         print(f"  {sum(ms for ms, _, _ in rest):8.3f} ms        in {len(rest)} other kernels")
 
 
+def kernel_origins(step, steps, pattern, warmup=4):
+    """{(kernel name, 'innermost hugectr_lab frame <- its caller'): (ms per call, launches per call)} of the
+    kernels whose names contain ``pattern`` in ``steps`` eager calls of ``step(i)``: each kernel's launch
+    (its CUPTI correlation id) placed inside the Python calls that were running when it was issued."""
+    import json
+    import os
+    import tempfile
+
+    from torch.profiler import ProfilerActivity, profile
+
+    for i in range(warmup):
+        step(i)
+    cupy.cuda.Device().synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=True) as prof:
+        for i in range(steps):
+            step(i)
+        cupy.cuda.Device().synchronize()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "trace.json")
+        prof.export_chrome_trace(path)
+        with open(path) as f:
+            events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
+    launches = {e["args"]["correlation"]: e["ts"] for e in events
+                if e.get("cat") in ("cuda_runtime", "cuda_driver") and "correlation" in e.get("args", {})}
+    frames = sorted(((e["ts"], e["ts"] + e["dur"], e["name"]) for e in events
+                     if e.get("cat") == "python_function" and "hugectr_lab" in e["name"]), key=lambda f: f[0])
+    out = defaultdict(lambda: [0.0, 0])
+    for e in events:
+        if e.get("cat") != "kernel" or pattern not in e["name"]:
+            continue
+        t = launches.get(e.get("args", {}).get("correlation"))
+        inside = [f for f in frames if t is not None and f[0] <= t <= f[1]]
+        inside.sort(key=lambda f: f[0], reverse=True)   # innermost (latest start) first
+        where = " <- ".join(f[2].split("hugectr_lab/")[-1] for f in inside[:2]) or "(no hugectr_lab frame)"
+        row = out[(e["name"][:60], where)]
+        row[0] += e["dur"] / 1e3 / steps
+        row[1] += 1 / steps
+    return dict(out)
+
+
+def host_profile(step, steps, top=30):
+    """Print cProfile's busiest functions (own time, then with callees) over ``steps`` calls of ``step(i)``."""
+    import cProfile
+    import pstats
+
+    for i in range(8):
+        step(i)
+    cupy.cuda.Device().synchronize()
+    prof = cProfile.Profile()
+    prof.enable()
+    for i in range(steps):
+        step(i)
+    prof.disable()
+    cupy.cuda.Device().synchronize()
+    for order in ("tottime", "cumulative"):
+        print(f"host, {steps} steps, by {order}:")
+        pstats.Stats(prof).sort_stats(order).print_stats(top)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=tuple(wl.MODELS), required=True)
@@ -117,6 +181,8 @@ def main(argv=None):
     parser.add_argument("--cap", type=int, default=None, help="cap on each slot's cardinality")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--kernels", action="store_true", help="per-kernel times of the replayed whole step")
+    parser.add_argument("--origins", metavar="PATTERN", help="where kernels named *PATTERN* are launched from")
+    parser.add_argument("--host", action="store_true", help="cProfile of the replayed step's host side")
     args = parser.parse_args(argv)
     if args.cap:
         wl.CRITEO_KAGGLE = tuple(min(c, args.cap) for c in wl.CRITEO_KAGGLE)
@@ -124,6 +190,20 @@ def main(argv=None):
         runner = HugeCTRStep(wl.workload(args.model, args.precision, cuda_graph=True))
         step, rows = kernel_table(lambda i: runner.step(runner.batches[i % len(runner.batches)]), args.steps)
         print_kernels(f"{args.model} {args.precision} batch {runner.batch}, whole step replayed", step, rows)
+        runner.close()
+        return
+    if args.host:
+        runner = HugeCTRStep(wl.workload(args.model, args.precision, cuda_graph=True))
+        host_profile(lambda i: runner.step(runner.batches[i % len(runner.batches)]), 20 * args.steps)
+        runner.close()
+        return
+    if args.origins:
+        runner = HugeCTRStep(wl.workload(args.model, args.precision, cuda_graph=False))
+        rows = kernel_origins(lambda i: runner.step(runner.batches[i % len(runner.batches)]), args.steps,
+                              args.origins)
+        print(f"{args.model} {args.precision} batch {runner.batch}, eager step: kernels named *{args.origins}*")
+        for (name, where), (ms, n) in sorted(rows.items(), key=lambda r: -r[1][0]):
+            print(f"  {ms:8.3f} ms x{n:<4.0f} {name}  {where}")
         runner.close()
         return
     runner = HugeCTRStep(wl.workload(args.model, args.precision, cuda_graph=False))   # per-call events need eager calls

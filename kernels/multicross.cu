@@ -172,10 +172,11 @@ __global__ void hctr_multicross_bwd_sums(const T* __restrict__ d_y, long long ld
     for (int p = 0; p <= planes; ++p) {
         const bool sums = p == planes;
         if (sums && blockIdx.z != 0) break;
+        // plane L is colsum even where p < HCTR_MC_PLANES indexes a (zero) register of acc
         float mine = colsum;
 #pragma unroll
         for (int q = 0; q < HCTR_MC_PLANES; ++q)
-            if (q == p) mine = acc[q];
+            if (!sums && q == p) mine = acc[q];
         lanes[threadIdx.y][threadIdx.x] = mine;
         __syncthreads();
         if (threadIdx.y == 0 && col < (sums ? width : dim)) {

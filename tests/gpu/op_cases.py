@@ -373,6 +373,8 @@ CASES = [
     OpCase("multicross_fwd", multicross_fwd(37, 429, 12), id="weights-global"),
     OpCase("multicross_bwd", multicross_bwd(77, 29, 3), id="small"),
     OpCase("multicross_bwd", multicross_bwd(301, 429, 6), id="dcn"),
+    # 9 layers: a block group of 8 planes and one of 1 (the plane count below HCTR_MC_PLANES in one group)
+    OpCase("multicross_bwd", multicross_bwd(131, 37, 9), id="two-groups"),
     OpCase("fm_order2_fwd", dense((37, 7 * 5), extra=(5,)), exact_fp32=True),
     OpCase("fm_order2_bwd", dense((37, 5), (37, 7 * 5), extra=(5,))),
     OpCase("interaction_fwd", interaction(False, 37, 5, 16), id="small"),
