@@ -31,6 +31,10 @@ class Backend:
         """A NumPy copy/view of ``a``."""
         return np.asarray(a)
 
+    def contiguous(self, a):
+        """``a`` C-contiguous: itself if it is, else a copy (what a reshape of a strided view would make)."""
+        return self.xp.ascontiguousarray(a)
+
     def write(self, dst, values):
         """Write up to four host numbers ``values`` into the existing contiguous array ``dst`` (as many
         elements) without waiting for the device: how per-step scalars reach the buffers a CUDA graph of
@@ -87,6 +91,11 @@ class CupyBackend(Backend):
 
     def to_host(self, a):
         return self.xp.asnumpy(a) if isinstance(a, self.xp.ndarray) else np.asarray(a)
+
+    def contiguous(self, a):
+        from .cuda.rows import contiguous
+
+        return contiguous(self.xp, a)   # a row-strided view through a row-walking kernel, not CuPy's copy
 
     def _write(self, dst, values):
         # one kernel launch with the numbers as arguments: no host memory to stage, nothing to wait for,

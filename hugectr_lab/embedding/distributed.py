@@ -44,5 +44,6 @@ class DistributedSlotSparseEmbeddingHash(SparseEmbedding):
         return [out.reshape(shape) for out in self.comm.reduce_scatter(partials)]   # (b, S, E) each
 
     def _exchange_backward(self, d_outputs):
-        wgrads = [d.reshape(-1, self.embedding_vec_size) for d in d_outputs]   # (B*S, E)
-        return wgrads if self.num_devices == 1 else self.comm.all_gather(wgrads)
+        if self.num_devices == 1:   # d: a (B, S, E) view of Concat's gradient; its (B*S, E) rows copied fast
+            return [self.backend.contiguous(d).reshape(-1, self.embedding_vec_size) for d in d_outputs]
+        return self.comm.all_gather([d.reshape(-1, self.embedding_vec_size) for d in d_outputs])   # (B*S, E)

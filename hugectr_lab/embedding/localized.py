@@ -115,8 +115,8 @@ class LocalizedSlotSparseEmbeddingHash(SparseEmbedding):
 
     def _exchange_backward(self, d_outputs):
         xp, G, E = self.backend.xp, self.num_devices, self.embedding_vec_size
-        if G == 1:
-            return [d.reshape(-1, E) for d in d_outputs]
+        if G == 1:   # d: a (B, S, E) view of Concat's gradient; its (B*S, E) rows copied fast
+            return [self.backend.contiguous(d).reshape(-1, E) for d in d_outputs]
         b = d_outputs[0].shape[0]
         sends = []
         for d, grad in zip(self.local_devices, d_outputs):

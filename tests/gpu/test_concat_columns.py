@@ -53,3 +53,42 @@ def test_strided_gradients_give_the_contiguous_bits(cp, dtype):
     x0 = wide[:, :45]
     for a, b in zip(cp.ops.multicross_fwd(x0, w, bias), cp.ops.multicross_fwd(cp.xp.ascontiguousarray(x0), w, bias)):
         np.testing.assert_array_equal(cp.to_host(a), cp.to_host(b))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_row_copies_pad_and_flatten_as_numpy_does(cp, dtype):
+    """backend/cuda/rows.py: the padded GEMM operands and the embedding gradient's (B*S, E) rows."""
+    from hugectr_lab.backend.cuda.rows import contiguous, zero_padded
+
+    xp = cp.xp
+    rng = np.random.default_rng(11)
+    host = rng.normal(size=(301, 1453)).astype(dtype)
+    base = cp.asarray(host)
+
+    def padded(a, rows, cols):
+        out = np.zeros((rows, cols), dtype)
+        out[:a.shape[0], :a.shape[1]] = a
+        return out
+
+    view = base[:, 13:442]                                          # (301, 429), row stride 1453
+    got = zero_padded(xp, view, 304, 432)
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(cp.to_host(got), padded(host[:, 13:442], 304, 432))
+    # a transposed operand keeps its op: the padded copy of its transpose, seen transposed
+    got = zero_padded(xp, view.T, 432, 304)
+    assert got.flags.f_contiguous and not got.flags.c_contiguous
+    np.testing.assert_array_equal(cp.to_host(got), padded(host[:, 13:442].T, 432, 304))
+    # the right shape already, at an address off 16 bytes (a weight in the flat buffer): an aligned copy
+    flat = cp.asarray(host[:3].reshape(-1))
+    odd = flat[3:3 + 37 * 5].reshape(37, 5)
+    got = zero_padded(xp, odd, 37, 5)
+    assert got.data.ptr % 16 == 0
+    np.testing.assert_array_equal(cp.to_host(got), host[:3].reshape(-1)[3:3 + 37 * 5].reshape(37, 5))
+    # a column-strided view goes through CuPy: same values
+    np.testing.assert_array_equal(cp.to_host(zero_padded(xp, base[:, 0:18:2], 301, 16)), padded(host[:, 0:18:2], 301, 16))
+    # (B, S, E) columns of a wider gradient, made contiguous for its (B*S, E) rows
+    emb = base[:, 13:13 + 26 * 16].reshape(301, 26, 16)
+    got = contiguous(xp, emb)
+    assert got.flags.c_contiguous and got.shape == (301, 26, 16)
+    np.testing.assert_array_equal(cp.to_host(got).reshape(-1, 16), host[:, 13:13 + 26 * 16].reshape(-1, 16))
+    np.testing.assert_array_equal(cp.to_host(cp.contiguous(emb)), host[:, 13:13 + 26 * 16].reshape(301, 26, 16))

@@ -195,7 +195,7 @@ def test_the_checker_reads_counts_names_bounds_and_addresses():
     # concat_columns passes addresses: into (8, 4) float32 x, and 4 columns into an (8, 8) float32 out
     x, out, halves = _device((8, 4), np.float32), _device((8, 8), np.float32), _device((8, 8), np.float16)
     concat = ("concat.cu", "hctr_concat_columns<float>", (1,), (32, 8))
-    sizes = (np.int64(8), np.int64(8), np.int32(4))
+    sizes = (np.int64(8), np.int64(8), np.int32(4), np.int32(4))
     assert check_launch(*concat, (np.uint64(x.data.ptr), np.int64(4), np.uint64(out.data.ptr + 16), *sizes), 0) == []
     problems = check_launch(*concat, (np.uint64(x.data.ptr), np.int64(4), np.uint64(halves.data.ptr), *sizes), 0)
     assert problems == ["parameter 2 `T* __restrict__ out` (out): address into a float16 array for a float*"]

@@ -21,7 +21,8 @@ import cupy
 import numpy as np
 
 from .cublas_abi import (ALGO_DEFAULT, ALIGN_BYTES, ALIGN_MIN, COMPUTE_32F, COMPUTE_32F_FAST_TF32, DATA_TYPE, OP_N,
-                         OP_T, aligned_shape, bind, strided_batched_gemm, transposed)
+                         OP_T, aligned_shape, bind, strided_batched_gemm)
+from .rows import contiguous, zero_padded
 
 _WORKSPACE_BYTES = 32 << 20
 _vp = ctypes.c_void_p
@@ -81,23 +82,10 @@ def _operand(m):
         return m, OP_N, m.shape[1]
     if m.flags.f_contiguous:
         return m, OP_T, m.shape[0]
-    return _operand(cupy.ascontiguousarray(m))
+    return _operand(contiguous(cupy, m))
 
 
 _ONE, _ZERO = ctypes.c_float(1.0), ctypes.c_float(0.0)
-
-
-def _zero_padded(m, rows, cols):
-    """``m`` (r, c) inside a zero (rows, cols) array of the same storage order: a C-contiguous copy, or
-    the transposed view of one for a transposed ``m``, so cuBLAS keeps its op. ``m`` itself when it has that
-    shape already, unless its address is not 16-byte aligned: then a copy (fresh memory is aligned)."""
-    if transposed(m):
-        return _zero_padded(m.T, cols, rows).T
-    if m.shape == (rows, cols):
-        return m if m.data.ptr % ALIGN_BYTES == 0 else m.copy()
-    out = cupy.zeros((rows, cols), dtype=m.dtype)
-    out[:m.shape[0], :m.shape[1]] = m
-    return out
 
 
 def aligned_operands(a, b):
@@ -114,12 +102,12 @@ def aligned_operands(a, b):
     if min(m, k, n) < ALIGN_MIN or ((mp, kp, np_) == (m, k, n)
                                     and a.data.ptr % ALIGN_BYTES == 0 and b.data.ptr % ALIGN_BYTES == 0):
         return None
-    return _zero_padded(a, mp, kp), _zero_padded(b, kp, np_)
+    return zero_padded(cupy, a, mp, kp), zero_padded(cupy, b, kp, np_)
 
 
 def cut(c, m, n):
     """The C-contiguous (m, n) top-left corner of a padded product ``c``: a view when only rows were added."""
-    return c[:m] if c.shape[1] == n else cupy.ascontiguousarray(c[:m, :n])
+    return c[:m] if c.shape[1] == n else contiguous(cupy, c[:m, :n])
 
 
 def matmul(a, b, tf32=False, align=True):

@@ -32,6 +32,7 @@ from .cublaslt_abi import (DESC_BIAS_POINTER, DESC_EPILOGUE, DESC_TRANSA, DESC_T
                            PREF_MIN_ALIGNMENT_A_BYTES, PREF_MIN_ALIGNMENT_B_BYTES, PREF_MIN_ALIGNMENT_C_BYTES,
                            PREF_MIN_ALIGNMENT_D_BYTES, SCALE_32F, HeuristicResult, alignment, bind,
                            epilogue_gemm)
+from .rows import zero_padded
 
 _log = logging.getLogger("hugectr_lab")
 _vp = ctypes.c_void_p
@@ -154,11 +155,11 @@ def gemm_bias_act(x, w, b, relu, tf32=False):
     padded = cublas.aligned_operands(x, w)
     if padded is not None:
         xp_, wp = padded
-        bp = cublas._zero_padded(b.reshape(1, n), 1, wp.shape[1])
+        bp = zero_padded(cupy, b.reshape(1, n), 1, wp.shape[1])
         z = gemm_bias_act(xp_, wp, bp, relu, tf32)
         return None if z is None else cublas.cut(z, m, n)
     x, w = (a if a.flags.c_contiguous or a.flags.f_contiguous else cupy.ascontiguousarray(a) for a in (x, w))
-    b = cublas._zero_padded(cupy.ascontiguousarray(b).reshape(1, n), 1, n)   # misaligned (a weight's): a copy
+    b = zero_padded(cupy, cupy.ascontiguousarray(b).reshape(1, n), 1, n)   # misaligned (a weight's): a copy
     z = cupy.empty((m, n), dtype=x.dtype)
     call = epilogue_gemm(x, w, relu)
     aligns = tuple(alignment(p) for p in (w.data.ptr, x.data.ptr, z.data.ptr))

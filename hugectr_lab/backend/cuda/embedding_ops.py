@@ -13,6 +13,7 @@ from ...rules.keys import refused_room, sentinel_key
 from ..ops import kernel_op
 from .common import FLOATS, ctype, f32, reference, vector_width
 from .loader import MAX_BLOCKS, NULL, launch, launch_grid
+from .rows import contiguous
 
 _F32 = np.dtype(np.float32)
 _I64 = np.dtype(np.int64)
@@ -20,7 +21,7 @@ _CHUNK = 32   # occurrences summed by one thread in the first pass of the gradie
 
 
 def _c(xp, a, dtype=None):
-    return xp.ascontiguousarray(a if dtype is None or a.dtype == dtype else a.astype(dtype))
+    return contiguous(xp, a if dtype is None or a.dtype == dtype else a.astype(dtype))
 
 
 _COMBINE_ROWS = 4   # CSR rows a lane group takes at a time (HCTR_COMBINE_ROWS in embedding.cu): sizes the grid

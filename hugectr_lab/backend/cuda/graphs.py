@@ -10,9 +10,9 @@ graph. What makes a replay equal to a call:
   graph writes; the arrays ``fn`` returned when captured are rewritten by every launch. The pool must
   outlive every array allocated from it (CuPy frees a pool's memory with the pool): an owner that drops
   a CapturedCall keeps its ``pool`` and may release its free blocks (``whole_step.WholeStep``).
-* ``fn`` runs on a stream of its own, joined to the caller's current stream by events in both
-  directions, so the graph stays ordered with the work around it, whatever stream the caller uses. The
-  stream is non-blocking: a blocking one would be joined implicitly to the legacy default stream, and
+* ``fn`` runs (and is captured) on a stream of its own, joined to the caller's current stream by events
+  in both directions; the graph is launched on the caller's stream, which orders it with the work around
+  it (and CUDA orders the launches of one graph among themselves). The capture stream is non-blocking: a blocking one would be joined implicitly to the legacy default stream, and
   work another thread puts there while this one captures (an ``asarray`` of a request) would invalidate
   the capture (seen on an H100 with ``predict`` from several threads).
 * no cyclic garbage collection runs while a capture is open (``collector.no_cyclic_collection``): a finalizer
@@ -59,6 +59,10 @@ class CapturedCall:
 
     def __call__(self):
         caller = cupy.cuda.get_current_stream()
+        if self.graph is not None:   # a replay: straight onto the caller's stream (ordered with its work,
+            self.calls += 1          # and CUDA orders the launches of one graph), no events or allocator
+            self.graph.launch(caller)
+            return self._result
         self._enter.record(caller)
         self.stream.wait_event(self._enter)
         try:

@@ -12,7 +12,8 @@ from ..ops import kernel_op
 from . import cublas, cublaslt
 from .common import ctype, floats, reference, row_layout, row_view, vector_width
 from .interaction_gemms import backward_product, forward_products, scratch_ld
-from .loader import MAX_BLOCKS, NULL, launch, launch_grid, multiprocessors
+from .loader import MAX_BLOCKS, NULL, launch, launch_grid, multiprocessors, per_sample
+from .rows import contiguous, copy_rows
 
 _F32 = np.dtype(np.float32)
 _SHARED_LIMIT = 48 * 1024   # static shared-memory limit without opting in per kernel
@@ -81,7 +82,7 @@ def skinny_product(xp, a, b, bias=None, relu=False):
         return None
     g, w = xp.ascontiguousarray(a).reshape(m), xp.ascontiguousarray(b).reshape(n)
     out = xp.empty((m, n), a.dtype)
-    launch_grid("gemv.cu", f"hctr_outer<{t}>", *_per_sample(m, n), (g, w, out, np.int64(m), np.int32(n)))
+    launch_grid("gemv.cu", f"hctr_outer<{t}>", *per_sample(m, n), (g, w, out, np.int64(m), np.int32(n)))
     return out
 
 
@@ -101,8 +102,6 @@ def column_sums(xp, partial, dtype):
 
 
 # ---- Concat ----------------------------------------------------------------------------------------
-# CuPy's concatenate and ascontiguousarray copy a strided 2-D array with an index division per element
-# (about 0.5 TB/s on an H100); this kernel walks rows.
 
 @kernel_op("concat_columns")
 def concat_columns(xp, *xs):
@@ -112,22 +111,9 @@ def concat_columns(xp, *xs):
     out = xp.empty((m, sum(x.shape[1] for x in xs)), dtype=xs[0].dtype)
     start = 0
     for x in xs:
-        w = x.shape[1]
-        if w and m:
-            x, (_, _, ld) = row_view(xp, x)
-            launch_grid("concat.cu", f"hctr_concat_columns<{ctype(x.dtype)}>", *_per_sample(m, w),
-                        (np.uint64(x.data.ptr), np.int64(ld), np.uint64(out.data.ptr + start * out.itemsize),
-                         np.int64(out.shape[1]), np.int64(m), np.int32(w)))
-        start += w
+        copy_rows(xp, row_view(xp, x)[0], out, start)
+        start += x.shape[1]
     return out
-
-
-def _rows(xp, a):
-    """``a`` as a C-contiguous array: itself if it is one, a row-strided 2-D float view (a Concat gradient's
-    or a Slice's columns) through the concat kernel, anything else through CuPy."""
-    if a.flags.c_contiguous:
-        return a
-    return concat_columns(xp, a) if a.ndim == 2 and floats(a) and row_layout(a) else xp.ascontiguousarray(a)
 
 
 # ---- FC epilogue, dropout -------------------------------------------------------------------
@@ -148,9 +134,9 @@ def _is_seed(seed):
 def _epilogue_fwd(xp, y, b, relu, seed, rate):
     m, n = y.shape
     z = xp.empty((m, n), dtype=y.dtype)
-    y, b = _rows(xp, y), xp.ascontiguousarray(b)
+    y, b = contiguous(xp, y), xp.ascontiguousarray(b)
     v = vector_width(n, (y, b, z))   # the epilogue kernels' V (kernels/dense.cu)
-    launch_grid("dense.cu", f"hctr_bias_act_fwd<{ctype(y.dtype)}, {v}>", *_per_sample(m, n // v),
+    launch_grid("dense.cu", f"hctr_bias_act_fwd<{ctype(y.dtype)}, {v}>", *per_sample(m, n // v),
                 (y, b, z, np.int64(m), np.int32(n), np.int32(bool(relu)), *_dropout_args(seed, rate, y.dtype)))
     return z
 
@@ -161,8 +147,8 @@ def _epilogue_bwd(xp, d_y, y, relu, seed, rate):
     if writes:
         d_y, (_, _, ld_dy) = row_view(xp, d_y)   # read in place: a Concat gradient's columns
     else:
-        d_y, ld_dy = _rows(xp, d_y), n           # returned as d_pre: contiguous
-    y = _rows(xp, y)
+        d_y, ld_dy = contiguous(xp, d_y), n           # returned as d_pre: contiguous
+    y = contiguous(xp, y)
     d_pre = xp.empty((m, n), dtype=d_y.dtype) if writes else d_y
     v = vector_width(n, (y, d_pre))
     dy_vec = ld_dy == n and d_y.data.ptr % (v * d_y.itemsize) == 0   # V-wide loads of d_y too
@@ -243,6 +229,10 @@ def bce_loss_bwd(xp, logits, labels, scale):
 
 _MC_WARPS = 4   # warps (rows in flight) per block
 _MC_PLANES = 8  # HCTR_MC_PLANES of kernels/multicross.cu
+# Rows up to which the forward stages w and b in shared memory: at batch 1 it waited on a global load per
+# element per layer (20 µs -> 12 µs with them staged), while at 16384 rows the 20 KB more per block cut the
+# blocks an SM holds and it took 0.067 ms instead of 0.057 (H100, 2026-12-07)
+_MC_SHARED_WEIGHTS_ROWS = 4096
 
 
 def _rows_args(a, layout):
@@ -258,9 +248,9 @@ def multicross_fwd(xp, x0, w, b):
     weights = 2 * layers * dim * 4          # w and b, when they fit beside the rows
     if not floats(x0, w, b) or rows > _SHARED_LIMIT:
         return reference("multicross_fwd", xp, x0, w, b)
-    wb_shared = rows + weights <= _SHARED_LIMIT
+    wb_shared = rows + weights <= _SHARED_LIMIT and m <= _MC_SHARED_WEIGHTS_ROWS
     (w, w_layout), (b, b_layout) = row_view(xp, w), row_view(xp, b)   # rows of the flat weight buffer: in place
-    x0 = _rows(xp, x0)
+    x0 = contiguous(xp, x0)
     y = xp.empty_like(x0)   # after _rows: a column-major x0 would make y column-major
     hs = xp.empty((layers, m, 1), dtype=xp.float32)
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
@@ -281,7 +271,7 @@ def multicross_bwd(xp, d_y, x0, hs, w, b):
     # d_y (a Concat gradient's columns) and the weights (rows of the flat buffer) are read in place
     (d_y, d_y_layout), (w, w_layout), (b, b_layout) = row_view(xp, d_y), row_view(xp, w), row_view(xp, b)
     d_y_args, w_rows, b_rows = _rows_args(d_y, d_y_layout), _rows_args(w, w_layout), _rows_args(b, b_layout)
-    x0, hs = _rows(xp, x0), xp.ascontiguousarray(hs)
+    x0, hs = contiguous(xp, x0), xp.ascontiguousarray(hs)
     d_x0 = xp.empty((m, dim), dtype=d_y.dtype)
     v = xp.empty((m, layers), dtype=xp.float32)   # dL/dh_l per row
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
@@ -357,14 +347,6 @@ def _mma_launch(m, fields, w, backward):
     return min(-(-m // warps), MAX_BLOCKS), 32 * warps, warps * per_warp
 
 
-def _per_sample(m, elements):
-    """(grid, block) of the interaction kernels and the FC epilogue: a sample per row of x threads (at most 128 of them,
-    striding over the sample's ``elements``), 256 threads a block."""
-    lanes = min(128, -(-elements // 32) * 32)
-    rows = 256 // lanes
-    return min(-(-m // rows), MAX_BLOCKS), (lanes, rows)
-
-
 @kernel_op("interaction_fwd")
 def interaction_fwd(xp, mlp, emb):
     if not floats(mlp, emb) or emb.size == 0:
@@ -381,7 +363,7 @@ def interaction_fwd(xp, mlp, emb):
     dots = xp.empty((m, fields, scratch_ld(fields)), dtype=mlp.dtype)
     for a, b, c in forward_products(mlp, emb, dots):
         cublas.gemm_strided_batched(a, b, c, m)
-    launch_grid("interaction.cu", f"hctr_interaction_pack<{ctype(mlp.dtype)}>", *_per_sample(m, out.shape[1]),
+    launch_grid("interaction.cu", f"hctr_interaction_pack<{ctype(mlp.dtype)}>", *per_sample(m, out.shape[1]),
                 (mlp, dots, out, np.int64(m), np.int32(fields), np.int32(w), np.int32(dots.shape[2])))
     return out
 
@@ -400,10 +382,10 @@ def interaction_bwd(xp, d_y, mlp, emb):
                     (d_y, mlp, emb, d_mlp, d_emb, np.int64(m), np.int32(fields), np.int32(w)), shared_mem=shared)
         return d_mlp, d_emb
     z = xp.empty((m, fields + 1, w), dtype=mlp.dtype)   # [emb; mlp] per sample
-    launch_grid("interaction.cu", f"hctr_interaction_stack<{t}>", *_per_sample(m, w),
+    launch_grid("interaction.cu", f"hctr_interaction_stack<{t}>", *per_sample(m, w),
                 (d_y, mlp, emb, z, d_mlp, np.int64(m), np.int32(fields), np.int32(w)))
     sym = xp.empty((m, fields, scratch_ld(fields)), dtype=mlp.dtype)
-    launch_grid("interaction.cu", f"hctr_interaction_unpack<{t}>", *_per_sample(m, fields * (fields + 1)),
+    launch_grid("interaction.cu", f"hctr_interaction_unpack<{t}>", *per_sample(m, fields * (fields + 1)),
                 (d_y, sym, np.int64(m), np.int32(fields), np.int32(w), np.int32(sym.shape[2])))
     cublas.gemm_strided_batched(*backward_product(sym, z, d_emb), m)
     return d_mlp, d_emb

@@ -61,5 +61,13 @@ def launch(file_name, expression, n, args, block=BLOCK):
     launch_grid(file_name, expression, min(-(-n // block), MAX_BLOCKS), block, args)
 
 
+def per_sample(m, elements):
+    """(grid, block) of a kernel that gives each of ``m`` samples (rows) a row of x threads -- at most 128,
+    striding over the sample's ``elements`` -- 256 threads a block (hctr_row_stride)."""
+    lanes = min(128, -(-elements // 32) * 32)
+    rows = 256 // lanes
+    return min(-(-m // rows), MAX_BLOCKS), (lanes, rows)
+
+
 def _dims(d):
     return d if isinstance(d, tuple) else (int(d),)

@@ -1,0 +1,60 @@
+"""Copies of row-strided float arrays through the row-walking kernel of ``kernels/concat.cu``.
+
+CuPy copies a row-strided view (a Concat gradient's columns, a Slice's output, a corner of a padded
+product) with an index division per element, about 0.5 TB/s on an H100; the kernel walks rows at HBM
+speed and can zero-extend each row in the same pass (the padded GEMM operands of ``cublas``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .common import ctype, floats, row_layout
+from .cublas_abi import ALIGN_BYTES
+from .loader import launch_grid, per_sample
+
+
+def copy_rows(xp, x, out, start=0, width=None):
+    """Write the (m, w) rows of ``x`` (2-D, row-strided) into columns ``start`` .. ``start + w`` of the C-contiguous
+    ``out`` (m, n); with ``width``, columns ``start + w`` .. ``start + width`` of each row get zeros."""
+    (m, w), (_, _, ld) = x.shape, row_layout(x)
+    width = w if width is None else width
+    if m and width:
+        launch_grid("concat.cu", f"hctr_concat_columns<{ctype(x.dtype)}>", *per_sample(m, width),
+                    (np.uint64(x.data.ptr), np.int64(ld), np.uint64(out.data.ptr + start * out.itemsize),
+                     np.int64(out.shape[1]), np.int64(m), np.int32(w), np.int32(width)))
+
+
+def _rows_copyable(a):
+    return a.ndim == 2 and floats(a) and row_layout(a) is not None
+
+
+def contiguous(xp, a):
+    """``a`` C-contiguous: itself if it is, a row-strided float array through the kernel, else through CuPy."""
+    if a.flags.c_contiguous:
+        return a
+    flat = a.reshape(a.shape[0], -1) if a.ndim > 2 and row_layout(a) is not None else a   # (B, S, E) -> (B, S*E) view
+    if not _rows_copyable(flat):
+        return xp.ascontiguousarray(a)
+    out = xp.empty(flat.shape, dtype=a.dtype)
+    copy_rows(xp, flat, out)
+    return out.reshape(a.shape)
+
+
+def zero_padded(xp, a, rows, cols):
+    """``a`` (r, c) inside a zero (rows, cols) array of the same storage order: a copy (C-contiguous, or the
+    transposed view of one for a transposed ``a``, so that cuBLAS keeps its op); ``a`` itself when it has
+    that shape and a 16-byte aligned address already (fresh memory is aligned)."""
+    if a.ndim == 2 and not a.flags.c_contiguous and a.strides[0] == a.itemsize:   # a transposed (row-strided) view
+        return zero_padded(xp, a.T, cols, rows).T
+    if a.shape == (rows, cols) and a.flags.c_contiguous:
+        return a if a.data.ptr % ALIGN_BYTES == 0 else a.copy()
+    if not _rows_copyable(a):
+        out = xp.zeros((rows, cols), dtype=a.dtype)
+        out[:a.shape[0], :a.shape[1]] = a
+        return out
+    out = xp.empty((rows, cols), dtype=a.dtype)
+    copy_rows(xp, a, out, width=cols)
+    if rows > a.shape[0]:
+        out[a.shape[0]:] = 0   # contiguous rows: one fill
+    return out
