@@ -40,6 +40,10 @@ fi
 # predict call per batch size (DLRM passes issue 14's marks; its profiles take 2 x 55 s: PROFILE_DLRM=1 adds them).
 timeout "${PROFILE_CAP:-30}" python3 -m bench.profile --model dcn --precision fp16 --steps 6 --kernels 2>&1 \
     | tee -a "$OUT/profile.log"
+# HOST=1: where the replayed step's host time goes (cProfile; what the waited-for step does not hide)
+if [ -n "${HOST:-}" ]; then
+    timeout 45 python3 -m bench.profile --model dcn --precision fp16 --steps 5 --host >> "$OUT/profile.log" 2>&1
+fi
 if [ -n "${PROFILE_DLRM:-}" ]; then
     timeout 55 python3 -m bench.profile --model dlrm --precision fp16 --cap 1000000 --steps 6 --kernels 2>&1 \
         | tee -a "$OUT/profile.log"
@@ -47,8 +51,10 @@ fi
 # INFERENCE=0 leaves out the predict profile and latency (a session that changed nothing on that path).
 # COMPARE=0 times the captured lru path only (no tinylfu, eager or float16 runs).
 if [ "${INFERENCE:-1}" != 0 ]; then
-    timeout "${PREDICT_PROFILE_CAP:-35}" python3 -m bench.inference --backend cupy --kernels --batches 1 64 1024 2>&1 \
-        | tee -a "$OUT/profile.log"
+    if [ "${PREDICT_PROFILE:-1}" != 0 ]; then
+        timeout "${PREDICT_PROFILE_CAP:-35}" python3 -m bench.inference --backend cupy --kernels --batches 1 64 1024 2>&1 \
+            | tee -a "$OUT/profile.log"
+    fi
     # predict latency (issue 15's batch sizes), graph path against the eager path
     timeout "${INFERENCE_CAP:-75}" python3 -m bench.inference --backend cupy --part latency \
         $([ "${COMPARE:-1}" != 0 ] && echo --compare) --batches 1 64 1024 \

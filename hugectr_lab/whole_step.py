@@ -138,16 +138,18 @@ class WholeStep:
         """Copy ``staged`` into the fixed buffers (device-to-device, queued; the padding stays)."""
         s = self.session
         feeds, embeddings = inputs
+        copy = s.backend.copy_into
         for (g, feed), fixed in zip(s._local(staged.feeds), feeds):
             with s.comm.scope(g):
                 for name in self._feed_names:   # the step adds the embeddings' outputs to ``fixed``
-                    fixed[name][...] = feed[name]
+                    copy(fixed[name], feed[name])
         for per_device, fixed in zip(staged.embeddings, embeddings):
             for g, (row_offsets, keys), (fixed_offsets, fixed_keys) in zip(s.local_devices, per_device, fixed):
                 with s.comm.scope(g):
-                    fixed_offsets[...] = row_offsets
-                    fixed_keys[:keys.size] = keys
-                    fixed_keys[keys.size:] = sentinel_key(fixed_keys.dtype)
+                    copy(fixed_offsets, row_offsets)
+                    copy(fixed_keys[:keys.size], keys)
+                    if keys.size < fixed_keys.size:
+                        fixed_keys[keys.size:] = sentinel_key(fixed_keys.dtype)
 
 
 def _addresses(arrays):

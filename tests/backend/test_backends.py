@@ -125,3 +125,25 @@ def test_write_puts_host_numbers_into_device_arrays_exactly(name):
     assert int(step) == 12345 and backend.to_host(rate) == np.float32(0.1)
     with pytest.raises(ValueError, match="2 values for an array of 3"):
         backend.write(hyper, (1.0, 2.0))
+
+
+@pytest.mark.parametrize("name", ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_copy_into_and_contiguous_give_what_numpy_gives(name):
+    """``Backend.copy_into`` (a memcpy where it can, a cast or a strided write otherwise) and
+    ``Backend.contiguous`` (a row-walking copy of a (B, S, E) view on the GPU)."""
+    backend = get_backend(name)
+    rng = np.random.default_rng(2)
+    src = rng.normal(size=(37, 29)).astype(np.float32)
+    for dst, want in ((backend.xp.zeros((37, 29), np.float32), src),            # one memcpy
+                      (backend.xp.zeros((37, 29), np.float16), src.astype(np.float16)),   # a cast
+                      (backend.xp.zeros((37, 40), np.float32)[:, 3:32], src)):  # a strided destination
+        backend.copy_into(dst, backend.asarray(src))
+        np.testing.assert_array_equal(backend.to_host(dst), want)
+    keys = backend.xp.full(10, -1, np.int64)
+    backend.copy_into(keys[:0], backend.asarray(np.zeros(0, np.int64)))        # nothing to copy
+    assert backend.to_host(keys).tolist() == [-1] * 10
+    wide = rng.normal(size=(7, 3 + 5 * 4)).astype(np.float16)
+    view = backend.asarray(wide)[:, 3:].reshape(7, 5, 4)                      # (B, S, E) columns of a gradient
+    got = backend.contiguous(view)
+    assert got.flags.c_contiguous
+    np.testing.assert_array_equal(backend.to_host(got).reshape(-1, 4), wide[:, 3:].reshape(-1, 4))
