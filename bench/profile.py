@@ -156,7 +156,9 @@ def kernel_origins(step, steps, pattern, warmup=4):
 
 
 def host_profile(step, steps, top=30):
-    """Print cProfile's busiest functions (own time, then with callees) over ``steps`` calls of ``step(i)``."""
+    """Print cProfile's busiest functions (own time, then with callees) over ``steps`` calls of ``step(i)``,
+    each waited for (its ``synchronize`` is a row of its own): a host running ahead of the device would
+    block in whichever launch finds CUDA's queue full, and that wait would be charged to the launch."""
     import cProfile
     import pstats
 
@@ -164,9 +166,11 @@ def host_profile(step, steps, top=30):
         step(i)
     cupy.cuda.Device().synchronize()
     prof = cProfile.Profile()
+    stream = cupy.cuda.get_current_stream()
     prof.enable()
     for i in range(steps):
         step(i)
+        stream.synchronize()
     prof.disable()
     cupy.cuda.Device().synchronize()
     for order in ("tottime", "cumulative"):

@@ -9,7 +9,8 @@
 //
 // Layouts (row-major, T = float | hctr_half; sums in float32, rounded to T once, as cuBLAS does):
 //   hctr_gemv_rows: x (m, k) with row stride ld >= k, w (k,), b (1,) or NULL -> y (m,) =
-//     act(x · w + b), ReLU when relu.
+//     act(x · w + b), ReLU when relu; the dot is rounded to T before the bias is added, as the GEMM and
+//     the epilogue kernel round it (an FC fused with its ReLU/Dropout into one chain gives the same bits).
 //   hctr_gemv_cols: x (m, k) with row stride ld, g (m,) -> partial (chunks, k) float32, the sums of
 //     x[r, c] g[r] over each chunk's rows.
 //   hctr_column_sums: partial (chunks, n) float32 -> out (n,) T, the chunks added in order (fixed order:
@@ -41,7 +42,7 @@ __global__ void hctr_gemv_rows(const T* __restrict__ x, long long ld, const T* _
         for (; c < k; c += 32) s[0] += to_f32(row[c]) * to_f32(w[c]);
         float v = warp_sum((s[0] + s[1]) + (s[2] + s[3]));
         if (lane == 0) {
-            v += bias;
+            v = to_f32(from_f32<T>(v)) + bias;
             if (relu && v < 0.0f) v = 0.0f;
             y[r] = from_f32<T>(v);
         }

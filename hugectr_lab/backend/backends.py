@@ -41,15 +41,16 @@ class Backend:
 
     def write(self, dst, values):
         """Write up to four host numbers ``values`` into the existing contiguous array ``dst`` (as many
-        elements) without waiting for the device: how per-step scalars reach the buffers a CUDA graph of
-        the step reads."""
-        values = np.asarray(values, dtype=np.float64).reshape(-1)
-        if values.size != dst.size or values.size > 4 or not dst.flags.c_contiguous:
+        elements, converted to its dtype as NumPy converts them: a 62-bit seed stays exact) without waiting
+        for the device: how per-step scalars (rates, step counts, Dropout seeds) reach the buffers a CUDA
+        graph of the step reads."""
+        values = np.asarray(values).reshape(-1)
+        if values.size != dst.size or values.size > 4 or not dst.flags.c_contiguous or dst.itemsize > 8:
             raise ValueError(f"write: {values.size} values for an array of {dst.size} (at most 4, contiguous)")
-        self._write(dst, values)
+        self._write(dst, values.astype(dst.dtype))
 
-    def _write(self, dst, values):   # values: (dst.size,) float64
-        dst[...] = values.astype(dst.dtype).reshape(dst.shape)
+    def _write(self, dst, values):   # values: (dst.size,) of dst's dtype
+        dst[...] = values.reshape(dst.shape)
 
     def synchronize(self):
         """Wait for queued device work (no-op on NumPy)."""
@@ -75,6 +76,19 @@ class NumpyBackend(Backend):
 
     def __init__(self):
         super().__init__(np, use_kernels=False)
+
+
+# dst[i] = byte i of the little-endian words w0..w3 (up to 32 bytes: four values of at most 8 bytes)
+_WRITE_BYTES = r"""
+extern "C" __global__ void hctr_write_bytes(unsigned char* dst, int n, unsigned long long w0,
+                                            unsigned long long w1, unsigned long long w2, unsigned long long w3) {
+    const int i = threadIdx.x;
+    if (i < n) {
+        const unsigned long long w = i < 8 ? w0 : i < 16 ? w1 : i < 24 ? w2 : w3;
+        dst[i] = (unsigned char)(w >> (8 * (i & 7)));
+    }
+}
+"""
 
 
 class CupyBackend(Backend):
@@ -111,14 +125,14 @@ class CupyBackend(Backend):
             dst[...] = src
 
     def _write(self, dst, values):
-        # one kernel launch with the numbers as arguments: no host memory to stage, nothing to wait for,
-        # and it can itself be captured (tests/gpu/test_no_sync.py captures the step's host half)
-        if self._writer is None:   # out[i] = the i-th scalar argument, converted (exact for the float64
-            # values sessions write: rates, and step counts below 2**53)
-            self._writer = self.xp.ElementwiseKernel(
-                "float64 a, float64 b, float64 c, float64 d", "raw T out",
-                "out[i] = (T)(i == 0 ? a : i == 1 ? b : i == 2 ? c : d)", "hctr_write_scalars")
-        self._writer(*np.pad(values, (0, 4 - values.size)), dst.reshape(-1), size=dst.size)   # (n,) view
+        # one kernel launch with the values' bytes as its arguments: no host memory to stage, nothing to
+        # wait for, and it can itself be captured (tests/gpu/test_no_sync.py captures the step's host half);
+        # a RawKernel's launch costs the host a few µs, CuPy's fill or ElementwiseKernel several times that
+        if self._writer is None:
+            self._writer = self.xp.RawKernel(_WRITE_BYTES, "hctr_write_bytes")
+        words = np.zeros(4, np.uint64)
+        words.view(np.uint8)[:values.nbytes] = values.view(np.uint8)
+        self._writer((1,), (32,), (dst, np.int32(values.nbytes), *words))
 
     def synchronize(self):
         self.xp.cuda.get_current_stream().synchronize()

@@ -121,7 +121,7 @@ class Dropout(Layer):
         return [shapes[0]]
 
     def _draw(self):
-        self._seed[...] = self.ctx.rng.integers(0, 1 << 62)
+        self.ctx.backend.write(self._seed, self.ctx.rng.integers(0, 1 << 62))   # one launch on a GPU
 
     def prepare(self, training):
         # From the first call on, the Network draws the seeds: a forward that runs twice for one step

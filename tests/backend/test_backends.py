@@ -123,6 +123,11 @@ def test_write_puts_host_numbers_into_device_arrays_exactly(name):
     backend.write(rate, 0.1)
     assert backend.to_host(hyper).tolist() == [0.001, 2 ** 40 + 3, 0.001 / 1024]
     assert int(step) == 12345 and backend.to_host(rate) == np.float32(0.1)
+    seed, halves = xp.zeros(1, xp.uint64), xp.zeros(3, xp.float16)   # a Dropout seed: all 62 bits
+    backend.write(seed, (1 << 62) - 3)
+    backend.write(halves, (0.1, -2.5, 65504.0))
+    assert int(backend.to_host(seed)[0]) == (1 << 62) - 3
+    assert backend.to_host(halves).tolist() == np.array([0.1, -2.5, 65504.0], np.float16).tolist()
     with pytest.raises(ValueError, match="2 values for an array of 3"):
         backend.write(hyper, (1.0, 2.0))
 
