@@ -38,28 +38,56 @@ def _cu_literals(node, constants):
     return found
 
 
-def _wrappers():
-    """(op name, wrapper FunctionDef, .cu files it launches, source path) for every @kernel_op in the package."""
-    found = []
+def _modules():
+    """{source path: (module-level functions by name, module-level ".cu" string constants by name, tree)}."""
+    modules = {}
     for path in sorted((REPO / "hugectr_lab").rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
         constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
                      and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
                      and n.value.value.endswith(".cu") for t in n.targets if isinstance(t, ast.Name)}
+        modules[path] = functions, constants, tree
+    return modules
 
-        def launched(fn, seen):
-            files = _cu_literals(fn, constants)
-            for call in ast.walk(fn):
-                callee = getattr(call.func, "id", None) if isinstance(call, ast.Call) else None
-                if callee in functions and callee not in seen:
-                    files |= launched(functions[callee], seen | {callee})
-            return files
 
+def _wrappers():
+    """(op name, wrapper FunctionDef, .cu files it launches, source path) for every @kernel_op in the package:
+    the files named in the wrapper and in the functions of its module it calls; where those name none, the
+    files of the helpers it imports from a sibling module (``concat_columns`` through ``rows.copy_rows``) --
+    a wrapper that launches kernels of its own and copies through a helper is not the helper's op."""
+    modules = _modules()
+
+    def scope(path, imports):
+        """{name: (FunctionDef, its module's path)} callable from ``path``'s module."""
+        functions, _, tree = modules[path]
+        names = {name: (fn, path) for name, fn in functions.items()}
+        for node in tree.body if imports else ():
+            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+                sibling = path.with_name(node.module.replace(".", "/") + ".py")
+                for alias in node.names:
+                    if sibling in modules and alias.name in modules[sibling][0]:
+                        names[alias.asname or alias.name] = (modules[sibling][0][alias.name], sibling)
+        return names
+
+    def launched(fn, path, seen, imports):
+        files = _cu_literals(fn, modules[path][1])
+        callable_here = scope(path, imports)
+        for call in ast.walk(fn):
+            callee = getattr(call.func, "id", None) if isinstance(call, ast.Call) else None
+            if callee in callable_here and (callable_here[callee][1], callee) not in seen:
+                target, where = callable_here[callee]
+                files |= launched(target, where, seen | {(where, callee)}, imports)
+        return files
+
+    found = []
+    for path, (functions, _, _) in modules.items():
         for fn in functions.values():
             for decorator in fn.decorator_list:
                 if _is_kernel_op(decorator):
-                    found.append((decorator.args[0].value, fn, launched(fn, {fn.name}), path))
+                    seen = {(path, fn.name)}
+                    files = launched(fn, path, seen, False) or launched(fn, path, seen, True)
+                    found.append((decorator.args[0].value, fn, files, path))
     return found
 
 
