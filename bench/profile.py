@@ -27,6 +27,7 @@ from collections import defaultdict
 
 import cupy
 
+from . import trace_origins
 from . import workload as wl
 from .hugectr_step import HugeCTRStep
 
@@ -116,9 +117,8 @@ def print_kernels(title, step, rows, top=40, call="step"):
 
 
 def kernel_origins(step, steps, pattern, warmup=4):
-    """{(kernel name, 'innermost hugectr_lab frame <- its caller'): (ms per call, launches per call)} of the
-    kernels whose names contain ``pattern`` in ``steps`` eager calls of ``step(i)``: each kernel's launch
-    (its CUPTI correlation id) placed inside the Python calls that were running when it was issued."""
+    """``trace_origins.kernel_origins`` of ``steps`` eager calls of ``step(i)`` under ``torch.profiler`` with
+    Python stacks."""
     import json
     import os
     import tempfile
@@ -136,23 +136,8 @@ def kernel_origins(step, steps, pattern, warmup=4):
         path = os.path.join(tmp, "trace.json")
         prof.export_chrome_trace(path)
         with open(path) as f:
-            events = [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
-    launches = {e["args"]["correlation"]: e["ts"] for e in events
-                if e.get("cat") in ("cuda_runtime", "cuda_driver") and "correlation" in e.get("args", {})}
-    frames = sorted(((e["ts"], e["ts"] + e["dur"], e["name"]) for e in events
-                     if e.get("cat") == "python_function" and "hugectr_lab" in e["name"]), key=lambda f: f[0])
-    out = defaultdict(lambda: [0.0, 0])
-    for e in events:
-        if e.get("cat") != "kernel" or pattern not in e["name"]:
-            continue
-        t = launches.get(e.get("args", {}).get("correlation"))
-        inside = [f for f in frames if t is not None and f[0] <= t <= f[1]]
-        inside.sort(key=lambda f: f[0], reverse=True)   # innermost (latest start) first
-        where = " <- ".join(f[2].split("hugectr_lab/")[-1] for f in inside[:2]) or "(no hugectr_lab frame)"
-        row = out[(e["name"][:60], where)]
-        row[0] += e["dur"] / 1e3 / steps
-        row[1] += 1 / steps
-    return dict(out)
+            events = json.load(f)["traceEvents"]
+    return trace_origins.kernel_origins(events, pattern, steps)
 
 
 def host_profile(step, steps, top=30):
