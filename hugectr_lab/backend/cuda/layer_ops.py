@@ -230,8 +230,9 @@ def bce_loss_bwd(xp, logits, labels, scale):
 _MC_WARPS = 4   # warps (rows in flight) per block
 _MC_PLANES = 8  # HCTR_MC_PLANES of kernels/multicross.cu
 # Rows up to which the forward stages w and b in shared memory: at batch 1 it waited on a global load per
-# element per layer (20 µs -> 12 µs with them staged), while at 16384 rows the 20 KB more per block cut the
-# blocks an SM holds and it took 0.067 ms instead of 0.057 (H100, 2026-12-07)
+# element per layer (20 µs -> 12 µs with them staged). At 16384 rows the forward took 0.067 ms with them
+# staged and 0.065 without (H100, 2026-12-07 21:46 / 22:21 UTC; 0.057 before x0's row moved to shared memory
+# too): the weights there neither help nor clearly hurt, and the bound keeps training's blocks smaller
 _MC_SHARED_WEIGHTS_ROWS = 4096
 
 
@@ -251,7 +252,7 @@ def multicross_fwd(xp, x0, w, b):
     wb_shared = rows + weights <= _SHARED_LIMIT and m <= _MC_SHARED_WEIGHTS_ROWS
     (w, w_layout), (b, b_layout) = row_view(xp, w), row_view(xp, b)   # rows of the flat weight buffer: in place
     x0 = contiguous(xp, x0)
-    y = xp.empty_like(x0)   # after _rows: a column-major x0 would make y column-major
+    y = xp.empty_like(x0)   # after contiguous(): a column-major x0 would make y column-major
     hs = xp.empty((layers, m, 1), dtype=xp.float32)
     blocks = max(1, min(-(-m // _MC_WARPS), 16 * _device_sms(xp)))
     launch_grid("multicross.cu", f"hctr_multicross_fwd<{ctype(x0.dtype)}>", blocks, 32 * _MC_WARPS,
