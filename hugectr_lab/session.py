@@ -451,12 +451,17 @@ class Session:
         trained on again. Returns the local devices' losses, 0-d device arrays (nothing waits for them)."""
         if self._poisoned is not None:
             self._check_finite()
-        if self._check_on_device:
-            for g, at in self._local(self._device_iteration):
-                with self.comm.scope(g):
-                    self.backend.write(at, self.iteration + 1)
-        losses = self._whole_step(staged) if self._whole_step is not None and on_phase is None else None
-        if losses is None:
+        replay = None
+        with self.backend.writes_together():   # the step's host numbers and a replay's inputs: one launch
+            if self._check_on_device:
+                for g, at in self._local(self._device_iteration):
+                    with self.comm.scope(g):
+                        self.backend.write(at, self.iteration + 1)
+            if self._whole_step is not None and on_phase is None:
+                replay = self._whole_step.prepare(staged)
+        if replay is not None:
+            losses = [loss.copy() for loss in replay()]
+        else:
             losses = self._step(*staged, on_phase or (lambda phase: None))
         self._losses = losses
         self.iteration += 1

@@ -48,8 +48,10 @@ HEADROOM = 1.05   # a key capacity that must grow takes 5 % more than the batch 
 
 class WholeStep:
     """The device half of ``session``'s training step (one local device), replayed from CUDA graphs.
-    ``__call__(staged)`` runs one step on a ``StagedBatch`` and returns the losses, or None when this
-    batch cannot be replayed (the caller then runs the eager step)."""
+    ``prepare(staged)`` readies a replay on a ``StagedBatch`` -- its batch copied into the graph's buffers
+    and the host half run, both through the backend's ``write``/``copy_into`` (the caller holds them in
+    ``writes_together``: one launch) -- and returns the graph's call (it returns the losses), or None when
+    this batch cannot be replayed (the caller then runs the eager step)."""
 
     def __init__(self, session):
         self.session = session
@@ -61,7 +63,7 @@ class WholeStep:
                         for spec in session.config.embeddings]
         self.capacity = None   # key capacity of each embedding's fixed buffer
 
-    def __call__(self, staged):
+    def prepare(self, staged):
         s = self.session
         counts = [inputs[0][1].size for inputs in staged.embeddings]   # K of each embedding (host-side sizes)
         if not self._fit(counts):
@@ -80,7 +82,7 @@ class WholeStep:
         captured, _, _, inputs = entry
         self._fill(inputs, staged)
         s._prepare_step()
-        return [loss.copy() for loss in captured()]
+        return captured
 
     def _fit(self, counts):
         """Make the key capacities hold ``counts`` (growing them if needed); False past a bound."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 import numpy as np
 
-from .ops import OpTable
+from .ops import OpTable, reference_op
 
 ENV_VAR = "HUGECTR_LAB_BACKEND"
 
@@ -22,6 +23,7 @@ class Backend:
     def __init__(self, xp, use_kernels):
         self.xp = xp
         self.ops = OpTable(xp, use_kernels)
+        self._holding = threading.local()   # .held: inside ``writes_together``, the writes and copies it holds
 
     def asarray(self, a, dtype=None):
         """Move a host (or device) array onto this backend."""
@@ -37,20 +39,47 @@ class Backend:
 
     def copy_into(self, dst, src):
         """``dst[...] = src`` (queued on a device): how a step's inputs reach the buffers its graph reads."""
-        dst[...] = src
+        self._put(dst, src)
 
     def write(self, dst, values):
         """Write up to four host numbers ``values`` into the existing contiguous array ``dst`` (as many
         elements, converted to its dtype as NumPy converts them: a 62-bit seed stays exact) without waiting
         for the device: how per-step scalars (rates, step counts, Dropout seeds) reach the buffers a CUDA
-        graph of the step reads."""
+        graph of the step reads. The values are those of the call, whenever the device gets them."""
         values = np.asarray(values).reshape(-1)
         if values.size != dst.size or values.size > 4 or not dst.flags.c_contiguous or dst.itemsize > 8:
             raise ValueError(f"write: {values.size} values for an array of {dst.size} (at most 4, contiguous)")
-        self._write(dst, values.astype(dst.dtype))
+        self._put(dst, values.astype(dst.dtype).reshape(dst.shape))
 
-    def _write(self, dst, values):   # values: (dst.size,) of dst's dtype
-        dst[...] = values.reshape(dst.shape)
+    @contextlib.contextmanager
+    def writes_together(self):
+        """Hold every ``write`` and ``copy_into`` made inside and send them at the end -- on a GPU one launch
+        per device and stream (``cuda/writes.py``) instead of one each: how a replayed step's per-step values
+        and inputs reach its buffers before the graph launch. Nothing inside may read what is written there
+        (the device gets it at the end). Nested, the outermost one sends; other threads' are not held."""
+        if getattr(self._holding, "held", None) is not None:
+            yield
+            return
+        self._holding.held = held = []
+        try:
+            yield
+        finally:
+            self._holding.held = None
+            if held:
+                self._send(held)
+
+    def _put(self, dst, src):
+        held = getattr(self._holding, "held", None)
+        if held is None:
+            self.ops.write_table(dst, src)
+        else:
+            held.append(self._tagged(dst, src))
+
+    def _tagged(self, dst, src):   # what ``_send`` needs to know of the moment of the call
+        return dst, src
+
+    def _send(self, held):
+        self.ops.write_table(*(a for dst_src in held for a in dst_src))
 
     def synchronize(self):
         """Wait for queued device work (no-op on NumPy)."""
@@ -69,6 +98,15 @@ class Backend:
         return f"<{type(self).__name__} {self.name}>"
 
 
+@reference_op
+def write_table(xp, *pairs):
+    """``dst[...] = src`` for each (dst, src) of ``pairs`` = (dst0, src0, dst1, src1, ...), in order: a host
+    ``src`` of at most 32 bytes is written (on a GPU its bytes travel in the launch), a device one copied.
+    ``Backend.write``, ``copy_into`` and ``writes_together`` go through it."""
+    for dst, src in zip(pairs[::2], pairs[1::2]):
+        dst[...] = src
+
+
 class NumpyBackend(Backend):
     """The reference backend: every op is its NumPy reference. Runs anywhere."""
 
@@ -76,19 +114,6 @@ class NumpyBackend(Backend):
 
     def __init__(self):
         super().__init__(np, use_kernels=False)
-
-
-# dst[i] = byte i of the little-endian words w0..w3 (up to 32 bytes: four values of at most 8 bytes)
-_WRITE_BYTES = r"""
-extern "C" __global__ void hctr_write_bytes(unsigned char* dst, int n, unsigned long long w0,
-                                            unsigned long long w1, unsigned long long w2, unsigned long long w3) {
-    const int i = threadIdx.x;
-    if (i < n) {
-        const unsigned long long w = i < 8 ? w0 : i < 16 ? w1 : i < 24 ? w2 : w3;
-        dst[i] = (unsigned char)(w >> (8 * (i & 7)));
-    }
-}
-"""
 
 
 class CupyBackend(Backend):
@@ -105,7 +130,6 @@ class CupyBackend(Backend):
         load()   # registers the CUDA wrappers under their reference names
         super().__init__(cupy, use_kernels=True)
         self.device_ids = list(device_ids) if device_ids is not None else [0]
-        self._writer = None   # the kernel of ``write``, built on first use
 
     def to_host(self, a):
         return self.xp.asnumpy(a) if isinstance(a, self.xp.ndarray) else np.asarray(a)
@@ -115,24 +139,21 @@ class CupyBackend(Backend):
 
         return contiguous(self.xp, a)   # a row-strided view through a row-walking kernel, not CuPy's copy
 
-    def copy_into(self, dst, src):
-        # contiguous arrays of one dtype: one async memcpy (a few µs of host time, not an elementwise launch's ~10)
-        if (dst.dtype == src.dtype and dst.shape == src.shape and dst.flags.c_contiguous and src.flags.c_contiguous
-                and isinstance(src, self.xp.ndarray)):
-            if dst.nbytes:
-                dst.data.copy_from_device_async(src.data, dst.nbytes)
-        else:
-            dst[...] = src
+    def _tagged(self, dst, src):   # + the device and stream of the call (CuPy's null stream has no device)
+        return dst, src, self.xp.cuda.runtime.getDevice(), self.xp.cuda.get_current_stream()
 
-    def _write(self, dst, values):
-        # one kernel launch with the values' bytes as its arguments: no host memory to stage, nothing to
-        # wait for, and it can itself be captured (tests/gpu/test_no_sync.py captures the step's host half);
-        # a RawKernel's launch costs the host a few µs, CuPy's fill or ElementwiseKernel several times that
-        if self._writer is None:
-            self._writer = self.xp.RawKernel(_WRITE_BYTES, "hctr_write_bytes")
-        words = np.zeros(4, np.uint64)
-        words.view(np.uint8)[:values.nbytes] = values.view(np.uint8)
-        self._writer((1,), (32,), (dst, np.int32(values.nbytes), *words))
+    def _send(self, held):
+        cuda = self.xp.cuda
+        here = cuda.runtime.getDevice(), cuda.get_current_stream()
+        groups = {}
+        for dst, src, device, stream in held:
+            groups.setdefault((device, stream.ptr), (device, stream, []))[2] += (dst, src)
+        for device, stream, pairs in groups.values():
+            if (device, stream.ptr) == (here[0], here[1].ptr):
+                self.ops.write_table(*pairs)
+            else:
+                with cuda.Device(device), stream:
+                    self.ops.write_table(*pairs)
 
     def synchronize(self):
         self.xp.cuda.get_current_stream().synchronize()
@@ -223,7 +244,8 @@ def array_module(xp=None):
 
 def address(a):
     """The address of a NumPy or CuPy array's first element (host or device memory)."""
-    return (a.__cuda_array_interface__ if hasattr(a, "__cuda_array_interface__") else a.__array_interface__)["data"][0]
+    data = a.data   # CuPy: a MemoryPointer (reading it is cheap, unlike building __cuda_array_interface__)
+    return data.ptr if hasattr(data, "ptr") else a.__array_interface__["data"][0]
 
 
 def to_host(a):

@@ -133,6 +133,39 @@ def test_write_puts_host_numbers_into_device_arrays_exactly(name):
 
 
 @pytest.mark.parametrize("name", ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
+def test_writes_together_give_what_numpy_gives(name):
+    """``Backend.writes_together``: the writes and copies made inside reach the device at its end (one launch
+    per table of 8 writes, 128 written bytes and 8 copies on the GPU: 11 writes of 141 bytes and 10 copies
+    here, aligned, unaligned and empty), with the values of the moment of each call."""
+    backend = get_backend(name)
+    xp = backend.xp
+    rng = np.random.default_rng(5)
+    scalars = [(xp.zeros(n, dtype), rng.normal(size=n) * 1000) for n, dtype in
+               [(3, np.float64), (1, np.uint64), (4, np.float32), (2, np.int64), (1, np.float16), (4, np.float64),
+                (3, np.int32), (1, np.float32), (4, np.float64), (2, np.uint8), (4, np.float64)]]
+    host = [rng.integers(0, 255, size=n, dtype=np.uint8) for n in (4099, 1, 0, 77, 16 * 1000, 33, 5, 64, 3, 12345)]
+    sources = [backend.asarray(h) for h in host]
+    offsets = [3, 0, 0, 1, 0, 7, 0, 16, 2, 5]   # unaligned destinations too
+    buffers = [xp.zeros(h.size + o, np.uint8) for h, o in zip(host, offsets)]
+    want = [values.astype(dst.dtype) for dst, values in scalars]
+    with backend.writes_together():
+        for dst, values in scalars:
+            backend.write(dst, values)
+            values[...] = -1   # the values of the call are written, not those at the end
+        with backend.writes_together():   # nested: held by the outer one
+            for buf, o, src in zip(buffers, offsets, sources):
+                backend.copy_into(buf[o:], src)
+        if name == "numpy":   # nothing has reached the arrays yet
+            assert not any(dst.any() for dst, _ in scalars) and not any(b.any() for b in buffers)
+    for (dst, _), values in zip(scalars, want):
+        np.testing.assert_array_equal(backend.to_host(dst), values)
+    for buf, o, h in zip(buffers, offsets, host):
+        got = backend.to_host(buf)
+        np.testing.assert_array_equal(got[o:], h)
+        assert not got[:o].any()
+
+
+@pytest.mark.parametrize("name", ["numpy", pytest.param("cupy", marks=pytest.mark.gpu)])
 def test_copy_into_and_contiguous_give_what_numpy_gives(name):
     """``Backend.copy_into`` (a memcpy where it can, a cast or a strided write otherwise) and
     ``Backend.contiguous`` (a row-walking copy of a (B, S, E) view on the GPU)."""

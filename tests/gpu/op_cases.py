@@ -49,6 +49,16 @@ def combine(rng, dtype, mean, vec=E, one_hot=False):
     return (values, rows, offsets, scale, np.dtype(dtype)), {}
 
 
+def copy_pairs(rng):
+    """(dst0, src0, dst1, src1, ...) of ``write_table``: ten copies of odd sizes and several dtypes, one empty."""
+    pairs = ()
+    for n, dtype in ((37, np.float32), (1, np.int64), (1001, np.float16), (13, np.uint8), (0, np.float32),
+                     (4099, np.int64), (5, np.float16), (65537, np.float32), (3, np.uint8), (129, np.int32)):
+        src = (rng.normal(size=n) * 100).astype(dtype)
+        pairs += (np.zeros(n, dtype), src)
+    return pairs
+
+
 def row_ids(padding):
     """A CSR with empty rows; ``padding``: 13 keys past the last row (a fixed key buffer's padding)."""
     def build(rng, dtype):
@@ -349,6 +359,9 @@ CASES = [
            id="tf32-padded", extra={"rtol": 5e-3}),
     *(OpCase("gemm_bias_act", dense((1001, 1453), (1453, 1), (1, 1), extra=(relu, False)), id=f"one-output-relu{int(relu)}")
       for relu in (True, False)),
+    # Many copies in one launch (ten: two tables; the host writes: tests/backend/test_backends.py).
+    OpCase("write_table", lambda r, d: (copy_pairs(r), {}), mutates=tuple(range(0, 20, 2)), exact_fp32=True,
+           dtypes=("float32",)),
     # Concat's copy kernel (strided views: tests/gpu/test_concat_columns.py).
     OpCase("concat_columns", dense((37, 5), (37, 13), (37, 1)), exact_fp32=True, id="three", extra={"rtol": 0.0}),
     OpCase("concat_columns", dense((129, 429)), exact_fp32=True, id="one", extra={"rtol": 0.0}),

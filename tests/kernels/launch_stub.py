@@ -242,10 +242,32 @@ def check_launch(file_name, expression, grid, block, args, shared_mem, shared_li
     if len(args) != len(params):
         problems.append(f"{len(args)} arguments for {len(params)} parameters "
                         f"({', '.join(p.name for p in params)})")
+    structs = struct_sizes(file_name)
     for i, (param, value) in enumerate(zip(params, args)):
-        for what in _check_argument(param, value):
+        checked = (_check_struct(param, value, structs[param.ctype]) if param.ctype in structs and not param.pointer
+                   else _check_argument(param, value))
+        for what in checked:
             problems.append(f"parameter {i} `{param.decl}` ({param.name}): {what}")
     return problems
+
+
+_STRUCT_SIZE = re.compile(r"static_assert\s*\(\s*sizeof\s*\(\s*(\w+)\s*\)\s*==\s*(\d+)")
+
+
+@functools.lru_cache(maxsize=None)
+def struct_sizes(file_name):
+    """{struct name: bytes} of the structs ``kernels/<file_name>`` passes by value and pins with a
+    ``static_assert(sizeof(name) == bytes)`` (write_table.cu's table)."""
+    return {m[1]: int(m[2]) for m in _STRUCT_SIZE.finditer(_COMMENTS.sub(" ", inlined_source(file_name)))}
+
+
+def _check_struct(param, value, size):
+    """A struct by value: CuPy passes a host array of one element of a structured dtype of the struct's size."""
+    if not (isinstance(value, np.ndarray) and not isinstance(value, DeviceArray) and value.dtype.names
+            and value.size == 1 and value.dtype.itemsize == size):
+        return [f"{_describe(value)} for a struct {param.ctype} of {size} bytes: pass a one-element host array "
+                f"of a structured dtype of that size"]
+    return []
 
 
 def _check_argument(param, value):

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from launch_stub import C_DTYPES, DeviceArray, cases, check_launch, signature
+from launch_stub import C_DTYPES, DeviceArray, cases, check_launch, signature, struct_sizes
 
 from hugectr_lab.backend.cuda.sources import SOURCES
 
@@ -133,8 +133,18 @@ def test_every_listed_instantiation_has_a_checkable_signature(file_name):
     for expression in SOURCES[file_name]:
         _, params = signature(file_name, expression)
         assert params, expression
-        unknown = [p.decl for p in params if p.ctype not in C_DTYPES]
+        structs = struct_sizes(file_name)   # by value, their size pinned by a static_assert
+        unknown = [p.decl for p in params if p.ctype not in C_DTYPES and (p.pointer or p.ctype not in structs)]
         assert not unknown, f"{expression}: no NumPy dtype for {unknown}"
+
+
+def test_a_struct_by_value_gets_a_structured_array_of_its_size():
+    from hugectr_lab.backend.cuda.writes import TABLE
+
+    table = np.zeros(1, TABLE)
+    assert check_launch("write_table.cu", "hctr_write_table", (3,), (256,), (table,), 0) == []
+    wrong = check_launch("write_table.cu", "hctr_write_table", (3,), (256,), (np.zeros(50, np.uint64),), 0)
+    assert len(wrong) == 1 and "struct hctr_write_table_args of 400 bytes" in wrong[0]
 
 
 def _device(shape, dtype):

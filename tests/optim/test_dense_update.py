@@ -99,8 +99,10 @@ def test_a_step_is_one_dense_update_that_reads_the_rate_array(opt_type, monkeypa
     w, g = np.ones(5, F32), np.full(5, 0.5, F32)
     opt.update(w, g)
     opt.update(w, g, lr=0.01)
-    assert [name for name, _ in ops.calls] == ["dense_update", "dense_update"]
-    rule, weights, grads, scaler, rate, *states = ops.calls[1][1]
+    # each step: the rate written into its device scalar (Backend.write), then one update
+    assert [name for name, _ in ops.calls] == ["write_table", "dense_update"] * 2
+    assert ops.calls[2][1][0] is opt.persistent_arrays()[0]   # (lr, or Adam's alpha_t)
+    rule, weights, grads, scaler, rate, *states = ops.calls[3][1]
     assert rule == opt_type and weights is w and grads is g and scaler == opt.scaler
     # the device scalar prepare() writes (a graph of run() reads it at each replay), not a host number
     assert rate is opt.persistent_arrays()[0] and rate.dtype == F32 and rate.shape == ()

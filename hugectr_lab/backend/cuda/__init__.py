@@ -9,4 +9,4 @@ the wrappers, which registers them, and needs CuPy. ``CupyBackend`` calls it on 
 
 def load():
     """Register every CUDA wrapper with ``@kernel_op`` (idempotent; imports CuPy)."""
-    from . import embedding_ops, layer_ops, numerics_ops, optimizer_ops  # noqa: F401  (importing registers)
+    from . import embedding_ops, layer_ops, numerics_ops, optimizer_ops, writes  # noqa: F401  (importing registers)

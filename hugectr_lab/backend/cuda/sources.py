@@ -67,6 +67,7 @@ SOURCES = {
     "gemv.cu": tuple(e for k in ("hctr_gemv_rows", "hctr_gemv_cols", "hctr_column_sums", "hctr_outer")
                      for e in templated(k, DTYPES)),
     "numerics.cu": templated("hctr_all_finite", DTYPES),
+    "write_table.cu": ("hctr_write_table",),
     "fm_order2.cu": templated("hctr_fm_order2_fwd", DTYPES) + templated("hctr_fm_order2_bwd", DTYPES),
     "interaction.cu": (tuple(e for k in ("hctr_interaction_pack", "hctr_interaction_stack", "hctr_interaction_unpack")
                              for e in templated(k, DTYPES))
