@@ -38,7 +38,6 @@ import inspect
 import numpy as np
 
 from ..backend import Backend, array_module, reference_op, to_host
-from ..backend.ops import OpTable
 from ..backend.scratch import cache_blocks, scratch
 from ..rules.optimizers import adam_step_size, momentum_step, nesterov_step
 
@@ -68,9 +67,8 @@ class DenseOptimizer(ABC):
 
     def _use(self, xp):
         """Run on ``xp``: a Backend (its ops: the CUDA kernel on CuPy) or an array module (the reference)."""
-        self.xp = array_module(xp)
-        self.ops = xp.ops if isinstance(xp, Backend) else OpTable(self.xp, use_kernels=False)
-        self._backend = xp if isinstance(xp, Backend) else None   # its ``write`` sets the rate (one launch)
+        self._backend = xp if isinstance(xp, Backend) else Backend(array_module(xp), use_kernels=False)
+        self.xp, self.ops = self._backend.xp, self._backend.ops   # ``_backend.write`` sets the rate
 
     # States are kept in float32 even in mixed precision. HugeCTR 3.0 stores them in fp16, where
     # Adam's v = (1-b2)*g^2 underflows to 0 for small gradients and m/(sqrt(v)+eps) then explodes
@@ -125,10 +123,7 @@ class DenseOptimizer(ABC):
         """The host half of ``update`` (after ``init``): count the step, write its rate to the device."""
         self._require_states()
         rate = self._next_rate()
-        if self._backend is None:
-            self._rate[...] = rate
-        else:
-            self._backend.write(self._rate, rate)   # no copy from the host, nothing waits
+        self._backend.write(self._rate, rate)   # on a GPU: one launch, no copy from the host, nothing waits
 
     def _next_rate(self):
         """The float32 rate of the next ``run`` (the learning rate; Adam counts t and bias-corrects it)."""

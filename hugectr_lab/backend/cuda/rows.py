@@ -18,11 +18,14 @@ def copy_rows(xp, x, out, start=0, width=None):
     """Write the (m, w) rows of ``x`` (2-D, row-strided) into columns ``start`` .. ``start + w`` of the C-contiguous
     ``out`` (m, n); with ``width``, columns ``start + w`` .. ``start + width`` of each row get zeros."""
     (m, w), (_, _, ld) = x.shape, row_layout(x)
-    width = w if width is None else width
+    _copy(x, ld, out, out.shape[1], start, m, w, w if width is None else width)
+
+
+def _copy(x, ld, out, ld_out, start, m, w, width):
     if m and width:
         launch_grid("concat.cu", f"hctr_concat_columns<{ctype(x.dtype)}>", *per_sample(m, width),
                     (np.uint64(x.data.ptr), np.int64(ld), np.uint64(out.data.ptr + start * out.itemsize),
-                     np.int64(out.shape[1]), np.int64(m), np.int32(w), np.int32(width)))
+                     np.int64(ld_out), np.int64(m), np.int32(w), np.int32(width)))
 
 
 def _rows_copyable(a):
@@ -30,15 +33,17 @@ def _rows_copyable(a):
 
 
 def contiguous(xp, a):
-    """``a`` C-contiguous: itself if it is, a row-strided float array through the kernel, else through CuPy."""
+    """``a`` C-contiguous: itself if it is, a row-strided float array (a (B, S, E) view too) through the kernel,
+    else through CuPy."""
     if a.flags.c_contiguous:
         return a
-    flat = a.reshape(a.shape[0], -1) if a.ndim > 2 and row_layout(a) is not None else a   # (B, S, E) -> (B, S*E) view
-    if not _rows_copyable(flat):
+    layout = row_layout(a) if floats(a) else None
+    if layout is None:
         return xp.ascontiguousarray(a)
-    out = xp.empty(flat.shape, dtype=a.dtype)
-    copy_rows(xp, flat, out)
-    return out.reshape(a.shape)
+    m, w, ld = layout
+    out = xp.empty(a.shape, dtype=a.dtype)
+    _copy(a, ld, out, w, 0, m, w, w)
+    return out
 
 
 def zero_padded(xp, a, rows, cols):

@@ -50,7 +50,7 @@ def tables(entries):
     """(table, blocks) of each launch for ``entries`` -- ("write", dst, host values of dst's dtype) and
     ("copy", dst, src) with ``.data.ptr`` addresses -- in order, as many per table as fit. A table is a
     ``TABLE`` array of one element, packed with ``struct`` (a few µs for a step's dozen entries)."""
-    table = None
+    table, writes, written, lengths, copies, blocks = None, 0, 0, 0, 0, 1
     for kind, dst, src in entries:
         size = dst.nbytes
         if table is None or (writes == MAX_WRITES or written + size > MAX_WRITE_BYTES if kind == "write"
