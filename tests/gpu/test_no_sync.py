@@ -201,14 +201,16 @@ def test_whole_training_step_does_not_synchronise(dataset, name):
 def test_replayed_whole_step_and_its_host_half_do_not_synchronise(dataset, name):
     """With ``use_cuda_graph`` the whole step replays from a graph (hugectr_lab/whole_step.py); what the
     host does around each replay -- the per-step scalars (``_prepare_step``) and the copy into the fixed
-    buffers (``WholeStep._fill``) -- runs under capture here too, and the session trains as an eager twin
-    (to rounding: cuBLAS may pick other kernels on the graph's stream)."""
+    buffers (``WholeStep._fill``), held by ``Backend.writes_together`` and sent in one launch (``_send``)
+    -- runs under capture here too, and the session trains as an eager twin (to rounding: cuBLAS may pick
+    other kernels on the graph's stream)."""
     def instrument(session, capture):
         session._prepare_step = capture.captured(session._prepare_step)
         session._whole_step._fill = capture.captured(session._whole_step._fill)
+        session.backend._send = capture.captured(session.backend._send)
 
     capture, graphs, results = twins(dcn_config(dataset, *OPTIMIZERS[name]), instrument, 3, use_cuda_graph=True)
-    assert len(capture.graphs) == 2 * 3
+    assert len(capture.graphs) == 3 * 3
     ((captured, _, _, _),) = graphs.values()
     assert captured.graph is not None and captured.failure is None, captured.failure
     assert_trained_alike(results, 1e-5)
