@@ -147,7 +147,7 @@ class CupyBackend(Backend):
         here = cuda.runtime.getDevice(), cuda.get_current_stream()
         groups = {}
         for dst, src, device, stream in held:
-            groups.setdefault((device, stream.ptr), (device, stream, []))[2] += (dst, src)
+            groups.setdefault((device, stream.ptr), (device, stream, []))[2].extend((dst, src))
         for device, stream, pairs in groups.values():
             if (device, stream.ptr) == (here[0], here[1].ptr):
                 self.ops.write_table(*pairs)

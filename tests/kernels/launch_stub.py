@@ -262,11 +262,11 @@ def struct_sizes(file_name):
 
 
 def _check_struct(param, value, size):
-    """A struct by value: CuPy passes a host array of one element of a structured dtype of the struct's size."""
-    if not (isinstance(value, np.ndarray) and not isinstance(value, DeviceArray) and value.dtype.names
-            and value.size == 1 and value.dtype.itemsize == size):
+    """A struct by value: CuPy passes a host array of one element (its bytes) of the struct's size."""
+    if not (isinstance(value, np.ndarray) and not isinstance(value, DeviceArray) and value.size == 1
+            and value.dtype.itemsize == size):
         return [f"{_describe(value)} for a struct {param.ctype} of {size} bytes: pass a one-element host array "
-                f"of a structured dtype of that size"]
+                f"of a dtype of that size"]
     return []
 
 
