@@ -100,9 +100,10 @@ class Backend:
 
 @reference_op
 def write_table(xp, *pairs):
-    """``dst[...] = src`` for each (dst, src) of ``pairs`` = (dst0, src0, dst1, src1, ...), in order: a host
-    ``src`` of at most 32 bytes is written (on a GPU its bytes travel in the launch), a device one copied.
-    ``Backend.write``, ``copy_into`` and ``writes_together`` go through it."""
+    """``dst[...] = src`` for each (dst, src) of ``pairs`` = (dst0, src0, dst1, src1, ...): a host ``src`` of at
+    most 32 bytes is written (on a GPU its bytes travel in the launch), a device one copied. The destinations
+    must not overlap one another or the sources (a GPU does them all at once). ``Backend.write``,
+    ``copy_into`` and ``writes_together`` go through it."""
     for dst, src in zip(pairs[::2], pairs[1::2]):
         dst[...] = src
 
