@@ -82,6 +82,19 @@ def _device_us(avg):
     raise AttributeError("this torch's profiler rows have no device time")
 
 
+def _warm_up(step, calls):
+    """``calls`` untimed calls of ``step(i)`` (kernels compile, graphs capture, pools fill), then a wait for them."""
+    for i in range(calls):
+        step(i)
+    cupy.cuda.Device().synchronize()
+
+
+def _runner(args, cuda_graph):
+    """The benchmark's training session and ``step(i)``: one step on the i-th of its staged batches (rotating)."""
+    runner = HugeCTRStep(wl.workload(args.model, args.precision, cuda_graph=cuda_graph))
+    return runner, lambda i: runner.step(runner.batches[i % len(runner.batches)])
+
+
 def kernel_table(step, steps, warmup=8):
     """Per-kernel GPU time of ``steps`` calls of ``step(i)`` (a replayed training step, a predict call) ->
     (ms per call on the GPU's timeline, [(ms per call, launches per call, name)]); copies between host
@@ -89,9 +102,7 @@ def kernel_table(step, steps, warmup=8):
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    for i in range(warmup):
-        step(i)
-    cupy.cuda.Device().synchronize()
+    _warm_up(step, warmup)
     start, end = cupy.cuda.Event(), cupy.cuda.Event()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         start.record()
@@ -125,9 +136,7 @@ def kernel_origins(step, steps, pattern, warmup=4):
 
     from torch.profiler import ProfilerActivity, profile
 
-    for i in range(warmup):
-        step(i)
-    cupy.cuda.Device().synchronize()
+    _warm_up(step, warmup)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], with_stack=True) as prof:
         for i in range(steps):
             step(i)
@@ -147,9 +156,7 @@ def host_profile(step, steps, top=30):
     import cProfile
     import pstats
 
-    for i in range(8):
-        step(i)
-    cupy.cuda.Device().synchronize()
+    _warm_up(step, 8)
     prof = cProfile.Profile()
     stream = cupy.cuda.get_current_stream()
     prof.enable()
@@ -176,33 +183,32 @@ def main(argv=None):
     if args.cap:
         wl.CRITEO_KAGGLE = tuple(min(c, args.cap) for c in wl.CRITEO_KAGGLE)
     if args.kernels:
-        runner = HugeCTRStep(wl.workload(args.model, args.precision, cuda_graph=True))
-        step, rows = kernel_table(lambda i: runner.step(runner.batches[i % len(runner.batches)]), args.steps)
+        runner, call = _runner(args, cuda_graph=True)
+        step, rows = kernel_table(call, args.steps)
         print_kernels(f"{args.model} {args.precision} batch {runner.batch}, whole step replayed", step, rows)
         runner.close()
         return
     if args.host:
-        runner = HugeCTRStep(wl.workload(args.model, args.precision, cuda_graph=True))
-        host_profile(lambda i: runner.step(runner.batches[i % len(runner.batches)]), 20 * args.steps)
+        runner, call = _runner(args, cuda_graph=True)
+        host_profile(call, 20 * args.steps)
         runner.close()
         return
     if args.origins:
-        runner = HugeCTRStep(wl.workload(args.model, args.precision, cuda_graph=False))
-        rows = kernel_origins(lambda i: runner.step(runner.batches[i % len(runner.batches)]), args.steps,
-                              args.origins)
+        runner, call = _runner(args, cuda_graph=False)
+        rows = kernel_origins(call, args.steps, args.origins)
         print(f"{args.model} {args.precision} batch {runner.batch}, eager step: kernels named *{args.origins}*")
         for (name, where), (ms, n) in sorted(rows.items(), key=lambda r: -r[1][0]):
             print(f"  {ms:8.3f} ms x{n:<4.0f} {name}  {where}")
         runner.close()
         return
-    runner = HugeCTRStep(wl.workload(args.model, args.precision, cuda_graph=False))   # per-call events need eager calls
+    runner, call = _runner(args, cuda_graph=False)   # per-call events need eager calls
     log = EventLog()
     instrument(runner, log)
     step_ms, per_call = [], defaultdict(list)
     for i in range(8 + args.steps):
         start, end = cupy.cuda.Event(), cupy.cuda.Event()
         start.record()
-        runner.step(runner.batches[i % len(runner.batches)])
+        call(i)
         end.record()
         end.synchronize()
         totals = log.totals()
