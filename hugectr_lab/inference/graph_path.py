@@ -160,6 +160,8 @@ class _Bucket:
         p, s, d, out = self.p, self.p.session, self.inputs.d, self.outputs.d
         ops, xp = s.backend.ops, s.backend.xp
         cache = s.embedding_cache
+        stream = self._stream()   # the capture stream while captured: the copies become graph nodes
+        self.inputs.upload(stream)
         counters = out["counters"]
         counters.fill(0)
         feed = {s.config.data.dense.top: d["dense"]}
@@ -186,15 +188,17 @@ class _Bucket:
             if cache.enabled and tab.num_sets:
                 ops.infer_insert(set_keys, set_miss, set_values, counters[0], cache.hit_rate_threshold, tab.keys,
                                  tab.stamps, tab.values, tab.sketch, d["header"][t], counters[t])
+        self.outputs.download(stream)
 
     # -- host side ----------------------------------------------------------------------------
 
-    def run(self, dense, parts, n):
-        """Stage one chunk, launch, read back: (n, L) float32 predictions; updates the cache's statistics."""
+    def run(self, dense, parts, n, out):
+        """Stage one chunk, launch, read back its predictions into ``out`` (n, L) float32; updates the
+        cache's statistics."""
         self.stage(dense, parts, n)
         self.launch()
         self.wait()
-        return self.finish(parts, n)
+        self.finish(parts, n, out)
 
     def stage(self, dense, parts, n):
         """Write one chunk's inputs into the pinned staging buffer (host work only)."""
@@ -227,11 +231,9 @@ class _Bucket:
         return self.p.session.backend.xp.cuda.get_current_stream() if self.inputs.cuda else None
 
     def launch(self):
-        """Enqueue the staged inputs' copy, the device work and the outputs' copy (returns at once on CuPy)."""
-        stream = self._stream()
-        self.inputs.upload(stream)
+        """Enqueue the device work -- the staged inputs' copy, the lookup and the network, the outputs'
+        copy: one graph launch once captured (returns at once on CuPy)."""
         self.call()
-        self.outputs.download(stream)
 
     def wait(self):
         """Block until the launched work and the outputs' copy are done."""
@@ -239,21 +241,21 @@ class _Bucket:
         if stream is not None:
             stream.synchronize()
 
-    def finish(self, parts, n):
-        """After ``wait``: the (n, L) float32 predictions; the cache's statistics updated from the counters."""
+    def finish(self, parts, n, out):
+        """After ``wait``: the predictions into ``out`` (n, L) float32; the cache's statistics updated from
+        the counters."""
         self._account([keys.size for keys, _ in parts])
         self.p.session.embedding_cache._publish()
-        return self.outputs.h["predictions"][:n].copy()
+        out[...] = self.outputs.h["predictions"][:n]
 
     def _account(self, key_counts):
         """The eager path's statistics (EmbeddingCache.lookup) from this call's counters."""
         cache = self.p.session.embedding_cache
-        counters = self.outputs.h["counters"]
-        for t, (k, state) in enumerate(zip(key_counts, self.p.tables)):
+        counters = self.outputs.h["counters"].tolist()   # Python ints: one conversion, not one per counter
+        for k, state, (distinct, hits, unknown, _, _) in zip(key_counts, self.p.tables, counters):
             if not k:
                 continue
             tab = state.tab
-            distinct, hits, unknown = (int(c) for c in counters[t, :3])
             tab.now += 1
             if tab.sketch is not None:
                 tab.age(distinct)
@@ -261,11 +263,10 @@ class _Bucket:
             tab.lookups += distinct
             tab.hits += hits
             tab.unknown_keys += unknown
-            tab.last_hit_rate = hit_rate(counters[t])
+            tab.last_hit_rate = hit_rate((distinct, hits))
         # the first table's counters are zero when it had no keys: rate 1.0, as the eager path's
         if cache.enabled and hit_rate_below(counters[0], cache.hit_rate_threshold):
-            for t, (k, state) in enumerate(zip(key_counts, self.p.tables)):
-                distinct, hits, _, inserted, replaced = (int(c) for c in counters[t])
+            for k, state, (distinct, hits, _, inserted, replaced) in zip(key_counts, self.p.tables, counters):
                 if k and distinct > hits and state.tab.num_sets:
                     tab = state.tab
                     tab.insertions += inserted
@@ -291,10 +292,10 @@ class GraphPredictor:
         return n <= self.session.max_batchsize and all(
             keys.size <= n * limit for (keys, _), limit in zip(parts, self.max_features))
 
-    def predict_chunk(self, dense, parts, n):
-        """(n, L) float32 predictions of a chunk that ``fits``: ``dense`` (n, D) float32, ``parts`` one
-        (keys (K_t,), row offsets (n*S_t + 1,)) per table."""
-        return self.bucket(n).run(dense, parts, n)
+    def predict_chunk(self, dense, parts, n, out):
+        """Write the (n, L) float32 predictions of a chunk that ``fits`` into ``out``: ``dense`` (n, D)
+        float32, ``parts`` one (keys (K_t,), row offsets (n*S_t + 1,)) per table."""
+        self.bucket(n).run(dense, parts, n, out)
 
     def bucket(self, n):
         """The bucket (padded batch) a chunk of n samples runs in, made on first use."""

@@ -80,6 +80,9 @@ class InferenceSession:
         self.max_batchsize = inf.max_batchsize
         self.key_type = inf.input_key_type
         self.key_dtype = key_dtype(self.key_type)
+        info = np.iinfo(self.key_dtype)
+        self._key_range = (int(info.min), int(info.max))   # what every predict's checks compare with
+        self._reserved_key = self.key_dtype.type(sentinel_key(self.key_dtype))   # max(TypeKey)
         self.dense_dim = data.dense.dense_dim
         self.label_dim = data.label.label_dim
         self.slot_num = data.total_slot_num
@@ -169,15 +172,17 @@ class InferenceSession:
                 stop = min(n, start + self.max_batchsize)
                 ptrs = row_ptrs[start * S:stop * S + 1]
                 first = int(ptrs[0])
-                out[start:stop] = self._predict_chunk(dense[start:stop], keys[first:ptrs[-1]],
-                                                      ptrs - first if first else ptrs)
+                self._predict_chunk(dense[start:stop], keys[first:ptrs[-1]], ptrs - first if first else ptrs,
+                                    out[start:stop])
         return out
 
-    def _predict_chunk(self, dense, keys, row_ptrs):
+    def _predict_chunk(self, dense, keys, row_ptrs, out):
+        """Write a chunk's (n, L) predictions into ``out``."""
         n = dense.shape[0]
         parts = self._split_tables(keys, row_ptrs, n)
         if self._graph is not None and self._graph.fits(parts, n):
-            return self._graph.predict_chunk(dense, parts, n)
+            self._graph.predict_chunk(dense, parts, n, out)
+            return
         batch = self._padded(n)
         backend, xp, ops = self.backend, self.backend.xp, self.backend.ops
         lookups = self.embedding_cache.lookup([k for k, _ in parts])
@@ -190,10 +195,10 @@ class InferenceSession:
             offsets = np.concatenate([offsets, np.full((batch - n) * slots, offsets[-1], dtype=np.int64)])
             offsets = backend.asarray(offsets)            # (batch*S_t + 1,), padding rows are empty
             scale = mean_row_scale(xp, offsets[1:] - offsets[:-1]) if combiner == "mean" else None
-            out = ops.embedding_combine_fwd(found.values, found.inverse, offsets, scale, self.compute_dtype)
-            feed[spec.top] = out.reshape(batch, slots, spec.embedding_vec_size)   # (b, S_t, E_t)
+            combined = ops.embedding_combine_fwd(found.values, found.inverse, offsets, scale, self.compute_dtype)
+            feed[spec.top] = combined.reshape(batch, slots, spec.embedding_vec_size)   # (b, S_t, E_t)
         preds = self._network(batch).predict(feed)
-        return backend.to_host(preds)[:n].astype(np.float32, copy=False)
+        out[...] = backend.to_host(preds)[:n]
 
     def _split_tables(self, keys, row_ptrs, n):
         """Per table (embedding order): its keys and its (n*S_t + 1,) row offsets."""
@@ -262,16 +267,16 @@ class InferenceSession:
     def _keys(self, keys):
         dtype = self.key_dtype
         if keys.size:
-            info = np.iinfo(dtype)
+            low, high = self._key_range
             # Reductions first (a predict's hot path), the largest key once for both checks; the element-wise
             # search only to name the culprit.
             top = int(keys.max())
-            if keys.dtype != dtype and (int(keys.min()) < info.min or top > info.max):
-                i = int(np.argmax((keys < info.min) | (keys > info.max)))
+            if keys.dtype != dtype and (int(keys.min()) < low or top > high):
+                i = int(np.argmax((keys < low) | (keys > high)))
                 raise PredictInputError(f"predict(): embeddingcolumns[{i}] = {int(keys[i])} does not fit the config's "
-                                        f"input_key_type {self.key_type} ({info.min}..{info.max - 1})")
+                                        f"input_key_type {self.key_type} ({low}..{high - 1})")
             keys = keys.astype(dtype, copy=False)
-            reserved = dtype.type(sentinel_key(dtype))    # max(TypeKey): present iff it is the largest key
+            reserved = self._reserved_key    # max(TypeKey): present iff it is the largest key
             if top == reserved:
                 i = int(np.argmax(keys == reserved))
                 raise PredictInputError(f"predict(): embeddingcolumns[{i}] = {int(keys[i])} is the reserved key "

@@ -103,7 +103,7 @@ def test_a_chunk_above_its_bucket_is_refused(tmp_path):
     parts = session._split_tables(session._keys(keys), row_ptrs, 65)
     assert not predictor.fits(parts, 65)
     with pytest.raises(ValueError, match="predict graph of batch 64: got a chunk of 65 samples"):
-        predictor.predict_chunk(dense.reshape(65, 2), parts, 65)
+        predictor.predict_chunk(dense.reshape(65, 2), parts, 65, np.empty((65, 1), np.float32))
 
 
 def test_bench_host_phases_call_predicts_phases_as_predict_does(tmp_path):
