@@ -111,7 +111,7 @@ def concat_columns(xp, *xs):
     out = xp.empty((m, sum(x.shape[1] for x in xs)), dtype=xs[0].dtype)
     start = 0
     for x in xs:
-        copy_rows(xp, row_view(xp, x)[0], out, start)
+        copy_rows(*row_view(xp, x), out, start)
         start += x.shape[1]
     return out
 

@@ -14,22 +14,16 @@ from .cublas_abi import ALIGN_BYTES
 from .loader import launch_grid, per_sample
 
 
-def copy_rows(xp, x, out, start=0, width=None):
-    """Write the (m, w) rows of ``x`` (2-D, row-strided) into columns ``start`` .. ``start + w`` of the C-contiguous
-    ``out`` (m, n); with ``width``, columns ``start + w`` .. ``start + width`` of each row get zeros."""
-    (m, w), (_, _, ld) = x.shape, row_layout(x)
-    _copy(x, ld, out, out.shape[1], start, m, w, w if width is None else width)
-
-
-def _copy(x, ld, out, ld_out, start, m, w, width):
+def copy_rows(x, layout, out, start=0, width=None):
+    """Write the rows of ``x`` -- ``layout`` = ``row_layout(x)``: m rows of w elements, ld apart -- into columns
+    ``start`` .. ``start + w`` of the C-contiguous ``out`` (m, n); with ``width``, columns ``start + w`` ..
+    ``start + width`` of each row get zeros."""
+    m, w, ld = layout
+    width = w if width is None else width
     if m and width:
         launch_grid("concat.cu", f"hctr_concat_columns<{ctype(x.dtype)}>", *per_sample(m, width),
                     (np.uint64(x.data.ptr), np.int64(ld), np.uint64(out.data.ptr + start * out.itemsize),
-                     np.int64(ld_out), np.int64(m), np.int32(w), np.int32(width)))
-
-
-def _rows_copyable(a):
-    return a.ndim == 2 and floats(a) and row_layout(a) is not None
+                     np.int64(out.shape[1]), np.int64(m), np.int32(w), np.int32(width)))
 
 
 def contiguous(xp, a):
@@ -40,9 +34,8 @@ def contiguous(xp, a):
     layout = row_layout(a) if floats(a) else None
     if layout is None:
         return xp.ascontiguousarray(a)
-    m, w, ld = layout
     out = xp.empty(a.shape, dtype=a.dtype)
-    _copy(a, ld, out, w, 0, m, w, w)
+    copy_rows(a, layout, out.reshape(layout[:2]))
     return out
 
 
@@ -54,12 +47,13 @@ def zero_padded(xp, a, rows, cols):
         return zero_padded(xp, a.T, cols, rows).T
     if a.shape == (rows, cols) and a.flags.c_contiguous:
         return a if a.data.ptr % ALIGN_BYTES == 0 else a.copy()
-    if not _rows_copyable(a):
+    layout = row_layout(a) if a.ndim == 2 and floats(a) else None
+    if layout is None:
         out = xp.zeros((rows, cols), dtype=a.dtype)
         out[:a.shape[0], :a.shape[1]] = a
         return out
     out = xp.empty((rows, cols), dtype=a.dtype)
-    copy_rows(xp, a, out, width=cols)
+    copy_rows(a, layout, out, width=cols)
     if rows > a.shape[0]:
         out[a.shape[0]:] = 0   # contiguous rows: one fill
     return out
