@@ -1,8 +1,9 @@
 // Element-wise dense-layer kernels: the FC epilogue (bias + ReLU, optionally followed by dropout)
-// forward/backward and dropout.
+// forward/backward, dropout and the sigmoid.
 //
 // References: `bias_act_fwd`, `bias_act_bwd`, `bias_act_dropout_fwd`, `bias_act_dropout_bwd`
-//             (hugectr_lab/layers/inner_product.py), `dropout_fwd` (hugectr_lab/layers/dropout.py);
+//             (hugectr_lab/layers/inner_product.py), `dropout_fwd` (hugectr_lab/layers/dropout.py),
+//             `sigmoid` (hugectr_lab/layers/activations.py);
 //             `gemm_bias_act` (inner_product.py) runs hctr_bias_act_fwd after the GEMM where cuBLASLt's
 //             epilogue does not serve the call.
 //
@@ -22,7 +23,7 @@
 //     writes the gradient d_y * mask * (y > 0) (rounded to T after each product, as the reference) and
 //     sums it in float32 in row order. The block writes its column sums to partial (chunks, n) float32;
 //     the wrapper adds the chunks (fixed order: deterministic; hctr_column_sums of gemv.cu) and rounds d_b to T.
-//   hctr_dropout_fwd: one thread per element.
+//   hctr_dropout_fwd, hctr_sigmoid: one thread per element.
 #include "hctr_common.cuh"
 
 // splitmix64 of (seed + (i+1) * golden ratio); the top 24 bits as a float in [0, 1).
@@ -146,5 +147,17 @@ __global__ void hctr_dropout_fwd(const T* __restrict__ x, T* __restrict__ y, T* 
         const float keep = hctr_keep(seed, i, rate, scale);
         mask[i] = from_f32<T>(keep);
         y[i] = from_f32<T>(to_f32(x[i]) * keep);
+    }
+}
+
+// y = 0.5 * (1 + tanh(0.5 * x)), each step rounded to T as the reference's array operations round
+// (one kernel where CuPy launched four: the inference head runs it at every predict).
+template <typename T>
+__global__ void hctr_sigmoid(const T* __restrict__ x, T* __restrict__ y, long long total) {
+    for (long long i : hctr_grid_stride(total)) {
+        const float half_x = to_f32(from_f32<T>(0.5f * to_f32(x[i])));
+        const float t = to_f32(from_f32<T>(tanhf(half_x)));
+        const float one_plus = to_f32(from_f32<T>(1.0f + t));
+        y[i] = from_f32<T>(0.5f * one_plus);
     }
 }

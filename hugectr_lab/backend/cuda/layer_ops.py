@@ -1,6 +1,6 @@
 """CUDA wrappers of the dense-layer ops: GEMM (cuBLAS, ``cublas.py``; one output column or K = 1:
-kernels/gemv.cu), GEMM with the bias + ReLU epilogue (cuBLASLt, ``cublaslt.py``), FC epilogue (+ dropout) and dropout
-(kernels/dense.cu), BCE loss (kernels/losses.cu), MultiCross, FmOrder2 and Interaction."""
+kernels/gemv.cu), GEMM with the bias + ReLU epilogue (cuBLASLt, ``cublaslt.py``), FC epilogue (+ dropout), dropout
+and sigmoid (kernels/dense.cu), BCE loss (kernels/losses.cu), MultiCross, FmOrder2 and Interaction."""
 
 from __future__ import annotations
 
@@ -200,6 +200,16 @@ def dropout_fwd(xp, x, seed, rate):
     launch("dense.cu", f"hctr_dropout_fwd<{ctype(x.dtype)}>", x.size,
            (x, y, mask, np.int64(x.size), seed, np.float32(rate), scale))
     return y, mask
+
+
+@kernel_op("sigmoid")
+def sigmoid(xp, x):
+    if not floats(x) or x.size == 0:
+        return reference("sigmoid", **locals())
+    x = xp.ascontiguousarray(x)
+    y = xp.empty_like(x)
+    launch("dense.cu", f"hctr_sigmoid<{ctype(x.dtype)}>", x.size, (x, y, np.int64(x.size)))
+    return y
 
 
 # ---- BCE loss -----------------------------------------------------------------------------------

@@ -59,7 +59,8 @@ SOURCES = {
                       + templated("hctr_hash_table_insert", KEYS)
                       + ("hctr_hash_table_first", "hctr_hash_table_resolve", "hctr_hash_table_unique")),
     "dense.cu": (templated("hctr_bias_act_fwd", DTYPES, EPILOGUE_WIDTHS)
-                 + templated("hctr_bias_act_bwd", DTYPES, EPILOGUE_WIDTHS) + templated("hctr_dropout_fwd", DTYPES)),
+                 + templated("hctr_bias_act_bwd", DTYPES, EPILOGUE_WIDTHS) + templated("hctr_dropout_fwd", DTYPES)
+                 + templated("hctr_sigmoid", DTYPES)),
     "losses.cu": templated("hctr_bce_loss_fwd", DTYPES) + templated("hctr_bce_loss_bwd", DTYPES),
     "multicross.cu": tuple(e for k in ("hctr_multicross_fwd", "hctr_multicross_bwd", "hctr_multicross_bwd_sums",
                                        "hctr_multicross_bwd_finish") for e in templated(k, DTYPES)),
