@@ -258,10 +258,11 @@ __global__ void hctr_embedding_cache_insert(Key* __restrict__ cache_keys, long l
 //     inverse (K,) is each key's entry (-1 for padding). Which entry a key takes depends on thread order.
 //   infer_lookup -- hctr_embedding_cache_sketch_halve (flag = header[1]), then hctr_infer_lookup<Key>:
 //     one warp per set entry (grid-stride over warps, blocks of 256); a distinct key queries the cache
-//     as hctr_embedding_cache_query does (a hit takes the stamp header[0]), else lane 0 binary-searches
-//     the parameter server's sorted keys (R,) and the warp copies the row of ps_vectors (R, E) -- in
-//     device memory or page-locked host memory read over the bus -- or the default value for an
-//     unknown key; lane 0 counts the key in the sketch and in counters (5,): [0] distinct keys,
+//     as hctr_embedding_cache_query does (a hit takes the stamp header[0]), else lane 0 probes the
+//     parameter server's index (index_keys / index_rows (Q,), Q a power of two: the open-addressing
+//     table infer_dedupe builds, from murmur3(key, 0x9e3779b9) & (Q-1) to the key or a free entry) and
+//     the warp copies the row of ps_vectors (R, E) -- in device memory or page-locked host memory read
+//     over the bus -- or the default value for an unknown key; lane 0 counts the key in the sketch and in counters (5,): [0] distinct keys,
 //     [1] hits, [2] unknown keys. set_values (P, E) and set_miss (P,) are written for real keys only.
 //   infer_insert -- when the first table's hit rate (first_counters) is below the threshold:
 //     hctr_infer_link<Key> (one thread per set entry) chains each set's misses (heads (num_sets,),
@@ -312,8 +313,9 @@ __global__ void hctr_infer_dedupe(const Key* __restrict__ keys, long long num_ke
 template <typename Key>
 __global__ void hctr_infer_lookup(const Key* __restrict__ set_keys, long long set_size, const Key* __restrict__ cache_keys,
                                   long long* __restrict__ cache_stamps, const float* __restrict__ cache_values,
-                                  long long num_sets, const long long* __restrict__ now, const Key* __restrict__ ps_keys,
-                                  long long ps_rows, const float* ps_vectors, float default_value,
+                                  long long num_sets, const long long* __restrict__ now,
+                                  const Key* __restrict__ index_keys, const int* __restrict__ index_rows,
+                                  long long index_size, const float* ps_vectors, float default_value,
                                   unsigned int* __restrict__ sketch, long long width, int vec,
                                   float* __restrict__ set_values, unsigned char* __restrict__ set_miss,
                                   long long* __restrict__ counters) {
@@ -335,14 +337,13 @@ __global__ void hctr_infer_lookup(const Key* __restrict__ set_keys, long long se
             const float* src = cache_values + slot * vec;
             for (int e = lane; e < vec; e += 32) out[e] = src[e];
         } else {
-            if (lane == 0) {
-                long long lo = 0, hi = ps_rows;   // first row with ps_keys[row] >= key
-                while (lo < hi) {
-                    const long long mid = (lo + hi) >> 1;
-                    if (ps_keys[mid] < key) lo = mid + 1;
-                    else hi = mid;
+            if (lane == 0) {   // the index is at most half full: a free entry ends every probe
+                for (long long e = hctr_murmur3(key, 0x9e3779b9u) & (unsigned int)(index_size - 1);;
+                     e = (e + 1) & (index_size - 1)) {
+                    const Key held = index_keys[e];
+                    if (held == key) row = index_rows[e];
+                    if (held == key || held == hctr_empty_key<Key>()) break;
                 }
-                row = (lo < ps_rows && ps_keys[lo] == key) ? lo : -1;
             }
             row = __shfl_sync(0xffffffffu, row, 0);
             if (row >= 0) {

@@ -16,11 +16,11 @@ from ..backend.cuda.loader import BLOCK, NULL, launch, launch_grid, multiprocess
 from ..backend.cuda.sources import CACHE_POLICY
 from ..backend.ops import kernel_op
 from .cache_ops import SKETCH_DEPTH, WAYS, empty_key, insert_with_policy
-from .graph_ops import check_dedupe
+from .graph_ops import check_dedupe, check_index
 
 FILE = "embedding_cache.cu"
 _KEY_CTYPE = {np.dtype(np.uint32): "unsigned int", np.dtype(np.int64): "long long"}
-_F32, _I64, _U8 = np.dtype(np.float32), np.dtype(np.int64), np.dtype(np.uint8)
+_F32, _I32, _I64, _U8 = np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.int64), np.dtype(np.uint8)
 
 
 def _contiguous(*arrays):
@@ -162,15 +162,17 @@ def _graph_arrays_ok(set_keys, set_values, set_miss, header, counters):
 
 
 @kernel_op("infer_lookup")
-def infer_lookup(xp, set_keys, cache_keys, cache_stamps, cache_values, ps_keys, ps_vectors, default_value, sketch,
-                 header, set_values, set_miss, counters):
+def infer_lookup(xp, set_keys, cache_keys, cache_stamps, cache_values, index_keys, index_rows, ps_vectors,
+                 default_value, sketch, header, set_values, set_miss, counters):
+    check_index(index_keys, index_rows)
     cached = cache_keys is not None
     if not (_graph_arrays_ok(set_keys, set_values, set_miss, header, counters)
             and (not cached or _ok(cache_keys, cache_stamps, cache_values, set_keys))
-            and _sketch_ok(sketch, set_keys) and ps_keys.dtype == set_keys.dtype and ps_vectors.dtype == _F32
-            and _contiguous(ps_keys, ps_vectors)):
-        return reference("infer_lookup", xp, set_keys, cache_keys, cache_stamps, cache_values, ps_keys, ps_vectors,
-                         default_value, sketch, header, set_values, set_miss, counters)
+            and _sketch_ok(sketch, set_keys) and index_keys.dtype == set_keys.dtype and index_rows.dtype == _I32
+            and ps_vectors.dtype == _F32
+            and _contiguous(index_keys, index_rows, ps_vectors)):
+        return reference("infer_lookup", xp, set_keys, cache_keys, cache_stamps, cache_values, index_keys, index_rows,
+                         ps_vectors, default_value, sketch, header, set_values, set_miss, counters)
     if sketch is not None:
         _halve(sketch, header[1:])
     size = set_keys.size
@@ -178,7 +180,7 @@ def infer_lookup(xp, set_keys, cache_keys, cache_stamps, cache_values, ps_keys, 
                 min(-(-size * 32 // BLOCK), _blocks(xp, 128)), BLOCK,
                 (set_keys, np.int64(size), cache_keys if cached else NULL, cache_stamps if cached else NULL,
                  cache_values if cached else NULL, np.int64(cache_keys.size // WAYS if cached else 0), header,
-                 ps_keys if ps_keys.size else NULL, np.int64(ps_keys.size), ps_vectors if ps_keys.size else NULL,
+                 index_keys, index_rows, np.int64(index_keys.size), ps_vectors if ps_vectors.size else NULL,
                  np.float32(default_value), NULL if sketch is None else sketch,
                  np.int64(0 if sketch is None else sketch.shape[1]), np.int32(set_values.shape[1]),
                  set_values, set_miss, counters))

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..embedding.combine import mean_row_scale
 from .cache_ops import empty_key
-from .graph_ops import COUNTERS, hit_rate, hit_rate_below, set_size
+from .graph_ops import COUNTERS, hit_rate, hit_rate_below, ps_index, set_size
 
 
 def _pinned(nbytes):
@@ -104,19 +104,18 @@ class _Staging:
 
 
 class _TableState:
-    """A table's parameter server for the graph (sorted keys; vectors on CuPy in pinned host memory,
-    mapped for the kernels) and the cache arrays its graphs were captured with."""
+    """A table's parameter server for the graph (a key -> row index on the device, ``graph_ops.ps_index``;
+    vectors on CuPy in pinned host memory, mapped for the kernels) and the cache arrays its graphs were
+    captured with."""
 
     def __init__(self, backend, tab):
         ps = tab.ps
         self.tab = tab
         self.vec = ps.vec_size
         self.default = float(ps.default_value)
-        if backend.name == "cupy":
-            self.ps_keys = backend.asarray(ps.keys)
-            self.ps_vectors = mapped_copy(ps.vectors)    # (R, E) float32, read over the bus
-        else:
-            self.ps_keys, self.ps_vectors = ps.keys, ps.vectors
+        self.index = ps_index(backend.xp, backend.ops, backend.asarray(ps.keys))   # ((Q,) keys, (Q,) rows)
+        # (R, E) float32; on CuPy read over the bus
+        self.ps_vectors = mapped_copy(ps.vectors) if backend.name == "cupy" else ps.vectors
         self.arrays = self.cache_arrays()
 
     def cache_arrays(self):
@@ -174,7 +173,7 @@ class _Bucket:
             ops.infer_dedupe(keys, set_keys, inverse)
             set_values = xp.empty((size, state.vec), xp.float32)   # (P, E)
             set_miss = xp.empty(size, xp.uint8)                    # (P,)
-            ops.infer_lookup(set_keys, tab.keys, tab.stamps, tab.values, state.ps_keys, state.ps_vectors,
+            ops.infer_lookup(set_keys, tab.keys, tab.stamps, tab.values, *state.index, state.ps_vectors,
                              state.default, tab.sketch, header, set_values, set_miss, counters[t])
             offsets = d[f"offsets{t}"]
             scale = mean_row_scale(xp, offsets[1:] - offsets[:-1]) if combiner == "mean" else None

@@ -13,7 +13,7 @@ import pytest
 from hugectr_lab.backend import get_backend
 from hugectr_lab.inference import predict_inputs
 from hugectr_lab.inference.cache_ops import SKETCH_DEPTH, WAYS, empty_key
-from hugectr_lab.inference.graph_ops import infer_dedupe, infer_insert, infer_lookup, set_size
+from hugectr_lab.inference.graph_ops import infer_dedupe, infer_insert, infer_lookup, ps_index, ps_rows, set_size
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
 from inference_helpers import (Trained, check_dedupe_set, open_session, predict_from_threads, run_predict,  # noqa: E402
@@ -54,6 +54,21 @@ def test_infer_dedupe_kernel_builds_the_references_set(dtype, num_keys):
     np.testing.assert_array_equal(np.sort(got), np.sort(want))
 
 
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64])
+def test_the_parameter_servers_index_built_by_the_kernel_finds_every_row(dtype):
+    """``ps_index`` on CuPy (the dedupe kernel places the keys, in an order of its own): probing it finds
+    each parameter-server key's row and no other key."""
+    import cupy
+
+    rng = np.random.default_rng(3)
+    universe = rng.choice(np.arange(1, 10 ** 6), 40_001, replace=False).astype(dtype)
+    ps_keys = np.sort(universe[:30_011])
+    index = [a.get() for a in ps_index(cupy, get_backend("cupy").ops, cupy.asarray(ps_keys))]
+    rows = ps_rows(np, *index, universe)
+    np.testing.assert_array_equal(rows[:30_011], np.searchsorted(ps_keys, universe[:30_011]))
+    assert (rows[30_011:] == -1).all()
+
+
 @pytest.mark.parametrize("key_type", ["I32", "I64"])
 @pytest.mark.parametrize("policy", ["lru", "tinylfu"])
 @pytest.mark.parametrize("vec, num_sets, pinned", [(1, 1, False), (5, 3, True), (33, 7, True), (16, 0, True)])
@@ -71,6 +86,8 @@ def test_infer_lookup_and_insert_kernels_equal_the_references(key_type, policy, 
     ps_keys = np.unique(_keys(rng, 5000, dtype, universe))
     ps_keys = ps_keys[ps_keys != empty_key(dtype)][::2].copy()          # about half of the keys drawn: unknown
     ps_vectors = rng.standard_normal((ps_keys.size, vec)).astype(np.float32)
+    index = ps_index(np, get_backend("numpy").ops, ps_keys)     # one layout on both sides
+    d_index = [cupy.asarray(a) for a in index]
     d_ps_vectors = mapped_copy(ps_vectors) if pinned else cupy.asarray(ps_vectors)
     size = num_sets * WAYS
     cache = [np.full(size, empty_key(dtype), dtype), np.zeros(size, np.int64), np.zeros((size, vec), np.float32)]
@@ -90,8 +107,8 @@ def test_infer_lookup_and_insert_kernels_equal_the_references(key_type, policy, 
         set_miss = np.full(set_keys.size, 9, np.uint8)
         d = {name: cupy.asarray(a) for name, a in dict(set_keys=set_keys, header=header, counters=counters,
                                                           set_values=set_values, set_miss=set_miss).items()}
-        infer_lookup(np, set_keys, *cache, ps_keys, ps_vectors, -0.5, sketch, header, set_values, set_miss, counters)
-        ops.infer_lookup(d["set_keys"], *d_cache, cupy.asarray(ps_keys), d_ps_vectors, -0.5, d_sketch, d["header"],
+        infer_lookup(np, set_keys, *cache, *index, ps_vectors, -0.5, sketch, header, set_values, set_miss, counters)
+        ops.infer_lookup(d["set_keys"], *d_cache, *d_index, d_ps_vectors, -0.5, d_sketch, d["header"],
                          d["set_values"], d["set_miss"], d["counters"])
         np.testing.assert_array_equal(d["set_values"].get(), set_values)
         np.testing.assert_array_equal(d["set_miss"].get(), set_miss)

@@ -1,5 +1,5 @@
-"""The captured predict path's operations (``graph_ops``: ``infer_dedupe``, ``infer_lookup``,
-``infer_insert``) as NumPy references: on their own, and composed by ``GraphPredictor`` -- staging,
+"""The captured predict path's operations (``graph_ops``: ``infer_dedupe``, the parameter server's index,
+``infer_lookup``, ``infer_insert``) as NumPy references: on their own, and composed by ``GraphPredictor`` -- staging,
 padding, counters, accounting -- against the plain eager predict path (``EmbeddingCache.lookup`` +
 combine), which must give the same predictions, statistics and cache arrays bit for bit. The kernels
 against these references: tests/gpu/test_inference_kernels.py."""
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from hugectr_lab.inference.cache_ops import empty_key
-from hugectr_lab.inference.graph_ops import check_dedupe, infer_dedupe, set_size
+from hugectr_lab.backend import get_backend
+from hugectr_lab.inference.graph_ops import check_dedupe, check_index, infer_dedupe, ps_index, ps_rows, set_size
 from hugectr_lab.inference.graph_path import GraphPredictor
 from inference_helpers import check_dedupe_set, open_session, two_table_model, two_table_request
 
@@ -37,6 +38,26 @@ def test_infer_dedupe_refuses_a_set_that_could_fill():
         infer_dedupe(np, keys, np.zeros(96, np.uint32), np.zeros(64, np.int64))
     with pytest.raises(ValueError, match="inverse must be"):
         check_dedupe(keys, np.zeros(128, np.uint32), np.zeros(63, np.int64))
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64])
+@pytest.mark.parametrize("rows", [0, 1, 5, 4097])
+def test_the_parameter_servers_index_finds_every_row_and_no_other_key(dtype, rows):
+    """``ps_index`` + ``ps_rows`` (the lookup's probe) give what a search of the sorted keys gives."""
+    rng = np.random.default_rng(rows)
+    universe = rng.choice(np.arange(1, 50_000), 2 * rows + 50, replace=False).astype(dtype)
+    if dtype == np.int64:
+        universe = universe * np.int64(-2654435761)                          # negative keys too
+    ps_keys = np.sort(universe[:rows])
+    index_keys, index_rows = ps_index(np, get_backend("numpy").ops, ps_keys)
+    assert index_keys.size == set_size(rows) and index_rows.dtype == np.int32
+    queried = rng.permutation(universe)                                      # held and unknown keys
+    want = np.searchsorted(ps_keys, queried)
+    want = np.where((want < rows) & (ps_keys[np.minimum(want, max(rows - 1, 0))] == queried) if rows else False,
+                    want, -1)
+    np.testing.assert_array_equal(ps_rows(np, index_keys, index_rows, queried), want)
+    with pytest.raises(ValueError, match="power of two"):
+        check_index(index_keys[:-1], index_rows[:-1])
 
 
 def assert_same_cache(a, b):

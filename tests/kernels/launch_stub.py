@@ -430,7 +430,8 @@ _VEC, _SETS = 5, 3
 
 def _inference_cases(OpCase):
     from hugectr_lab.inference.cache_ops import SKETCH_DEPTH, WAYS, empty_key
-    from hugectr_lab.inference.graph_ops import infer_dedupe, infer_lookup, set_size
+    from hugectr_lab.backend import get_backend
+    from hugectr_lab.inference.graph_ops import infer_dedupe, infer_lookup, ps_index, set_size
 
     def keys(rng, kt, n=101):
         k = rng.integers(1, 300, n).astype(kt)
@@ -453,16 +454,17 @@ def _inference_cases(OpCase):
         set_keys, inverse = np.zeros(set_size(k.size), kt), np.zeros(k.size, np.int64)
         infer_dedupe(np, k, set_keys, inverse)
         ps_keys = np.unique(rng.integers(1, 300, 150)).astype(kt)
-        return (set_keys, *(cache(kt) if cached else (None,) * 3), ps_keys,
+        return (set_keys, *(cache(kt) if cached else (None,) * 3), *ps_index(np, get_backend("numpy").ops, ps_keys),
                 rng.normal(size=(ps_keys.size, _VEC)).astype(np.float32), -0.5, sketch() if tinylfu else None,
                 np.array([3, 1], np.int64), np.zeros((set_keys.size, _VEC), np.float32),
                 np.zeros(set_keys.size, np.uint8), np.zeros(5, np.int64))
 
     def inserted(rng, kt, tinylfu):
         """The arguments of infer_insert after infer_lookup (run by the reference) filled the set."""
-        (set_keys, ck, cs, cv, ps_keys, ps_vectors, default, sk, header, values, miss, counters) = graph(
-            rng, kt, True, tinylfu)
-        infer_lookup(np, set_keys, ck, cs, cv, ps_keys, ps_vectors, default, sk, header, values, miss, counters)
+        (set_keys, ck, cs, cv, index_keys, index_rows, ps_vectors, default, sk, header, values, miss,
+         counters) = graph(rng, kt, True, tinylfu)
+        infer_lookup(np, set_keys, ck, cs, cv, index_keys, index_rows, ps_vectors, default, sk, header, values, miss,
+                     counters)
         return set_keys, miss, values, counters.copy(), 1.0, ck, cs, cv, sk, header, counters
 
     builders = {
