@@ -3,8 +3,8 @@
 //
 // References: hugectr_lab/inference/cache_ops.py -- `embedding_cache_set_index`, `embedding_cache_query`,
 // `embedding_cache_insert`, `embedding_cache_insert_tinylfu`, `embedding_cache_sketch_update`,
-// `embedding_cache_frequency`; hugectr_lab/inference/graph_ops.py -- `infer_dedupe`, `infer_lookup`,
-// `infer_insert` (the predict graph's operations, the last section of this file). The wrappers
+// `embedding_cache_frequency`; hugectr_lab/inference/graph_ops.py -- `infer_check_offsets`, `infer_dedupe`,
+// `infer_lookup`, `infer_insert` (the predict graph's operations, the last section of this file). The wrappers
 // (hugectr_lab/inference/cuda_cache.py) take the references' names and arguments, and the results are
 // bit-identical, except where infer_dedupe puts a key in its set (graph_ops.py says what is fixed).
 //
@@ -252,7 +252,11 @@ __global__ void hctr_embedding_cache_insert(Key* __restrict__ cache_keys, long l
 //
 // One captured CUDA graph per padded batch runs the cache lookup of every table without the host;
 // every per-call value (the stamp `now`, the sketch's halving flag, the counters) is in device memory.
-//   infer_dedupe -- hctr_infer_dedupe<Key>: one thread per key, grid-stride. The keys (K,) of a table,
+//   infer_check_offsets -- hctr_infer_check_offsets: one thread per row offset, grid-stride; rejects a
+//     call whose offsets leave [0, k] or descend (flag rejected, every table's halving flag cleared)
+//     and clamps the offsets into [0, k].
+//   infer_dedupe -- hctr_infer_dedupe<Key>: one thread per key, grid-stride (none taken once rejected
+//     is set). The keys (K,) of a table,
 //     padded with the empty key, go into an open-addressing set (P,) (P a power of two >= 2K, filled
 //     with the empty key first; linear probing from murmur3(key, 0x9e3779b9) & (P-1), atomicCAS);
 //     inverse (K,) is each key's entry (-1 for padding). Which entry a key takes depends on thread order.
@@ -292,13 +296,32 @@ __device__ __forceinline__ bool hctr_infer_refresh(const long long* __restrict__
     return rate < threshold;
 }
 
+// A thread per offset but the last: outside [0, k] (k = offsets[size - 2]) or above the next one rejects
+// the call. An offset outside is clamped by its own thread, so a neighbour that reads it mid-clamp may miss
+// the descent -- and the call is rejected by that thread anyway; every writer writes the same values.
+__global__ void hctr_infer_check_offsets(long long* __restrict__ offsets, long long size, long long* __restrict__ header,
+                                         long long tables, long long header_width, long long* __restrict__ rejected) {
+    const long long k = offsets[size - 2];
+    for (long long i : hctr_grid_stride(size - 1)) {
+        const long long v = offsets[i];
+        const bool outside = v < 0 || v > k;
+        if (outside || (i + 2 < size && offsets[i + 1] < v)) {
+            *rejected = 1;
+            for (long long t = 0; t < tables; ++t) header[t * header_width + 1] = 0;
+        }
+        if (outside) offsets[i] = v < 0 ? 0 : k;
+    }
+}
+
 template <typename Key>
 __global__ void hctr_infer_dedupe(const Key* __restrict__ keys, long long num_keys, Key* __restrict__ set_keys,
-                                  long long set_size, long long* __restrict__ inverse) {
+                                  long long set_size, long long* __restrict__ inverse,
+                                  const long long* __restrict__ rejected) {
+    const bool take = rejected == nullptr || *rejected == 0;
     for (long long k : hctr_grid_stride(num_keys)) {
         const Key key = keys[k];
         long long slot = -1;
-        if (key != hctr_empty_key<Key>()) {
+        if (take && key != hctr_empty_key<Key>()) {
             slot = (long long)(hctr_murmur3(key, 0x9e3779b9u) & (unsigned int)(set_size - 1));
             for (;;) {
                 const Key old = hctr_atomic_cas<Key>(set_keys + slot, hctr_empty_key<Key>(), key);

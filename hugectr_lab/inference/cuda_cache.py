@@ -145,14 +145,25 @@ def embedding_cache_frequency(xp, sketch, keys):
 
 # ---- the predict graph's lookup (references: graph_ops.py) ------------------------------------------
 
+@kernel_op("infer_check_offsets")
+def infer_check_offsets(xp, offsets, header, rejected):
+    if not (offsets.dtype == _I64 and offsets.size >= 2 and header.dtype == _I64 and header.ndim == 2
+            and header.shape[1] >= 2 and rejected.dtype == _I64 and _contiguous(offsets, header, rejected)):
+        return reference("infer_check_offsets", xp, offsets, header, rejected)
+    launch(FILE, "hctr_infer_check_offsets", offsets.size - 1,
+           (offsets, np.int64(offsets.size), header, np.int64(header.shape[0]), np.int64(header.shape[1]), rejected))
+
+
 @kernel_op("infer_dedupe")
-def infer_dedupe(xp, keys, set_keys, inverse):
+def infer_dedupe(xp, keys, set_keys, inverse, rejected):
     check_dedupe(keys, set_keys, inverse)
-    if keys.dtype not in _KEY_CTYPE or inverse.dtype != _I64 or not _contiguous(set_keys, inverse):
-        return reference("infer_dedupe", xp, keys, set_keys, inverse)
+    if (keys.dtype not in _KEY_CTYPE or inverse.dtype != _I64 or not _contiguous(set_keys, inverse)
+            or not (rejected is None or rejected.dtype == _I64)):
+        return reference("infer_dedupe", xp, keys, set_keys, inverse, rejected)
     set_keys.fill(empty_key(keys.dtype))
     launch(FILE, f"hctr_infer_dedupe<{_KEY_CTYPE[keys.dtype]}>", keys.size,
-           (xp.ascontiguousarray(keys), np.int64(keys.size), set_keys, np.int64(set_keys.size), inverse))
+           (xp.ascontiguousarray(keys), np.int64(keys.size), set_keys, np.int64(set_keys.size), inverse,
+            NULL if rejected is None else rejected))
 
 
 def _graph_arrays_ok(set_keys, set_values, set_miss, header, counters):

@@ -53,10 +53,30 @@ def hit_rate_below(first_counters, threshold):
 
 
 @reference_op
-def infer_dedupe(xp, keys, set_keys, inverse):
+def infer_check_offsets(xp, offsets, header, rejected):
+    """The device's check of a staged table's row offsets, so that the host need not walk them before the
+    launch: ``offsets`` (R+2,) int64 holds R+1 row offsets, the last of them the key count k, then the
+    padding row's end. Offsets outside [0, k] or out of order reject the call: ``rejected`` (1,) int64 is
+    set (``infer_dedupe`` then takes no key, so nothing is looked up, counted or inserted) and every
+    table's halving flag, column 1 of ``header`` (T, 2), is cleared (the sketch stays as it was). Offsets
+    outside [0, k] are clamped into it, so that the combiner reads inside its arrays whatever the request
+    held. A call that passes is left as it was.
+    """
+    rows = offsets[:-1]                     # (R+1,) the request's offsets and the padding rows' fill
+    k = rows[-1]
+    outside = (rows < 0) | (rows > k)
+    if outside.any() or (rows[1:] < rows[:-1]).any():
+        rejected[0] = 1
+        header[:, 1] = 0
+        xp.clip(rows, 0, k, out=rows)
+
+
+@reference_op
+def infer_dedupe(xp, keys, set_keys, inverse, rejected):
     """Put the distinct keys of ``keys`` (K,) into ``set_keys`` (P,) (overwritten; P a power of two
     above K, ``set_size``) and write ``inverse`` (K,) int64: the entry of each key, -1 for padding (the
-    empty key), which the combiner reads as a zero vector.
+    empty key), which the combiner reads as a zero vector. ``rejected`` (1,) int64 (``infer_check_offsets``;
+    None: never) nonzero takes no key: the set stays empty and every inverse is -1.
 
     A key's home entry is murmur3_32(key, DEDUPE_SEED) & (P − 1); it probes forward (wrapping) to the
     first entry that is free or holds it. The kernel's threads claim entries concurrently, so which of
@@ -70,6 +90,8 @@ def infer_dedupe(xp, keys, set_keys, inverse):
     mask = set_keys.size - 1
     set_keys[...] = empty
     inverse[...] = -1
+    if rejected is not None and rejected[0]:
+        return
     idx = xp.flatnonzero(keys != empty)                      # (k,) pending key occurrences, input order
     pending = keys[idx]
     slot = (murmur3_32(xp, pending, DEDUPE_SEED) & xp.uint32(mask)).astype(xp.int64)
@@ -94,7 +116,7 @@ def ps_index(xp, ops, ps_keys):
         raise ValueError(f"a parameter-server table of {ps_keys.size} rows: the predict graph indexes rows as int32")
     index_keys = xp.empty(set_size(ps_keys.size), ps_keys.dtype)
     slots = xp.empty(ps_keys.size, xp.int64)
-    ops.infer_dedupe(ps_keys, index_keys, slots)
+    ops.infer_dedupe(ps_keys, index_keys, slots, None)
     index_rows = xp.full(index_keys.size, -1, xp.int32)
     index_rows[slots] = xp.arange(ps_keys.size, dtype=xp.int32)
     return index_keys, index_rows

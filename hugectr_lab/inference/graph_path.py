@@ -140,6 +140,7 @@ class _Bucket:
             inputs.add(f"offsets{t}", np.int64, (batch * slots + 2,))
             inputs.add(f"keys{t}", s.key_dtype, (batch * predictor.max_features[t],))
         inputs.add("dense", np.float32, (batch, s.dense_dim))
+        inputs.add("rejected", np.int64, (1,))   # staged 0: each call clears the flag infer_check_offsets sets
         outputs = _Layout()
         outputs.add("predictions", np.float32, (batch, s.label_dim))
         outputs.add("counters", np.int64, (len(s._tables), len(COUNTERS)))
@@ -164,13 +165,15 @@ class _Bucket:
         counters = out["counters"]
         counters.fill(0)
         feed = {s.config.data.dense.top: d["dense"]}
+        for t in range(len(p.tables)):   # every table's offsets before any key is looked up
+            ops.infer_check_offsets(d[f"offsets{t}"], d["header"], d["rejected"])
         sets = []
         for t, (spec, (_, slots, combiner), state) in enumerate(zip(s.config.embeddings, s._tables, p.tables)):
             tab, keys, header = state.tab, d[f"keys{t}"], d["header"][t]
             size = set_size(keys.size)
             set_keys = xp.empty(size, s.key_dtype)             # (P,)
             inverse = xp.empty(keys.size, xp.int64)           # (K,)
-            ops.infer_dedupe(keys, set_keys, inverse)
+            ops.infer_dedupe(keys, set_keys, inverse, d["rejected"])
             set_values = xp.empty((size, state.vec), xp.float32)   # (P, E)
             set_miss = xp.empty(size, xp.uint8)                    # (P,)
             ops.infer_lookup(set_keys, tab.keys, tab.stamps, tab.values, *state.index, state.ps_vectors,
@@ -192,12 +195,13 @@ class _Bucket:
     # -- host side ----------------------------------------------------------------------------
 
     def run(self, dense, parts, n, out):
-        """Stage one chunk, launch, read back its predictions into ``out`` (n, L) float32; updates the
-        cache's statistics."""
+        """Stage one chunk, launch, read back its predictions into ``out`` (n, L) float32 and update the
+        cache's statistics; False, with nothing written or looked up, where the device rejected the row
+        offsets (``infer_check_offsets``)."""
         self.stage(dense, parts, n)
         self.launch()
         self.wait()
-        self.finish(parts, n, out)
+        return self.finish(parts, n, out)
 
     def stage(self, dense, parts, n):
         """Write one chunk's inputs into the pinned staging buffer (host work only)."""
@@ -205,6 +209,7 @@ class _Bucket:
         if n > self.batch:
             raise ValueError(f"predict graph of batch {self.batch}: got a chunk of {n} samples")
         header = h["header"]
+        h["rejected"][0] = 0     # (on NumPy the device's array; on CuPy the host copy is never anything else)
         for t, ((keys, offsets), state) in enumerate(zip(parts, self.p.tables)):
             tab, k = state.tab, keys.size
             header[t, 0] = tab.now + 1 if k else tab.now
@@ -241,16 +246,22 @@ class _Bucket:
             stream.synchronize()
 
     def finish(self, parts, n, out):
-        """After ``wait``: the predictions into ``out`` (n, L) float32; the cache's statistics updated from
-        the counters."""
-        self._account([keys.size for keys, _ in parts])
+        """After ``wait``: the predictions into ``out`` (n, L) float32 and the cache's statistics updated
+        from the counters -- True; or False where the device rejected the call. A rejected call took no
+        key, so a table with keys counted none (a call that passes counts at least one: the host refuses
+        the empty key, the only one that is not counted)."""
+        key_counts = [keys.size for keys, _ in parts]
+        counters = self.outputs.h["counters"].tolist()   # Python ints: one conversion, not one per counter
+        if any(k and not c[0] for k, c in zip(key_counts, counters)):
+            return False
+        self._account(key_counts, counters)
         self.p.session.embedding_cache._publish()
         out[...] = self.outputs.h["predictions"][:n]
+        return True
 
-    def _account(self, key_counts):
-        """The eager path's statistics (EmbeddingCache.lookup) from this call's counters."""
+    def _account(self, key_counts, counters):
+        """The eager path's statistics (EmbeddingCache.lookup) from this call's counters (a list per table)."""
         cache = self.p.session.embedding_cache
-        counters = self.outputs.h["counters"].tolist()   # Python ints: one conversion, not one per counter
         for k, state, (distinct, hits, unknown, _, _) in zip(key_counts, self.p.tables, counters):
             if not k:
                 continue
@@ -293,8 +304,10 @@ class GraphPredictor:
 
     def predict_chunk(self, dense, parts, n, out):
         """Write the (n, L) float32 predictions of a chunk that ``fits`` into ``out``: ``dense`` (n, D)
-        float32, ``parts`` one (keys (K_t,), row offsets (n*S_t + 1,)) per table."""
-        self.bucket(n).run(dense, parts, n, out)
+        float32, ``parts`` one (keys (K_t,), row offsets (n*S_t + 1,)) per table. False where the device
+        rejected the row offsets (outside [0, K_t] or descending): then nothing was written, looked up or
+        counted, and the caller says what is wrong."""
+        return self.bucket(n).run(dense, parts, n, out)
 
     def bucket(self, n):
         """The bucket (padded batch) a chunk of n samples runs in, made on first use."""

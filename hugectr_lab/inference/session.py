@@ -92,6 +92,7 @@ class InferenceSession:
         # Per table (embedding-layer order): first slot in the sample's slots, slots, combiner.
         self._tables = [(int(starts[e.bottom]), cfg.sparse_input(e.bottom).slot_num, e.combiner)
                         for e in cfg.embeddings]
+        self._unsplit = len(self._tables) == 1 and self._tables[0][1] == self.slot_num   # one table, every slot
         self._dense_path = resolve_model_path(inf.dense_model_file, config_file)
         self._networks = {}
         with self.backend.device(self.device_id):
@@ -165,6 +166,8 @@ class InferenceSession:
         calls on one session (or one embedding cache) run one at a time."""
         dense, keys, row_ptrs = self._validate(dense_feature, embeddingcolumns, row_ptrs, i64_input_key)
         n = (row_ptrs.size - 1) // self.slot_num
+        if not self._graph_checks_order(n, keys.size):
+            self._check_order(row_ptrs)
         out = np.empty((n, self.label_dim), dtype=np.float32)
         S = self.slot_num
         with self.embedding_cache.lock, self.backend.device(self.device_id):
@@ -181,7 +184,10 @@ class InferenceSession:
         n = dense.shape[0]
         parts = self._split_tables(keys, row_ptrs, n)
         if self._graph is not None and self._graph.fits(parts, n):
-            self._graph.predict_chunk(dense, parts, n, out)
+            if not self._graph.predict_chunk(dense, parts, n, out):
+                self._check_order(row_ptrs)
+                raise RuntimeError("predict(): the predict graph rejected row_ptrs that the host finds in order "
+                                   "(a bug: the two checks must agree; please report it)")
             return
         batch = self._padded(n)
         backend, xp, ops = self.backend, self.backend.xp, self.backend.ops
@@ -203,7 +209,7 @@ class InferenceSession:
     def _split_tables(self, keys, row_ptrs, n):
         """Per table (embedding order): its keys and its (n*S_t + 1,) row offsets."""
         S = self.slot_num
-        if len(self._tables) == 1 and self._tables[0][1] == S:
+        if self._unsplit:
             return [(keys, row_ptrs)]
         nnz = np.diff(row_ptrs).reshape(n, S)                               # (n, S)
         key_slot = np.repeat(np.tile(np.arange(S), n), nnz.reshape(-1))     # (K,) slot of each key
@@ -254,15 +260,25 @@ class InferenceSession:
                                     f"{self.max_feature_num_per_sample} = {limit} ({how})")
         if int(row_ptrs[0]) != 0:
             raise PredictInputError(f"predict(): row_ptrs[0] must be 0, got {int(row_ptrs[0])}")
+        if int(row_ptrs[-1]) != keys.size:
+            raise PredictInputError(f"predict(): row_ptrs[-1] = {int(row_ptrs[-1])} but embeddingcolumns has "
+                                    f"{keys.size} keys; the last row pointer must equal the number of keys")
+        return dense.reshape(n, D), self._keys(keys), row_ptrs.astype(np.int64, copy=False)
+
+    def _graph_checks_order(self, n, num_keys):
+        """Whether the predict graph alone checks that row_ptrs is non-decreasing (``infer_check_offsets``,
+        while the host waits): a request of one chunk that fits a bucket, its keys not split by table (the
+        split reads the order). Elsewhere the host checks it before anything runs."""
+        return (self._graph is not None and n <= self.max_batchsize and self._unsplit
+                and num_keys <= n * self._graph.max_features[0])
+
+    @staticmethod
+    def _check_order(row_ptrs):
         descending = row_ptrs[1:] < row_ptrs[:-1]     # (one pass, no differences array: a hot path)
         if descending.any():
             i = int(np.argmax(descending)) + 1
             raise PredictInputError(f"predict(): row_ptrs must be non-decreasing; row_ptrs[{i}] = {int(row_ptrs[i])} "
                                     f"< row_ptrs[{i - 1}] = {int(row_ptrs[i - 1])}")
-        if int(row_ptrs[-1]) != keys.size:
-            raise PredictInputError(f"predict(): row_ptrs[-1] = {int(row_ptrs[-1])} but embeddingcolumns has "
-                                    f"{keys.size} keys; the last row pointer must equal the number of keys")
-        return dense.reshape(n, D), self._keys(keys), row_ptrs.astype(np.int64, copy=False)
 
     def _keys(self, keys):
         dtype = self.key_dtype

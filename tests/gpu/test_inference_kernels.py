@@ -46,11 +46,11 @@ def test_infer_dedupe_kernel_builds_the_references_set(dtype, num_keys):
     ops = _gpu_ops("infer_dedupe")
     keys = _keys(np.random.default_rng(num_keys), num_keys, dtype, max(2, num_keys // 2))
     set_keys, inverse = cupy.zeros(set_size(num_keys), dtype), cupy.full(num_keys, -7, cupy.int64)
-    ops.infer_dedupe(cupy.asarray(keys), set_keys, inverse)
+    ops.infer_dedupe(cupy.asarray(keys), set_keys, inverse, None)
     got = set_keys.get()
     check_dedupe_set(keys, got, inverse.get())        # a valid layout (which entry a key takes may differ)
     want = np.zeros(set_keys.size, dtype)
-    infer_dedupe(np, keys, want, np.zeros(num_keys, np.int64))
+    infer_dedupe(np, keys, want, np.zeros(num_keys, np.int64), None)
     np.testing.assert_array_equal(np.sort(got), np.sort(want))
 
 
@@ -100,7 +100,7 @@ def test_infer_lookup_and_insert_kernels_equal_the_references(key_type, policy, 
     for now in range(1, 22):
         keys = _keys(rng, 777, dtype, universe)
         set_keys, inverse = np.zeros(set_size(keys.size), dtype), np.zeros(keys.size, np.int64)
-        infer_dedupe(np, keys, set_keys, inverse)
+        infer_dedupe(np, keys, set_keys, inverse, None)
         header = np.array([now, now % 6 == 0], np.int64)
         counters = np.zeros(5, np.int64)
         set_values = np.full((set_keys.size, vec), 7.5, np.float32)
@@ -200,3 +200,38 @@ def test_graph_path_from_several_threads(tmp_path, monkeypatch):
         np.testing.assert_allclose(got[i], w, rtol=0, atol=2e-5)
     assert set(gpu._graph.captured().values()) == {"graph"}
     trained.close()
+
+
+def test_the_captured_graph_rejects_rows_out_of_order_without_touching_the_cache(tmp_path):
+    """The device's order check (``infer_check_offsets``) in a replayed graph: a descent, a negative offset
+    and one past the keys raise NumPy's error and leave the cache, sketch and statistics as they were;
+    valid requests around them give NumPy's answers (no false rejection)."""
+    from hugectr_lab.inference import PredictInputError
+    from inference_helpers import table, tiny_model
+
+    config = tiny_model(tmp_path, [table(300)], slots=[3], max_batchsize=8)
+    cpu, gpu, _ = _graph_sessions(config, "tinylfu", 0.5)
+    rng = np.random.default_rng(1)
+
+    def request(ptrs):
+        return rng.random(2 * 4).astype(np.float32), rng.integers(0, 400, ptrs[-1]).astype(np.uint32), ptrs
+
+    good = np.array([0, 1, 3, 3, 4, 6, 7, 7, 9, 10, 11, 12, 12])
+    for _ in range(4):     # eager, captured, replayed
+        args = request(good)
+        np.testing.assert_allclose(gpu.predict_array(*args), cpu.predict_array(*args), rtol=0, atol=1e-6)
+    assert gpu._graph.captured() == {4: "graph"}
+    before = gpu.embedding_cache.stats()
+    arrays = [getattr(gpu.embedding_cache._tables[0], n).get() for n in ("keys", "stamps", "values", "sketch")]
+    for ptrs in ([0, 1, 3, 2, 4, 6, 7, 7, 9, 10, 11, 12, 12], [0, 1, -3, 3, 4, 6, 7, 7, 9, 10, 11, 12, 12],
+                 [0, 1, 3, 99, 4, 6, 7, 7, 9, 10, 11, 12, 12]):
+        args = request(np.array(ptrs))
+        with pytest.raises(PredictInputError, match="row_ptrs must be non-decreasing"):
+            gpu.predict_array(*args)
+        assert gpu.embedding_cache.stats() == before
+        for name, want in zip(("keys", "stamps", "values", "sketch"), arrays):
+            np.testing.assert_array_equal(getattr(gpu.embedding_cache._tables[0], name).get(), want, err_msg=name)
+    for _ in range(2):
+        args = request(good)
+        np.testing.assert_allclose(gpu.predict_array(*args), cpu.predict_array(*args), rtol=0, atol=1e-6)
+    assert gpu.embedding_cache.stats() == cpu.embedding_cache.stats()

@@ -11,7 +11,8 @@ import pytest
 
 from hugectr_lab.inference.cache_ops import empty_key
 from hugectr_lab.backend import get_backend
-from hugectr_lab.inference.graph_ops import check_dedupe, check_index, infer_dedupe, ps_index, ps_rows, set_size
+from hugectr_lab.inference.graph_ops import (check_dedupe, check_index, infer_check_offsets, infer_dedupe, ps_index,
+                                          ps_rows, set_size)
 from hugectr_lab.inference.graph_path import GraphPredictor
 from inference_helpers import check_dedupe_set, open_session, two_table_model, two_table_request
 
@@ -26,7 +27,7 @@ def test_infer_dedupe_reference_builds_a_probe_set(dtype, num_keys):
     keys[rng.random(num_keys) < 0.2] = empty_key(dtype)                      # padding
     set_keys = np.zeros(set_size(num_keys), dtype)
     inverse = np.full(num_keys, -7, np.int64)
-    infer_dedupe(np, keys, set_keys, inverse)
+    infer_dedupe(np, keys, set_keys, inverse, None)
     check_dedupe_set(keys, set_keys, inverse)
 
 
@@ -35,7 +36,7 @@ def test_infer_dedupe_refuses_a_set_that_could_fill():
     with pytest.raises(ValueError, match="power of two above the 64 keys"):
         check_dedupe(keys, np.zeros(64, np.uint32), np.zeros(64, np.int64))
     with pytest.raises(ValueError, match="power of two"):
-        infer_dedupe(np, keys, np.zeros(96, np.uint32), np.zeros(64, np.int64))
+        infer_dedupe(np, keys, np.zeros(96, np.uint32), np.zeros(64, np.int64), None)
     with pytest.raises(ValueError, match="inverse must be"):
         check_dedupe(keys, np.zeros(128, np.uint32), np.zeros(63, np.int64))
 
@@ -144,3 +145,63 @@ def test_bench_host_phases_call_predicts_phases_as_predict_does(tmp_path):
     assert list(phases) == list(PHASES) and all(v > 0 for v in phases.values())
     assert graph.embedding_cache.stats() == eager.embedding_cache.stats()
     assert_same_cache(graph, eager)
+
+
+def test_the_graph_rejects_rows_out_of_order_without_touching_the_cache(tmp_path):
+    """One table over every slot: the host leaves row_ptrs' order to the graph (``infer_check_offsets``).
+    A descent, a negative offset or one past the keys raises the eager path's error, and the call looks
+    nothing up: cache arrays, sketch (whose halving was due), statistics and stamps stay as they were,
+    and the next request gives the eager path's predictions and cache bit for bit."""
+    from hugectr_lab.inference import PredictInputError
+    from inference_helpers import table, tiny_model
+
+    config = tiny_model(tmp_path, [table(300)], slots=[3], max_batchsize=8)
+    eager = open_session(config, backend="numpy", cache_policy="tinylfu")
+    graph = open_session(config, backend="numpy", cache_policy="tinylfu")
+    graph._graph = GraphPredictor(graph)
+    for session in (eager, graph):
+        session.embedding_cache._tables[0].sample_size = 10   # a halving due at every call
+    assert graph._graph_checks_order(4, 12) and not eager._graph_checks_order(4, 12)
+    rng = np.random.default_rng(1)
+
+    def request(ptrs):
+        return rng.random(2 * 4).astype(np.float32), rng.integers(0, 400, ptrs[-1]).astype(np.uint32), ptrs
+
+    good = np.array([0, 1, 3, 3, 4, 6, 7, 7, 9, 10, 11, 12, 12])
+    for _ in range(3):
+        args = request(good)
+        np.testing.assert_array_equal(graph.predict_array(*args), eager.predict_array(*args))
+    before = graph.embedding_cache.stats()
+    halving = graph.embedding_cache._tables[0].halving_due
+    bad_rows = [np.array([0, 1, 3, 2, 4, 6, 7, 7, 9, 10, 11, 12, 12]),      # a descent
+                np.array([0, 1, -3, 3, 4, 6, 7, 7, 9, 10, 11, 12, 12]),     # negative
+                np.array([0, 1, 3, 99, 4, 6, 7, 7, 9, 10, 11, 12, 12])]     # past the keys
+    for ptrs in bad_rows:
+        args = request(ptrs)
+        with pytest.raises(PredictInputError) as want:
+            eager.predict_array(*args)
+        with pytest.raises(PredictInputError, match="row_ptrs must be non-decreasing") as got:
+            graph.predict_array(*args)
+        assert str(got.value) == str(want.value)
+        assert graph.embedding_cache.stats() == before and graph.embedding_cache._tables[0].halving_due == halving
+        assert_same_cache(graph, eager)
+    args = request(good)
+    np.testing.assert_array_equal(graph.predict_array(*args), eager.predict_array(*args))
+    assert_same_cache(graph, eager)
+    assert graph.embedding_cache.stats() == eager.embedding_cache.stats()
+
+
+def test_infer_check_offsets_reference_flags_and_clamps():
+    ok = np.array([0, 2, 2, 5, 7, 7, 30], np.int64)          # rows' offsets (k = 7), then the padding row's end
+    header, rejected = np.array([[4, 1], [4, 1]]), np.zeros(1, np.int64)
+    infer_check_offsets(np, ok, header, rejected)
+    assert rejected[0] == 0 and header[:, 1].tolist() == [1, 1]
+    np.testing.assert_array_equal(ok, [0, 2, 2, 5, 7, 7, 30])
+    bad = np.array([0, 9, -4, 5, 3, 7, 30], np.int64)
+    infer_check_offsets(np, bad, header, rejected)
+    assert rejected[0] == 1 and header[:, 1].tolist() == [0, 0] and header[:, 0].tolist() == [4, 4]
+    np.testing.assert_array_equal(bad, [0, 7, 0, 5, 3, 7, 30])   # inside [0, k]; the padding row's end kept
+    keys = np.array([3, 5, 3], np.uint32)
+    set_keys, inverse = np.zeros(64, np.uint32), np.zeros(3, np.int64)
+    infer_dedupe(np, keys, set_keys, inverse, rejected)
+    assert (inverse == -1).all() and (set_keys == empty_key(np.uint32)).all()

@@ -448,11 +448,19 @@ def _inference_cases(OpCase):
     def distinct(rng, kt):   # keys to insert: distinct, none cached
         return rng.choice(np.arange(1, 300), 77, replace=False).astype(kt)
 
+    def offsets(rng, bad):
+        """A staged table's row offsets (R+2,): 37 rows, then the padding row's end; ``bad``: a descent and
+        offsets outside [0, k]."""
+        o = np.concatenate([[0], np.cumsum(rng.integers(0, 4, 37)), [200]]).astype(np.int64)
+        if bad:
+            o[[5, 9, 20]] = o[[5, 9, 20]] + np.array([3, -50, 10 ** 6])
+        return o
+
     def graph(rng, kt, cached, tinylfu):
         """The arguments of infer_lookup for a de-duplicated set of keys."""
         k = keys(rng, kt)
         set_keys, inverse = np.zeros(set_size(k.size), kt), np.zeros(k.size, np.int64)
-        infer_dedupe(np, k, set_keys, inverse)
+        infer_dedupe(np, k, set_keys, inverse, None)
         ps_keys = np.unique(rng.integers(1, 300, 150)).astype(kt)
         return (set_keys, *(cache(kt) if cached else (None,) * 3), *ps_index(np, get_backend("numpy").ops, ps_keys),
                 rng.normal(size=(ps_keys.size, _VEC)).astype(np.float32), -0.5, sketch() if tinylfu else None,
@@ -476,7 +484,12 @@ def _inference_cases(OpCase):
             size=(77, _VEC)).astype(np.float32), 4),
         "embedding_cache_sketch_update": lambda r, kt: (sketch(), keys(r, kt), True),
         "embedding_cache_frequency": lambda r, kt: (sketch(), keys(r, kt)),
-        "infer_dedupe": lambda r, kt: (keys(r, kt), np.zeros(256, kt), np.zeros(101, np.int64)),
+        "infer_dedupe": lambda r, kt: (keys(r, kt), np.zeros(256, kt), np.zeros(101, np.int64), None),
+        "infer_dedupe-rejected": lambda r, kt: (keys(r, kt), np.zeros(256, kt), np.zeros(101, np.int64),
+                                                np.ones(1, np.int64)),
+        "infer_check_offsets": lambda r, kt: (offsets(r, False), np.array([[3, 1], [3, 1]]), np.zeros(1, np.int64)),
+        "infer_check_offsets-rejected": lambda r, kt: (offsets(r, True), np.array([[3, 1], [3, 1]]),
+                                                       np.zeros(1, np.int64)),
         "infer_lookup": lambda r, kt: graph(r, kt, True, False),
         "infer_lookup-tinylfu": lambda r, kt: graph(r, kt, True, True),
         "infer_lookup-uncached": lambda r, kt: graph(r, kt, False, False),

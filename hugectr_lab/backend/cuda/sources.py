@@ -80,7 +80,7 @@ SOURCES = {
                                 for e in templated(k, KEYS))
                           + templated("hctr_embedding_cache_insert", KEYS, CACHE_POLICIES)
                           + templated("hctr_infer_insert", KEYS, CACHE_POLICIES)
-                          + ("hctr_embedding_cache_sketch_halve",),
+                          + ("hctr_embedding_cache_sketch_halve", "hctr_infer_check_offsets"),
 }
 
 # Compiler options shared by NVRTC (the loader) and nvcc (the compile check). No FMA contraction:
