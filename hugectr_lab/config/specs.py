@@ -18,6 +18,10 @@ from .fields import (any_number, boolean, int_range, is_int, expected, key, list
 UPDATE_TYPES = ("Local", "Global", "LazyGlobal")
 SCALERS = (128, 256, 512, 1024)  # the loss scales HugeCTR accepts as "mixed_precision"
 COMBINERS = ("sum", "mean")      # JSON spells them 0 and 1
+# How a float32 inference FC's GEMM runs (``inference.fp32_gemm``, ``BuildContext.fp32_gemm``): "fp32" on the
+# CUDA cores, or "tf32x3" -- float32-accurate on TF32 tensor cores, each operand split in two
+# (layers/inner_product.py). A hugectr-lab extension; HugeCTR multiplies in plain float32.
+FP32_GEMMS = ("fp32", "tf32x3")
 
 key_type = one_of("I32", "I64")
 scaler = one_of(*SCALERS)
@@ -240,3 +244,5 @@ class InferenceSpec(_KeyTypeAndPrecision):
     # the captured predict path (inference/graph_path.py), HugeCTR's default; verified by the GPU lane
     # (tests/gpu/test_inference_kernels.py, H100, 2026-12-07)
     cuda_graph: bool = key(boolean, default=True)
+    # hugectr-lab extension: the CuPy backend's float32 FC GEMMs (FP32_GEMMS above)
+    fp32_gemm: str = key(one_of(*FP32_GEMMS), default="tf32x3")

@@ -7,7 +7,8 @@ Life cycle of a layer (the Network drives it; tests drive it directly):
    the weight shapes. Shapes include the batch dimension.
 3. ``weight_shapes()`` / ``weight_names()`` in HugeCTR's dense-model-file order;
    ``init_weights(rng)`` draws them as float32 host arrays.
-4. ``bind(weights, grads)`` hands over views into the network's flat buffers.
+4. ``bind(weights, grads)`` hands over views into the network's flat buffers; ``weights_changed()``
+   follows every write of the weights through the Network (what a layer derives from them follows).
 5. ``prepare(training)`` (host-drawn values, outside CUDA graphs), ``forward(inputs, training) ->
    outputs`` and ``backward(d_outputs) -> d_inputs``; backward writes
    weight gradients into the bound grad views, accumulating (``+=``) except for the names listed in
@@ -27,6 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..backend import backend_object
+from ..config.specs import FP32_GEMMS
 
 
 class LayerError(ValueError):
@@ -45,6 +47,9 @@ class BuildContext:
     ``backend`` is the Backend object the owner resolved (None: NumPy); names are not resolved here.
     ``fuse_epilogues`` lets a Network run ``InnerProduct -> ReLU [-> Dropout]`` chains as one GEMM and one
     element-wise pass (``layers/fusion.py``; same bits); default on, off with ``HUGECTR_LAB_FUSE_EPILOGUES=0``.
+    ``fp32_gemm`` is how float32 inference FC GEMMs run: ``"fp32"`` (plain float32) or ``"tf32x3"``
+    (float32-accurate on TF32 tensor cores, each operand split in two: ``layers/inner_product.py``; only for
+    ``training`` off, fused epilogues, ``tf32`` off and batch and outputs at least ``TF32X3_MIN_EXTENT``).
     """
 
     backend: Any = None
@@ -55,12 +60,15 @@ class BuildContext:
     training: bool = True
     tf32: bool = False
     fuse_epilogues: bool = field(default_factory=lambda: os.environ.get("HUGECTR_LAB_FUSE_EPILOGUES", "1") != "0")
+    fp32_gemm: str = "fp32"
 
     def __post_init__(self):
         self.backend = backend_object(self.backend, "BuildContext")
         self.compute_dtype = np.dtype(self.compute_dtype)
         if self.compute_dtype not in (np.float16, np.float32, np.float64):
             raise ValueError(f"compute_dtype must be float16, float32 or float64, got {self.compute_dtype}")
+        if self.fp32_gemm not in FP32_GEMMS:
+            raise ValueError(f"fp32_gemm must be one of {', '.join(map(repr, FP32_GEMMS))}, got {self.fp32_gemm!r}")
 
     @property
     def xp(self):
@@ -137,6 +145,11 @@ class Layer(ABC):
         """Views into the network's flat weight and gradient buffers, in ``weight_shapes()`` order."""
         self.weights = list(weights)
         self.grads = list(grads)
+
+    def weights_changed(self):
+        """Rebuild in place what the layer derives from its bound weights (InnerProduct's 3xTF32 operand).
+        The Network calls it after writing them (``init_weights``, ``load_weights``, ``copy_weights_from``),
+        not after an optimizer's in-place update: derive only in networks that are not trained."""
 
     @property
     def grad_overwrites(self):

@@ -6,7 +6,8 @@ Dropout forward, and Dropout's, ReLU's and the bias gradient's backward. A ``Den
 members (their weights, names, seeds) and runs them as
 
 * forward: ``gemm_bias_act`` (``InnerProduct.product_bias_act``: on CUDA one cuBLASLt matmul whose
-  epilogue adds the bias and applies ReLU) or, in training with Dropout, y = x·W
+  epilogue adds the bias and applies ReLU; a float32 inference FC built for 3xTF32 multiplies its split
+  operands there, so a chain takes that path too) or, in training with Dropout, y = x·W
   (``InnerProduct.product``) then ``bias_act_dropout_fwd`` (bias + ReLU + the mask of the Dropout
   layer's seed, drawn in place);
 * backward: ``bias_act_bwd`` / ``bias_act_dropout_bwd`` (the dropout mask drawn again from the same

@@ -3,13 +3,24 @@
 y = x·W + b with x (m, k), W (k, n), b (1, n); FusedInnerProduct applies ReLU on top.
 Backward: g = dy (masked by y > 0 when fused); dW += xᵀ·g; db = Σ_rows g; dx = g·Wᵀ.
 db is accumulated in FP32 mode and overwritten in fp16 (both FC variants), as in HugeCTR.
+
+3xTF32 (``BuildContext.fp32_gemm="tf32x3"``, float32 inference): each operand is split into a TF32 part and
+its remainder, x = x_hi + x_lo (``tf32_parts``), and x·W ≈ x_hi·W_hi + x_lo·W_hi + x_hi·W_lo (x_lo·W_lo,
+~2^-22 relative, dropped) runs as one TF32 GEMM over a 3x longer K: x' = [x_hi | x_lo | x_hi] (``tf32_split``,
+per forward) times W' = [W_hi; W_hi; W_lo] (``tf32_split_weight``, per weight load), float32 accumulation.
+The tensor cores truncating x_lo and W_lo to TF32 costs ~2^-21 relative: the result is float32-accurate
+(as close to the plain GEMM as another float32 summation order), at TF32 tensor-core speed.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from ..backend import reference_op
+from ..backend.cuda.cublas_abi import ALIGN_BYTES
+from ..backend.scratch import scratch
 from .base import Layer, matmul, sum_rows
 from .dropout import apply_dropout
 from .initializers import check_kind, draw, normal, variance_scaling
@@ -64,6 +75,67 @@ def bias_act_dropout_bwd(xp, d_z, z, relu, seed, rate):
     return bias_act_bwd(xp, apply_dropout(xp, d_z, seed, rate)[0], z, relu)
 
 
+# ---- 3xTF32 operands ----------------------------------------------------------------------------
+# Float32 bits: TF32 keeps the sign, the 8 exponent bits and the top 10 of the 23 mantissa bits.
+_EXPONENT = np.uint32(0x7F800000)   # all ones: inf or NaN
+_TF32_KEPT = np.uint32(0xFFFFE000)
+_DROPPED = np.uint32(13)
+_BELOW_HALF = np.uint32(0x0FFF)     # half the dropped bits' weight less one; plus the kept LSB: ties to even
+# Rows (batch) and outputs from which a float32 inference FC runs as 3xTF32. Below it in m the GEMM is bound
+# by reading W' (three times W's bytes), below it in n by writing and reading x' (three times x's): by bytes
+# and FLOPs on an H100 (~3 TB/s; ~50 TFLOP/s float32, ~400 TF32) 3xTF32 overtakes the plain GEMM (2mkn FLOPs)
+# near m = 100 (W': 12kn bytes) and n = 200 (x': 24mk); 256 leaves room for the split pass and smaller grids
+# (a prediction, not measured). It keeps the one-output FC (n = 1, a GEMV kernel) plain.
+TF32X3_MIN_EXTENT = 256
+
+
+def tf32_parts(xp, x):
+    """(hi, lo) of float32 ``x`` (any shape): hi = x rounded to TF32 (nearest, ties to even) on the float's
+    bits -- kernels/tf32_split.cu does the same integer operations, so both give the same bits; lo = x - hi,
+    exact in float32, |lo| <= half a TF32 ulp of x. A finite x that would round to infinity
+    (|x| >= 2^128 - 2^116) is truncated instead, so hi + lo == x for every finite x; inf and NaN give
+    hi = x, lo = 0."""
+    bits = x.view(xp.uint32)
+    finite = (bits & _EXPONENT) != _EXPONENT
+    bits = xp.where(finite, bits, np.uint32(0))   # non-finite values split as 0; hi takes them back below
+    up = (bits + (_BELOW_HALF + ((bits >> _DROPPED) & np.uint32(1)))) & _TF32_KEPT
+    up = xp.where((up & _EXPONENT) == _EXPONENT, bits & _TF32_KEPT, up)   # rounded past the largest finite
+    hi = up.view(xp.float32)
+    return xp.where(finite, hi, x), bits.view(xp.float32) - hi
+
+
+def tf32_width(k):
+    """K of the 3xTF32 operands for k (x's columns): 3k rounded up to whole 16-byte pieces, so that their
+    rows stay aligned for the tensor cores (else cuBLAS's wrapper pads copies of both on every call)."""
+    step = ALIGN_BYTES // 4   # float32 elements
+    return -(-3 * k // step) * step
+
+
+def _fill_rows(out, blocks):
+    """``out`` = ``blocks`` stacked along its first axis, then zeros."""
+    start = 0
+    for block in blocks:
+        out[start:start + block.shape[0]] = block
+        start += block.shape[0]
+    out[start:] = 0
+
+
+@reference_op
+def tf32_split(xp, x, out):
+    """The activation operand of a 3xTF32 product: ``out`` (m, K) float32 = [x_hi | x_lo | x_hi | 0] of
+    x (m, k) float32 (``tf32_parts``), zeros in the K - 3k columns past them (K = ``tf32_width(k)``, or any
+    K >= 3k). Writes ``out``; returns None."""
+    hi, lo = tf32_parts(xp, x.T)
+    _fill_rows(out.T, (hi, lo, hi))
+
+
+def tf32_split_weight(xp, w, out):
+    """The weight operand that meets ``tf32_split``'s: ``out`` (K, n) float32 = [w_hi; w_hi; w_lo; 0] of
+    w (k, n) float32, so that x'·w' = x_hi·w_hi + x_lo·w_hi + x_hi·w_lo. Once per weight load, in xp ops."""
+    hi, lo = tf32_parts(xp, w)
+    _fill_rows(out, (hi, hi, lo))
+
+
 @register_layer("InnerProduct")
 class InnerProduct(Layer):
     """Fully connected layer; weights W (k, n) then b (1, n)."""
@@ -86,7 +158,29 @@ class InnerProduct(Layer):
         m, k = shape
         self._add_weight("W", (k, n))
         self._add_weight("b", (1, n))
+        self.tf32x3 = self._runs_tf32x3(m, n)
         return [(m, n)]
+
+    def _runs_tf32x3(self, m, n):
+        """Whether the forward GEMM runs as 3xTF32 (module docstring): ``BuildContext.fp32_gemm`` asks for it,
+        float32 inference (training keeps the plain GEMM) with fused epilogues (the unfused baseline stays
+        plain), TF32 not allowed already (``enable_tf32_compute``: plain TF32 is faster), and m and n at
+        least ``TF32X3_MIN_EXTENT``."""
+        ctx = self.ctx
+        return (ctx.fp32_gemm == "tf32x3" and ctx.compute_dtype == np.float32 and not ctx.training
+                and ctx.fuse_epilogues and not ctx.tf32 and min(m, n) >= TF32X3_MIN_EXTENT)
+
+    def bind(self, weights, grads):
+        super().bind(weights, grads)
+        k, n = self.weights[0].shape
+        # W' (K, n): allocated here, before any CUDA graph reads it, and rewritten in place at every weight
+        # load (``weights_changed``), so a captured graph keeps reading the current one.
+        self._split_w = self.xp.empty((tf32_width(k), n), np.float32) if self.tf32x3 else None
+        self.weights_changed()
+
+    def weights_changed(self):
+        if self._split_w is not None:
+            tf32_split_weight(self.xp, self.weights[0], self._split_w)
 
     def init_weights(self, rng):
         (k, n), b_shape = self.weight_shapes()
@@ -114,12 +208,17 @@ class InnerProduct(Layer):
         """act(x (m, k) · W + b) (m, n), ReLU when ``relu``; keeps x for the backward, which reads the
         returned output (its sign is the ReLU mask). One op (``gemm_bias_act``: on CUDA the bias and ReLU
         run in the GEMM's epilogue) unless ``BuildContext.fuse_epilogues`` is off, which keeps the GEMM and
-        the epilogue kernel apart (the unfused baseline)."""
+        the epilogue kernel apart (the unfused baseline); as 3xTF32 (``tf32x3``) the op multiplies the split
+        operands x' (m, K) and W' (K, n) on TF32 tensor cores."""
         ops, (w, b) = self.ctx.backend.ops, self.weights
         if not self.ctx.fuse_epilogues:
             return ops.bias_act_fwd(self.product(x), b, relu=relu)
         self.x = x
-        return ops.gemm_bias_act(x, w, b, relu, self.ctx.tf32)
+        if self._split_w is None:
+            return ops.gemm_bias_act(x, w, b, relu, self.ctx.tf32)
+        x3 = scratch(self.xp, "tf32x3 operand", (x.shape[0], self._split_w.shape[0]), np.float32)   # (m, K)
+        ops.tf32_split(x, x3)
+        return ops.gemm_bias_act(x3, self._split_w, b, relu, True)
 
     def backward(self, d_outputs):
         (d_y,) = d_outputs

@@ -184,7 +184,7 @@ class Network:
                 if a.shape != slot.shape:
                     raise AssertionError(f"{layer.label}: initializer gave {a.shape} for {slot.name} {slot.shape}")
                 self._view(self._master, slot)[...] = self.ctx.backend.asarray(a)
-        self._refresh_compute_weights()
+        self._weights_written()
 
     def load_weights(self, flat):
         """Copy N master weights from a flat array (host or device); extra trailing values are ignored,
@@ -193,7 +193,7 @@ class Network:
         if flat.size < self.num_params:
             raise ValueError(f"dense weights: got {flat.size} values, the network has {self.num_params}")
         self._master[...] = flat[:self.num_params]
-        self._refresh_compute_weights()
+        self._weights_written()
 
     def copy_weights_from(self, other):
         """Copy master weights and BatchNorm running statistics from another Network of the same
@@ -201,8 +201,16 @@ class Network:
         if [(s.name, s.shape) for s in other.layout] != [(s.name, s.shape) for s in self.layout]:
             raise ValueError("copy_weights_from: the two networks have different weight layouts")
         self._master[...] = self.ctx.backend.asarray(other.weights)
-        self._refresh_compute_weights()
+        self._weights_written()
         self.load_state(other.state)
+
+    def _weights_written(self):
+        """After the master weights were written: the compute copy, then what the layers derive from the
+        weights (``Layer.weights_changed``). Only here: ``_run`` refreshes the compute copy at every forward
+        too, because optimizers update the master in place, but only networks that are not trained derive."""
+        self._refresh_compute_weights()
+        for layer in self.layers:
+            layer.weights_changed()
 
     def _refresh_compute_weights(self):
         if self._compute is not self._master:

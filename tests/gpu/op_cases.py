@@ -230,6 +230,23 @@ def transposed_first(build, rng, dtype):
     return (np.ascontiguousarray(args[0].T).T, *args[1:]), kwargs
 
 
+# Float32 bits where the TF32 split is delicate: signed zeros, ties of both kept-LSB parities, subnormals, inf,
+# NaN, and the largest floats (rounded up they would overflow: truncated).
+TF32_SPECIALS = (0x00000000, 0x80000000, 0x3F801000, 0x3F803000, 0xBF803000, 0x00000001, 0x00003000, 0x807FFFFF,
+                 0x7F800000, 0xFF800000, 0x7FC00000, 0x7F7FF000, 0xFF7FFFFF)
+
+
+def tf32_operands(m, k, width, specials=False):
+    """``tf32_split``'s x (m, k) float32 with full mantissas (a float16-exact value has no remainder) and its
+    out (m, width), filled with a value the op must overwrite; ``specials``: ``TF32_SPECIALS`` among x."""
+    def build(rng, dtype):
+        x = rng.normal(size=(m, k)).astype(np.float32)
+        if specials:
+            x.reshape(-1)[:len(TF32_SPECIALS)] = np.array(TF32_SPECIALS, np.uint32).view(np.float32)
+        return (x, np.full((m, width), 7.0, np.float32)), {}
+    return build
+
+
 def finiteness(bad=None, at=0):
     """Two float arrays of odd sizes (13, and 1001 x 37) and an int64 one; ``bad`` (NaN or an infinity)
     placed at flat index ``at`` of the large one."""
@@ -359,6 +376,12 @@ CASES = [
            id="tf32-padded", extra={"rtol": 5e-3}),
     *(OpCase("gemm_bias_act", dense((1001, 1453), (1453, 1), (1, 1), extra=(relu, False)), id=f"one-output-relu{int(relu)}")
       for relu in (True, False)),
+    # The 3xTF32 split of an FC's input (bit-exact: integer rounding, exact remainder): DCN's k = 429 (one float
+    # a thread, one padding column), k = 132 (float4 pieces), the special values (three padding columns).
+    # Row-strided inputs: tests/gpu/test_gemm_epilogue.py.
+    OpCase("tf32_split", tf32_operands(37, 429, 1288), (1,), True, ("float32",), id="k429"),
+    OpCase("tf32_split", tf32_operands(33, 132, 396), (1,), True, ("float32",), id="k132"),
+    OpCase("tf32_split", tf32_operands(5, 7, 24, specials=True), (1,), True, ("float32",), id="specials"),
     # Many copies in one launch (ten: two tables; the host writes: tests/backend/test_backends.py).
     OpCase("write_table", lambda r, d: (copy_pairs(r), {}), mutates=tuple(range(0, 20, 2)), exact_fp32=True,
            dtypes=("float32",)),

@@ -12,15 +12,22 @@ and k = 13, 429 (padded as cuBLAS pads it), 480, ReLU on and off, float16, float
 Then: a second call runs the cached plan (no heuristic); the call captures into a CUDA graph whose
 replays give the eager bits; a misaligned operand is copied to aligned memory, except in a small product,
 which falls back to the GEMM + epilogue kernel with one logged reason.
+
+3xTF32 (the float32 inference FC, ``BuildContext.fp32_gemm="tf32x3"``): ``tf32_split`` + the TF32 matmul of
+the split operands against the float32 reference at float32's tolerance (rtol 1e-5, where plain TF32 is off
+by ~1e-3); the split of a row-strided view; a Network built for it against NumPy's plain float32, replayed
+from a CUDA graph across a weight load (W' is rewritten in place).
 """
 
 import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from hugectr_lab.backend import get_backend
-from hugectr_lab.layers.inner_product import gemm, gemm_bias_act
+from hugectr_lab.backend import REFERENCES, get_backend
+from hugectr_lab.layers import BuildContext, Network
+from hugectr_lab.layers.inner_product import gemm, gemm_bias_act, tf32_split_weight, tf32_width
 
 pytestmark = pytest.mark.gpu
 
@@ -146,3 +153,68 @@ def test_a_misaligned_small_product_falls_back_with_one_logged_reason(cupy_backe
     composed = ops.bias_act_fwd(ops.gemm(x, w, False), b, True)
     for z in got:
         np.testing.assert_array_equal(cupy_backend.to_host(z), cupy_backend.to_host(composed))
+
+
+# ---- 3xTF32 ---------------------------------------------------------------------------------------------
+
+def split_operands(backend, x, w):
+    """x' (m, K) by the ``tf32_split`` kernel and W' (K, n) by the xp helper, as the InnerProduct makes them."""
+    cp = backend.xp
+    (m, k), n = x.shape, w.shape[1]
+    x3, w3 = cp.empty((m, tf32_width(k)), cp.float32), cp.empty((tf32_width(k), n), cp.float32)
+    backend.ops.tf32_split(x, x3)
+    tf32_split_weight(cp, w, w3)
+    return x3, w3
+
+
+@pytest.mark.parametrize("relu", [True, False], ids=["relu", "linear"])
+@pytest.mark.parametrize("m,k,n", [(1024, 429, 1024), (1001, 1024, 1024), (301, 13, 256)])
+def test_tf32x3_matches_the_float32_reference(cupy_backend, m, k, n, relu):
+    ops = cupy_backend.ops
+    x, w, b = inputs(m, k, n, "float32")   # normal draws: full float32 mantissas
+    xd, wd, bd = (cupy_backend.asarray(a) for a in (x, w, b))
+    got = ops.gemm_bias_act(*split_operands(cupy_backend, xd, wd), bd, relu, True)
+    check(cupy_backend.to_host(got), x, w, b, relu, "float32", False)   # float32's rtol 1e-5
+    # the tolerance tells them apart: plain TF32 misses it
+    tf32 = cupy_backend.to_host(ops.gemm_bias_act(xd, wd, bd, relu, True))
+    with pytest.raises(AssertionError):
+        check(tf32, x, w, b, relu, "float32", False)
+
+
+def test_tf32_split_reads_row_strided_and_column_major_inputs(cupy_backend):
+    cp, ops = cupy_backend.xp, cupy_backend.ops
+    host = np.random.default_rng(4).normal(size=(1001, 1453)).astype(np.float32)
+    wide = cupy_backend.asarray(host)
+    for view, want_x in ((wide[:, 429:], host[:, 429:]),                   # rows 1453 apart, k = 1024: float4
+                         (wide[:, 7:436], host[:, 7:436]),                 # k = 429 at an odd offset
+                         (cp.asfortranarray(wide[:, :429]), host[:, :429])):   # copied first
+        m, k = want_x.shape
+        got = cp.full((m, tf32_width(k)), np.nan, cp.float32)
+        ops.tf32_split(view, got)
+        want = np.empty((m, tf32_width(k)), np.float32)
+        REFERENCES["tf32_split"](np, want_x, want)
+        np.testing.assert_array_equal(cupy_backend.to_host(got), want)
+
+
+def test_tf32x3_network_replays_from_a_graph_across_a_weight_load(cupy_backend):
+    specs = [SimpleNamespace(type=t, name=name, bottoms=bottom, tops=name, params=params) for t, name, bottom, params in (
+        ("InnerProduct", "fc1", "dense", {"num_output": 1024}), ("ReLU", "relu1", "fc1", None),
+        ("InnerProduct", "fc2", "relu1", {"num_output": 1024}), ("ReLU", "relu2", "fc2", None))]
+    shapes = {"dense": (1024, 429)}
+    net = Network(specs, shapes, BuildContext(backend=cupy_backend, training=False, fp32_gemm="tf32x3"))
+    plain = Network(specs, shapes, BuildContext(backend=get_backend("numpy"), training=False))
+    assert [fc.tf32x3 for fc in net.layers[::2]] == [True, True]
+    rng = np.random.default_rng(5)
+    host_x = rng.normal(size=shapes["dense"]).astype(np.float32)
+    x = cupy_backend.asarray(host_x)   # a fixed input buffer, as the predict graph's
+    captured = cupy_backend.graph(lambda: net.predict({"dense": x}), "the 3xTF32 MLP")
+    for _ in range(2):   # two weight loads, each followed by an eager call, the capture, replays
+        flat = (rng.normal(size=net.num_params) * 0.04).astype(np.float32)
+        net.load_weights(flat)
+        plain.load_weights(flat)
+        want = plain.predict({"dense": host_x}).astype(np.float64)
+        for _ in range(3):
+            got = cupy_backend.to_host(captured()).astype(np.float64)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(want).max()))
+    assert captured.graph is not None and captured.failure is None, captured.failure
+

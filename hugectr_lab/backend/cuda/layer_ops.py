@@ -1,9 +1,11 @@
 """CUDA wrappers of the dense-layer ops: GEMM (cuBLAS, ``cublas.py``; one output column or K = 1:
 kernels/gemv.cu), GEMM with the bias + ReLU epilogue (cuBLASLt, ``cublaslt.py``), FC epilogue (+ dropout), dropout
-and sigmoid (kernels/dense.cu), BCE loss (kernels/losses.cu), MultiCross, FmOrder2 and Interaction."""
+and sigmoid (kernels/dense.cu), BCE loss (kernels/losses.cu), MultiCross, FmOrder2,
+Interaction and the 3xTF32 split of an FC's float32 input (kernels/tf32_split.cu)."""
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -210,6 +212,21 @@ def sigmoid(xp, x):
     y = xp.empty_like(x)
     launch("dense.cu", f"hctr_sigmoid<{ctype(x.dtype)}>", x.size, (x, y, np.int64(x.size)))
     return y
+
+
+# ---- 3xTF32 split -------------------------------------------------------------------------------
+
+@kernel_op("tf32_split")
+def tf32_split(xp, x, out):
+    # x is read where its rows lie (a Concat's output, a Slice's columns); out is written: C-contiguous only.
+    if (x.ndim != 2 or out.ndim != 2 or x.dtype != _F32 or out.dtype != _F32 or x.size == 0
+            or out.shape[0] != x.shape[0] or out.shape[1] < 3 * x.shape[1] or not out.flags.c_contiguous):
+        return reference("tf32_split", **locals())
+    (m, k), width = x.shape, out.shape[1]
+    x, (_, _, ld) = row_view(xp, x)
+    v = vector_width(math.gcd(k, ld, width), (x, out))   # V divides the row lengths and strides too
+    launch_grid("tf32_split.cu", f"hctr_tf32_split<{v}>", *per_sample(m, k // v),
+                (np.uint64(x.data.ptr), np.int64(ld), out, np.int64(m), np.int32(k), np.int32(width)))
 
 
 # ---- BCE loss -----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float16): "hctr_half",
 
 # Floats per table access of the combine kernel (embedding.cu): 16, 8 or 4 bytes.
 COMBINE_WIDTHS = ("4", "2", "1")
-# Columns per thread of the FC epilogue kernels (dense.cu).
+# Columns per thread of the FC epilogue kernels (dense.cu) and of the TF32 split (tf32_split.cu).
 EPILOGUE_WIDTHS = ("4", "1")
 # Update rules of optimizer_rules.cuh: the sparse updates take all, the dense update the local ones;
 # the Global ones also have an all-rows pass.
@@ -67,6 +67,7 @@ SOURCES = {
     "concat.cu": templated("hctr_concat_columns", DTYPES),
     "gemv.cu": tuple(e for k in ("hctr_gemv_rows", "hctr_gemv_cols", "hctr_column_sums", "hctr_outer")
                      for e in templated(k, DTYPES)),
+    "tf32_split.cu": templated("hctr_tf32_split", EPILOGUE_WIDTHS),   # float only
     "numerics.cu": templated("hctr_all_finite", DTYPES),
     "write_table.cu": ("hctr_write_table",),
     "fm_order2.cu": templated("hctr_fm_order2_fwd", DTYPES) + templated("hctr_fm_order2_bwd", DTYPES),
