@@ -8,8 +8,9 @@ Two measurements of hugectr-lab's inference path, in this process on this device
   end (host arrays in, host predictions out), at batch 1, 64, 1024 and 16384: p50 / p99 of the wall
   time per call after warm-up, and throughput = batch / p50; then the throughput of 1, 2 and 4
   threads calling ``predict`` on the one session (batch 64 and 1024). On CuPy this is the captured
-  predict path (``inference.cuda_graph`` true); ``--compare`` adds the "tinylfu" cache policy, the
-  eager path (``cuda_graph`` false) and the dense network in float16 (``mixed_precision`` 1024). The
+  predict path (``inference.cuda_graph`` true) with 3xTF32 GEMMs (``fp32_gemm``); ``--compare`` adds plain
+  float32 GEMMs, the "tinylfu" cache policy, the eager path (``cuda_graph`` false) and the dense network in
+  float16 (``mixed_precision`` 1024). The
   cache policies' hit rates are ``bench/cache_policy.py``.
 * **hit rate**: the set-associative LRU cache (``hugectr_lab.inference.cache_ops``, the kernels on
   CuPy) on a 10 M-row table with keys Zipf(0.9 / 1.1 / 1.3), 1 / 5 / 10 / 20 % cached, against the
@@ -139,9 +140,10 @@ def hit_rate(backend, alpha, percentage, *, rows=10_000_000, threshold=1.0, requ
 
 # ---- latency ---------------------------------------------------------------------------------------
 
-def build_dcn(directory, max_batchsize, seed=0, cuda_graph=True, mixed_precision=None):
+def build_dcn(directory, max_batchsize, seed=0, cuda_graph=True, mixed_precision=None, fp32_gemm="tf32x3"):
     """The DCN sample's inference config, random dense weights and a sparse table (vec 16); ``mixed_precision``
-    (HugeCTR's inference key: a loss scale such as 1024) runs its dense network in float16."""
+    (HugeCTR's inference key: a loss scale such as 1024) runs its dense network in float16, ``fp32_gemm`` its
+    float32 FC GEMMs as 3xTF32 (the default) or plain float32."""
     directory = Path(directory)
     rng = np.random.default_rng(seed)
     offsets = np.cumsum((0,) + SLOT_VOCAB)
@@ -152,10 +154,12 @@ def build_dcn(directory, max_batchsize, seed=0, cuda_graph=True, mixed_precision
                            [str(directory / "dcn0_sparse.model")], max_batchsize=max_batchsize,
                            mixed_precision=mixed_precision)
     cfg["inference"]["cuda_graph"] = cuda_graph
+    cfg["inference"]["fp32_gemm"] = fp32_gemm
     for layer in cfg["layers"]:
         if layer["type"] == "Data":
             layer["sparse"][0]["max_feature_num_per_sample"] = 26
-    path = directory / f"dcn_inference{'' if cuda_graph else '_eager'}{'_fp16' if mixed_precision else ''}.json"
+    path = directory / (f"dcn_inference{'' if cuda_graph else '_eager'}{'_fp16' if mixed_precision else ''}"
+                        f"_{fp32_gemm}.json")
     path.write_text(json.dumps(cfg))
     parsed = parse_config(str(path), require=("inference", "layers"))
     shapes = {"dense": (1, 13), "sparse_embedding1": (1, 26, 16)}
@@ -172,9 +176,11 @@ def dcn_request(rng, n, offsets, alpha=1.1):
     return (rng.random(n * 13, dtype=np.float32), keys, np.arange(n * 26 + 1, dtype=np.int64))
 
 
-def warm_session(backend, directory, percentage=0.5, cuda_graph=True, policy="lru", mixed_precision=None):
+def warm_session(backend, directory, percentage=0.5, cuda_graph=True, policy="lru", mixed_precision=None,
+                 fp32_gemm="tf32x3"):
     """(session, cache, key offsets, request rng) of the DCN sample, its cache warmed by 8 batches of 16384."""
-    config, offsets = build_dcn(directory, max(BATCHES), cuda_graph=cuda_graph, mixed_precision=mixed_precision)
+    config, offsets = build_dcn(directory, max(BATCHES), cuda_graph=cuda_graph, mixed_precision=mixed_precision,
+                                fp32_gemm=fp32_gemm)
     ps = CreateParameterServer([config], ["dcn"], False)
     cache = CreateEmbeddingCache(ps, 0, True, percentage, config, "dcn", False, backend=backend, cache_policy=policy)
     session = InferenceSession(config, 0, cache)
@@ -198,8 +204,9 @@ def kernels(backend, directory, batches, calls=100):
 
 
 def latency(backend, directory, *, repeats=None, percentage=0.5, cuda_graph=True, policy="lru",
-            mixed_precision=None, batches=BATCHES, threads=(1, 2, 4)):
-    session, cache, offsets, rng = warm_session(backend, directory, percentage, cuda_graph, policy, mixed_precision)
+            mixed_precision=None, fp32_gemm="tf32x3", batches=BATCHES, threads=(1, 2, 4)):
+    session, cache, offsets, rng = warm_session(backend, directory, percentage, cuda_graph, policy, mixed_precision,
+                                                fp32_gemm)
     repeats = repeats or {1: 1000, 64: 1000, 1024: 500, 16384: 30}
     rows = []
     for batch in batches:
@@ -228,7 +235,7 @@ def latency(backend, directory, *, repeats=None, percentage=0.5, cuda_graph=True
         print(f"  not every bucket replays a CUDA graph: {buckets}", flush=True)
     report = dict(cuda_graph=bool(buckets) and all(how == "graph" for how in buckets.values()),
                   graph_buckets={str(b): how for b, how in buckets.items()}, policy=policy,
-                  compute_dtype=str(session.compute_dtype), rows=rows,
+                  compute_dtype=str(session.compute_dtype), fp32_gemm=fp32_gemm, rows=rows,
                   cache=dict(percentage=percentage, capacity=stats.capacity, hit_rate=stats.hit_rate,
                              last_hit_rate=stats.last_hit_rate, table_rows=int(offsets[-1])),
                   threads=[])
@@ -312,7 +319,8 @@ def markdown(report):
         path = ("captured CUDA graph" if lat["cuda_graph"] else
                 f"graph path requested, eager in buckets {failed}" if failed else "eager (no graph)") \
             if report["backend"] == "cupy" else "NumPy"
-        precision = "" if lat.get("compute_dtype", "float32") == "float32" else f", {lat['compute_dtype']} network"
+        precision = (f", {lat['compute_dtype']} network" if lat.get("compute_dtype", "float32") != "float32" else
+                     ", float32 GEMMs on CUDA cores" if lat.get("fp32_gemm") == "fp32" else "")
         lines += [f"## DCN sample: predict latency, {path}, cache policy {lat['policy']}{precision} "
                   "(host in / host out)", "",
                   f"Table {c['table_rows']:,} rows (vec 16), cache {c['percentage']:.0%} = {c['capacity']:,} entries, "
@@ -383,8 +391,8 @@ def main(argv=None):
         runs = [dict(cuda_graph=True, policy="lru")]
         if args.compare and backend.name == "cupy":
             # the eager path; the dense network in float16 (the inference clause's mixed_precision)
-            runs += [dict(cuda_graph=True, policy="tinylfu"), dict(cuda_graph=False, policy="lru"),
-                     dict(cuda_graph=True, policy="lru", mixed_precision=1024)]
+            runs += [dict(cuda_graph=True, policy="lru", fp32_gemm="fp32"), dict(cuda_graph=True, policy="tinylfu"),
+                     dict(cuda_graph=False, policy="lru"), dict(cuda_graph=True, policy="lru", mixed_precision=1024)]
         report["latency"] = []
         for run in runs:
             print(f"  {run}", flush=True)

@@ -115,7 +115,8 @@ class InferenceSession:
         # the label is an input only where a loss layer was left in (it is never fed)
         shapes = network_inputs(cfg, batch, label=any(data.label.top in spec.bottoms for spec in cfg.layers))
         ctx = BuildContext(backend=self.backend, compute_dtype=self.compute_dtype,
-                           scaler=cfg.inference.scaler, training=False)
+                           scaler=cfg.inference.scaler, training=False,
+                           fp32_gemm=cfg.inference.fp32_gemm if self.backend.name == "cupy" else "fp32")
         return Network(cfg.layers, shapes, ctx, first_index=1 + len(cfg.embeddings))
 
     def _read_dense_model(self, net):
