@@ -20,10 +20,10 @@ python3 -c "import hugectr_lab.kernels" 2>/dev/null || ln -s ../kernels hugectr_
 # The tests of what changed since the last run first, so their tracebacks come back even if a cap cuts what
 # follows (FIRST overrides them).
 FIRST=${FIRST:-"tests/gpu/test_kernel_ops.py
-       tests/gpu/test_multicross_determinism.py
+       tests/gpu/test_inference_kernels.py
+       tests/gpu/test_gemm_epilogue.py
+       tests/layers/test_tf32x3.py
        tests/gpu/test_concat_columns.py
-       tests/reliability/test_all_finite.py
-       tests/gpu/test_training_parity.py
        tests/inference/test_gpu.py"}
 timeout "${FIRST_CAP:-110}" python3 -m pytest -o addopts="" -m gpu -q --tb=short -p no:cacheprovider -rfE $FIRST 2>&1 \
     | tee "$OUT/pytest.log" | tail -40

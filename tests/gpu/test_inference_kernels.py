@@ -130,9 +130,11 @@ def test_infer_lookup_and_insert_kernels_equal_the_references(key_type, policy, 
         assert totals[4] > 0 or policy == "tinylfu"          # LRU replaced entries
 
 
-def _graph_sessions(config, policy, percentage):
-    """NumPy, CuPy with the captured path, CuPy eager: three sessions on ``config``, each its own cache."""
+def _graph_sessions(config, policy, percentage, **inference):
+    """NumPy, CuPy with the captured path, CuPy eager: three sessions on ``config`` (its inference clause
+    updated with ``inference``), each its own cache."""
     obj = json.loads(Path(config).read_text())
+    obj["inference"].update(inference)
     paths = {}
     for graph in (True, False):
         obj["inference"]["cuda_graph"] = graph
@@ -162,13 +164,17 @@ def _compare(cpu, gpu, eager, requests, atol):
     assert gpu._graph.captured() == {1: "graph", 64: "graph", 1024: "graph"}
 
 
-@pytest.mark.parametrize("policy", ["lru", "tinylfu"])
-def test_graph_path_equals_eager_and_numpy_on_dcn(policy, tmp_path, monkeypatch):
+@pytest.mark.parametrize("policy, fp32_gemm", [("lru", "fp32"), ("tinylfu", "fp32"), ("lru", "tf32x3")])
+def test_graph_path_equals_eager_and_numpy_on_dcn(policy, fp32_gemm, tmp_path, monkeypatch):
+    """tf32x3: the batch-1024 bucket's two wide FCs (1024 rows) run as 3xTF32 on the GPU, plain float32 on NumPy."""
     monkeypatch.chdir(tmp_path)
-    trained = Trained(sample_config("dcn"), steps=3)                      # 1024 eval samples
+    width = 256 if fp32_gemm == "tf32x3" else 32          # 3xTF32 from 256 outputs (TF32X3_MIN_EXTENT)
+    trained = Trained(sample_config("dcn", width=width), steps=3)          # 1024 eval samples
     config = trained.write_inference_config(max_batchsize=1024)
     samples = trained.eval_samples()
-    cpu, gpu, eager = _graph_sessions(config, policy, 0.05)
+    cpu, gpu, eager = _graph_sessions(config, policy, 0.05, fp32_gemm=fp32_gemm)
+    split = [fc.tf32x3 for fc in gpu._network(1024).layers if fc.type_name == "InnerProduct"]
+    assert split.count(True) == (2 if fp32_gemm == "tf32x3" else 0)
     requests = [predict_inputs(samples.take(start, start + n))[:3]
                 for n in BATCHES for start in (min(s, len(samples) - n) for s in (0, 11, 500))]
     _compare(cpu, gpu, eager, requests, 2e-5)
