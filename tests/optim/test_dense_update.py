@@ -5,9 +5,10 @@ its CUDA kernel, replayed from a CUDA graph, follows a changing rate bit for bit
 import numpy as np
 import pytest
 
-from hugectr_lab.backend import REFERENCES, get_backend, to_host
+from hugectr_lab.backend import get_backend, to_host
 from hugectr_lab.optim import create_dense_optimizer
 from hugectr_lab.optim.dense import dense_update
+from recording_ops import RecordingOps
 from test_dense_optimizers import HPARAMS
 
 F32 = np.float32
@@ -76,23 +77,10 @@ def test_steps_with_a_changing_rate_match_the_float32_expressions_bit_for_bit(op
         np.testing.assert_array_equal(got, want)
 
 
-class CountingOps:
-    """An op table that records every op called (name, positional arguments) and runs the reference."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __getattr__(self, name):
-        def call(*args, **kwargs):
-            self.calls.append((name, args))
-            return REFERENCES[name](np, *args, **kwargs)
-        return call
-
-
 @pytest.mark.parametrize("opt_type", HPARAMS)
 def test_a_step_is_one_dense_update_that_reads_the_rate_array(opt_type, monkeypatch):
     backend = get_backend("numpy")
-    ops = CountingOps()
+    ops = RecordingOps(backend.ops)
     monkeypatch.setattr(backend, "ops", ops)
     opt = create_dense_optimizer(opt_type, learning_rate=0.05, xp=backend, **HPARAMS[opt_type]).init(5)
     assert opt.ops is ops
