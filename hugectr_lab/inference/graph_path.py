@@ -11,13 +11,15 @@ Per padded batch (a bucket) it keeps
 * a staging buffer (pinned host memory on CuPy) and its device twin holding every input of a call: a
   header per table (the lookup stamp ``now`` and the sketch's halving flag), the row offsets and keys
   of each table (keys padded with the empty key, padding rows empty, one extra row holding the padding
-  keys, dropped after the combiner) and the dense features (padding rows zero); one host→device copy
-  moves it (none on NumPy, where the two are one array);
-* the device work (``backend.graph``, ``backend/cuda/graphs.py``): per table ``infer_dedupe``,
-  ``infer_lookup`` (a cache hit, else the parameter server's row -- on CuPy read from page-locked host
-  memory -- so a miss is answered in the same call, from the source of truth) and the combiner; the
-  dense network; then per table ``infer_insert``, the refresh, so the next call finds the misses
-  (``graph_ops``, ``kernels/embedding_cache.cu``);
+  keys, dropped after the combiner), the dense features (padding rows zero) and the rejection flag; one
+  host→device copy moves it (none on NumPy, where the two are one array);
+* the device work (``backend.graph``, ``backend/cuda/graphs.py``), its first node that copy and its last
+  the outputs' copy, so a call launches one graph: every table's ``infer_check_offsets`` (the row
+  offsets in order and inside the keys, else the call is rejected: no key is taken), then per table
+  ``infer_dedupe``, ``infer_lookup`` (a cache hit, else the parameter server's row, found through
+  ``ps_index`` -- on CuPy read from page-locked host memory -- so a miss is answered in the same call,
+  from the source of truth) and the combiner; the dense network; then per table ``infer_insert``, the
+  refresh, so the next call finds the misses (``graph_ops``, ``kernels/embedding_cache.cu``);
 * an output buffer: the predictions and the 5 counters of each table, one device→host copy.
 
 What keeps a replay equal to a call: Python writes every per-call value into the staging buffer
