@@ -1,5 +1,5 @@
 """``python -m bench.inference [--backend cupy|numpy] [--part all|latency|hitrate] [--batches ...] [--compare]
-[--out DIR] [--quick] [--kernels]``
+[--out DIR] [--quick] [--kernels] [--host-only]``
 
 Two measurements of hugectr-lab's inference path, in this process on this device:
 
@@ -22,7 +22,8 @@ Two measurements of hugectr-lab's inference path, in this process on this device
 
 Writes ``<out>/inference_<device>_<date>.json`` and ``.md`` with device, date and versions.
 ``--kernels`` (CuPy, needs torch for its profiler) prints instead where one captured predict call's GPU
-time goes, kernel by kernel and copy by copy, at each ``--batches`` size.
+time goes, kernel by kernel and copy by copy, at each ``--batches`` size; ``--host-only`` (any CPU) the
+host's share of a captured-path call without its device work (``host_only``).
 """
 
 from __future__ import annotations
@@ -285,6 +286,33 @@ def host_phases(session, requests, calls):
     return {name: float(np.median(v)) * 1e6 for name, v in times.items()}
 
 
+def host_only(backend, directory, batches, calls=1000):
+    """Median µs of the host's share of a captured-path ``predict`` -- checks, split, staging, statistics,
+    the list -- with the device work left out: ``GraphPredictor`` on NumPy, each bucket's device call a
+    no-op and its counters preset to a call that looked one key up. The Python a GPU host runs around the
+    graph launch, measurable on any CPU: a before/after of host-side changes without a GPU (run both
+    trees on one machine; absolute numbers depend on the host's Python speed)."""
+    from hugectr_lab.inference.graph_path import GraphPredictor
+
+    session, _, offsets, rng = warm_session(backend, directory)
+    session._graph = GraphPredictor(session)
+    out = {}
+    for batch in batches:
+        requests = [dcn_request(rng, batch, offsets) for _ in range(8)]
+        session.predict(*requests[0])             # the bucket, its references run once
+        bucket = session._graph.bucket(batch)
+        bucket.call = lambda: None
+        bucket.outputs.h["counters"][:, :2] = 1   # one distinct key, one hit: not a rejected call
+        times = []
+        for i in range(calls):
+            t0 = time.perf_counter()
+            session.predict(*requests[i % len(requests)])
+            times.append(time.perf_counter() - t0)
+        out[batch] = float(np.median(times)) * 1e6
+        print(f"  batch {batch:>5}: host {out[batch]:.1f} µs per call (median of {calls})", flush=True)
+    return out
+
+
 def _threaded(session, requests, count, calls):
     """Samples/s of ``count`` threads each calling predict ``calls`` times on one session."""
     import threading
@@ -367,7 +395,12 @@ def main(argv=None):
                    help="CuPy: also the tinylfu policy and the eager path (inference.cuda_graph false)")
     p.add_argument("--kernels", action="store_true",
                    help="CuPy: instead, each kernel's and copy's GPU time in one predict call (torch.profiler)")
+    p.add_argument("--host-only", action="store_true",
+                   help="instead, the host's share of a captured-path predict without the device (NumPy, any CPU)")
     args = p.parse_args(argv)
+    if args.host_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            return host_only(get_backend("numpy"), tmp, args.batches, calls=50 if args.quick else 1000)
     backend = get_backend(args.backend)
     if args.kernels:
         with tempfile.TemporaryDirectory() as tmp:

@@ -205,3 +205,12 @@ def test_infer_check_offsets_reference_flags_and_clamps():
     set_keys, inverse = np.zeros(64, np.uint32), np.zeros(3, np.int64)
     infer_dedupe(np, keys, set_keys, inverse, rejected)
     assert (inverse == -1).all() and (set_keys == empty_key(np.uint32)).all()
+
+
+def test_bench_host_only_times_the_host_share_of_a_captured_call():
+    """``python -m bench.inference --host-only``: a median per batch size (a stubbed call read as a rejection
+    would raise: the host finds the requests in order)."""
+    from bench.inference import main
+
+    times = main(["--host-only", "--quick", "--batches", "1", "64"])
+    assert sorted(times) == [1, 64] and all(0 < t < 1e6 for t in times.values())
