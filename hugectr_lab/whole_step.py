@@ -47,7 +47,10 @@ HEADROOM = 1.05   # a key capacity that must grow takes 5 % more than the batch 
 
 
 class WholeStep:
-    """The device half of ``session``'s training step (one local device), replayed from CUDA graphs.
+    """The device half of ``session``'s training step, replayed from CUDA graphs. Its buffers and copies
+    cover every local device, and with a graph that spans them it replays a multi-device step exactly
+    (tests/session/test_whole_step.py, on the host); ``Session`` builds it for one local device only, because
+    a ``CapturedCall`` captures one device's stream.
     ``prepare(staged)`` readies a replay on a ``StagedBatch`` -- its batch copied into the graph's buffers
     and the host half run, both through the backend's ``write``/``copy_into`` (the caller holds them in
     ``writes_together``: one launch) -- and returns the graph's call (it returns the losses), or None when
