@@ -38,7 +38,7 @@ def gemm(xp, a, b, tf32):
 def bias_act_fwd(xp, y, b, relu):
     """Epilogue of the FC GEMM: ``y (m, n) + b (1, n)``, then ReLU when ``relu``."""
     z = y + b
-    return xp.maximum(z, 0) if relu else z
+    return xp.maximum(z, 0, out=z) if relu else z   # z is fresh: ReLU in place, no second (m, n) array
 
 
 @reference_op
