@@ -256,18 +256,18 @@ __global__ void hctr_embedding_cache_insert(Key* __restrict__ cache_keys, long l
 //     call whose offsets leave [0, k] or descend (flag rejected, every table's halving flag cleared)
 //     and clamps the offsets into [0, k].
 //   infer_dedupe -- hctr_infer_dedupe<Key>: one thread per key, grid-stride (none taken once rejected
-//     is set). The keys (K,) of a table,
-//     padded with the empty key, go into an open-addressing set (P,) (P a power of two >= 2K, filled
-//     with the empty key first; linear probing from murmur3(key, 0x9e3779b9) & (P-1), atomicCAS);
-//     inverse (K,) is each key's entry (-1 for padding). Which entry a key takes depends on thread order.
+//     is set). The keys (K,) of a table, padded with the empty key, go into an open-addressing set (P,)
+//     (P a power of two >= 2K, filled with the empty key first; linear probing from
+//     murmur3(key, 0x9e3779b9) & (P-1), atomicCAS); inverse (K,) is each key's entry (-1 for padding).
+//     Which entry a key takes depends on thread order.
 //   infer_lookup -- hctr_embedding_cache_sketch_halve (flag = header[1]), then hctr_infer_lookup<Key>:
 //     one warp per set entry (grid-stride over warps, blocks of 256); a distinct key queries the cache
 //     as hctr_embedding_cache_query does (a hit takes the stamp header[0]), else lane 0 probes the
 //     parameter server's index (index_keys / index_rows (Q,), Q a power of two: the open-addressing
 //     table infer_dedupe builds, from murmur3(key, 0x9e3779b9) & (Q-1) to the key or a free entry) and
 //     the warp copies the row of ps_vectors (R, E) -- in device memory or page-locked host memory read
-//     over the bus -- or the default value for an unknown key; lane 0 counts the key in the sketch and in counters (5,): [0] distinct keys,
-//     [1] hits, [2] unknown keys. set_values (P, E) and set_miss (P,) are written for real keys only.
+//     over the bus -- or the default value for an unknown key; lane 0 counts the key in the sketch and
+//     in counters (5,): [0] distinct keys, [1] hits, [2] unknown keys. set_values (P, E) and set_miss (P,) are written for real keys only.
 //   infer_insert -- when the first table's hit rate (first_counters) is below the threshold:
 //     hctr_infer_link<Key> (one thread per set entry) chains each set's misses (heads (num_sets,),
 //     next (P,); chain order depends on thread order), then hctr_infer_insert<Key, Policy> (a block of

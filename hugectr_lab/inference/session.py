@@ -167,7 +167,7 @@ class InferenceSession:
         calls on one session (or one embedding cache) run one at a time."""
         dense, keys, row_ptrs = self._validate(dense_feature, embeddingcolumns, row_ptrs, i64_input_key)
         n = (row_ptrs.size - 1) // self.slot_num
-        if not self._graph_checks_order(n, keys.size):
+        if not self._graph_checks_order(n, keys, row_ptrs):
             self._check_order(row_ptrs)
         out = np.empty((n, self.label_dim), dtype=np.float32)
         S = self.slot_num
@@ -266,12 +266,11 @@ class InferenceSession:
                                     f"{keys.size} keys; the last row pointer must equal the number of keys")
         return dense.reshape(n, D), self._keys(keys), row_ptrs.astype(np.int64, copy=False)
 
-    def _graph_checks_order(self, n, num_keys):
+    def _graph_checks_order(self, n, keys, row_ptrs):
         """Whether the predict graph alone checks that row_ptrs is non-decreasing (``infer_check_offsets``,
-        while the host waits): a request of one chunk that fits a bucket, its keys not split by table (the
-        split reads the order). Elsewhere the host checks it before anything runs."""
-        return (self._graph is not None and n <= self.max_batchsize and self._unsplit
-                and num_keys <= n * self._graph.max_features[0])
+        while the host waits): a request of one chunk that fits a bucket (``GraphPredictor.fits``), its keys
+        not split by table (the split reads the order). Elsewhere the host checks it before anything runs."""
+        return self._graph is not None and self._unsplit and self._graph.fits([(keys, row_ptrs)], n)
 
     @staticmethod
     def _check_order(row_ptrs):
