@@ -54,7 +54,7 @@ def _modules():
 def _wrappers():
     """(op name, wrapper FunctionDef, .cu files it launches, source path) for every @kernel_op in the package:
     the files named in the wrapper and in the functions of its module it calls; where those name none, the
-    files of the helpers it imports from a sibling module (``concat_columns`` through ``rows.copy_rows``) --
+    files of the helpers it imports from a sibling module (``concat_columns`` through ``rows.copy_parts``) --
     a wrapper that launches kernels of its own and copies through a helper is not the helper's op."""
     modules = _modules()
 

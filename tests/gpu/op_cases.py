@@ -388,6 +388,11 @@ CASES = [
     # Concat's copy kernel (strided views: tests/gpu/test_concat_columns.py).
     OpCase("concat_columns", dense((37, 5), (37, 13), (37, 1)), exact_fp32=True, id="three", extra={"rtol": 0.0}),
     OpCase("concat_columns", dense((129, 429)), exact_fp32=True, id="one", extra={"rtol": 0.0}),
+    # five inputs fill one launch; seven take two (the second writes after the first's columns)
+    OpCase("concat_columns", dense((33, 3), (33, 1), (33, 17), (33, 2), (33, 5)), exact_fp32=True, id="five",
+           extra={"rtol": 0.0}),
+    OpCase("concat_columns", dense(*[(19, w) for w in (3, 1, 17, 2, 5, 7, 1)]), exact_fp32=True, id="seven",
+           extra={"rtol": 0.0}),
     *(OpCase("bias_act_fwd", dense((37, n), (1, n), extra=(relu,)), exact_fp32=True, id=i) for n, relu, i in EPILOGUES),
     *(OpCase("bias_act_bwd", dense((1001, n), (1001, n), extra=(relu,)), id=i) for n, relu, i in EPILOGUES),
     OpCase("dropout_fwd", dense((37, 45), extra=(np.array([123456789], np.uint64), 0.3)), exact_fp32=True),

@@ -202,15 +202,17 @@ def test_the_checker_reads_counts_names_bounds_and_addresses():
     assert mma.max_threads == 128 and mma.dynamic_shared        # __launch_bounds__(128), extern block_smem
     assert any("the kernel allows 128 (__launch_bounds__)" in p for p in check_launch(
         "interaction.cu", "hctr_interaction_fwd_mma", (1,), (256,), (), 1024))
-    # concat_columns passes addresses: into (8, 4) float32 x, and 4 columns into an (8, 8) float32 out
+    # concat_columns passes addresses: (8, 4) float32 x, then four unused parts, into 4 columns of an (8, 8) out
     x, out, halves = _device((8, 4), np.float32), _device((8, 8), np.float32), _device((8, 8), np.float16)
     concat = ("concat.cu", "hctr_concat_columns<float>", (1,), (32, 8))
-    sizes = (np.int64(8), np.int64(8), np.int32(4), np.int32(4))
-    assert check_launch(*concat, (np.uint64(x.data.ptr), np.int64(4), np.uint64(out.data.ptr + 16), *sizes), 0) == []
-    problems = check_launch(*concat, (np.uint64(x.data.ptr), np.int64(4), np.uint64(halves.data.ptr), *sizes), 0)
-    assert problems == ["parameter 2 `T* __restrict__ out` (out): address into a float16 array for a float*"]
-    problems = check_launch(*concat, (np.uint64(x.data.ptr + 2), np.int64(4), np.uint64(out.data.ptr), *sizes), 0)
-    assert problems == [f"parameter 0 `const T* __restrict__ x` (x): address {x.data.ptr + 2:#x} is not aligned "
+    unused = (np.uint64(0), np.int64(0), np.int32(0)) * 4
+    sizes = (np.int64(8), np.int64(8), np.int32(4))
+    part = (np.uint64(x.data.ptr), np.int64(4), np.int32(4))
+    assert check_launch(*concat, (*part, *unused, np.uint64(out.data.ptr + 16), *sizes), 0) == []
+    problems = check_launch(*concat, (*part, *unused, np.uint64(halves.data.ptr), *sizes), 0)
+    assert problems == ["parameter 15 `T* __restrict__ out` (out): address into a float16 array for a float*"]
+    problems = check_launch(*concat, (np.uint64(x.data.ptr + 2), *part[1:], *unused, np.uint64(out.data.ptr), *sizes), 0)
+    assert problems == [f"parameter 0 `const T* __restrict__ x0` (x0): address {x.data.ptr + 2:#x} is not aligned "
                         f"to 4 bytes"]
 
 

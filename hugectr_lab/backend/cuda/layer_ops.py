@@ -15,7 +15,7 @@ from . import cublas, cublaslt
 from .common import ctype, floats, reference, row_layout, row_view, vector_width
 from .interaction_gemms import backward_product, forward_products, scratch_ld
 from .loader import MAX_BLOCKS, NULL, launch, launch_grid, multiprocessors, per_sample
-from .rows import contiguous, copy_rows
+from .rows import contiguous, copy_parts
 
 _F32 = np.dtype(np.float32)
 _SHARED_LIMIT = 48 * 1024   # static shared-memory limit without opting in per kernel
@@ -109,12 +109,8 @@ def column_sums(xp, partial, dtype):
 def concat_columns(xp, *xs):
     if not xs or not floats(*xs) or any(x.ndim != 2 for x in xs) or len({x.shape[0] for x in xs}) != 1:
         return reference("concat_columns", xp, *xs)
-    m = xs[0].shape[0]
-    out = xp.empty((m, sum(x.shape[1] for x in xs)), dtype=xs[0].dtype)
-    start = 0
-    for x in xs:
-        copy_rows(*row_view(xp, x), out, start)
-        start += x.shape[1]
+    out = xp.empty((xs[0].shape[0], sum(x.shape[1] for x in xs)), dtype=xs[0].dtype)
+    copy_parts([row_view(xp, x) for x in xs], out)
     return out
 
 

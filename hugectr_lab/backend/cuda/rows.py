@@ -2,7 +2,8 @@
 
 CuPy copies a row-strided view (a Concat gradient's columns, a Slice's output, a corner of a padded
 product) with an index division per element, about 0.5 TB/s on an H100; the kernel walks rows at HBM
-speed and can zero-extend each row in the same pass (the padded GEMM operands of ``cublas``).
+speed, writes up to five inputs side by side in one launch (Concat: one graph node, not one per input)
+and can zero-extend each row in the same pass (the padded GEMM operands of ``cublas``).
 """
 
 from __future__ import annotations
@@ -14,16 +15,30 @@ from .cublas_abi import ALIGN_BYTES
 from .loader import launch_grid, per_sample
 
 
-def copy_rows(x, layout, out, start=0, width=None):
-    """Write the rows of ``x`` -- ``layout`` = ``row_layout(x)``: m rows of w elements, ld apart -- into columns
-    ``start`` .. ``start + w`` of the C-contiguous ``out`` (m, n); with ``width``, columns ``start + w`` ..
-    ``start + width`` of each row get zeros."""
-    m, w, ld = layout
-    width = w if width is None else width
-    if m and width:
-        launch_grid("concat.cu", f"hctr_concat_columns<{ctype(x.dtype)}>", *per_sample(m, width),
-                    (np.uint64(x.data.ptr), np.int64(ld), np.uint64(out.data.ptr + start * out.itemsize),
-                     np.int64(out.shape[1]), np.int64(m), np.int32(w), np.int32(width)))
+PARTS = 5   # inputs per launch of hctr_concat_columns (HCTR_CONCAT_PARTS: Concat's most)
+
+
+def copy_parts(parts, out, start=0, width=None):
+    """Write ``parts`` -- ``(x, layout)`` pairs, ``layout`` = ``row_layout(x)``: m rows of w elements, ld apart,
+    the same m for all -- side by side into columns ``start`` .. of the first m rows of the C-contiguous ``out``
+    (>= m, n), ``PARTS`` of them per launch; with ``width``, the columns after them up to ``start + width`` get
+    zeros."""
+    m = parts[0][1][0]
+    width = sum(layout[1] for _, layout in parts) if width is None else width
+    if not (m and width):
+        return
+    for first in range(0, len(parts), PARTS):
+        group = parts[first:first + PARTS]
+        w = sum(layout[1] for _, layout in group)
+        end = width if first + PARTS >= len(parts) else w   # the zero columns go with the last group
+        args = []
+        for x, (_, cols, ld) in group + [(None, (m, 0, 0))] * (PARTS - len(group)):
+            args += [np.uint64(0 if x is None else x.data.ptr), np.int64(ld), np.int32(cols)]
+        launch_grid("concat.cu", f"hctr_concat_columns<{ctype(out.dtype)}>", *per_sample(m, end),
+                    (*args, np.uint64(out.data.ptr + start * out.itemsize), np.int64(out.shape[1]), np.int64(m),
+                     np.int32(end)))
+        start += w
+        width -= w
 
 
 def contiguous(xp, a):
@@ -35,7 +50,7 @@ def contiguous(xp, a):
     if layout is None:
         return xp.ascontiguousarray(a)
     out = xp.empty(a.shape, dtype=a.dtype)
-    copy_rows(a, layout, out.reshape(layout[:2]))
+    copy_parts([(a, layout)], out.reshape(layout[:2]))
     return out
 
 
@@ -53,7 +68,7 @@ def zero_padded(xp, a, rows, cols):
         out[:a.shape[0], :a.shape[1]] = a
         return out
     out = xp.empty((rows, cols), dtype=a.dtype)
-    copy_rows(a, layout, out, width=cols)
+    copy_parts([(a, layout)], out, width=cols)
     if rows > a.shape[0]:
         out[a.shape[0]:] = 0   # contiguous rows: one fill
     return out
