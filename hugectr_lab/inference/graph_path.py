@@ -11,7 +11,7 @@ Per padded batch (a bucket) it keeps
 * a staging buffer (pinned host memory on CuPy) and its device twin holding every input of a call: a
   header per table (the lookup stamp ``now`` and the sketch's halving flag), the row offsets and keys
   of each table (keys padded with the empty key, padding rows empty, one extra row holding the padding
-  keys, dropped after the combiner), the dense features (padding rows zero) and the rejection flag; one
+  keys, dropped after the combiner) and the dense features (padding rows zero); one
   host→device copy moves it (none on NumPy, where the two are one array);
 * the device work (``backend.graph``, ``backend/cuda/graphs.py``), its first node that copy and its last
   the outputs' copy, so a call launches one graph: every table's ``infer_check_offsets`` (the row
@@ -20,7 +20,8 @@ Per padded batch (a bucket) it keeps
   ``ps_index`` -- on CuPy read from page-locked host memory -- so a miss is answered in the same call,
   from the source of truth) and the combiner; the dense network; then per table ``infer_insert``, the
   refresh, so the next call finds the misses (``graph_ops``, ``kernels/embedding_cache.cu``);
-* an output buffer: the predictions and the 5 counters of each table, one device→host copy.
+* an output buffer: the predictions, the 5 counters of each table and the rejection flag (the last two
+  zeroed by one fill at the start of the device work), one device→host copy.
 
 What keeps a replay equal to a call: Python writes every per-call value into the staging buffer
 before the copy and reads results only after the stream is synchronised, never inside the device
@@ -142,10 +143,10 @@ class _Bucket:
             inputs.add(f"offsets{t}", np.int64, (batch * slots + 2,))
             inputs.add(f"keys{t}", s.key_dtype, (batch * predictor.max_features[t],))
         inputs.add("dense", np.float32, (batch, s.dense_dim))
-        inputs.add("rejected", np.int64, (1,))   # staged 0: each call clears the flag infer_check_offsets sets
         outputs = _Layout()
         outputs.add("predictions", np.float32, (batch, s.label_dim))
-        outputs.add("counters", np.int64, (len(s._tables), len(COUNTERS)))
+        # per table the 5 counters, then the flag infer_check_offsets sets: one array, so one fill clears both
+        outputs.add("status", np.int64, (len(s._tables) * len(COUNTERS) + 1,))
         self.inputs, self.outputs = _Staging(s.backend, inputs), _Staging(s.backend, outputs)
         self.h = self.inputs.h
         for t in range(len(s._tables)):
@@ -164,18 +165,19 @@ class _Bucket:
         cache = s.embedding_cache
         stream = self._stream()   # the capture stream while captured: the copies become graph nodes
         self.inputs.upload(stream)
-        counters = out["counters"]
-        counters.fill(0)
+        status = out["status"]
+        status.fill(0)
+        counters, rejected = status[:-1].reshape(len(p.tables), len(COUNTERS)), status[-1:]
         feed = {s.config.data.dense.top: d["dense"]}
         for t in range(len(p.tables)):   # every table's offsets before any key is looked up
-            ops.infer_check_offsets(d[f"offsets{t}"], d["header"], d["rejected"])
+            ops.infer_check_offsets(d[f"offsets{t}"], d["header"], rejected)
         sets = []
         for t, (spec, (_, slots, combiner), state) in enumerate(zip(s.config.embeddings, s._tables, p.tables)):
             tab, keys, header = state.tab, d[f"keys{t}"], d["header"][t]
             size = set_size(keys.size)
             set_keys = xp.empty(size, s.key_dtype)             # (P,)
             inverse = xp.empty(keys.size, xp.int64)           # (K,)
-            ops.infer_dedupe(keys, set_keys, inverse, d["rejected"])
+            ops.infer_dedupe(keys, set_keys, inverse, rejected)
             set_values = xp.empty((size, state.vec), xp.float32)   # (P, E)
             set_miss = xp.empty(size, xp.uint8)                    # (P,)
             ops.infer_lookup(set_keys, tab.keys, tab.stamps, tab.values, *state.index, state.ps_vectors,
@@ -211,7 +213,6 @@ class _Bucket:
         if n > self.batch:
             raise ValueError(f"predict graph of batch {self.batch}: got a chunk of {n} samples")
         header = h["header"]
-        h["rejected"][0] = 0     # (on NumPy the device's array; on CuPy the host copy is never anything else)
         for t, ((keys, offsets), state) in enumerate(zip(parts, self.p.tables)):
             tab, k = state.tab, keys.size
             header[t, 0] = tab.now + 1 if k else tab.now
@@ -249,14 +250,12 @@ class _Bucket:
 
     def finish(self, parts, n, out):
         """After ``wait``: the predictions into ``out`` (n, L) float32 and the cache's statistics updated
-        from the counters -- True; or False where the device rejected the call. A rejected call took no
-        key, so a table with keys counted none (a call that passes counts at least one: the host refuses
-        the empty key, the only one that is not counted)."""
-        key_counts = [keys.size for keys, _ in parts]
-        counters = self.outputs.h["counters"].tolist()   # Python ints: one conversion, not one per counter
-        if any(k and not c[0] for k, c in zip(key_counts, counters)):
+        from the counters -- True; or False where the device rejected the call (it took no key)."""
+        status = self.outputs.h["status"].tolist()   # Python ints: one conversion, not one per counter
+        if status[-1]:
             return False
-        self._account(key_counts, counters)
+        w = len(COUNTERS)
+        self._account([keys.size for keys, _ in parts], [status[i:i + w] for i in range(0, len(status) - 1, w)])
         self.p.session.embedding_cache._publish()
         out[...] = self.outputs.h["predictions"][:n]
         return True

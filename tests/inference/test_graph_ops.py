@@ -149,8 +149,8 @@ def test_bench_host_phases_call_predicts_phases_as_predict_does(tmp_path):
 
 def test_the_graph_rejects_rows_out_of_order_without_touching_the_cache(tmp_path):
     """One table over every slot: the host leaves row_ptrs' order to the graph (``infer_check_offsets``).
-    A descent, a negative offset or one past the keys raises the eager path's error, and the call looks
-    nothing up: cache arrays, sketch (whose halving was due), statistics and stamps stay as they were,
+    A descent, a negative offset or one past the keys -- in a request without keys too, where no counter
+    could tell a rejected call -- raises the eager path's error, and the call looks nothing up: cache arrays, sketch (whose halving was due), statistics and stamps stay as they were,
     and the next request gives the eager path's predictions and cache bit for bit."""
     from hugectr_lab.inference import PredictInputError
     from inference_helpers import table, tiny_model
@@ -176,7 +176,8 @@ def test_the_graph_rejects_rows_out_of_order_without_touching_the_cache(tmp_path
     halving = graph.embedding_cache._tables[0].halving_due
     bad_rows = [np.array([0, 1, 3, 2, 4, 6, 7, 7, 9, 10, 11, 12, 12]),      # a descent
                 np.array([0, 1, -3, 3, 4, 6, 7, 7, 9, 10, 11, 12, 12]),     # negative
-                np.array([0, 1, 3, 99, 4, 6, 7, 7, 9, 10, 11, 12, 12])]     # past the keys
+                np.array([0, 1, 3, 99, 4, 6, 7, 7, 9, 10, 11, 12, 12]),     # past the keys
+                np.array([0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])]          # past the keys, and no key at all
     for ptrs in bad_rows:
         args = request(ptrs)
         with pytest.raises(PredictInputError) as want:
