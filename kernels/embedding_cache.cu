@@ -3,7 +3,7 @@
 //
 // References: hugectr_lab/inference/cache_ops.py -- `embedding_cache_set_index`, `embedding_cache_query`,
 // `embedding_cache_insert`, `embedding_cache_insert_tinylfu`, `embedding_cache_sketch_update`,
-// `embedding_cache_frequency`; hugectr_lab/inference/graph_ops.py -- `infer_check_offsets`, `infer_dedupe`,
+// `embedding_cache_frequency`; hugectr_lab/inference/graph_ops.py -- `infer_begin`, `infer_dedupe`,
 // `infer_lookup`, `infer_insert` (the predict graph's operations, the last section of this file). The wrappers
 // (hugectr_lab/inference/cuda_cache.py) take the references' names and arguments, and the results are
 // bit-identical, except where infer_dedupe puts a key in its set (graph_ops.py says what is fixed).
@@ -252,12 +252,12 @@ __global__ void hctr_embedding_cache_insert(Key* __restrict__ cache_keys, long l
 //
 // One captured CUDA graph per padded batch runs the cache lookup of every table without the host;
 // every per-call value (the stamp `now`, the sketch's halving flag, the counters) is in device memory.
-//   infer_check_offsets -- hctr_infer_check_offsets: one thread per row offset, grid-stride; rejects a
-//     call whose offsets leave [0, k] or descend (flag rejected, every table's halving flag cleared)
-//     and clamps the offsets into [0, k].
+//   infer_begin -- hctr_infer_begin<Key>: one thread per row offset and per entry of the table's set,
+//     grid-stride; empties the set for infer_dedupe, rejects a call whose offsets leave [0, k] or descend
+//     (flag rejected, every table's halving flag cleared) and clamps the offsets into [0, k].
 //   infer_dedupe -- hctr_infer_dedupe<Key>: one thread per key, grid-stride (none taken once rejected
 //     is set). The keys (K,) of a table, padded with the empty key, go into an open-addressing set (P,)
-//     (P a power of two >= 2K, filled with the empty key first; linear probing from
+//     (P a power of two >= 2K, all empty before: infer_begin; linear probing from
 //     murmur3(key, 0x9e3779b9) & (P-1), atomicCAS); inverse (K,) is each key's entry (-1 for padding).
 //     Which entry a key takes depends on thread order.
 //   infer_lookup -- hctr_embedding_cache_sketch_halve (flag = header[1]), then hctr_infer_lookup<Key>:
@@ -271,7 +271,8 @@ __global__ void hctr_embedding_cache_insert(Key* __restrict__ cache_keys, long l
 //   infer_insert -- when the first table's hit rate (first_counters) is below the threshold:
 //     hctr_infer_link<Key> (one thread per set entry) chains each set's misses (heads (num_sets,),
 //     next (P,); chain order depends on thread order), then hctr_infer_insert<Key, Policy> (a block of
-//     64 threads per set entry; the block of the set's chain head works): thread 0 keeps the set's
+//     64 threads per set entry; the block of the set's chain head works, and sets the head back to -1:
+//     heads is all -1 between calls, filled once by its owner, not by every call): thread 0 keeps the set's
 //     best 64 misses by (estimate descending, key ascending) -- the order in which the eager path,
 //     which sees the misses sorted by key, inserts them -- and they meet the ways in victim order as
 //     in hctr_embedding_cache_insert<Key, Policy>; counters [3] insertions, [4] replaced entries.
@@ -296,13 +297,18 @@ __device__ __forceinline__ bool hctr_infer_refresh(const long long* __restrict__
     return rate < threshold;
 }
 
-// A thread per offset but the last: outside [0, k] (k = offsets[size - 2]) or above the next one rejects
-// the call. An offset outside is clamped by its own thread, so a neighbour that reads it mid-clamp may miss
-// the descent -- and the call is rejected by that thread anyway; every writer writes the same values.
-__global__ void hctr_infer_check_offsets(long long* __restrict__ offsets, long long size, long long* __restrict__ header,
-                                         long long tables, long long header_width, long long* __restrict__ rejected) {
+// A thread per offset but the last, and per set entry. An offset outside [0, k] (k = offsets[size - 2]) or
+// above the next one rejects the call. An offset outside is clamped by its own thread, so a neighbour that
+// reads it mid-clamp may miss the descent -- and the call is rejected by that thread anyway; every writer
+// writes the same values.
+template <typename Key>
+__global__ void hctr_infer_begin(long long* __restrict__ offsets, long long size, long long* __restrict__ header,
+                                 long long tables, long long header_width, long long* __restrict__ rejected,
+                                 Key* __restrict__ set_keys, long long set_size) {
     const long long k = offsets[size - 2];
-    for (long long i : hctr_grid_stride(size - 1)) {
+    for (long long i : hctr_grid_stride(size - 1 > set_size ? size - 1 : set_size)) {
+        if (i < set_size) set_keys[i] = hctr_empty_key<Key>();
+        if (i >= size - 1) continue;
         const long long v = offsets[i];
         const bool outside = v < 0 || v > k;
         if (outside || (i + 2 < size && offsets[i + 1] < v)) {
@@ -412,7 +418,7 @@ __device__ __forceinline__ bool hctr_infer_before(long long fa, Key ka, long lon
 template <typename Key, typename Policy>
 __global__ void hctr_infer_insert(const Key* __restrict__ set_keys, const unsigned char* __restrict__ set_miss,
                                   const float* __restrict__ set_values, long long set_size,
-                                  const long long* __restrict__ heads, const long long* __restrict__ next,
+                                  long long* __restrict__ heads, const long long* __restrict__ next,
                                   const long long* __restrict__ first_counters, double threshold,
                                   Key* __restrict__ cache_keys, long long* __restrict__ cache_stamps,
                                   float* __restrict__ cache_values, long long num_sets, int vec,
@@ -464,6 +470,8 @@ __global__ void hctr_infer_insert(const Key* __restrict__ set_keys, const unsign
         source[way] = src;
         __syncthreads();
         hctr_cache_copy_rows(cache_values, base, vec, set_values, source, way);
+        // every thread read heads[s] above; a block of a later entry of this chain reads -1 or h: not its own
+        if (way == 0) heads[s] = -1;
         __syncthreads();
     }
 }

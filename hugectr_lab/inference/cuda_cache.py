@@ -145,13 +145,15 @@ def embedding_cache_frequency(xp, sketch, keys):
 
 # ---- the predict graph's lookup (references: graph_ops.py) ------------------------------------------
 
-@kernel_op("infer_check_offsets")
-def infer_check_offsets(xp, offsets, header, rejected):
+@kernel_op("infer_begin")
+def infer_begin(xp, offsets, header, rejected, set_keys):
     if not (offsets.dtype == _I64 and offsets.size >= 2 and header.dtype == _I64 and header.ndim == 2
-            and header.shape[1] >= 2 and rejected.dtype == _I64 and _contiguous(offsets, header, rejected)):
-        return reference("infer_check_offsets", xp, offsets, header, rejected)
-    launch(FILE, "hctr_infer_check_offsets", offsets.size - 1,
-           (offsets, np.int64(offsets.size), header, np.int64(header.shape[0]), np.int64(header.shape[1]), rejected))
+            and header.shape[1] >= 2 and rejected.dtype == _I64 and set_keys.dtype in _KEY_CTYPE
+            and _contiguous(offsets, header, rejected, set_keys)):
+        return reference("infer_begin", xp, offsets, header, rejected, set_keys)
+    launch(FILE, f"hctr_infer_begin<{_KEY_CTYPE[set_keys.dtype]}>", max(offsets.size - 1, set_keys.size),
+           (offsets, np.int64(offsets.size), header, np.int64(header.shape[0]), np.int64(header.shape[1]), rejected,
+            set_keys, np.int64(set_keys.size)))
 
 
 @kernel_op("infer_dedupe")
@@ -160,7 +162,6 @@ def infer_dedupe(xp, keys, set_keys, inverse, rejected):
     if (keys.dtype not in _KEY_CTYPE or inverse.dtype != _I64 or not _contiguous(set_keys, inverse)
             or not (rejected is None or rejected.dtype == _I64)):
         return reference("infer_dedupe", xp, keys, set_keys, inverse, rejected)
-    set_keys.fill(empty_key(keys.dtype))
     launch(FILE, f"hctr_infer_dedupe<{_KEY_CTYPE[keys.dtype]}>", keys.size,
            (xp.ascontiguousarray(keys), np.int64(keys.size), set_keys, np.int64(set_keys.size), inverse,
             NULL if rejected is None else rejected))
@@ -199,14 +200,15 @@ def infer_lookup(xp, set_keys, cache_keys, cache_stamps, cache_values, index_key
 
 @kernel_op("infer_insert")
 def infer_insert(xp, set_keys, set_miss, set_values, first_counters, threshold, cache_keys, cache_stamps,
-                 cache_values, sketch, header, counters):
+                 cache_values, sketch, header, counters, heads):
+    size, num_sets = set_keys.size, cache_keys.size // WAYS
     if not (_graph_arrays_ok(set_keys, set_values, set_miss, header, counters)
             and _ok(cache_keys, cache_stamps, cache_values, set_keys) and _sketch_ok(sketch, set_keys)
-            and first_counters.dtype == _I64 and _contiguous(first_counters)):
+            and first_counters.dtype == _I64 and _contiguous(first_counters, heads) and heads.dtype == _I64
+            and heads.shape == (num_sets,)):
         return reference("infer_insert", xp, set_keys, set_miss, set_values, first_counters, threshold, cache_keys,
-                         cache_stamps, cache_values, sketch, header, counters)
-    size, num_sets, kt = set_keys.size, cache_keys.size // WAYS, _KEY_CTYPE[set_keys.dtype]
-    heads = xp.full(num_sets, -1, xp.int64)     # (num_sets,) each set's chain of misses
+                         cache_stamps, cache_values, sketch, header, counters, heads)
+    kt = _KEY_CTYPE[set_keys.dtype]
     chained = xp.empty(size, xp.int64)          # (P,) the next miss of the same set
     threshold = np.float64(threshold)
     launch(FILE, f"hctr_infer_link<{kt}>", size,

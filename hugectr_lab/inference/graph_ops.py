@@ -53,15 +53,17 @@ def hit_rate_below(first_counters, threshold):
 
 
 @reference_op
-def infer_check_offsets(xp, offsets, header, rejected):
-    """The device's check of a staged table's row offsets, so that the host need not walk them before the
-    launch: ``offsets`` (R+2,) int64 holds R+1 row offsets, the last of them the key count k, then the
-    padding row's end. Offsets outside [0, k] or out of order reject the call: ``rejected`` (1,) int64 is
-    set (``infer_dedupe`` then takes no key, so nothing is looked up, counted or inserted) and every
-    table's halving flag, column 1 of ``header`` (T, 2), is cleared (the sketch stays as it was). Offsets
-    outside [0, k] are clamped into it, so that the combiner reads inside its arrays whatever the request
-    held. A call that passes is left as it was.
+def infer_begin(xp, offsets, header, rejected, set_keys):
+    """A table's first operation in a predict call, run for every table before any key is taken: empty the
+    table's de-duplication set ``set_keys`` (P,) for ``infer_dedupe``, and check its staged row offsets, so
+    that the host need not walk them before the launch. ``offsets`` (R+2,) int64 holds R+1 row offsets,
+    the last of them the key count k, then the padding row's end. Offsets outside [0, k] or out of order
+    reject the call: ``rejected`` (1,) int64 is set (``infer_dedupe`` then takes no key, so nothing is
+    looked up, counted or inserted) and every table's halving flag, column 1 of ``header`` (T, 2), is
+    cleared (the sketch stays as it was). Offsets outside [0, k] are clamped into it, so that the combiner
+    reads inside its arrays whatever the request held. A call that passes is left as it was.
     """
+    set_keys[...] = empty_key(set_keys.dtype)
     rows = offsets[:-1]                     # (R+1,) the request's offsets and the padding rows' fill
     k = rows[-1]
     outside = (rows < 0) | (rows > k)
@@ -73,10 +75,11 @@ def infer_check_offsets(xp, offsets, header, rejected):
 
 @reference_op
 def infer_dedupe(xp, keys, set_keys, inverse, rejected):
-    """Put the distinct keys of ``keys`` (K,) into ``set_keys`` (P,) (overwritten; P a power of two
-    above K, ``set_size``) and write ``inverse`` (K,) int64: the entry of each key, -1 for padding (the
-    empty key), which the combiner reads as a zero vector. ``rejected`` (1,) int64 (``infer_check_offsets``;
-    None: never) nonzero takes no key: the set stays empty and every inverse is -1.
+    """Put the distinct keys of ``keys`` (K,) into ``set_keys`` (P,) -- every entry the empty key
+    (``infer_begin`` empties it), P a power of two above K (``set_size``) -- and write ``inverse`` (K,)
+    int64: the entry of each key, -1 for padding (the empty key), which the combiner reads as a zero
+    vector. ``rejected`` (1,) int64 (``infer_begin``; None: never) nonzero takes no key: the set stays
+    empty and every inverse is -1.
 
     A key's home entry is murmur3_32(key, DEDUPE_SEED) & (P − 1); it probes forward (wrapping) to the
     first entry that is free or holds it. The kernel's threads claim entries concurrently, so which of
@@ -88,7 +91,6 @@ def infer_dedupe(xp, keys, set_keys, inverse, rejected):
     check_dedupe(keys, set_keys, inverse)
     empty = empty_key(keys.dtype)
     mask = set_keys.size - 1
-    set_keys[...] = empty
     inverse[...] = -1
     if rejected is not None and rejected[0]:
         return
@@ -114,7 +116,7 @@ def ps_index(xp, ops, ps_keys):
     for about log2(R) dependent ones (20 for the DCN sample's 840 k rows), the miss path's latency."""
     if ps_keys.size >= 2 ** 31:
         raise ValueError(f"a parameter-server table of {ps_keys.size} rows: the predict graph indexes rows as int32")
-    index_keys = xp.empty(set_size(ps_keys.size), ps_keys.dtype)
+    index_keys = xp.full(set_size(ps_keys.size), empty_key(ps_keys.dtype), ps_keys.dtype)
     slots = xp.empty(ps_keys.size, xp.int64)
     ops.infer_dedupe(ps_keys, index_keys, slots, None)
     index_rows = xp.full(index_keys.size, -1, xp.int32)
@@ -189,14 +191,16 @@ def infer_lookup(xp, set_keys, cache_keys, cache_stamps, cache_values, index_key
 
 @reference_op
 def infer_insert(xp, set_keys, set_miss, set_values, first_counters, threshold, cache_keys, cache_stamps,
-                 cache_values, sketch, header, counters):
+                 cache_values, sketch, header, counters, heads):
     """The refresh: when the hit rate in ``first_counters`` (5,) -- the first table's counters of this
     call -- is below ``threshold``, insert the keys of ``set_keys`` (P,) that missed (``set_miss``) with
     their vectors ``set_values`` (P, E) into the cache (``cache_keys`` (C,), ``cache_stamps`` (C,),
     ``cache_values`` (C, E)), in ascending key order -- the order of the eager path, whose misses come
     out of ``unique`` sorted -- under the LRU policy, or TinyLFU's when ``sketch`` (4, W) is given
     (``cache_ops``: at most 64 keys per set, TinyLFU's best 64 by estimate). New entries get the stamp
-    ``header[0]``; insertions and replaced entries are added to ``counters[3:5]``.
+    ``header[0]``; insertions and replaced entries are added to ``counters[3:5]``. ``heads`` (C / 64,) int64,
+    all -1, is the kernels' scratch (each set's chain of misses), which they leave all -1 again, so that it
+    is allocated and filled once per table, not once per call; this reference does not need it.
     """
     if not hit_rate_below(first_counters, threshold):
         return

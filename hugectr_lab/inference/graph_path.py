@@ -14,8 +14,9 @@ Per padded batch (a bucket) it keeps
   keys, dropped after the combiner) and the dense features (padding rows zero); one
   host→device copy moves it (none on NumPy, where the two are one array);
 * the device work (``backend.graph``, ``backend/cuda/graphs.py``), its first node that copy and its last
-  the outputs' copy, so a call launches one graph: every table's ``infer_check_offsets`` (the row
-  offsets in order and inside the keys, else the call is rejected: no key is taken), then per table
+  the outputs' copy, so a call launches one graph: every table's ``infer_begin`` (its de-duplication set
+  emptied, its row offsets in order and inside the keys, else the call is rejected: no key is taken),
+  then per table
   ``infer_dedupe``, ``infer_lookup`` (a cache hit, else the parameter server's row, found through
   ``ps_index`` -- on CuPy read from page-locked host memory -- so a miss is answered in the same call,
   from the source of truth) and the combiner; the dense network; then per table ``infer_insert``, the
@@ -119,6 +120,7 @@ class _TableState:
         self.index = ps_index(backend.xp, backend.ops, backend.asarray(ps.keys))   # ((Q,) keys, (Q,) rows)
         # (R, E) float32; on CuPy read over the bus
         self.ps_vectors = mapped_copy(ps.vectors) if backend.name == "cupy" else ps.vectors
+        self.heads = backend.xp.full(tab.num_sets, -1, np.int64)   # (num_sets,) infer_insert's scratch, kept -1
         self.arrays = self.cache_arrays()
 
     def cache_arrays(self):
@@ -145,7 +147,7 @@ class _Bucket:
         inputs.add("dense", np.float32, (batch, s.dense_dim))
         outputs = _Layout()
         outputs.add("predictions", np.float32, (batch, s.label_dim))
-        # per table the 5 counters, then the flag infer_check_offsets sets: one array, so one fill clears both
+        # per table the 5 counters, then the flag infer_begin sets: one array, so one fill clears both
         outputs.add("status", np.int64, (len(s._tables) * len(COUNTERS) + 1,))
         self.inputs, self.outputs = _Staging(s.backend, inputs), _Staging(s.backend, outputs)
         self.h = self.inputs.h
@@ -169,31 +171,29 @@ class _Bucket:
         status.fill(0)
         counters, rejected = status[:-1].reshape(len(p.tables), len(COUNTERS)), status[-1:]
         feed = {s.config.data.dense.top: d["dense"]}
-        for t in range(len(p.tables)):   # every table's offsets before any key is looked up
-            ops.infer_check_offsets(d[f"offsets{t}"], d["header"], rejected)
-        sets = []
+        sets = [xp.empty(set_size(d[f"keys{t}"].size), s.key_dtype) for t in range(len(p.tables))]   # (P_t,)
+        for t, set_keys in enumerate(sets):   # every table's offsets checked before any key is taken
+            ops.infer_begin(d[f"offsets{t}"], d["header"], rejected, set_keys)
         for t, (spec, (_, slots, combiner), state) in enumerate(zip(s.config.embeddings, s._tables, p.tables)):
-            tab, keys, header = state.tab, d[f"keys{t}"], d["header"][t]
-            size = set_size(keys.size)
-            set_keys = xp.empty(size, s.key_dtype)             # (P,)
+            tab, keys, header, set_keys = state.tab, d[f"keys{t}"], d["header"][t], sets[t]
             inverse = xp.empty(keys.size, xp.int64)           # (K,)
             ops.infer_dedupe(keys, set_keys, inverse, rejected)
-            set_values = xp.empty((size, state.vec), xp.float32)   # (P, E)
-            set_miss = xp.empty(size, xp.uint8)                    # (P,)
+            set_values = xp.empty((set_keys.size, state.vec), xp.float32)   # (P, E)
+            set_miss = xp.empty(set_keys.size, xp.uint8)                    # (P,)
             ops.infer_lookup(set_keys, tab.keys, tab.stamps, tab.values, *state.index, state.ps_vectors,
                              state.default, tab.sketch, header, set_values, set_miss, counters[t])
             offsets = d[f"offsets{t}"]
             scale = mean_row_scale(xp, offsets[1:] - offsets[:-1]) if combiner == "mean" else None
             combined = ops.embedding_combine_fwd(set_values, inverse, offsets, scale, s.compute_dtype)[:-1]
             feed[spec.top] = combined.reshape(self.batch, slots, spec.embedding_vec_size)   # (b, S_t, E_t)
-            sets.append((set_keys, set_miss, set_values))
+            sets[t] = (set_keys, set_miss, set_values)
         preds = self.net.predict(feed)
         out["predictions"][...] = preds.reshape(out["predictions"].shape)
         for t, (state, (set_keys, set_miss, set_values)) in enumerate(zip(p.tables, sets)):
             tab = state.tab
             if cache.enabled and tab.num_sets:
                 ops.infer_insert(set_keys, set_miss, set_values, counters[0], cache.hit_rate_threshold, tab.keys,
-                                 tab.stamps, tab.values, tab.sketch, d["header"][t], counters[t])
+                                 tab.stamps, tab.values, tab.sketch, d["header"][t], counters[t], state.heads)
         self.outputs.download(stream)
 
     # -- host side ----------------------------------------------------------------------------
@@ -201,7 +201,7 @@ class _Bucket:
     def run(self, dense, parts, n, out):
         """Stage one chunk, launch, read back its predictions into ``out`` (n, L) float32 and update the
         cache's statistics; False, with nothing written or looked up, where the device rejected the row
-        offsets (``infer_check_offsets``)."""
+        offsets (``infer_begin``)."""
         self.stage(dense, parts, n)
         self.launch()
         self.wait()

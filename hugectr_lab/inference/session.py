@@ -267,7 +267,7 @@ class InferenceSession:
         return dense.reshape(n, D), self._keys(keys), row_ptrs.astype(np.int64, copy=False)
 
     def _graph_checks_order(self, n, keys, row_ptrs):
-        """Whether the predict graph alone checks that row_ptrs is non-decreasing (``infer_check_offsets``,
+        """Whether the predict graph alone checks that row_ptrs is non-decreasing (``infer_begin``,
         while the host waits): a request of one chunk that fits a bucket (``GraphPredictor.fits``), its keys
         not split by table (the split reads the order). Elsewhere the host checks it before anything runs."""
         return self._graph is not None and self._unsplit and self._graph.fits([(keys, row_ptrs)], n)

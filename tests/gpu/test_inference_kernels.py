@@ -13,7 +13,8 @@ import pytest
 from hugectr_lab.backend import get_backend
 from hugectr_lab.inference import predict_inputs
 from hugectr_lab.inference.cache_ops import SKETCH_DEPTH, WAYS, empty_key
-from hugectr_lab.inference.graph_ops import infer_dedupe, infer_insert, infer_lookup, ps_index, ps_rows, set_size
+from hugectr_lab.inference.graph_ops import (infer_begin, infer_dedupe, infer_insert, infer_lookup, ps_index, ps_rows,
+                                          set_size)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
 from inference_helpers import (Trained, check_dedupe_set, open_session, predict_from_threads, run_predict,  # noqa: E402
@@ -45,13 +46,38 @@ def test_infer_dedupe_kernel_builds_the_references_set(dtype, num_keys):
 
     ops = _gpu_ops("infer_dedupe")
     keys = _keys(np.random.default_rng(num_keys), num_keys, dtype, max(2, num_keys // 2))
-    set_keys, inverse = cupy.zeros(set_size(num_keys), dtype), cupy.full(num_keys, -7, cupy.int64)
+    set_keys = cupy.full(set_size(num_keys), empty_key(dtype), dtype)
+    inverse = cupy.full(num_keys, -7, cupy.int64)
     ops.infer_dedupe(cupy.asarray(keys), set_keys, inverse, None)
     got = set_keys.get()
     check_dedupe_set(keys, got, inverse.get())        # a valid layout (which entry a key takes may differ)
-    want = np.zeros(set_keys.size, dtype)
+    want = np.full(set_keys.size, empty_key(dtype))
     infer_dedupe(np, keys, want, np.zeros(num_keys, np.int64), None)
     np.testing.assert_array_equal(np.sort(got), np.sort(want))
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64])
+@pytest.mark.parametrize("rows, set_entries, bad", [(37, 64, False), (37, 64, True), (3001, 8192, True),
+                                                    (3001, 1024, False), (1, 64, True)])
+def test_infer_begin_kernel_equals_the_reference(dtype, rows, set_entries, bad):
+    """The set emptied, the flags, the halving flags and the clamped offsets, bit for bit: offsets in order,
+    and with a descent and offsets outside [0, k] (more offsets than set entries, and fewer)."""
+    import cupy
+
+    ops = _gpu_ops("infer_begin")
+    rng = np.random.default_rng(rows + set_entries)
+    offsets = np.concatenate([[0], np.cumsum(rng.integers(0, 4, rows)), [10 ** 6]]).astype(np.int64)
+    if bad:
+        picks = rng.choice(rows, min(rows, 3), replace=False)
+        offsets[picks] += np.array([-10 ** 4, 3, 10 ** 7])[:picks.size]   # a negative one at least: rejected
+    header, rejected = np.array([[3, 1], [5, 1], [7, 0]], np.int64), np.zeros(1, np.int64)
+    set_keys = rng.integers(0, 99, set_entries).astype(dtype)
+    d = [cupy.asarray(a) for a in (offsets, header, rejected, set_keys)]
+    infer_begin(np, offsets, header, rejected, set_keys)
+    ops.infer_begin(*d)
+    for got, want in zip(d, (offsets, header, rejected, set_keys)):
+        np.testing.assert_array_equal(got.get(), want)
+    assert rejected[0] == bad and (set_keys == empty_key(dtype)).all()
 
 
 @pytest.mark.parametrize("dtype", [np.uint32, np.int64])
@@ -97,9 +123,10 @@ def test_infer_lookup_and_insert_kernels_equal_the_references(key_type, policy, 
     sketch = np.zeros((SKETCH_DEPTH, 512), np.uint32) if policy == "tinylfu" and num_sets else None
     d_sketch = None if sketch is None else cupy.asarray(sketch)
     totals = np.zeros(5, np.int64)
+    d_heads = cupy.full(num_sets, -1, cupy.int64)   # one for every call, as graph_path keeps it
     for now in range(1, 22):
         keys = _keys(rng, 777, dtype, universe)
-        set_keys, inverse = np.zeros(set_size(keys.size), dtype), np.zeros(keys.size, np.int64)
+        set_keys, inverse = np.full(set_size(keys.size), empty_key(dtype)), np.zeros(keys.size, np.int64)
         infer_dedupe(np, keys, set_keys, inverse, None)
         header = np.array([now, now % 6 == 0], np.int64)
         counters = np.zeros(5, np.int64)
@@ -117,9 +144,11 @@ def test_infer_lookup_and_insert_kernels_equal_the_references(key_type, policy, 
             np.testing.assert_array_equal(d_sketch.get(), sketch)
         if num_sets:
             threshold = 1.0 if now % 4 else 0.2      # every fourth call only refreshes below a hit rate of 0.2
-            infer_insert(np, set_keys, set_miss, set_values, counters, threshold, *cache, sketch, header, counters)
+            infer_insert(np, set_keys, set_miss, set_values, counters, threshold, *cache, sketch, header, counters,
+                         None)
             ops.infer_insert(d["set_keys"], d["set_miss"], d["set_values"], d["counters"], threshold, *d_cache,
-                             d_sketch, d["header"], d["counters"])
+                             d_sketch, d["header"], d["counters"], d_heads)
+            assert (d_heads.get() == -1).all()   # left as found: the next call's chains start empty
             np.testing.assert_array_equal(d["counters"].get(), counters)
             for got, want in zip(d_cache, cache):
                 np.testing.assert_array_equal(got.get(), want)
@@ -209,7 +238,7 @@ def test_graph_path_from_several_threads(tmp_path, monkeypatch):
 
 
 def test_the_captured_graph_rejects_rows_out_of_order_without_touching_the_cache(tmp_path):
-    """The device's order check (``infer_check_offsets``) in a replayed graph: a descent, a negative offset
+    """The device's order check (``infer_begin``) in a replayed graph: a descent, a negative offset
     and one past the keys raise NumPy's error and leave the cache, sketch and statistics as they were;
     valid requests around them give NumPy's answers (no false rejection)."""
     from hugectr_lab.inference import PredictInputError
@@ -230,7 +259,7 @@ def test_the_captured_graph_rejects_rows_out_of_order_without_touching_the_cache
     before = gpu.embedding_cache.stats()
     arrays = [getattr(gpu.embedding_cache._tables[0], n).get() for n in ("keys", "stamps", "values", "sketch")]
     for ptrs in ([0, 1, 3, 2, 4, 6, 7, 7, 9, 10, 11, 12, 12], [0, 1, -3, 3, 4, 6, 7, 7, 9, 10, 11, 12, 12],
-                 [0, 1, 3, 99, 4, 6, 7, 7, 9, 10, 11, 12, 12]):
+                 [0, 1, 3, 99, 4, 6, 7, 7, 9, 10, 11, 12, 12], [0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]):
         args = request(np.array(ptrs))
         with pytest.raises(PredictInputError, match="row_ptrs must be non-decreasing"):
             gpu.predict_array(*args)

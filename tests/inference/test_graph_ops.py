@@ -11,7 +11,7 @@ import pytest
 
 from hugectr_lab.inference.cache_ops import empty_key
 from hugectr_lab.backend import get_backend
-from hugectr_lab.inference.graph_ops import (check_dedupe, check_index, infer_check_offsets, infer_dedupe, ps_index,
+from hugectr_lab.inference.graph_ops import (check_dedupe, check_index, infer_begin, infer_dedupe, ps_index,
                                           ps_rows, set_size)
 from hugectr_lab.inference.graph_path import GraphPredictor
 from inference_helpers import check_dedupe_set, open_session, two_table_model, two_table_request
@@ -25,7 +25,7 @@ def test_infer_dedupe_reference_builds_a_probe_set(dtype, num_keys):
     if dtype == np.int64:
         keys = keys * np.int64(2654435761) - np.int64(2 ** 40)               # negative keys too
     keys[rng.random(num_keys) < 0.2] = empty_key(dtype)                      # padding
-    set_keys = np.zeros(set_size(num_keys), dtype)
+    set_keys = np.full(set_size(num_keys), empty_key(dtype))
     inverse = np.full(num_keys, -7, np.int64)
     infer_dedupe(np, keys, set_keys, inverse, None)
     check_dedupe_set(keys, set_keys, inverse)
@@ -148,7 +148,7 @@ def test_bench_host_phases_call_predicts_phases_as_predict_does(tmp_path):
 
 
 def test_the_graph_rejects_rows_out_of_order_without_touching_the_cache(tmp_path):
-    """One table over every slot: the host leaves row_ptrs' order to the graph (``infer_check_offsets``).
+    """One table over every slot: the host leaves row_ptrs' order to the graph (``infer_begin``).
     A descent, a negative offset or one past the keys -- in a request without keys too, where no counter
     could tell a rejected call -- raises the eager path's error, and the call looks nothing up: cache arrays, sketch (whose halving was due), statistics and stamps stay as they were,
     and the next request gives the eager path's predictions and cache bit for bit."""
@@ -193,18 +193,18 @@ def test_the_graph_rejects_rows_out_of_order_without_touching_the_cache(tmp_path
     assert graph.embedding_cache.stats() == eager.embedding_cache.stats()
 
 
-def test_infer_check_offsets_reference_flags_and_clamps():
+def test_infer_begin_reference_empties_the_set_flags_and_clamps():
     ok = np.array([0, 2, 2, 5, 7, 7, 30], np.int64)          # rows' offsets (k = 7), then the padding row's end
     header, rejected = np.array([[4, 1], [4, 1]]), np.zeros(1, np.int64)
-    infer_check_offsets(np, ok, header, rejected)
-    assert rejected[0] == 0 and header[:, 1].tolist() == [1, 1]
+    set_keys = np.arange(64, dtype=np.uint32)                 # the last call's keys
+    infer_begin(np, ok, header, rejected, set_keys)
+    assert rejected[0] == 0 and header[:, 1].tolist() == [1, 1] and (set_keys == empty_key(np.uint32)).all()
     np.testing.assert_array_equal(ok, [0, 2, 2, 5, 7, 7, 30])
     bad = np.array([0, 9, -4, 5, 3, 7, 30], np.int64)
-    infer_check_offsets(np, bad, header, rejected)
+    infer_begin(np, bad, header, rejected, set_keys)
     assert rejected[0] == 1 and header[:, 1].tolist() == [0, 0] and header[:, 0].tolist() == [4, 4]
     np.testing.assert_array_equal(bad, [0, 7, 0, 5, 3, 7, 30])   # inside [0, k]; the padding row's end kept
-    keys = np.array([3, 5, 3], np.uint32)
-    set_keys, inverse = np.zeros(64, np.uint32), np.zeros(3, np.int64)
+    keys, inverse = np.array([3, 5, 3], np.uint32), np.zeros(3, np.int64)
     infer_dedupe(np, keys, set_keys, inverse, rejected)
     assert (inverse == -1).all() and (set_keys == empty_key(np.uint32)).all()
 

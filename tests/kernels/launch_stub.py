@@ -445,6 +445,9 @@ def _inference_cases(OpCase):
     def sketch():
         return np.zeros((SKETCH_DEPTH, 64), np.uint32)
 
+    def empty_set(kt, size=256):   # infer_dedupe's set as infer_begin leaves it
+        return np.full(size, empty_key(kt), kt)
+
     def distinct(rng, kt):   # keys to insert: distinct, none cached
         return rng.choice(np.arange(1, 300), 77, replace=False).astype(kt)
 
@@ -459,7 +462,7 @@ def _inference_cases(OpCase):
     def graph(rng, kt, cached, tinylfu):
         """The arguments of infer_lookup for a de-duplicated set of keys."""
         k = keys(rng, kt)
-        set_keys, inverse = np.zeros(set_size(k.size), kt), np.zeros(k.size, np.int64)
+        set_keys, inverse = empty_set(kt, set_size(k.size)), np.zeros(k.size, np.int64)
         infer_dedupe(np, k, set_keys, inverse, None)
         ps_keys = np.unique(rng.integers(1, 300, 150)).astype(kt)
         return (set_keys, *(cache(kt) if cached else (None,) * 3), *ps_index(np, get_backend("numpy").ops, ps_keys),
@@ -473,7 +476,7 @@ def _inference_cases(OpCase):
          counters) = graph(rng, kt, True, tinylfu)
         infer_lookup(np, set_keys, ck, cs, cv, index_keys, index_rows, ps_vectors, default, sk, header, values, miss,
                      counters)
-        return set_keys, miss, values, counters.copy(), 1.0, ck, cs, cv, sk, header, counters
+        return set_keys, miss, values, counters.copy(), 1.0, ck, cs, cv, sk, header, counters, np.full(_SETS, -1, np.int64)
 
     builders = {
         "embedding_cache_set_index": lambda r, kt: (keys(r, kt), _SETS),
@@ -484,12 +487,13 @@ def _inference_cases(OpCase):
             size=(77, _VEC)).astype(np.float32), 4),
         "embedding_cache_sketch_update": lambda r, kt: (sketch(), keys(r, kt), True),
         "embedding_cache_frequency": lambda r, kt: (sketch(), keys(r, kt)),
-        "infer_dedupe": lambda r, kt: (keys(r, kt), np.zeros(256, kt), np.zeros(101, np.int64), None),
-        "infer_dedupe-rejected": lambda r, kt: (keys(r, kt), np.zeros(256, kt), np.zeros(101, np.int64),
+        "infer_dedupe": lambda r, kt: (keys(r, kt), empty_set(kt), np.zeros(101, np.int64), None),
+        "infer_dedupe-rejected": lambda r, kt: (keys(r, kt), empty_set(kt), np.zeros(101, np.int64),
                                                 np.ones(1, np.int64)),
-        "infer_check_offsets": lambda r, kt: (offsets(r, False), np.array([[3, 1], [3, 1]]), np.zeros(1, np.int64)),
-        "infer_check_offsets-rejected": lambda r, kt: (offsets(r, True), np.array([[3, 1], [3, 1]]),
-                                                       np.zeros(1, np.int64)),
+        "infer_begin": lambda r, kt: (offsets(r, False), np.array([[3, 1], [3, 1]]), np.zeros(1, np.int64),
+                                      np.zeros(256, kt)),
+        "infer_begin-rejected": lambda r, kt: (offsets(r, True), np.array([[3, 1], [3, 1]]), np.zeros(1, np.int64),
+                                               np.zeros(256, kt)),
         "infer_lookup": lambda r, kt: graph(r, kt, True, False),
         "infer_lookup-tinylfu": lambda r, kt: graph(r, kt, True, True),
         "infer_lookup-uncached": lambda r, kt: graph(r, kt, False, False),

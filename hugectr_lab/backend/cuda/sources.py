@@ -77,11 +77,12 @@ SOURCES = {
     # Inference embedding cache and the predict graph's lookup (wrappers: hugectr_lab/inference/cuda_cache.py).
     "embedding_cache.cu": tuple(e for k in ("hctr_embedding_cache_set_index", "hctr_embedding_cache_query",
                                             "hctr_embedding_cache_sketch_update", "hctr_embedding_cache_frequency",
-                                            "hctr_infer_dedupe", "hctr_infer_lookup", "hctr_infer_link")
+                                            "hctr_infer_begin", "hctr_infer_dedupe", "hctr_infer_lookup",
+                                            "hctr_infer_link")
                                 for e in templated(k, KEYS))
                           + templated("hctr_embedding_cache_insert", KEYS, CACHE_POLICIES)
                           + templated("hctr_infer_insert", KEYS, CACHE_POLICIES)
-                          + ("hctr_embedding_cache_sketch_halve", "hctr_infer_check_offsets"),
+                          + ("hctr_embedding_cache_sketch_halve",),
 }
 
 # Compiler options shared by NVRTC (the loader) and nvcc (the compile check). No FMA contraction:
