@@ -19,7 +19,8 @@
 //     warps); the row's running vectors live in shared memory (forward: x and the row of x0; backward: g
 //     and acc, D floats each per warp) and dot products are warp shuffles. The forward's block first
 //     copies w and b into shared memory when they fit (wb_shared): then a layer's two passes wait on no
-//     global load (at batch 1 the kernel had taken 20 µs, a global load's latency per element per layer).
+//     global load (at batch 1 the kernel had taken 20 µs, a global load's latency per element per layer);
+//     that staging and each row's x0 issue eight loads per thread before storing them (hctr_stage_rows).
 //     The backward row pass writes d_x0 and v.
 //   hctr_multicross_bwd_sums: grid (ceil((D+L)/32), chunks, ceil(L/8)); a block of (32, 8) threads owns
 //     32 columns of one chunk of rows and up to 8 planes; each of its 8 row-lanes walks the chunk with
@@ -37,6 +38,27 @@ __device__ __forceinline__ float hctr_cross_step(float x0, float h, float x, flo
     return __fadd_rn(__fadd_rn(__fmul_rn(x0, h), x), b);
 }
 
+// Loads count elements src[first], src[first + step], ... into float32 at dst[...] (same indices), eight
+// loads issued before their stores: a loop that stores each value before the next load waits a global
+// load's latency per element (the forward's staging of w, b and x0 had taken most of its 12 µs at batch 1).
+// `src` indexes by (element i) -> src[(i / dim) * ld + i % dim]: rows of dim elements, ld apart.
+template <typename T>
+__device__ __forceinline__ void hctr_stage_rows(const T* __restrict__ src, long long ld, int dim, int count,
+                                                int first, int step, float* __restrict__ dst) {
+    constexpr int kBatch = 8;
+    for (int i0 = first; i0 < count; i0 += kBatch * step) {
+        float v[kBatch];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+            const int i = i0 + u * step, row = i / dim;
+            v[u] = i < count ? to_f32(src[row * ld + (i - row * dim)]) : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u)
+            if (i0 + u * step < count) dst[i0 + u * step] = v[u];
+    }
+}
+
 template <typename T>
 __global__ void hctr_multicross_fwd(const T* __restrict__ x0, const T* __restrict__ w, long long ld_w,
                                     const T* __restrict__ b, long long ld_b, T* __restrict__ y,
@@ -49,16 +71,13 @@ __global__ void hctr_multicross_fwd(const T* __restrict__ x0, const T* __restric
     float* x = shared + 2 * wb + warp * 2 * dim;   // the warp's running x_l, then its row of x0
     float* x0s = x + dim;
     if (wb_shared) {
-        for (int i = threadIdx.x; i < wb; i += blockDim.x) {
-            const int l = i / dim, d = i - l * dim;
-            sw[i] = to_f32(w[l * ld_w + d]);
-            sb[i] = to_f32(b[l * ld_b + d]);
-        }
+        hctr_stage_rows(w, ld_w, dim, wb, threadIdx.x, blockDim.x, sw);
+        hctr_stage_rows(b, ld_b, dim, wb, threadIdx.x, blockDim.x, sb);
         __syncthreads();
     }
     for (long long r : hctr_warp_stride(m)) {
-        const T* x0r = x0 + r * dim;
-        for (int d = lane; d < dim; d += 32) x[d] = x0s[d] = to_f32(x0r[d]);
+        hctr_stage_rows(x0 + r * dim, dim, dim, dim, lane, 32, x0s);
+        for (int d = lane; d < dim; d += 32) x[d] = x0s[d];   // the lane's own elements: no sync between
         __syncwarp();
         for (int l = 0; l < layers; ++l) {
             const int at = l * dim;
