@@ -301,7 +301,7 @@ def host_only(backend, directory, batches, calls=1000):
         requests = [dcn_request(rng, batch, offsets) for _ in range(8)]
         session.predict(*requests[0])             # the bucket, its references run once
         bucket = session._graph.bucket(batch)
-        bucket.call = lambda: None
+        bucket.launch = lambda: None
         bucket.outputs.h["status"][:] = 0           # not rejected,
         bucket.outputs.h["status"][:2] = 1          # one distinct key, one hit
         times = []

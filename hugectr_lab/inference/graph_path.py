@@ -40,6 +40,12 @@ from .cache_ops import empty_key
 from .graph_ops import COUNTERS, hit_rate, hit_rate_below, ps_index, set_size
 
 
+# Rows ((sample, slot) pairs) from which a call is checked for one-hot rows. The host's comparison with
+# 0, 1, 2, ... costs about 1.5x its copy of the offsets into the staging buffer, which a one-hot call saves
+# along with their upload (8 bytes a row): a gain only where the upload is long (DCN: from batch 158).
+ONE_HOT_MIN_ROWS = 4096
+
+
 def _pinned(nbytes):
     """A NumPy uint8 array in page-locked host memory (kept alive by the array's base). It comes from
     CuPy's pinned memory pool and may hold what an earlier user of the block wrote."""
@@ -92,12 +98,14 @@ class _Staging:
         self.device = backend.xp.zeros(self.host.size, np.uint8) if self.cuda else self.host
         self.h, self.d = layout.views(self.host), layout.views(self.device)
 
-    def upload(self, stream):
+    def upload(self, stream, nbytes=None):
+        """The host buffer's first ``nbytes`` (all of it: None) to the device."""
         if self.cuda:
             import cupy
             runtime = cupy.cuda.runtime
-            runtime.memcpyAsync(self.device.data.ptr, self.host.ctypes.data, self.layout.size,
-                                runtime.memcpyHostToDevice, stream.ptr)
+            runtime.memcpyAsync(self.device.data.ptr, self.host.ctypes.data,
+                                self.layout.size if nbytes is None else nbytes, runtime.memcpyHostToDevice,
+                                stream.ptr)
 
     def download(self, stream):
         if self.cuda:
@@ -140,11 +148,12 @@ class _Bucket:
         self.p, self.batch = predictor, batch
         inputs = _Layout()
         inputs.add("header", np.int64, (len(s._tables), 2))
-        for t, (_, slots, _) in enumerate(s._tables):
-            # one row more than the batch's: the padding keys' row (their inverse is -1), so the CSR covers every key
-            inputs.add(f"offsets{t}", np.int64, (batch * slots + 2,))
+        for t in range(len(s._tables)):
             inputs.add(f"keys{t}", s.key_dtype, (batch * predictor.max_features[t],))
         inputs.add("dense", np.float32, (batch, s.dense_dim))
+        for t, (_, slots, _) in enumerate(s._tables):   # last: a one-hot call does not upload them
+            # one row more than the batch's: the padding keys' row (their inverse is -1), so the CSR covers every key
+            inputs.add(f"offsets{t}", np.int64, (batch * slots + 2,))
         outputs = _Layout()
         outputs.add("predictions", np.float32, (batch, s.label_dim))
         # per table the 5 counters, then the flag infer_begin sets: one array, so one fill clears both
@@ -157,23 +166,35 @@ class _Bucket:
         self.used = [0] * len(s._tables)      # keys staged per table by the last call
         self.rows = 0                         # samples staged by the last call
         self.net = s._network(batch)
-        self.call = s.backend.graph(self._device_work, f"the predict graph of batch {batch}") or self._device_work
+        self.calls = {}   # one_hot -> the device work (a CapturedCall on CuPy), made on first use
+        self.one_hot = False
+        # One-hot calls (every row of every table holds one key, as in the Criteo samples) upload no offsets: the
+        # graph reads constant ones, every row one key (a padding row one padding key: a zero vector, as empty).
+        # Possible where a table's keys have room for one per slot.
+        self.one_hot_offsets = None
+        if all(slots <= limit for (_, slots, _), limit in zip(s._tables, predictor.max_features)):
+            xp = s.backend.xp
+            self.one_hot_offsets = [xp.asarray(np.append(np.arange(batch * slots + 1), batch * limit))
+                                    for (_, slots, _), limit in zip(s._tables, predictor.max_features)]
+            self.one_hot_bytes = inputs.fields["offsets0"][0]
+            self.arange = np.arange(batch * max(slots for _, slots, _ in s._tables) + 1)
 
     # -- device work (captured on CuPy) -------------------------------------------------------
 
-    def _device_work(self):
+    def _device_work(self, one_hot):
         p, s, d, out = self.p, self.p.session, self.inputs.d, self.outputs.d
         ops, xp = s.backend.ops, s.backend.xp
         cache = s.embedding_cache
         stream = self._stream()   # the capture stream while captured: the copies become graph nodes
-        self.inputs.upload(stream)
+        self.inputs.upload(stream, self.one_hot_bytes if one_hot else None)
+        offsets = self.one_hot_offsets if one_hot else [d[f"offsets{t}"] for t in range(len(p.tables))]
         status = out["status"]
         status.fill(0)
         counters, rejected = status[:-1].reshape(len(p.tables), len(COUNTERS)), status[-1:]
         feed = {s.config.data.dense.top: d["dense"]}
         sets = [xp.empty(set_size(d[f"keys{t}"].size), s.key_dtype) for t in range(len(p.tables))]   # (P_t,)
         for t, set_keys in enumerate(sets):   # every table's offsets checked before any key is taken
-            ops.infer_begin(d[f"offsets{t}"], d["header"], rejected, set_keys)
+            ops.infer_begin(offsets[t], d["header"], rejected, set_keys)
         for t, (spec, (_, slots, combiner), state) in enumerate(zip(s.config.embeddings, s._tables, p.tables)):
             tab, keys, header, set_keys = state.tab, d[f"keys{t}"], d["header"][t], sets[t]
             inverse = xp.empty(keys.size, xp.int64)           # (K,)
@@ -182,9 +203,9 @@ class _Bucket:
             set_miss = xp.empty(set_keys.size, xp.uint8)                    # (P,)
             ops.infer_lookup(set_keys, tab.keys, tab.stamps, tab.values, *state.index, state.ps_vectors,
                              state.default, tab.sketch, header, set_values, set_miss, counters[t])
-            offsets = d[f"offsets{t}"]
-            scale = mean_row_scale(xp, offsets[1:] - offsets[:-1]) if combiner == "mean" else None
-            combined = ops.embedding_combine_fwd(set_values, inverse, offsets, scale, s.compute_dtype)[:-1]
+            rows = offsets[t]
+            scale = mean_row_scale(xp, rows[1:] - rows[:-1]) if combiner == "mean" else None
+            combined = ops.embedding_combine_fwd(set_values, inverse, rows, scale, s.compute_dtype)[:-1]
             feed[spec.top] = combined.reshape(self.batch, slots, spec.embedding_vec_size)   # (b, S_t, E_t)
             sets[t] = (set_keys, set_miss, set_values)
         preds = self.net.predict(feed)
@@ -213,6 +234,8 @@ class _Bucket:
         if n > self.batch:
             raise ValueError(f"predict graph of batch {self.batch}: got a chunk of {n} samples")
         header = h["header"]
+        self.one_hot = self.one_hot_offsets is not None and n * s.slot_num >= ONE_HOT_MIN_ROWS and all(
+            keys.size == offsets.size - 1 and (offsets == self.arange[:offsets.size]).all() for keys, offsets in parts)
         for t, ((keys, offsets), state) in enumerate(zip(parts, self.p.tables)):
             tab, k = state.tab, keys.size
             header[t, 0] = tab.now + 1 if k else tab.now
@@ -225,9 +248,10 @@ class _Bucket:
             if self.used[t] > k:
                 staged[k:self.used[t]] = empty_key(s.key_dtype)
             self.used[t] = k
-            staged_offsets = h[f"offsets{t}"]
-            staged_offsets[:offsets.size] = offsets
-            staged_offsets[offsets.size:-1] = k
+            if not self.one_hot:
+                staged_offsets = h[f"offsets{t}"]
+                staged_offsets[:offsets.size] = offsets
+                staged_offsets[offsets.size:-1] = k
         staged_dense = h["dense"]
         staged_dense[:n] = dense
         if self.rows > n:
@@ -238,9 +262,15 @@ class _Bucket:
         return self.p.session.backend.xp.cuda.get_current_stream() if self.inputs.cuda else None
 
     def launch(self):
-        """Enqueue the device work -- the staged inputs' copy, the lookup and the network, the outputs'
-        copy: one graph launch once captured (returns at once on CuPy)."""
-        self.call()
+        """Enqueue the device work of the staged call -- the staged inputs' copy, the lookup and the network,
+        the outputs' copy: one graph launch once captured (returns at once on CuPy)."""
+        call = self.calls.get(self.one_hot)
+        if call is None:
+            def work(one_hot=self.one_hot):
+                self._device_work(one_hot)
+            name = f"the predict graph of batch {self.batch}{' (one-hot)' if self.one_hot else ''}"
+            call = self.calls[self.one_hot] = self.p.session.backend.graph(work, name) or work
+        call()
 
     def wait(self):
         """Block until the launched work and the outputs' copy are done."""
@@ -323,11 +353,11 @@ class GraphPredictor:
         return bucket
 
     def captured(self):
-        """Per bucket (padded batch): "graph" once replayed from a CUDA graph, "eager" before its capture
-        (first call) or on NumPy, else why capturing failed."""
+        """Per bucket (padded batch): "graph" once its device work (each variant used: general, one-hot) replays
+        from a CUDA graph, "eager" before its capture (first call) or on NumPy, else why capturing failed."""
         status = {}
         for batch, bucket in sorted(self.buckets.items()):
-            call = bucket.call
-            graph = getattr(call, "graph", None)
-            status[batch] = "graph" if graph is not None else (getattr(call, "failure", None) or "eager")
+            states = ["graph" if getattr(call, "graph", None) is not None else (getattr(call, "failure", None) or "eager")
+                      for call in bucket.calls.values()]
+            status[batch] = next((state for state in states if state != "graph"), "graph" if states else "eager")
         return status

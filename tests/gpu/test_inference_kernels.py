@@ -211,14 +211,19 @@ def test_graph_path_equals_eager_and_numpy_on_dcn(policy, fp32_gemm, tmp_path, m
 
 
 @pytest.mark.parametrize("policy, key_type", [("lru", "I64"), ("tinylfu", "I32")])
-def test_graph_path_equals_eager_and_numpy_on_two_tables(policy, key_type, tmp_path):
-    """Two tables (sum and mean combiners), duplicate and unknown keys, empty slots, padding."""
+def test_graph_path_equals_eager_and_numpy_on_two_tables(policy, key_type, tmp_path, monkeypatch):
+    """Two tables (sum and mean combiners), duplicate and unknown keys, empty slots, padding; one-hot requests
+    between the others, so that each bucket captures and replays both of its graphs (general, one-hot)."""
+    from hugectr_lab.inference import graph_path
+
+    monkeypatch.setattr(graph_path, "ONE_HOT_MIN_ROWS", 1)       # every size checked for one-hot rows
     config = two_table_model(tmp_path, key_type, max_batchsize=1024)
     cpu, gpu, eager = _graph_sessions(config, policy, 0.1)
     rng = np.random.default_rng(3)
     extra = (True,) if key_type == "I64" else ()
-    requests = [two_table_request(rng, n, key_type) + extra for n in BATCHES for _ in range(3)]
+    requests = [two_table_request(rng, n, key_type, one_hot=i % 2 == 1) + extra for n in BATCHES for i in range(4)]
     _compare(cpu, gpu, eager, requests, 1e-5)
+    assert all(sorted(bucket.calls) == [False, True] for bucket in gpu._graph.buckets.values())
     assert cpu.embedding_cache.stats()[1].unknown_keys > 0
 
 

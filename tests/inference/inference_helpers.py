@@ -201,12 +201,12 @@ def two_table_model(directory, key_type, max_batchsize=64):
     return config
 
 
-def two_table_request(rng, n, key_type, crowd_table=False):
-    """predict arguments for n samples of two_table_model: 0..3 keys per slot, Zipf-like (duplicates
-    within and across samples), about 1 in 8 keys unknown to the parameter server. With
+def two_table_request(rng, n, key_type, crowd_table=False, one_hot=False):
+    """predict arguments for n samples of two_table_model: 0..3 keys per slot (``one_hot``: one), Zipf-like
+    (duplicates within and across samples), about 1 in 8 keys unknown to the parameter server. With
     ``crowd_table`` (n = 1), the sample has 14 keys in a slot of table 0 and none in table 1: within the
     request's limit (12 + 8 keys per sample), beyond table 0's staging (12), so it takes the eager path."""
-    nnz = rng.integers(0, 4, (n, 5))
+    nnz = np.ones((n, 5), np.int64) if one_hot else rng.integers(0, 4, (n, 5))
     if crowd_table:
         nnz[0] = [14, 0, 0, 0, 0]
     keys = []

@@ -105,6 +105,38 @@ def test_graph_path_references_equal_the_eager_path(policy, threshold, percentag
     assert set(graph._graph.captured().values()) == {"eager"}    # NumPy has no graphs
 
 
+def test_one_hot_requests_upload_no_offsets_and_equal_the_eager_path(tmp_path, monkeypatch):
+    """A request whose every slot holds one key runs the bucket's one-hot variant (constant row offsets on
+    the device, none staged or uploaded; padding rows hold one padding key); requests of either kind, in any
+    order on the same buckets, give the eager path's predictions, statistics and cache bit for bit (table 1
+    has the mean combiner, which reads the offsets)."""
+    from hugectr_lab.inference import graph_path
+
+    monkeypatch.setattr(graph_path, "ONE_HOT_MIN_ROWS", 5 * 4)   # from 4 samples of 5 slots
+    config = two_table_model(tmp_path, "I32")
+    eager = open_session(config, backend="numpy")
+    graph = open_session(config, backend="numpy")
+    graph._graph = GraphPredictor(graph)
+    rng = np.random.default_rng(8)
+    for n, one_hot in [(1, True), (5, True), (5, False), (64, True), (100, True), (64, False), (17, True), (3, False),
+                       (4, True), (3, True), (64, True)]:
+        args = two_table_request(rng, n, "I32", one_hot=one_hot)
+        np.testing.assert_array_equal(graph.predict_array(*args), eager.predict_array(*args))
+        assert graph.embedding_cache.stats() == eager.embedding_cache.stats()
+        assert_same_cache(graph, eager)
+        last = n - 64 * ((n - 1) // 64)               # the last chunk's samples (100: 64 + 36)
+        assert graph._graph.bucket(last).one_hot == (one_hot and last >= 4)
+    buckets = graph._graph.buckets
+    assert sorted(buckets[8].calls) == [False, True] and sorted(buckets[1].calls) == [False]   # 1 sample: 5 rows
+    assert sorted(buckets[64].calls) == [False, True]
+    np.testing.assert_array_equal(buckets[8].one_hot_offsets[0], np.append(np.arange(8 * 3 + 1), 8 * 12))
+    staged = buckets[8].h["offsets1"]
+    staged[:] = -99                                    # a one-hot call neither stages nor reads them
+    args = two_table_request(rng, 6, "I32", one_hot=True)
+    np.testing.assert_array_equal(graph.predict_array(*args), eager.predict_array(*args))
+    assert (staged == -99).all()
+
+
 def test_graph_path_without_a_cache_reads_the_parameter_server(tmp_path):
     config = two_table_model(tmp_path, "I32")
     eager = open_session(config, use_cache=False, backend="numpy")
