@@ -9,9 +9,9 @@ references, the staging and the accounting against the eager path.
 Per padded batch (a bucket) it keeps
 
 * a staging buffer (pinned host memory on CuPy) and its device twin holding every input of a call: a
-  header per table (the lookup stamp ``now`` and the sketch's halving flag), the row offsets and keys
-  of each table (keys padded with the empty key, padding rows empty, one extra row holding the padding
-  keys, dropped after the combiner) and the dense features (padding rows zero); one
+  header per table (the lookup stamp ``now`` and the sketch's halving flag), the keys of each table
+  (padded with the empty key), the dense features (padding rows zero), and last the row offsets of each
+  table (padding rows empty, one extra row holding the padding keys, dropped after the combiner); one
   host→device copy moves it (none on NumPy, where the two are one array);
 * the device work (``backend.graph``, ``backend/cuda/graphs.py``), its first node that copy and its last
   the outputs' copy, so a call launches one graph: every table's ``infer_begin`` (its de-duplication set
@@ -23,6 +23,12 @@ Per padded batch (a bucket) it keeps
   refresh, so the next call finds the misses (``graph_ops``, ``kernels/embedding_cache.cu``);
 * an output buffer: the predictions, the 5 counters of each table and the rejection flag (the last two
   zeroed by one fill at the start of the device work), one device→host copy.
+
+A bucket has two variants of its device work, each captured when first used: the general one, and the
+one-hot one for calls whose every row holds one key (as the Criteo samples' do; checked from
+``ONE_HOT_MIN_ROWS`` rows, where the upload it saves outweighs the host's check): its copy stops before
+the row offsets, and it reads constant ones (0, 1, 2, ..., each padding row one padding key, which
+combines to the zero vector an empty row gives).
 
 What keeps a replay equal to a call: Python writes every per-call value into the staging buffer
 before the copy and reads results only after the stream is synchronised, never inside the device
@@ -192,11 +198,12 @@ class _Bucket:
         status.fill(0)
         counters, rejected = status[:-1].reshape(len(p.tables), len(COUNTERS)), status[-1:]
         feed = {s.config.data.dense.top: d["dense"]}
-        sets = [xp.empty(set_size(d[f"keys{t}"].size), s.key_dtype) for t in range(len(p.tables))]   # (P_t,)
-        for t, set_keys in enumerate(sets):   # every table's offsets checked before any key is taken
+        set_keys_of = [xp.empty(set_size(d[f"keys{t}"].size), s.key_dtype) for t in range(len(p.tables))]  # (P_t,)
+        for t, set_keys in enumerate(set_keys_of):   # every table's offsets checked before any key is taken
             ops.infer_begin(offsets[t], d["header"], rejected, set_keys)
+        sets = []
         for t, (spec, (_, slots, combiner), state) in enumerate(zip(s.config.embeddings, s._tables, p.tables)):
-            tab, keys, header, set_keys = state.tab, d[f"keys{t}"], d["header"][t], sets[t]
+            tab, keys, header, set_keys = state.tab, d[f"keys{t}"], d["header"][t], set_keys_of[t]
             inverse = xp.empty(keys.size, xp.int64)           # (K,)
             ops.infer_dedupe(keys, set_keys, inverse, rejected)
             set_values = xp.empty((set_keys.size, state.vec), xp.float32)   # (P, E)
@@ -207,7 +214,7 @@ class _Bucket:
             scale = mean_row_scale(xp, rows[1:] - rows[:-1]) if combiner == "mean" else None
             combined = ops.embedding_combine_fwd(set_values, inverse, rows, scale, s.compute_dtype)[:-1]
             feed[spec.top] = combined.reshape(self.batch, slots, spec.embedding_vec_size)   # (b, S_t, E_t)
-            sets[t] = (set_keys, set_miss, set_values)
+            sets.append((set_keys, set_miss, set_values))
         preds = self.net.predict(feed)
         out["predictions"][...] = preds.reshape(out["predictions"].shape)
         for t, (state, (set_keys, set_miss, set_values)) in enumerate(zip(p.tables, sets)):
