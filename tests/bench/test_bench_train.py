@@ -47,9 +47,12 @@ def test_compiled_step_trains_like_the_eager_step(model):
             got = float(compiled.step(compiled.batches[i % 2]).detach())
             assert got == pytest.approx(expected, rel=1e-5), f"step {i}"
         assert compiled_graphs() > graphs   # Inductor compiled it (no silent eager fallback)
+        # Adam scales each element's step to about lr (1e-3): where a gradient is rounding noise (Inductor
+        # reassociates the reductions) the two steps differ by a fraction of lr -- 7e-6 on 5 of 439 k weights in
+        # one CI run (2026-12-08) -- so the weights agree to 3% of one step, not to 1e-6.
         theirs = dict(compiled.model.named_parameters())
         for name, p in eager.model.named_parameters():
-            torch.testing.assert_close(theirs[name], p, rtol=1e-4, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+            torch.testing.assert_close(theirs[name], p, rtol=1e-4, atol=3e-5, msg=lambda m, n=name: f"{n}: {m}")
     finally:
         torch.compiler.reset()
 
