@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Same-machine before/after of a change to the training step: the tree of an older commit (BASE) and the
-# working tree, one after the other, ROUNDS times, `python -m bench.train` without PyTorch (hugectr-lab only).
+# working tree, one after the other, ROUNDS times, `python -m bench.train` without PyTorch (hugectr-lab only);
+# BENCH=inference: of a change to the predict path, `python -m bench.inference --part latency` instead.
 # Timings of two code versions cannot share a process, and H100 hosts differ (one ran Python 2.5x slower than
 # another on 2026-12-07/08), so a before/after must come from one machine in one command.
 #
@@ -8,8 +9,10 @@
 #                                                           # ignored through .git/info/exclude
 #   GPU machine: bash bench/ab_train.sh run                 # run tool: carry [".baseline"]
 #
-# Knobs: MODEL (dcn), PRECISION (fp16), STEPS (30), ROUNDS ("1 2"). Writes $OUT/ab.log (one table row and one
-# phase row per run, prefixed base1/new1/...) and $OUT/ab.tgz (each run's JSON and markdown).
+# Knobs: MODEL (dcn), PRECISION (fp16), STEPS (30), ROUNDS ("1 2"); for BENCH=inference, BACKEND (cupy) and
+# BATCHES ("1 64 1024"). Writes $OUT/ab.log (per run its table rows -- train: one and a phase row; inference:
+# one per batch size and its host phases -- prefixed base1/new1/...) and $OUT/ab.tgz (each run's JSON and
+# markdown).
 set -u
 case "${1:-}" in
 prepare)
@@ -30,9 +33,15 @@ run)
     for i in ${ROUNDS:-1 2}; do
         for tree in base new; do
             dir=.; [ $tree = base ] && dir=.baseline
-            (cd $dir && PYTHONPATH=. timeout 90 python3 -m bench.train --model "${MODEL:-dcn}" --precision "${PRECISION:-fp16}" \
-                --no-torch --steps "${STEPS:-30}" --out "$OUT/ab/$tree$i") 2>&1 \
-                | grep -E "^\| ${MODEL:-dcn} " | sed "s/^/$tree$i /" | tee -a "$OUT/ab.log"
+            if [ "${BENCH:-train}" = inference ]; then
+                (cd $dir && PYTHONPATH=. timeout 120 python3 -m bench.inference --backend "${BACKEND:-cupy}" --part latency \
+                    --batches ${BATCHES:-1 64 1024} --out "$OUT/ab/$tree$i") 2>&1 \
+                    | grep -E "^  batch .*p50|µs, medians" | sed "s/^/$tree$i /" | tee -a "$OUT/ab.log"
+            else
+                (cd $dir && PYTHONPATH=. timeout 90 python3 -m bench.train --model "${MODEL:-dcn}" --precision "${PRECISION:-fp16}" \
+                    --no-torch --steps "${STEPS:-30}" --out "$OUT/ab/$tree$i") 2>&1 \
+                    | grep -E "^\| ${MODEL:-dcn} " | sed "s/^/$tree$i /" | tee -a "$OUT/ab.log"
+            fi
         done
     done
     echo "base = $(cat .baseline/COMMIT 2>/dev/null)" >> "$OUT/ab.log"

@@ -1,6 +1,7 @@
 """``bench/ab_train.sh prepare COMMIT``: the older tree it puts in ``.baseline/`` holds everything
 ``python -m bench.train`` needs to run from there (its package, kernels, bench and the sample configs the
-workloads read), and git ignores it. (``run`` needs a GPU: the GPU machine runs it.)"""
+workloads read), and git ignores it. ``run`` times both trees: with ``BENCH=inference`` the predict
+latency, which the NumPy backend runs here (the training benchmark needs a GPU: the GPU machine runs it)."""
 
 import os
 import shutil
@@ -33,3 +34,12 @@ def test_prepare_puts_a_runnable_older_tree_in_an_ignored_folder(tmp_path):
     assert out.stdout.split()[0] == "64"
     usage = subprocess.run(["bash", "bench/ab_train.sh"], cwd=clone, capture_output=True, text=True)
     assert usage.returncode == 2 and "usage" in usage.stderr
+    # BENCH=inference on NumPy: a latency row per tree, under the tree's name
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "OUT": str(out),
+           "BENCH": "inference", "BACKEND": "numpy", "BATCHES": "1", "ROUNDS": "1"}
+    subprocess.run(["bash", "bench/ab_train.sh", "run"], cwd=clone, check=True, capture_output=True, env=env)
+    log = (out / "ab.log").read_text().splitlines()
+    assert [line.split()[:3] for line in log[:2]] == [["base1", "batch", "1:"], ["new1", "batch", "1:"]]
+    assert all("p50" in line for line in log[:2]) and log[2] == f"base = {head}" and (out / "ab.tgz").exists()
