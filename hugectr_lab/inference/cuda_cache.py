@@ -214,8 +214,12 @@ def infer_insert(xp, set_keys, set_miss, set_values, first_counters, threshold, 
     launch(FILE, f"hctr_infer_link<{kt}>", size,
            (set_keys, set_miss, np.int64(size), np.int64(num_sets), first_counters, threshold, heads, chained))
     policy = CACHE_POLICY["lru" if sketch is None else "tinylfu"]
-    launch_grid(FILE, f"hctr_infer_insert<{kt}, {policy}>", min(size, _blocks(xp, 32)), WAYS,
-                (set_keys, set_miss, set_values, np.int64(size), heads, chained, first_counters, threshold,
-                 cache_keys, cache_stamps, cache_values, np.int64(num_sets), np.int32(set_values.shape[1]),
-                 NULL if sketch is None else sketch, np.int64(0 if sketch is None else sketch.shape[1]), header,
-                 counters))
+    try:
+        launch_grid(FILE, f"hctr_infer_insert<{kt}, {policy}>", min(size, _blocks(xp, 32)), WAYS,
+                    (set_keys, set_miss, set_values, np.int64(size), heads, chained, first_counters, threshold,
+                     cache_keys, cache_stamps, cache_values, np.int64(num_sets), np.int32(set_values.shape[1]),
+                     NULL if sketch is None else sketch, np.int64(0 if sketch is None else sketch.shape[1]), header,
+                     counters))
+    except BaseException:   # (the kernel's first compile, say): the linked chains must not outlive this call
+        heads.fill(-1)
+        raise

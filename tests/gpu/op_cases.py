@@ -393,6 +393,11 @@ CASES = [
            extra={"rtol": 0.0}),
     OpCase("concat_columns", dense(*[(19, w) for w in (3, 1, 17, 2, 5, 7, 1)]), exact_fp32=True, id="seven",
            extra={"rtol": 0.0}),
+    # inputs without columns write nothing (one ends the second group of six; five fill the first of seven)
+    OpCase("concat_columns", dense(*[(19, w) for w in (3, 1, 17, 2, 5, 0)]), exact_fp32=True, id="zero-width",
+           extra={"rtol": 0.0}),
+    OpCase("concat_columns", dense(*[(19, w) for w in (0, 0, 0, 0, 0, 4, 2)]), exact_fp32=True, id="zero-widths-first",
+           extra={"rtol": 0.0}),
     *(OpCase("bias_act_fwd", dense((37, n), (1, n), extra=(relu,)), exact_fp32=True, id=i) for n, relu, i in EPILOGUES),
     *(OpCase("bias_act_bwd", dense((1001, n), (1001, n), extra=(relu,)), id=i) for n, relu, i in EPILOGUES),
     OpCase("dropout_fwd", dense((37, 45), extra=(np.array([123456789], np.uint64), 0.3)), exact_fp32=True),

@@ -19,14 +19,14 @@ PARTS = 5   # inputs per launch of hctr_concat_columns (HCTR_CONCAT_PARTS: Conca
 
 
 def copy_parts(parts, out, start=0, width=None):
-    """Write ``parts`` -- ``(x, layout)`` pairs, ``layout`` = ``row_layout(x)``: m rows of w elements, ld apart,
-    the same m for all -- side by side into columns ``start`` .. of the first m rows of the C-contiguous ``out``
-    (>= m, n), ``PARTS`` of them per launch; with ``width``, the columns after them up to ``start + width`` get
-    zeros."""
+    """Write ``parts`` -- ``(x, layout)`` pairs, ``layout`` = ``row_layout(x)``: m rows of w > 0 elements, ld
+    apart, the same m for all -- side by side into columns ``start`` .. of the first m rows of the C-contiguous
+    ``out`` (>= m, n), ``PARTS`` of them per launch; with ``width``, the columns after them up to
+    ``start + width`` get zeros."""
     m = parts[0][1][0]
-    width = sum(layout[1] for _, layout in parts) if width is None else width
-    if not (m and width):
+    if not m:
         return
+    width = sum(layout[1] for _, layout in parts) if width is None else width
     for first in range(0, len(parts), PARTS):
         group = parts[first:first + PARTS]
         w = sum(layout[1] for _, layout in group)
