@@ -252,9 +252,11 @@ __global__ void hctr_embedding_cache_insert(Key* __restrict__ cache_keys, long l
 //
 // One captured CUDA graph per padded batch runs the cache lookup of every table without the host;
 // every per-call value (the stamp `now`, the sketch's halving flag, the counters) is in device memory.
-//   infer_begin -- hctr_infer_begin<Key>: one thread per row offset and per entry of the table's set,
-//     grid-stride; empties the set for infer_dedupe, rejects a call whose offsets leave [0, k] or descend
-//     (flag rejected, every table's halving flag cleared) and clamps the offsets into [0, k].
+//   infer_begin -- hctr_infer_begin<Key>: one thread per row offset, set entry, key and dense value,
+//     grid-stride; empties the set for infer_dedupe, rejects a call whose offsets leave [0, k] or descend,
+//     whose first header[table][2] keys hold the empty key, or (given dense) whose dense features hold a
+//     NaN or an infinity (flag rejected, every table's halving flag cleared), and clamps the offsets into
+//     [0, k].
 //   infer_dedupe -- hctr_infer_dedupe<Key>: one thread per key, grid-stride (none taken once rejected
 //     is set). The keys (K,) of a table, padded with the empty key, go into an open-addressing set (P,)
 //     (P a power of two >= 2K, all empty before: infer_begin; linear probing from
@@ -297,25 +299,33 @@ __device__ __forceinline__ bool hctr_infer_refresh(const long long* __restrict__
     return rate < threshold;
 }
 
-// A thread per offset but the last, and per set entry. An offset outside [0, k] (k = offsets[size - 2]) or
-// above the next one rejects the call. An offset outside is clamped by its own thread, so a neighbour that
-// reads it mid-clamp may miss the descent -- and the call is rejected by that thread anyway; every writer
-// writes the same values.
+// A thread per offset but the last, per set entry, per key and per dense value. An offset outside [0, k]
+// (k = offsets[size - 2]) or above the next one, a real key that is the empty key, a dense value that is not
+// finite reject the call. An offset outside is clamped by its own thread, so a neighbour that reads it
+// mid-clamp may miss the descent -- and the call is rejected by that thread anyway; every writer writes the
+// same values. The key count (header column 2) is never written here.
 template <typename Key>
-__global__ void hctr_infer_begin(long long* __restrict__ offsets, long long size, long long* __restrict__ header,
-                                 long long tables, long long header_width, long long* __restrict__ rejected,
-                                 Key* __restrict__ set_keys, long long set_size) {
-    const long long k = offsets[size - 2];
-    for (long long i : hctr_grid_stride(size - 1 > set_size ? size - 1 : set_size)) {
+__global__ void hctr_infer_begin(long long* __restrict__ offsets, long long size, const Key* __restrict__ keys,
+                                 const float* __restrict__ dense, long long dense_size, long long* __restrict__ header,
+                                 long long tables, long long header_width, long long table,
+                                 long long* __restrict__ rejected, Key* __restrict__ set_keys, long long set_size) {
+    const long long k = offsets[size - 2], num_keys = header[table * header_width + 2];
+    long long n = size - 1 > set_size ? size - 1 : set_size;
+    n = n > num_keys ? n : num_keys;
+    n = n > dense_size ? n : dense_size;
+    for (long long i : hctr_grid_stride(n)) {
         if (i < set_size) set_keys[i] = hctr_empty_key<Key>();
-        if (i >= size - 1) continue;
-        const long long v = offsets[i];
-        const bool outside = v < 0 || v > k;
-        if (outside || (i + 2 < size && offsets[i + 1] < v)) {
+        bool bad = (i < num_keys && keys[i] == hctr_empty_key<Key>()) || (i < dense_size && hctr_bad(dense[i]));
+        if (i < size - 1) {
+            const long long v = offsets[i];
+            const bool outside = v < 0 || v > k;
+            bad |= outside || (i + 2 < size && offsets[i + 1] < v);
+            if (outside) offsets[i] = v < 0 ? 0 : k;
+        }
+        if (bad) {
             *rejected = 1;
             for (long long t = 0; t < tables; ++t) header[t * header_width + 1] = 0;
         }
-        if (outside) offsets[i] = v < 0 ? 0 : k;
     }
 }
 

@@ -81,6 +81,12 @@ __device__ __forceinline__ void hctr_store_vec(T* __restrict__ base, long long a
     }
 }
 
+// Whether one element is an infinity or a NaN (its exponent bits all ones; float16's convert to float32's).
+template <typename T>
+__device__ __forceinline__ bool hctr_bad(T v) {
+    return (__float_as_uint(to_f32(v)) & 0x7f800000u) == 0x7f800000u;
+}
+
 // Sum of `v` over the 32 lanes of a warp (every lane gets the total; fixed order: deterministic).
 __device__ __forceinline__ float warp_sum(float v) {
     for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);

@@ -26,12 +26,6 @@ __device__ __forceinline__ bool hctr_word_bad<hctr_half>(unsigned int w) {
     return (w & 0x7c00u) == 0x7c00u || (w & 0x7c000000u) == 0x7c000000u;
 }
 
-// One element: float16's exponent bits convert to float32's.
-template <typename T>
-__device__ __forceinline__ bool hctr_bad(T v) {
-    return (__float_as_uint(to_f32(v)) & 0x7f800000u) == 0x7f800000u;
-}
-
 template <typename T>
 __global__ void hctr_all_finite(const T* __restrict__ x, long long rows, long long cols, long long ld,
                                 int* __restrict__ flag) {

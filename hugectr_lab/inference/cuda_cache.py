@@ -146,14 +146,18 @@ def embedding_cache_frequency(xp, sketch, keys):
 # ---- the predict graph's lookup (references: graph_ops.py) ------------------------------------------
 
 @kernel_op("infer_begin")
-def infer_begin(xp, offsets, header, rejected, set_keys):
+def infer_begin(xp, offsets, keys, dense, header, table, rejected, set_keys):
     if not (offsets.dtype == _I64 and offsets.size >= 2 and header.dtype == _I64 and header.ndim == 2
-            and header.shape[1] >= 2 and rejected.dtype == _I64 and set_keys.dtype in _KEY_CTYPE
-            and _contiguous(offsets, header, rejected, set_keys)):
-        return reference("infer_begin", xp, offsets, header, rejected, set_keys)
-    launch(FILE, f"hctr_infer_begin<{_KEY_CTYPE[set_keys.dtype]}>", max(offsets.size - 1, set_keys.size),
-           (offsets, np.int64(offsets.size), header, np.int64(header.shape[0]), np.int64(header.shape[1]), rejected,
-            set_keys, np.int64(set_keys.size)))
+            and header.shape[1] >= 3 and rejected.dtype == _I64 and set_keys.dtype in _KEY_CTYPE
+            and keys.dtype == set_keys.dtype and (dense is None or dense.dtype == _F32)
+            and _contiguous(offsets, keys, dense, header, rejected, set_keys)):
+        return reference("infer_begin", xp, offsets, keys, dense, header, table, rejected, set_keys)
+    dense_size = 0 if dense is None else dense.size
+    launch(FILE, f"hctr_infer_begin<{_KEY_CTYPE[set_keys.dtype]}>", max(offsets.size - 1, set_keys.size, keys.size,
+                                                                      dense_size),
+           (offsets, np.int64(offsets.size), keys, NULL if dense is None else dense, np.int64(dense_size), header,
+            np.int64(header.shape[0]), np.int64(header.shape[1]), np.int64(table), rejected, set_keys,
+            np.int64(set_keys.size)))
 
 
 @kernel_op("infer_dedupe")

@@ -1,8 +1,8 @@
 """The captured predict path's cache operations (NumPy references): de-duplicate, look up, insert.
 
 ``graph_path.GraphPredictor`` runs them per table inside one CUDA graph per padded batch, so no
-per-call value passes through Python: ``header`` (2,) int64 holds the call's stamp ``now`` and the
-sketch's halving flag, ``counters`` (5,) int64 collect the call's statistics (``COUNTERS``), and every
+per-call value passes through Python: a table's ``header`` (3,) int64 holds the call's stamp ``now``, the
+sketch's halving flag and the call's key count, ``counters`` (5,) int64 collect the call's statistics (``COUNTERS``), and every
 output is written into an array the caller owns. The kernels (``kernels/embedding_cache.cu``, "The
 predict graph's lookup") take the same names and arguments.
 
@@ -53,21 +53,30 @@ def hit_rate_below(first_counters, threshold):
 
 
 @reference_op
-def infer_begin(xp, offsets, header, rejected, set_keys):
+def infer_begin(xp, offsets, keys, dense, header, table, rejected, set_keys):
     """A table's first operation in a predict call, run for every table before any key is taken: empty the
-    table's de-duplication set ``set_keys`` (P,) for ``infer_dedupe``, and check its staged row offsets, so
-    that the host need not walk them before the launch. ``offsets`` (R+2,) int64 holds R+1 row offsets,
-    the last of them the key count k, then the padding row's end. Offsets outside [0, k] or out of order
-    reject the call: ``rejected`` (1,) int64 is set (``infer_dedupe`` then takes no key, so nothing is
-    looked up, counted or inserted) and every table's halving flag, column 1 of ``header`` (T, 2), is
-    cleared (the sketch stays as it was). Offsets outside [0, k] are clamped into it, so that the combiner
+    table's de-duplication set ``set_keys`` (P,) for ``infer_dedupe``, and check what the host leaves to the
+    device (``InferenceSession._graph_checks_values``):
+
+    * the staged row offsets ``offsets`` (R+2,) int64 -- R+1 row offsets, the last of them the CSR's key
+      count k, then the padding row's end -- inside [0, k] and in order;
+    * none of the call's ``header[table, 2]`` keys at the front of ``keys`` (K,) the empty key, max(Key),
+      which no table can hold (the padding after them is);
+    * with ``dense`` (the call's staged dense features; one table's begin takes them, the others None),
+      every value finite.
+
+    A failed check rejects the call: ``rejected`` (1,) int64 is set (``infer_dedupe`` then takes no key, so
+    nothing is looked up, counted or inserted) and every table's halving flag, column 1 of ``header`` (T, 3),
+    is cleared (the sketch stays as it was). Offsets outside [0, k] are clamped into it, so that the combiner
     reads inside its arrays whatever the request held. A call that passes is left as it was.
     """
     set_keys[...] = empty_key(set_keys.dtype)
     rows = offsets[:-1]                     # (R+1,) the request's offsets and the padding rows' fill
     k = rows[-1]
     outside = (rows < 0) | (rows > k)
-    if outside.any() or (rows[1:] < rows[:-1]).any():
+    reserved = (keys[:int(header[table, 2])] == empty_key(keys.dtype)).any()
+    if (outside.any() or (rows[1:] < rows[:-1]).any() or reserved
+            or (dense is not None and not xp.isfinite(dense).all())):
         rejected[0] = 1
         header[:, 1] = 0
         xp.clip(rows, 0, k, out=rows)

@@ -9,13 +9,14 @@ references, the staging and the accounting against the eager path.
 Per padded batch (a bucket) it keeps
 
 * a staging buffer (pinned host memory on CuPy) and its device twin holding every input of a call: a
-  header per table (the lookup stamp ``now`` and the sketch's halving flag), the keys of each table
+  header per table (the lookup stamp ``now``, the sketch's halving flag, the key count), the keys of each table
   (padded with the empty key), the dense features (padding rows zero), and last the row offsets of each
   table (padding rows empty, one extra row holding the padding keys, dropped after the combiner); one
   host→device copy moves it (none on NumPy, where the two are one array);
 * the device work (``backend.graph``, ``backend/cuda/graphs.py``), its first node that copy and its last
   the outputs' copy, so a call launches one graph: every table's ``infer_begin`` (its de-duplication set
-  emptied, its row offsets in order and inside the keys, else the call is rejected: no key is taken),
+  emptied; its row offsets in order and inside the keys, no key the reserved one, the dense features
+  finite, else the call is rejected: no key is taken),
   then per table
   ``infer_dedupe``, ``infer_lookup`` (a cache hit, else the parameter server's row, found through
   ``ps_index`` -- on CuPy read from page-locked host memory -- so a miss is answered in the same call,
@@ -153,7 +154,7 @@ class _Bucket:
         s = predictor.session
         self.p, self.batch = predictor, batch
         inputs = _Layout()
-        inputs.add("header", np.int64, (len(s._tables), 2))
+        inputs.add("header", np.int64, (len(s._tables), 3))   # per table: now, halving flag, keys
         for t in range(len(s._tables)):
             inputs.add(f"keys{t}", s.key_dtype, (batch * predictor.max_features[t],))
         inputs.add("dense", np.float32, (batch, s.dense_dim))
@@ -199,8 +200,8 @@ class _Bucket:
         counters, rejected = status[:-1].reshape(len(p.tables), len(COUNTERS)), status[-1:]
         feed = {s.config.data.dense.top: d["dense"]}
         set_keys_of = [xp.empty(set_size(d[f"keys{t}"].size), s.key_dtype) for t in range(len(p.tables))]  # (P_t,)
-        for t, set_keys in enumerate(set_keys_of):   # every table's offsets checked before any key is taken
-            ops.infer_begin(offsets[t], d["header"], rejected, set_keys)
+        for t, set_keys in enumerate(set_keys_of):   # every table's inputs checked before any key is taken
+            ops.infer_begin(offsets[t], d[f"keys{t}"], None if t else d["dense"], d["header"], t, rejected, set_keys)
         sets = []
         for t, (spec, (_, slots, combiner), state) in enumerate(zip(s.config.embeddings, s._tables, p.tables)):
             tab, keys, header, set_keys = state.tab, d[f"keys{t}"], d["header"][t], set_keys_of[t]
@@ -245,8 +246,7 @@ class _Bucket:
             keys.size == offsets.size - 1 and (offsets == self.arange[:offsets.size]).all() for keys, offsets in parts)
         for t, ((keys, offsets), state) in enumerate(zip(parts, self.p.tables)):
             tab, k = state.tab, keys.size
-            header[t, 0] = tab.now + 1 if k else tab.now
-            header[t, 1] = bool(k) and tab.sketch is not None and tab.halving_due
+            header[t] = tab.now + 1 if k else tab.now, bool(k) and tab.sketch is not None and tab.halving_due, k
             staged = h[f"keys{t}"]
             if k > staged.size:
                 raise ValueError(f"predict graph of batch {self.batch}: table {t} got {k} keys, room for "

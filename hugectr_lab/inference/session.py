@@ -167,8 +167,8 @@ class InferenceSession:
         calls on one session (or one embedding cache) run one at a time."""
         dense, keys, row_ptrs = self._validate(dense_feature, embeddingcolumns, row_ptrs, i64_input_key)
         n = (row_ptrs.size - 1) // self.slot_num
-        if not self._graph_checks_order(n, keys, row_ptrs):
-            self._check_order(row_ptrs)
+        if not self._graph_checks_values(n, keys, row_ptrs):
+            self._check_values(dense, keys, row_ptrs)
         out = np.empty((n, self.label_dim), dtype=np.float32)
         S = self.slot_num
         with self.embedding_cache.lock, self.backend.device(self.device_id):
@@ -186,8 +186,8 @@ class InferenceSession:
         parts = self._split_tables(keys, row_ptrs, n)
         if self._graph is not None and self._graph.fits(parts, n):
             if not self._graph.predict_chunk(dense, parts, n, out):
-                self._check_order(row_ptrs)
-                raise RuntimeError("predict(): the predict graph rejected row_ptrs that the host finds in order "
+                self._check_values(dense, keys, row_ptrs)
+                raise RuntimeError("predict(): the predict graph rejected a request that the host finds valid "
                                    "(a bug: the two checks must agree; please report it)")
             return
         batch = self._padded(n)
@@ -247,12 +247,6 @@ class InferenceSession:
         if dense.size != n * D:
             raise PredictInputError(f"predict(): dense_feature has {dense.size} values; expected num_samples × "
                                     f"dense_dim = {n} × {D} = {n * D} ({how})")
-        finite = np.isfinite(dense)
-        if not finite.all():
-            i = int(np.argmin(finite))
-            raise PredictInputError(f"predict(): dense_feature[{i}] = {dense[i]} (sample {i // D}, dense feature "
-                                    f"{i % D}) is not finite; {int(finite.size - finite.sum())} of {dense.size} "
-                                    "values are NaN or infinite")
         keys = _integers(embeddingcolumns, "embeddingcolumns")
         limit = n * self.max_feature_num_per_sample
         if keys.size > limit:
@@ -266,37 +260,44 @@ class InferenceSession:
                                     f"{keys.size} keys; the last row pointer must equal the number of keys")
         return dense.reshape(n, D), self._keys(keys), row_ptrs.astype(np.int64, copy=False)
 
-    def _graph_checks_order(self, n, keys, row_ptrs):
-        """Whether the predict graph alone checks that row_ptrs is non-decreasing (``infer_begin``,
-        while the host waits): a request of one chunk that fits a bucket (``GraphPredictor.fits``), its keys
-        not split by table (the split reads the order). Elsewhere the host checks it before anything runs."""
+    def _graph_checks_values(self, n, keys, row_ptrs):
+        """Whether the predict graph alone checks the request's values -- the dense features finite, no key
+        the reserved one, row_ptrs non-decreasing (``infer_begin``, while the host waits): a request of one
+        chunk that fits a bucket (``GraphPredictor.fits``), its keys not split by table (the split reads the
+        order). Elsewhere the host checks them (``_check_values``) before anything runs."""
         return self._graph is not None and self._unsplit and self._graph.fits([(keys, row_ptrs)], n)
 
-    @staticmethod
-    def _check_order(row_ptrs):
-        descending = row_ptrs[1:] < row_ptrs[:-1]     # (one pass, no differences array: a hot path)
+    def _check_values(self, dense, keys, row_ptrs):
+        """The request's value checks, in this order: ``dense`` (n, D) finite, no key of ``keys`` the reserved
+        one, ``row_ptrs`` non-decreasing (reductions first: a predict's hot path; the element-wise search only
+        to name the culprit)."""
+        flat, D = dense.reshape(-1), self.dense_dim
+        finite = np.isfinite(flat)
+        if not finite.all():
+            i = int(np.argmin(finite))
+            raise PredictInputError(f"predict(): dense_feature[{i}] = {flat[i]} (sample {i // D}, dense feature "
+                                    f"{i % D}) is not finite; {int(finite.size - finite.sum())} of {flat.size} "
+                                    "values are NaN or infinite")
+        reserved = self._reserved_key    # max(TypeKey): present iff it is the largest key
+        if keys.size and keys.max() == reserved:
+            i = int(np.argmax(keys == reserved))
+            raise PredictInputError(f"predict(): embeddingcolumns[{i}] = {int(keys[i])} is the reserved key "
+                                    f"max({self.key_type}), which no table can hold")
+        descending = row_ptrs[1:] < row_ptrs[:-1]     # (one pass, no differences array)
         if descending.any():
             i = int(np.argmax(descending)) + 1
             raise PredictInputError(f"predict(): row_ptrs must be non-decreasing; row_ptrs[{i}] = {int(row_ptrs[i])} "
                                     f"< row_ptrs[{i - 1}] = {int(row_ptrs[i - 1])}")
 
     def _keys(self, keys):
+        """``keys`` in the config's key dtype, C-contiguous; keys of another integer dtype must fit it."""
         dtype = self.key_dtype
-        if keys.size:
+        if keys.size and keys.dtype != dtype:
             low, high = self._key_range
-            # Reductions first (a predict's hot path), the largest key once for both checks; the element-wise
-            # search only to name the culprit.
-            top = int(keys.max())
-            if keys.dtype != dtype and (int(keys.min()) < low or top > high):
+            if int(keys.min()) < low or int(keys.max()) > high:
                 i = int(np.argmax((keys < low) | (keys > high)))
                 raise PredictInputError(f"predict(): embeddingcolumns[{i}] = {int(keys[i])} does not fit the config's "
                                         f"input_key_type {self.key_type} ({low}..{high - 1})")
-            keys = keys.astype(dtype, copy=False)
-            reserved = self._reserved_key    # max(TypeKey): present iff it is the largest key
-            if top == reserved:
-                i = int(np.argmax(keys == reserved))
-                raise PredictInputError(f"predict(): embeddingcolumns[{i}] = {int(keys[i])} is the reserved key "
-                                        f"max({self.key_type}), which no table can hold")
         return np.ascontiguousarray(keys, dtype=dtype)
 
     def __repr__(self):

@@ -57,27 +57,37 @@ def test_infer_dedupe_kernel_builds_the_references_set(dtype, num_keys):
 
 
 @pytest.mark.parametrize("dtype", [np.uint32, np.int64])
-@pytest.mark.parametrize("rows, set_entries, bad", [(37, 64, False), (37, 64, True), (3001, 8192, True),
-                                                    (3001, 1024, False), (1, 64, True)])
+@pytest.mark.parametrize("rows, set_entries, bad", [(37, 64, None), (37, 64, "offsets"), (3001, 8192, "offsets"),
+                                                    (3001, 1024, None), (1, 64, "offsets"), (37, 64, "key"),
+                                                    (3001, 64, "dense"), (37, 8192, "last key")])
 def test_infer_begin_kernel_equals_the_reference(dtype, rows, set_entries, bad):
-    """The set emptied, the flags, the halving flags and the clamped offsets, bit for bit: offsets in order,
-    and with a descent and offsets outside [0, k] (more offsets than set entries, and fewer)."""
+    """The set emptied, the flags, the halving flags and the clamped offsets, bit for bit: a valid call, and
+    one with a descent and offsets outside [0, k], the reserved key among the real keys (padding after them
+    is not), a non-finite dense value (more offsets than set entries, and fewer)."""
     import cupy
 
     ops = _gpu_ops("infer_begin")
     rng = np.random.default_rng(rows + set_entries)
     offsets = np.concatenate([[0], np.cumsum(rng.integers(0, 4, rows)), [10 ** 6]]).astype(np.int64)
-    if bad:
+    k = int(offsets[-2])
+    keys = np.append(rng.integers(0, 99, k), np.full(k // 3 + 5, empty_key(dtype))).astype(dtype)   # then padding
+    dense = rng.normal(size=(rows, 13)).astype(np.float32)
+    if bad == "offsets":
         picks = rng.choice(rows, min(rows, 3), replace=False)
         offsets[picks] += np.array([-10 ** 4, 3, 10 ** 7])[:picks.size]   # a negative one at least: rejected
-    header, rejected = np.array([[3, 1], [5, 1], [7, 0]], np.int64), np.zeros(1, np.int64)
+    elif bad in ("key", "last key"):
+        keys[k - 1 if bad == "last key" else k // 2] = empty_key(dtype)
+    elif bad == "dense":
+        dense[rows // 2, 7] = np.nan
+    header, rejected = np.array([[3, 1, 0], [5, 1, k], [7, 0, 0]], np.int64), np.zeros(1, np.int64)
     set_keys = rng.integers(0, 99, set_entries).astype(dtype)
-    d = [cupy.asarray(a) for a in (offsets, header, rejected, set_keys)]
-    infer_begin(np, offsets, header, rejected, set_keys)
-    ops.infer_begin(*d)
-    for got, want in zip(d, (offsets, header, rejected, set_keys)):
+    arrays = (offsets, keys, dense, header, rejected, set_keys)
+    d = [cupy.asarray(a) for a in arrays]
+    infer_begin(np, offsets, keys, dense, header, 1, rejected, set_keys)
+    ops.infer_begin(d[0], d[1], d[2], d[3], 1, d[4], d[5])
+    for got, want in zip(d, arrays):
         np.testing.assert_array_equal(got.get(), want)
-    assert rejected[0] == bad and (set_keys == empty_key(dtype)).all()
+    assert rejected[0] == (bad is not None) and (set_keys == empty_key(dtype)).all()
 
 
 @pytest.mark.parametrize("dtype", [np.uint32, np.int64])
@@ -242,10 +252,10 @@ def test_graph_path_from_several_threads(tmp_path, monkeypatch):
     trained.close()
 
 
-def test_the_captured_graph_rejects_rows_out_of_order_without_touching_the_cache(tmp_path):
-    """The device's order check (``infer_begin``) in a replayed graph: a descent, a negative offset
-    and one past the keys raise NumPy's error and leave the cache, sketch and statistics as they were;
-    valid requests around them give NumPy's answers (no false rejection)."""
+def test_the_captured_graph_rejects_bad_values_without_touching_the_cache(tmp_path):
+    """The device's value checks (``infer_begin``) in a replayed graph: a descent, a negative offset, one
+    past the keys, a NaN dense feature and the reserved key raise NumPy's error and leave the cache, sketch
+    and statistics as they were; valid requests around them give NumPy's answers (no false rejection)."""
     from hugectr_lab.inference import PredictInputError
     from inference_helpers import table, tiny_model
 
@@ -263,10 +273,16 @@ def test_the_captured_graph_rejects_rows_out_of_order_without_touching_the_cache
     assert gpu._graph.captured() == {4: "graph"}
     before = gpu.embedding_cache.stats()
     arrays = [getattr(gpu.embedding_cache._tables[0], n).get() for n in ("keys", "stamps", "values", "sketch")]
-    for ptrs in ([0, 1, 3, 2, 4, 6, 7, 7, 9, 10, 11, 12, 12], [0, 1, -3, 3, 4, 6, 7, 7, 9, 10, 11, 12, 12],
-                 [0, 1, 3, 99, 4, 6, 7, 7, 9, 10, 11, 12, 12], [0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]):
-        args = request(np.array(ptrs))
-        with pytest.raises(PredictInputError, match="row_ptrs must be non-decreasing"):
+    bad = [(request(np.array(ptrs)), "row_ptrs must be non-decreasing") for ptrs in (
+        [0, 1, 3, 2, 4, 6, 7, 7, 9, 10, 11, 12, 12], [0, 1, -3, 3, 4, 6, 7, 7, 9, 10, 11, 12, 12],
+        [0, 1, 3, 99, 4, 6, 7, 7, 9, 10, 11, 12, 12], [0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])]
+    nan_dense = request(good)
+    nan_dense[0][5] = np.nan
+    reserved = request(good)
+    reserved[1][11] = empty_key(np.uint32)
+    bad += [(nan_dense, r"dense_feature\[5\] = nan"), (reserved, "is the reserved key")]
+    for args, message in bad:
+        with pytest.raises(PredictInputError, match=message):
             gpu.predict_array(*args)
         assert gpu.embedding_cache.stats() == before
         for name, want in zip(("keys", "stamps", "values", "sketch"), arrays):

@@ -179,10 +179,11 @@ def test_bench_host_phases_call_predicts_phases_as_predict_does(tmp_path):
     assert_same_cache(graph, eager)
 
 
-def test_the_graph_rejects_rows_out_of_order_without_touching_the_cache(tmp_path):
-    """One table over every slot: the host leaves row_ptrs' order to the graph (``infer_begin``).
-    A descent, a negative offset or one past the keys -- in a request without keys too, where no counter
-    could tell a rejected call -- raises the eager path's error, and the call looks nothing up: cache arrays, sketch (whose halving was due), statistics and stamps stay as they were,
+def test_the_graph_rejects_bad_values_without_touching_the_cache(tmp_path):
+    """One table over every slot: the host leaves the request's values to the graph (``infer_begin``). A
+    descent in row_ptrs, a negative offset or one past the keys -- in a request without keys too, where no
+    counter could tell a rejected call --, a NaN or infinite dense feature, the reserved key (first or last)
+    raise the eager path's error, and the call looks nothing up: cache arrays, sketch (whose halving was due), statistics and stamps stay as they were,
     and the next request gives the eager path's predictions and cache bit for bit."""
     from hugectr_lab.inference import PredictInputError
     from inference_helpers import table, tiny_model
@@ -194,11 +195,14 @@ def test_the_graph_rejects_rows_out_of_order_without_touching_the_cache(tmp_path
     for session in (eager, graph):
         session.embedding_cache._tables[0].sample_size = 10   # a halving due at every call
     ptrs = np.arange(13)
-    assert graph._graph_checks_order(4, ptrs[:12], ptrs) and not eager._graph_checks_order(4, ptrs[:12], ptrs)
+    assert graph._graph_checks_values(4, ptrs[:12], ptrs) and not eager._graph_checks_values(4, ptrs[:12], ptrs)
     rng = np.random.default_rng(1)
 
-    def request(ptrs):
-        return rng.random(2 * 4).astype(np.float32), rng.integers(0, 400, ptrs[-1]).astype(np.uint32), ptrs
+    def request(ptrs, dense=None, key=None):
+        keys = rng.integers(0, 400, ptrs[-1]).astype(np.uint32)
+        if key is not None:
+            keys[key] = empty_key(np.uint32)
+        return rng.random(2 * 4).astype(np.float32) if dense is None else np.array(dense, np.float32), keys, ptrs
 
     good = np.array([0, 1, 3, 3, 4, 6, 7, 7, 9, 10, 11, 12, 12])
     for _ in range(3):
@@ -210,11 +214,15 @@ def test_the_graph_rejects_rows_out_of_order_without_touching_the_cache(tmp_path
                 np.array([0, 1, -3, 3, 4, 6, 7, 7, 9, 10, 11, 12, 12]),     # negative
                 np.array([0, 1, 3, 99, 4, 6, 7, 7, 9, 10, 11, 12, 12]),     # past the keys
                 np.array([0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])]          # past the keys, and no key at all
-    for ptrs in bad_rows:
-        args = request(ptrs)
+    bad = [(request(ptrs), "row_ptrs must be non-decreasing") for ptrs in bad_rows] + [
+        (request(good, dense=[0.5, 0.1, float("nan"), 1, 1, 1, 1, 1]), r"dense_feature\[2\] = nan"),
+        (request(good, dense=[0.5, 0.1, 1, 1, 1, 1, 1, float("-inf")]), r"dense_feature\[7\] = -inf"),
+        (request(good, key=11), r"embeddingcolumns\[11\] = 4294967295 is the reserved key"),
+        (request(good, key=0), r"embeddingcolumns\[0\] = 4294967295 is the reserved key")]
+    for args, message in bad:
         with pytest.raises(PredictInputError) as want:
             eager.predict_array(*args)
-        with pytest.raises(PredictInputError, match="row_ptrs must be non-decreasing") as got:
+        with pytest.raises(PredictInputError, match=message) as got:
             graph.predict_array(*args)
         assert str(got.value) == str(want.value)
         assert graph.embedding_cache.stats() == before and graph.embedding_cache._tables[0].halving_due == halving
@@ -227,13 +235,25 @@ def test_the_graph_rejects_rows_out_of_order_without_touching_the_cache(tmp_path
 
 def test_infer_begin_reference_empties_the_set_flags_and_clamps():
     ok = np.array([0, 2, 2, 5, 7, 7, 30], np.int64)          # rows' offsets (k = 7), then the padding row's end
-    header, rejected = np.array([[4, 1], [4, 1]]), np.zeros(1, np.int64)
+    header, rejected = np.array([[4, 1, 7], [4, 1, 0]]), np.zeros(1, np.int64)
+    keys = np.append(np.arange(7, dtype=np.uint32), [empty_key(np.uint32)] * 3)   # 7 keys, then padding
+    dense = np.ones((2, 3), np.float32)
     set_keys = np.arange(64, dtype=np.uint32)                 # the last call's keys
-    infer_begin(np, ok, header, rejected, set_keys)
+    infer_begin(np, ok, keys, dense, header, 0, rejected, set_keys)
     assert rejected[0] == 0 and header[:, 1].tolist() == [1, 1] and (set_keys == empty_key(np.uint32)).all()
     np.testing.assert_array_equal(ok, [0, 2, 2, 5, 7, 7, 30])
+    for reject in ("key", "dense"):
+        header[:, 1], rejected[0] = 1, 0
+        bad_keys, bad_dense = keys.copy(), dense.copy()
+        if reject == "key":
+            bad_keys[6] = empty_key(np.uint32)                # the last real key
+        else:
+            bad_dense[1, 2] = np.inf
+        infer_begin(np, ok, bad_keys, bad_dense, header, 0, rejected, set_keys)
+        assert rejected[0] == 1 and header[:, 1].tolist() == [0, 0], reject
+    header[:, 1], rejected[0] = 1, 0
     bad = np.array([0, 9, -4, 5, 3, 7, 30], np.int64)
-    infer_begin(np, bad, header, rejected, set_keys)
+    infer_begin(np, bad, keys, None, header, 0, rejected, set_keys)
     assert rejected[0] == 1 and header[:, 1].tolist() == [0, 0] and header[:, 0].tolist() == [4, 4]
     np.testing.assert_array_equal(bad, [0, 7, 0, 5, 3, 7, 30])   # inside [0, k]; the padding row's end kept
     keys, inverse = np.array([3, 5, 3], np.uint32), np.zeros(3, np.int64)
