@@ -8,17 +8,20 @@
 // hctr_column_sums is also the bias gradient's finish of `bias_act_bwd` and `bias_act_dropout_bwd`.
 //
 // Layouts (row-major, T = float | hctr_half; sums in float32, rounded to T once, as cuBLAS does):
-//   hctr_gemv_rows: x (m, k) with row stride ld >= k, w (k,), b (1,) or NULL -> y (m,) =
-//     act(x · w + b), ReLU when relu; the dot is rounded to T before the bias is added, as the GEMM and
-//     the epilogue kernel round it (an FC fused with its ReLU/Dropout into one chain gives the same bits).
+//   hctr_gemv_rows: x (m, k) given as up to HCTR_GEMV_PARTS column blocks side by side, block p (m, k_p)
+//     with row stride ld_p >= k_p (k = sum k_p; an unused block has k_p = 0) -- one block for an FC's input,
+//     several for a Concat's inputs read where they lie (`gemm_bias_act_concat`: no concatenated copy) --,
+//     w (k,), b (1,) or NULL -> y (m,) = act(x · w + b), ReLU when relu; the dot is rounded to T before
+//     the bias is added, as the GEMM and the epilogue kernel round it (an FC fused with its ReLU/Dropout
+//     into one chain gives the same bits).
 //   hctr_gemv_cols: x (m, k) with row stride ld, g (m,) -> partial (chunks, k) float32, the sums of
 //     x[r, c] g[r] over each chunk's rows.
 //   hctr_column_sums: partial (chunks, n) float32 -> out (n,) T, the chunks added in order (fixed order:
 //     two runs give the same bits).
 //   hctr_outer: g (m,), w (k,) -> out (m, k) = g[r] w[c].
 // Launch mapping:
-//   hctr_gemv_rows: one warp per row (hctr_warp_stride), its lanes strided over the row with four
-//     independent sums in flight, then a warp sum.
+//   hctr_gemv_rows: one warp per row (hctr_warp_stride), its lanes strided over each block's columns in
+//     turn with four independent sums in flight, then a warp sum (one block: the order of a plain row).
 //   hctr_gemv_cols: grid (ceil(k / 32), chunks); a block of (32, 8) threads owns 32 columns of one chunk
 //     of rows; each of its 8 row-lanes walks the chunk with stride 8 (four rows' loads in flight), and
 //     the lanes' sums are added in lane order.
@@ -26,20 +29,35 @@
 //   hctr_outer: a row per row of x threads (hctr_row_stride), the x threads strided over the columns.
 #include "hctr_common.cuh"
 
+#define HCTR_GEMV_PARTS 5   // HugeCTR's Concat takes 2 to 5 inputs
+
 template <typename T>
-__global__ void hctr_gemv_rows(const T* __restrict__ x, long long ld, const T* __restrict__ w,
-                               const T* __restrict__ b, T* __restrict__ y, long long m, int k, int relu) {
+__global__ void hctr_gemv_rows(const T* __restrict__ x0, long long ld0, int k0, const T* __restrict__ x1,
+                               long long ld1, int k1, const T* __restrict__ x2, long long ld2, int k2,
+                               const T* __restrict__ x3, long long ld3, int k3, const T* __restrict__ x4,
+                               long long ld4, int k4, const T* __restrict__ w, const T* __restrict__ b,
+                               T* __restrict__ y, long long m, int relu) {
+    const T* const xs[HCTR_GEMV_PARTS] = {x0, x1, x2, x3, x4};
+    const long long lds[HCTR_GEMV_PARTS] = {ld0, ld1, ld2, ld3, ld4};
+    const int ks[HCTR_GEMV_PARTS] = {k0, k1, k2, k3, k4};
     const int lane = threadIdx.x & 31;
     const float bias = b ? to_f32(b[0]) : 0.0f;
     for (long long r : hctr_warp_stride(m)) {
-        const T* row = x + r * ld;
         float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        int c = lane;
-        for (; c + 96 < k; c += 128) {
+        const T* wp = w;
 #pragma unroll
-            for (int u = 0; u < 4; ++u) s[u] += to_f32(row[c + 32 * u]) * to_f32(w[c + 32 * u]);
+        for (int p = 0; p < HCTR_GEMV_PARTS; ++p) {
+            const int k = ks[p];
+            if (k == 0) continue;   // an unused block (x NULL)
+            const T* row = xs[p] + r * lds[p];
+            int c = lane;
+            for (; c + 96 < k; c += 128) {
+#pragma unroll
+                for (int u = 0; u < 4; ++u) s[u] += to_f32(row[c + 32 * u]) * to_f32(wp[c + 32 * u]);
+            }
+            for (; c < k; c += 32) s[0] += to_f32(row[c]) * to_f32(wp[c]);
+            wp += k;
         }
-        for (; c < k; c += 32) s[0] += to_f32(row[c]) * to_f32(w[c]);
         float v = warp_sum((s[0] + s[1]) + (s[2] + s[3]));
         if (lane == 0) {
             v = to_f32(from_f32<T>(v)) + bias;

@@ -23,6 +23,12 @@ Each value is computed by the same operations in the same order as the members c
 network trains bit for bit as the unfused one on NumPy (``tests/layers/test_layers_fusion.py``); on CUDA
 the GEMM's epilogue rounds the biased sum once, within one float16 ulp of the two kernels' result.
 
+In an inference network (``BuildContext(training=False)``) a ``Concat`` feeding an FC of one output (DCN's
+head) runs as one step too, ``ConcatProduct``: the FC reads the Concat's inputs where they lie
+(``gemm_bias_act_concat``: on CUDA one GEMV kernel over the inputs side by side), so the concatenated
+copy -- DCN at batch 1024: 6 MB written and read again -- and its launch go. Training keeps the two apart:
+the FC's weight gradient reads the concatenated input.
+
 Chains (``find_chains``): an ``InnerProduct`` followed by a ``ReLU`` and/or a ``Dropout``, or a
 ``FusedInnerProduct`` (ReLU built in) followed by a ``Dropout``; each intermediate tensor feeds only the
 next member (a Network tensor feeds one layer anyway); float32 or float16 compute (float64 is the
@@ -59,6 +65,47 @@ def find_chains(nodes, ctx):
         if len(chain) > 1:
             chains.append(chain)
     return chains
+
+
+def find_concat_products(nodes, ctx, taken=()):
+    """``[concat, fc]`` index pairs into a built inference Network's ``nodes``: a Concat whose output feeds an
+    FC of one output (not one of ``taken``, the chains' members), each run as a ``ConcatProduct``."""
+    if ctx.training or not ctx.fuse_epilogues or ctx.compute_dtype not in (np.float32, np.float16):
+        return []
+    reader = {b: i for i, node in enumerate(nodes) for b in node.bottoms}   # a tensor feeds one layer
+    pairs = []
+    for i, node in enumerate(nodes):
+        j = reader.get(node.tops[0]) if node.layer.type_name == "Concat" else None
+        if j is not None and j not in taken and nodes[j].layer.type_name in FC_TYPES \
+                and nodes[j].layer.num_output == 1:
+            pairs.append([i, j])
+    return pairs
+
+
+class ConcatProduct:
+    """A ``concat`` layer and the FC of one output it feeds (``fc``), run as one forward step of an inference
+    network (module docstring); the same forward interface as a layer, no backward."""
+
+    is_loss = False
+
+    def __init__(self, concat, fc):
+        self.concat, self.fc = concat, fc
+        self.members = [concat, fc]
+        self.type_name = f"Concat+{fc.type_name}"
+        self.label = " + ".join(layer.label or layer.type_name for layer in self.members)
+
+    def forward(self, inputs, training):
+        fc = self.fc
+        w, b = fc.weights
+        return [fc.ctx.backend.ops.gemm_bias_act_concat(w, b, fc.fused_relu, *inputs)]   # (m, 1)
+
+    def unfused(self, inputs, training):
+        """The Concat's and the FC's own forwards on the step's inputs: [concatenated, FC output]."""
+        outputs = self.concat.forward(inputs, training)
+        return outputs + self.fc.forward(outputs, training)
+
+    def __repr__(self):
+        return f"<ConcatProduct {self.label}>"
 
 
 class DenseChain:
@@ -107,11 +154,11 @@ class DenseChain:
             d_pre, d_b = ops.bias_act_bwd(d_z, self.z, relu=self.activation)
         return [self.fc.backward_product(d_pre, d_b)]
 
-    def unfused(self, x, training):
-        """The members' own forwards on the chain's input ``x`` with the last forward's weights and dropout
-        seed: one output per member (the last one equals the fused output). Afterwards each member can
-        run its own backward (the non-finite search inspects them one by one)."""
-        outputs = self.fc.forward([x], training)
+    def unfused(self, inputs, training):
+        """The members' own forwards on the chain's input ``inputs`` = [x] with the last forward's weights and
+        dropout seed: one output per member (the last one equals the fused output). Afterwards each member
+        can run its own backward (the non-finite search inspects them one by one)."""
+        outputs = self.fc.forward(inputs, training)
         if self.relu is not None:
             outputs += self.relu.forward(outputs[-1:], training)
         if self.dropout is not None:

@@ -22,6 +22,7 @@ from ..backend import reference_op
 from ..backend.cuda.cublas_abi import ALIGN_BYTES
 from ..backend.scratch import scratch
 from .base import Layer, matmul, sum_rows
+from .concat_slice import concat_columns
 from .dropout import apply_dropout
 from .initializers import check_kind, draw, normal, variance_scaling
 from .registry import register_layer
@@ -49,6 +50,15 @@ def gemm_bias_act(xp, x, w, b, relu, tf32):
     rounds the product to it and rounds again after the bias: in float16 the two differ by at most one
     ulp of z (float32: the summation order of the algorithm cuBLASLt picks), so GPU parity is a tolerance."""
     return bias_act_fwd(xp, gemm(xp, x, w, tf32), b, relu)
+
+
+@reference_op
+def gemm_bias_act_concat(xp, w, b, relu, *xs):
+    """``gemm_bias_act`` of the inputs ``xs`` (m, k_i) side by side (a Concat feeding an FC, run as one step
+    in inference: ``fusion.ConcatProduct``): act([x_0 | x_1 | …] · w (Σk_i, n) + b (1, n)). The CUDA version
+    reads the inputs where they lie for one output (n = 1: one GEMV kernel, no concatenated copy) and
+    sums each input's columns in turn: float32 parity is a tolerance, as for any GEMM."""
+    return gemm_bias_act(xp, concat_columns(xp, *xs), w, b, relu, False)
 
 
 @reference_op

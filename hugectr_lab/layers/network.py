@@ -20,8 +20,9 @@ can replay both from a CUDA graph); optimizer on ``net.weights`` / ``net.grads``
 
 ``nodes`` are the config's layers; ``steps`` is what runs: the same, except that each
 ``InnerProduct -> ReLU [-> Dropout]`` chain runs as one ``fusion.DenseChain`` (one GEMM and one
-element-wise pass each way, same bits) unless ``BuildContext.fuse_epilogues`` is off. A chain's
-intermediate tensors are recomputed by its members when asked for (``tensor``, ``backward(inspect=)``).
+element-wise pass each way, same bits), and in inference a ``Concat`` feeding an FC of one output as one
+``fusion.ConcatProduct``, unless ``BuildContext.fuse_epilogues`` is off. A fused step's intermediate
+tensors are recomputed by its members when asked for (``tensor``, ``backward(inspect=)``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import BuildContext, LayerError
-from .fusion import DenseChain, find_chains
+from .fusion import ConcatProduct, DenseChain, find_chains, find_concat_products
 from .registry import create_layer
 
 
@@ -146,15 +147,20 @@ class Network:
                 layer.bind_regularized(self._master)
 
     def _fuse(self):
-        """``steps`` (``nodes`` with each chain of ``find_chains`` as one node at its FC layer's place) and
-        {intermediate tensor of a chain: (its step, the tops of the chain's members but the last)}."""
+        """``steps`` (``nodes`` with each chain of ``find_chains`` as one node at its FC layer's place, and in
+        inference each pair of ``find_concat_products`` as one node at its FC's place) and {intermediate
+        tensor of a fused step: (its step, the tops of its members but the last)}."""
         chains = {chain[0]: chain for chain in find_chains(self.nodes, self.ctx)}
         inner = {i for chain in chains.values() for i in chain[1:]}
+        products = {fc: (concat, fc) for concat, fc in find_concat_products(self.nodes, self.ctx, set(chains) | inner)}
+        inner |= {concat for concat, _ in products.values()}
         steps, chain_of = [], {}
         for i, node in enumerate(self.nodes):
-            if i in chains:
-                members = [self.nodes[j] for j in chains[i]]
-                step = _Node(DenseChain.of([m.layer for m in members]), node.bottoms, members[-1].tops)
+            if i in chains or i in products:
+                members = [self.nodes[j] for j in (chains[i] if i in chains else products[i])]
+                layers = [m.layer for m in members]
+                fused = DenseChain.of(layers) if i in chains else ConcatProduct(*layers)
+                step = _Node(fused, members[0].bottoms, members[-1].tops)
                 inner_tops = [m.tops[0] for m in members[:-1]]
                 chain_of.update((t, (step, inner_tops)) for t in inner_tops)
                 steps.append(step)
@@ -351,7 +357,7 @@ class Network:
     def _unfuse(self, step):
         """A fused chain's members run on the chain's input: their outputs in member order; each member is
         then ready for its own backward."""
-        return step.layer.unfused(self._acts[step.bottoms[0]], self._trained)
+        return step.layer.unfused([self._acts[b] for b in step.bottoms], self._trained)
 
     def feed_dtype(self, name):
         """The dtype input ``name`` is computed in: labels in the master dtype, the rest in the compute dtype."""

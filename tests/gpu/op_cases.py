@@ -223,6 +223,19 @@ def dense(*shapes, extra=None):
     return build
 
 
+def concat_fc(widths, n, relu=True, strided=False, m=67):
+    """``gemm_bias_act_concat``'s arguments: w (Σwidths, n), b (1, n), relu, then one input (m, w) per width
+    (``strided``: the first a row-strided view, columns of a wider array)."""
+    def build(rng, dtype):
+        def draw(*shape):
+            return rng.normal(size=shape).astype(np.float16).astype(dtype)
+        xs = [draw(m, w) for w in widths]
+        if strided:
+            xs[0] = draw(m, widths[0] + 7)[:, 3:3 + widths[0]]
+        return (draw(sum(widths), n) * np.asarray(0.1, dtype), draw(1, n), relu, *xs), {}
+    return build
+
+
 def transposed_first(build, rng, dtype):
     """``build``'s arguments with the first one as the transpose of a C-contiguous array (F-ordered, as
     an FC's ``x.T`` in its weight gradient)."""
@@ -376,6 +389,12 @@ CASES = [
            id="tf32-padded", extra={"rtol": 5e-3}),
     *(OpCase("gemm_bias_act", dense((1001, 1453), (1453, 1), (1, 1), extra=(relu, False)), id=f"one-output-relu{int(relu)}")
       for relu in (True, False)),
+    # An FC of one output over a Concat's inputs where they lie (DCN's head; a row-strided input: the Slice's
+    # columns), and of more outputs (the Concat's copy, then the FC).
+    OpCase("gemm_bias_act_concat", concat_fc((1024, 429), 1, relu=False, m=77), id="dcn-head", extra={"rtol": 5e-3}),
+    OpCase("gemm_bias_act_concat", concat_fc((37, 61, 2, 130, 5), 1, strided=True), id="five-strided",
+           extra={"rtol": 5e-3}),
+    OpCase("gemm_bias_act_concat", concat_fc((33, 3), 4), id="four-outputs", extra={"rtol": 5e-3}),
     # The 3xTF32 split of an FC's input (bit-exact: integer rounding, exact remainder): DCN's k = 429 (one float
     # a thread, one padding column), k = 132 (float4 pieces), the special values (three padding columns).
     # Row-strided inputs: tests/gpu/test_gemm_epilogue.py.

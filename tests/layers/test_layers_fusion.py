@@ -11,7 +11,7 @@ import models
 from hugectr_lab.backend import get_backend
 from hugectr_lab.config import parse_config
 from hugectr_lab.layers import LAYERS, BuildContext, Network, network_inputs
-from hugectr_lab.layers.fusion import DenseChain
+from hugectr_lab.layers.fusion import ConcatProduct, DenseChain
 from hugectr_lab.numerics import locate_nonfinite
 from models import layer
 
@@ -70,6 +70,11 @@ def feeds(net, count):
         feed["label"] = rng.integers(0, 2, size=net.input_shapes["label"]).astype(np.float32)
         out.append(feed)
     return out
+
+
+def inference_feeds(net, count):
+    rng = np.random.default_rng(7)
+    return [{k: rng.normal(size=s).astype(np.float32) for k, s in net.input_shapes.items()} for _ in range(count)]
 
 
 def test_chains_found_in_the_sample_graphs():
@@ -165,6 +170,35 @@ def test_intermediate_tensors_are_recomputed_on_request():
     scale = np.float32(1 / (1 - 0.5))
     np.testing.assert_array_equal(dropout1[kept], relu1[kept] * scale)
     np.testing.assert_array_equal(net.tensor("fc1").clip(min=0), relu1)
+
+
+def inference_network(name, dtype, fuse, backend="numpy"):
+    """``network``'s graph and weights, built for inference (``training=False``), without its loss layer."""
+    specs, shapes = GRAPHS[name]()
+    specs = [spec for spec in specs if not spec.type.endswith("Loss")]
+    shapes = {k: v for k, v in shapes.items() if k != "label"}
+    ctx = BuildContext(backend=get_backend(backend), compute_dtype=dtype, training=False, fuse_epilogues=fuse)
+    net = Network(specs, shapes, ctx)
+    net.init_weights(np.random.default_rng(5))
+    return net
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_a_concat_feeding_one_output_runs_as_one_step_in_inference(dtype):
+    """DCN's head (concat2 -> fc4, one output) is one ConcatProduct step in inference, not in training; the
+    predictions are the unfused network's bit for bit (NumPy), and the Concat's output is recomputed on
+    request."""
+    fused, plain = inference_network("dcn", dtype, True), inference_network("dcn", dtype, False)
+    products = [step for step in fused.steps if isinstance(step.layer, ConcatProduct)]
+    assert [[m.name for m in step.layer.members] for step in products] == [["concat2", "fc4"]]
+    assert products[0].bottoms == ("dropout2", "multicross1") and products[0].tops == ("fc4",)
+    assert not any(isinstance(step.layer, ConcatProduct) for step in network("dcn", dtype, True).steps)
+    assert not any(isinstance(step.layer, ConcatProduct)   # its Concat feeds an FC of 33 outputs
+                   for step in inference_network("variants", "float16", True).steps)
+    for feed in inference_feeds(plain, 2):
+        np.testing.assert_array_equal(fused.predict(feed), plain.predict(feed))
+        assert "concat2" not in fused._acts
+        np.testing.assert_array_equal(fused.tensor("concat2"), plain.tensor("concat2"))
 
 
 def set_weight(net, layer_name, weight, index, value):
@@ -267,6 +301,21 @@ def test_fused_network_on_cupy(name, dtype, lt_epilogue, monkeypatch):
                     np.testing.assert_allclose(fused.astype(np.float64), other, rtol=tol, atol=atol)
                 else:
                     _close_but_for_relu_flips(fused.astype(np.float64), other, flipped, flips[0])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_concat_product_on_cupy(dtype):
+    """On the GPU DCN's head reads the Concat's inputs where they lie (one GEMV): the unfused network's
+    predictions and NumPy's to rounding (each input's columns summed in turn)."""
+    nets = [inference_network("dcn", dtype, True, "cupy"), inference_network("dcn", dtype, False, "cupy"),
+            inference_network("dcn", dtype, True)]
+    assert any(isinstance(step.layer, ConcatProduct) for step in nets[0].steps)
+    tol = 1e-5 if dtype == "float32" else 2e-3
+    for feed in inference_feeds(nets[2], 3):
+        got, plain, numpy = (net.ctx.backend.to_host(net.predict(feed)).astype(np.float64) for net in nets)
+        np.testing.assert_allclose(got, plain, rtol=tol, atol=tol)
+        np.testing.assert_allclose(got, numpy, rtol=tol, atol=tol)
 
 
 def _relu_outputs(fused_net, net):

@@ -63,12 +63,7 @@ def skinny_product(xp, a, b, bias=None, relu=False):
         w = xp.ascontiguousarray(b).reshape(k)
         rows = row_layout(a)
         if rows is not None:
-            y = xp.empty((m, 1), a.dtype)
-            bias = NULL if bias is None else xp.ascontiguousarray(bias).reshape(1)
-            launch_grid("gemv.cu", f"hctr_gemv_rows<{t}>", min(-(-m // 8), MAX_BLOCKS), 256,
-                        (np.uint64(a.data.ptr), np.int64(rows[2]), w, bias, y, np.int64(m), np.int32(k),
-                         np.int32(bool(relu))))
-            return y
+            return gemv_rows(xp, [(a, rows)], w, bias, relu)
         x_rows = row_layout(a.T)
         if x_rows is None or bias is not None:
             return None
@@ -86,6 +81,37 @@ def skinny_product(xp, a, b, bias=None, relu=False):
     out = xp.empty((m, n), a.dtype)
     launch_grid("gemv.cu", f"hctr_outer<{t}>", *per_sample(m, n), (g, w, out, np.int64(m), np.int32(n)))
     return out
+
+
+GEMV_PARTS = 5   # column blocks per launch of hctr_gemv_rows (HCTR_GEMV_PARTS)
+
+
+def gemv_rows(xp, parts, w, bias, relu):
+    """``act(x · w + bias)`` (m, 1) for x (m, k) given as ``parts`` -- at most ``GEMV_PARTS`` ``(x_p, layout)``
+    pairs, ``layout`` = ``row_layout(x_p)`` (m rows of k_p elements, ld apart), side by side -- w (k,)
+    contiguous and bias (1, 1) or None: one launch of ``hctr_gemv_rows``."""
+    m, dtype = parts[0][1][0], parts[0][0].dtype
+    y = xp.empty((m, 1), dtype)
+    if m:
+        args = []
+        for x, (_, cols, ld) in parts + [(None, (m, 0, 0))] * (GEMV_PARTS - len(parts)):
+            args += [np.uint64(0 if x is None else x.data.ptr), np.int64(ld), np.int32(cols)]
+        bias = NULL if bias is None else xp.ascontiguousarray(bias).reshape(1)
+        launch_grid("gemv.cu", f"hctr_gemv_rows<{ctype(dtype)}>", min(-(-m // 8), MAX_BLOCKS), 256,
+                    (*args, w, bias, y, np.int64(m), np.int32(bool(relu))))
+    return y
+
+
+@kernel_op("gemm_bias_act_concat")
+def gemm_bias_act_concat(xp, w, b, relu, *xs):
+    # One output: one GEMV over the inputs where they lie; else the Concat's copy, then the FC.
+    if (w.ndim == 2 and w.shape[1] == 1 and xs and len(xs) <= GEMV_PARTS and floats(w, b, *xs)
+            and all(x.ndim == 2 and x.dtype == w.dtype for x in xs) and len({x.shape[0] for x in xs}) == 1
+            and b.size == 1 and sum(x.shape[1] for x in xs) == w.shape[0]):
+        parts = [(x, row_layout(x)) for x in xs if x.shape[1]]
+        if parts and all(layout is not None for _, layout in parts):
+            return gemv_rows(xp, parts, xp.ascontiguousarray(w).reshape(-1), b, relu)
+    return gemm_bias_act(xp, concat_columns(xp, *xs), w, b, relu, False)
 
 
 def _row_chunks(xp, m, col_blocks, blocks_per_sm=8):
