@@ -12,7 +12,7 @@ import numpy as np
 
 from ..ops import kernel_op
 from . import cublas, cublaslt
-from .common import ctype, floats, reference, row_layout, row_view, vector_width
+from .common import block_args, ctype, floats, reference, row_layout, row_view, vector_width
 from .interaction_gemms import backward_product, forward_products, scratch_ld
 from .loader import MAX_BLOCKS, NULL, launch, launch_grid, multiprocessors, per_sample
 from .rows import contiguous, copy_parts
@@ -93,12 +93,9 @@ def gemv_rows(xp, parts, w, bias, relu):
     m, dtype = parts[0][1][0], parts[0][0].dtype
     y = xp.empty((m, 1), dtype)
     if m:
-        args = []
-        for x, (_, cols, ld) in parts + [(None, (m, 0, 0))] * (GEMV_PARTS - len(parts)):
-            args += [np.uint64(0 if x is None else x.data.ptr), np.int64(ld), np.int32(cols)]
         bias = NULL if bias is None else xp.ascontiguousarray(bias).reshape(1)
         launch_grid("gemv.cu", f"hctr_gemv_rows<{ctype(dtype)}>", min(-(-m // 8), MAX_BLOCKS), 256,
-                    (*args, w, bias, y, np.int64(m), np.int32(bool(relu))))
+                    (*block_args(parts, GEMV_PARTS), w, bias, y, np.int64(m), np.int32(bool(relu))))
     return y
 
 

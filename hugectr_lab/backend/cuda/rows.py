@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import ctype, floats, row_layout
+from .common import block_args, ctype, floats, row_layout
 from .cublas_abi import ALIGN_BYTES
 from .loader import launch_grid, per_sample
 
@@ -31,11 +31,8 @@ def copy_parts(parts, out, start=0, width=None):
         group = parts[first:first + PARTS]
         w = sum(layout[1] for _, layout in group)
         end = width if first + PARTS >= len(parts) else w   # the zero columns go with the last group
-        args = []
-        for x, (_, cols, ld) in group + [(None, (m, 0, 0))] * (PARTS - len(group)):
-            args += [np.uint64(0 if x is None else x.data.ptr), np.int64(ld), np.int32(cols)]
         launch_grid("concat.cu", f"hctr_concat_columns<{ctype(out.dtype)}>", *per_sample(m, end),
-                    (*args, np.uint64(out.data.ptr + start * out.itemsize), np.int64(out.shape[1]), np.int64(m),
+                    (*block_args(group, PARTS), np.uint64(out.data.ptr + start * out.itemsize), np.int64(out.shape[1]), np.int64(m),
                      np.int32(end)))
         start += w
         width -= w
