@@ -3,8 +3,9 @@
 // data gradient g·wᵀ (an outer product, K = 1). On an H100 cuBLAS ran these as gemvx, gemv2T and an
 // align1 tensor-op GEMM at about 1.2-1.5 TB/s, plus the bias epilogue as a kernel of its own.
 //
-// References: `gemm` and `gemm_bias_act` (hugectr_lab/layers/inner_product.py): the wrappers in
-// hugectr_lab/backend/cuda/layer_ops.py (`skinny_product`) launch these for those shapes only;
+// References: `gemm`, `gemm_bias_act` and `gemm_bias_act_concat` (hugectr_lab/layers/inner_product.py): the
+// wrappers in hugectr_lab/backend/cuda/layer_ops.py (`skinny_product`, `gemv_rows`) launch these for those
+// shapes only;
 // hctr_column_sums is also the bias gradient's finish of `bias_act_bwd` and `bias_act_dropout_bwd`.
 //
 // Layouts (row-major, T = float | hctr_half; sums in float32, rounded to T once, as cuBLAS does):

@@ -101,14 +101,14 @@ def gemv_rows(xp, parts, w, bias, relu):
 
 @kernel_op("gemm_bias_act_concat")
 def gemm_bias_act_concat(xp, w, b, relu, *xs):
-    # One output: one GEMV over the inputs where they lie; else the Concat's copy, then the FC.
+    # One output (the fused step's case): one GEMV over the inputs where they lie; else the reference.
     if (w.ndim == 2 and w.shape[1] == 1 and xs and len(xs) <= GEMV_PARTS and floats(w, b, *xs)
             and all(x.ndim == 2 and x.dtype == w.dtype for x in xs) and len({x.shape[0] for x in xs}) == 1
             and b.size == 1 and sum(x.shape[1] for x in xs) == w.shape[0]):
         parts = [(x, row_layout(x)) for x in xs if x.shape[1]]
         if parts and all(layout is not None for _, layout in parts):
             return gemv_rows(xp, parts, xp.ascontiguousarray(w).reshape(-1), b, relu)
-    return gemm_bias_act(xp, concat_columns(xp, *xs), w, b, relu, False)
+    return reference("gemm_bias_act_concat", xp, w, b, relu, *xs)
 
 
 def _row_chunks(xp, m, col_blocks, blocks_per_sm=8):
