@@ -24,6 +24,7 @@ FIRST=${FIRST:-"tests/gpu/test_kernel_ops.py
        tests/gpu/test_gemm_epilogue.py
        tests/layers/test_tf32x3.py
        tests/gpu/test_concat_columns.py
+       tests/layers/test_layers_fusion.py::test_concat_product_on_cupy
        tests/inference/test_gpu.py"}
 timeout "${FIRST_CAP:-110}" python3 -m pytest -o addopts="" -m gpu -q --tb=short -p no:cacheprovider -rfE $FIRST 2>&1 \
     | tee "$OUT/pytest.log" | tail -40
