@@ -167,7 +167,8 @@ class InferenceSession:
         calls on one session (or one embedding cache) run one at a time."""
         dense, keys, row_ptrs = self._validate(dense_feature, embeddingcolumns, row_ptrs, i64_input_key)
         n = (row_ptrs.size - 1) // self.slot_num
-        if not self._graph_checks_values(n, keys, row_ptrs):
+        one_graph_call = self._graph_checks_values(n, keys, row_ptrs)   # then one chunk that fits its bucket
+        if not one_graph_call:
             self._check_values(dense, keys, row_ptrs)
         out = np.empty((n, self.label_dim), dtype=np.float32)
         S = self.slot_num
@@ -177,14 +178,14 @@ class InferenceSession:
                 ptrs = row_ptrs[start * S:stop * S + 1]
                 first = int(ptrs[0])
                 self._predict_chunk(dense[start:stop], keys[first:ptrs[-1]], ptrs - first if first else ptrs,
-                                    out[start:stop])
+                                    out[start:stop], one_graph_call)
         return out
 
-    def _predict_chunk(self, dense, keys, row_ptrs, out):
-        """Write a chunk's (n, L) predictions into ``out``."""
+    def _predict_chunk(self, dense, keys, row_ptrs, out, fits=False):
+        """Write a chunk's (n, L) predictions into ``out``; ``fits``: known to fit the predict graph's bucket."""
         n = dense.shape[0]
         parts = self._split_tables(keys, row_ptrs, n)
-        if self._graph is not None and self._graph.fits(parts, n):
+        if self._graph is not None and (fits or self._graph.fits(parts, n)):
             if not self._graph.predict_chunk(dense, parts, n, out):
                 self._check_values(dense, keys, row_ptrs)
                 raise RuntimeError("predict(): the predict graph rejected a request that the host finds valid "
