@@ -20,8 +20,9 @@ Per padded batch (a bucket) it keeps
   then per table
   ``infer_dedupe``, ``infer_lookup`` (a cache hit, else the parameter server's row, found through
   ``ps_index`` -- on CuPy read from page-locked host memory -- so a miss is answered in the same call,
-  from the source of truth) and the combiner; the dense network; then per table ``infer_insert``, the
-  refresh, so the next call finds the misses (``graph_ops``, ``kernels/embedding_cache.cu``);
+  from the source of truth) and the combiner; then the dense network and, beside it on a side stream
+  (a parallel branch of the graph), per table ``infer_insert``, the refresh, so the next call finds the
+  misses (``graph_ops``, ``kernels/embedding_cache.cu``);
 * an output buffer: the predictions, the 5 counters of each table and the rejection flag (the last two
   zeroed by one fill at the start of the device work), one device→host copy.
 
@@ -39,6 +40,8 @@ the graph lives -- a cache whose arrays were replaced drops its graphs (``_Table
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -174,6 +177,10 @@ class _Bucket:
         self.rows = 0                         # samples staged by the last call
         self.net = s._network(batch)
         self.calls = {}   # one_hot -> the device work (a CapturedCall on CuPy), made on first use
+        if self.inputs.cuda:   # the refresh's stream and the events that fork and join it (_side_branch)
+            import cupy
+            self._side = cupy.cuda.Stream(non_blocking=True)
+            self._fork, self._join = (cupy.cuda.Event(disable_timing=True) for _ in range(2))
         self.one_hot = False
         # One-hot calls (every row of every table holds one key, as in the Criteo samples) upload no offsets: the
         # graph reads constant ones, every row one key (a padding row one padding key: a zero vector, as empty).
@@ -216,14 +223,37 @@ class _Bucket:
             combined = ops.embedding_combine_fwd(set_values, inverse, rows, scale, s.compute_dtype)[:-1]
             feed[spec.top] = combined.reshape(self.batch, slots, spec.embedding_vec_size)   # (b, S_t, E_t)
             sets.append((set_keys, set_miss, set_values))
+        # The refresh reads only the lookups' results and writes only the cache and its counters: on CuPy it
+        # runs on a side stream beside the dense network (parallel branches of the graph), joined before the copy.
+        with self._side_branch():
+            for t, (state, (set_keys, set_miss, set_values)) in enumerate(zip(p.tables, sets)):
+                tab = state.tab
+                if cache.enabled and tab.num_sets:
+                    ops.infer_insert(set_keys, set_miss, set_values, counters[0], cache.hit_rate_threshold, tab.keys,
+                                     tab.stamps, tab.values, tab.sketch, d["header"][t], counters[t], state.heads)
         preds = self.net.predict(feed)
         out["predictions"][...] = preds.reshape(out["predictions"].shape)
-        for t, (state, (set_keys, set_miss, set_values)) in enumerate(zip(p.tables, sets)):
-            tab = state.tab
-            if cache.enabled and tab.num_sets:
-                ops.infer_insert(set_keys, set_miss, set_values, counters[0], cache.hit_rate_threshold, tab.keys,
-                                 tab.stamps, tab.values, tab.sketch, d["header"][t], counters[t], state.heads)
+        self._join_side_branch()
         self.outputs.download(stream)
+
+    @contextlib.contextmanager
+    def _side_branch(self):
+        """On CuPy, run the block's work on the bucket's side stream, after what the current stream has
+        queued so far (on NumPy: in place); ``_join_side_branch`` makes the current stream wait for it."""
+        if not self.inputs.cuda:
+            yield
+            return
+        import cupy
+        self._fork.record(cupy.cuda.get_current_stream())
+        self._side.wait_event(self._fork)
+        with self._side:
+            yield
+
+    def _join_side_branch(self):
+        if self.inputs.cuda:
+            import cupy
+            self._join.record(self._side)
+            cupy.cuda.get_current_stream().wait_event(self._join)
 
     # -- host side ----------------------------------------------------------------------------
 
