@@ -225,35 +225,35 @@ class _Bucket:
             sets.append((set_keys, set_miss, set_values))
         # The refresh reads only the lookups' results and writes only the cache and its counters: on CuPy it
         # runs on a side stream beside the dense network (parallel branches of the graph), joined before the copy.
-        with self._side_branch():
-            for t, (state, (set_keys, set_miss, set_values)) in enumerate(zip(p.tables, sets)):
-                tab = state.tab
-                if cache.enabled and tab.num_sets:
-                    ops.infer_insert(set_keys, set_miss, set_values, counters[0], cache.hit_rate_threshold, tab.keys,
-                                     tab.stamps, tab.values, tab.sketch, d["header"][t], counters[t], state.heads)
-        preds = self.net.predict(feed)
-        out["predictions"][...] = preds.reshape(out["predictions"].shape)
-        self._join_side_branch()
+        with self._branch() as side:
+            with side:
+                for t, (state, (set_keys, set_miss, set_values)) in enumerate(zip(p.tables, sets)):
+                    tab = state.tab
+                    if cache.enabled and tab.num_sets:
+                        ops.infer_insert(set_keys, set_miss, set_values, counters[0], cache.hit_rate_threshold,
+                                         tab.keys, tab.stamps, tab.values, tab.sketch, d["header"][t], counters[t],
+                                         state.heads)
+            preds = self.net.predict(feed)
+            out["predictions"][...] = preds.reshape(out["predictions"].shape)
         self.outputs.download(stream)
 
     @contextlib.contextmanager
-    def _side_branch(self):
-        """On CuPy, run the block's work on the bucket's side stream, after what the current stream has
-        queued so far (on NumPy: in place); ``_join_side_branch`` makes the current stream wait for it."""
+    def _branch(self):
+        """On CuPy the bucket's side stream, forked from the current one here (it runs after what that has
+        queued so far) and joined back when the block ends, also when it raises: an unjoined fork would break a
+        capture's end and leave the refresh unordered with the next call. On NumPy a no-op context."""
         if not self.inputs.cuda:
-            yield
+            yield contextlib.nullcontext()
             return
         import cupy
-        self._fork.record(cupy.cuda.get_current_stream())
+        main = cupy.cuda.get_current_stream()
+        self._fork.record(main)
         self._side.wait_event(self._fork)
-        with self._side:
-            yield
-
-    def _join_side_branch(self):
-        if self.inputs.cuda:
-            import cupy
+        try:
+            yield self._side
+        finally:
             self._join.record(self._side)
-            cupy.cuda.get_current_stream().wait_event(self._join)
+            main.wait_event(self._join)
 
     # -- host side ----------------------------------------------------------------------------
 

@@ -69,7 +69,8 @@ def find_chains(nodes, ctx):
 
 def find_concat_products(nodes, ctx, taken=()):
     """``[concat, fc]`` index pairs into a built inference Network's ``nodes``: a Concat whose output feeds an
-    FC of one output (not one of ``taken``, the chains' members), each run as a ``ConcatProduct``."""
+    FC of one output (not one of ``taken``, the chains' members; never a 3xTF32 one, which needs 256 outputs),
+    each run as a ``ConcatProduct``."""
     if ctx.training or not ctx.fuse_epilogues or ctx.compute_dtype not in (np.float32, np.float16):
         return []
     reader = {b: i for i, node in enumerate(nodes) for b in node.bottoms}   # a tensor feeds one layer

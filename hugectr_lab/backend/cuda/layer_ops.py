@@ -101,12 +101,13 @@ def gemv_rows(xp, parts, w, bias, relu):
 
 @kernel_op("gemm_bias_act_concat")
 def gemm_bias_act_concat(xp, w, b, relu, *xs):
-    # One output (the fused step's case): one GEMV over the inputs where they lie; else the reference.
+    # One output (the fused step's case): one GEMV over the inputs, read where their rows lie (an input whose
+    # rows do not lie ld apart is copied first: kernels only, so a CUDA graph can capture it); else the reference.
     if (w.ndim == 2 and w.shape[1] == 1 and xs and len(xs) <= GEMV_PARTS and floats(w, b, *xs)
             and all(x.ndim == 2 and x.dtype == w.dtype for x in xs) and len({x.shape[0] for x in xs}) == 1
             and b.size == 1 and sum(x.shape[1] for x in xs) == w.shape[0]):
-        parts = [(x, row_layout(x)) for x in xs if x.shape[1]]
-        if parts and all(layout is not None for _, layout in parts):
+        parts = [row_view(xp, x) for x in xs if x.shape[1]]
+        if parts:
             return gemv_rows(xp, parts, xp.ascontiguousarray(w).reshape(-1), b, relu)
     return reference("gemm_bias_act_concat", xp, w, b, relu, *xs)
 
