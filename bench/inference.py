@@ -257,8 +257,8 @@ PHASES = ("validate", "split", "stage", "launch", "wait", "finish", "tolist")
 def host_phases(session, requests, calls):
     """Median µs of each phase of a one-chunk captured ``predict``, the phases called one by one as
     ``predict`` calls them: checking the inputs, splitting them by table, writing the staging buffer,
-    enqueueing copy + graph + copy, waiting for the stream, reading the counters and predictions, and
-    ``predict``'s list. ``launch`` + ``wait`` is the device's share as the host sees it."""
+    enqueueing the graph (the copies inside it), waiting for the stream, reading the counters and
+    predictions, and ``predict``'s list. ``launch`` + ``wait`` is the device's share as the host sees it."""
     times = {name: [] for name in PHASES}
     with session.embedding_cache.lock, session.backend.device(session.device_id):
         for i in range(calls):
@@ -266,6 +266,8 @@ def host_phases(session, requests, calls):
             t = [time.perf_counter()]
             dense, keys, row_ptrs = session._validate(*request, None)
             n = dense.shape[0]
+            if not session._graph_checks_values(n, keys, row_ptrs):   # as predict_array decides
+                session._check_values(dense, keys, row_ptrs)
             t.append(time.perf_counter())
             out = np.empty((n, session.label_dim), np.float32)
             parts = session._split_tables(keys, row_ptrs, n)

@@ -1,4 +1,4 @@
-// Concat's forward: out = [x_0 | x_1 | ...] along columns, up to HCTR_CONCAT_PARTS inputs in one launch
+// Concat's forward: out = [x_0 | x_1 | ...] along columns, up to HCTR_COLUMN_BLOCKS inputs in one launch
 // (one graph node per Concat, not one per input). Also what makes a row-strided view (a Concat gradient's
 // slice, a Slice output) contiguous for a kernel that needs it -- the concat of one input -- and what pads
 // a GEMM operand with zero columns (hugectr_lab/backend/cuda/rows.py: copy_parts, contiguous, zero_padded).
@@ -16,8 +16,6 @@
 // columns in turn (a warp reads and writes consecutive elements), four strides' loads issued before their
 // stores so that an SM keeps enough bytes in flight; no division per element. Plain copies: bit-exact.
 #include "hctr_common.cuh"
-
-#define HCTR_CONCAT_PARTS 5   // HugeCTR's Concat takes 2 to 5 inputs; rows.copy_parts launches more in groups
 
 template <typename T>
 __device__ __forceinline__ void hctr_copy_row(const T* __restrict__ src, T* __restrict__ dst, int w) {
@@ -41,14 +39,14 @@ __global__ void hctr_concat_columns(const T* __restrict__ x0, long long ld0, int
                                     const T* __restrict__ x3, long long ld3, int w3,
                                     const T* __restrict__ x4, long long ld4, int w4,
                                     T* __restrict__ out, long long ld_out, long long m, int w_out) {
-    const T* const xs[HCTR_CONCAT_PARTS] = {x0, x1, x2, x3, x4};
-    const long long lds[HCTR_CONCAT_PARTS] = {ld0, ld1, ld2, ld3, ld4};
-    const int ws[HCTR_CONCAT_PARTS] = {w0, w1, w2, w3, w4};
+    const T* const xs[HCTR_COLUMN_BLOCKS] = {x0, x1, x2, x3, x4};
+    const long long lds[HCTR_COLUMN_BLOCKS] = {ld0, ld1, ld2, ld3, ld4};
+    const int ws[HCTR_COLUMN_BLOCKS] = {w0, w1, w2, w3, w4};
     for (long long r : hctr_row_stride(m)) {
         T* dst = out + r * ld_out;
         int start = 0;
 #pragma unroll
-        for (int p = 0; p < HCTR_CONCAT_PARTS; ++p) {
+        for (int p = 0; p < HCTR_COLUMN_BLOCKS; ++p) {
             if (ws[p] > 0) hctr_copy_row(xs[p] + r * lds[p], dst + start, ws[p]);
             start += ws[p];
         }

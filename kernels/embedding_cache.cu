@@ -269,7 +269,8 @@ __global__ void hctr_embedding_cache_insert(Key* __restrict__ cache_keys, long l
 //     table infer_dedupe builds, from murmur3(key, 0x9e3779b9) & (Q-1) to the key or a free entry) and
 //     the warp copies the row of ps_vectors (R, E) -- in device memory or page-locked host memory read
 //     over the bus -- or the default value for an unknown key; lane 0 counts the key in the sketch and
-//     in counters (5,): [0] distinct keys, [1] hits, [2] unknown keys. set_values (P, E) and set_miss (P,) are written for real keys only.
+//     in counters (5,): [0] distinct keys, [1] hits, [2] unknown keys. set_values (P, E) and set_miss (P,)
+//     are written for real keys only.
 //   infer_insert -- when the first table's hit rate (first_counters) is below the threshold:
 //     hctr_infer_link<Key> (one thread per set entry) chains each set's misses (heads (num_sets,),
 //     next (P,); chain order depends on thread order), then hctr_infer_insert<Key, Policy> (a block of

@@ -9,7 +9,7 @@
 // hctr_column_sums is also the bias gradient's finish of `bias_act_bwd` and `bias_act_dropout_bwd`.
 //
 // Layouts (row-major, T = float | hctr_half; sums in float32, rounded to T once, as cuBLAS does):
-//   hctr_gemv_rows: x (m, k) given as up to HCTR_GEMV_PARTS column blocks side by side, block p (m, k_p)
+//   hctr_gemv_rows: x (m, k) given as up to HCTR_COLUMN_BLOCKS column blocks side by side, block p (m, k_p)
 //     with row stride ld_p >= k_p (k = sum k_p; an unused block has k_p = 0) -- one block for an FC's input,
 //     several for a Concat's inputs read where they lie (`gemm_bias_act_concat`: no concatenated copy) --,
 //     w (k,), b (1,) or NULL -> y (m,) = act(x · w + b), ReLU when relu; the dot is rounded to T before
@@ -30,24 +30,22 @@
 //   hctr_outer: a row per row of x threads (hctr_row_stride), the x threads strided over the columns.
 #include "hctr_common.cuh"
 
-#define HCTR_GEMV_PARTS 5   // HugeCTR's Concat takes 2 to 5 inputs
-
 template <typename T>
 __global__ void hctr_gemv_rows(const T* __restrict__ x0, long long ld0, int k0, const T* __restrict__ x1,
                                long long ld1, int k1, const T* __restrict__ x2, long long ld2, int k2,
                                const T* __restrict__ x3, long long ld3, int k3, const T* __restrict__ x4,
                                long long ld4, int k4, const T* __restrict__ w, const T* __restrict__ b,
                                T* __restrict__ y, long long m, int relu) {
-    const T* const xs[HCTR_GEMV_PARTS] = {x0, x1, x2, x3, x4};
-    const long long lds[HCTR_GEMV_PARTS] = {ld0, ld1, ld2, ld3, ld4};
-    const int ks[HCTR_GEMV_PARTS] = {k0, k1, k2, k3, k4};
+    const T* const xs[HCTR_COLUMN_BLOCKS] = {x0, x1, x2, x3, x4};
+    const long long lds[HCTR_COLUMN_BLOCKS] = {ld0, ld1, ld2, ld3, ld4};
+    const int ks[HCTR_COLUMN_BLOCKS] = {k0, k1, k2, k3, k4};
     const int lane = threadIdx.x & 31;
     const float bias = b ? to_f32(b[0]) : 0.0f;
     for (long long r : hctr_warp_stride(m)) {
         float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         const T* wp = w;
 #pragma unroll
-        for (int p = 0; p < HCTR_GEMV_PARTS; ++p) {
+        for (int p = 0; p < HCTR_COLUMN_BLOCKS; ++p) {
             const int k = ks[p];
             if (k == 0) continue;   // an unused block (x NULL)
             const T* row = xs[p] + r * lds[p];

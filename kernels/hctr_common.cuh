@@ -81,6 +81,10 @@ __device__ __forceinline__ void hctr_store_vec(T* __restrict__ base, long long a
     }
 }
 
+// Column blocks side by side that the concat and GEMV kernels take in one launch (their inputs' x0..x4):
+// HugeCTR's Concat takes 2 to 5 inputs. backend/cuda/common.py: COLUMN_BLOCKS, block_args.
+#define HCTR_COLUMN_BLOCKS 5
+
 // Whether one element is an infinity or a NaN (its exponent bits all ones; float16's convert to float32's).
 template <typename T>
 __device__ __forceinline__ bool hctr_bad(T v) {

@@ -18,12 +18,12 @@
 
 // x = hi + lo as described above; the integer operations of `tf32_parts`, so the bits match.
 __device__ __forceinline__ void hctr_tf32_parts(float x, float& hi, float& lo) {
-    const unsigned int bits = __float_as_uint(x);
-    if ((bits & 0x7F800000u) == 0x7F800000u) {   // inf, NaN
+    if (hctr_bad(x)) {   // inf, NaN
         hi = x;
         lo = 0.0f;
         return;
     }
+    const unsigned int bits = __float_as_uint(x);
     // + half the 13 dropped bits' weight less one, + the kept LSB: to nearest, ties to even
     unsigned int up = (bits + 0xFFFu + ((bits >> 13) & 1u)) & 0xFFFFE000u;
     if ((up & 0x7F800000u) == 0x7F800000u) up = bits & 0xFFFFE000u;   // past the largest finite: truncated

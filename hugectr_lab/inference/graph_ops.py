@@ -2,8 +2,8 @@
 
 ``graph_path.GraphPredictor`` runs them per table inside one CUDA graph per padded batch, so no
 per-call value passes through Python: a table's ``header`` (3,) int64 holds the call's stamp ``now``, the
-sketch's halving flag and the call's key count, ``counters`` (5,) int64 collect the call's statistics (``COUNTERS``), and every
-output is written into an array the caller owns. The kernels (``kernels/embedding_cache.cu``, "The
+sketch's halving flag and the call's key count, ``counters`` (5,) int64 collect the call's statistics
+(``COUNTERS``), and every output is written into an array the caller owns. The kernels (``kernels/embedding_cache.cu``, "The
 predict graph's lookup") take the same names and arguments.
 
 A table's keys (K,), padded with the empty key, become an open-addressing set (P,) of distinct keys;

@@ -9,16 +9,15 @@ references, the staging and the accounting against the eager path.
 Per padded batch (a bucket) it keeps
 
 * a staging buffer (pinned host memory on CuPy) and its device twin holding every input of a call: a
-  header per table (the lookup stamp ``now``, the sketch's halving flag, the key count), the keys of each table
-  (padded with the empty key), the dense features (padding rows zero), and last the row offsets of each
-  table (padding rows empty, one extra row holding the padding keys, dropped after the combiner); one
+  header per table (the lookup stamp ``now``, the sketch's halving flag, the key count), the keys of each
+  table (padded with the empty key), the dense features (padding rows zero), and last the row offsets of
+  each table (padding rows empty, one extra row holding the padding keys, dropped after the combiner); one
   host→device copy moves it (none on NumPy, where the two are one array);
 * the device work (``backend.graph``, ``backend/cuda/graphs.py``), its first node that copy and its last
   the outputs' copy, so a call launches one graph: every table's ``infer_begin`` (its de-duplication set
   emptied; its row offsets in order and inside the keys, no key the reserved one, the dense features
-  finite, else the call is rejected: no key is taken),
-  then per table
-  ``infer_dedupe``, ``infer_lookup`` (a cache hit, else the parameter server's row, found through
+  finite, else the call is rejected: no key is taken), then per table ``infer_dedupe``, ``infer_lookup``
+  (a cache hit, else the parameter server's row, found through
   ``ps_index`` -- on CuPy read from page-locked host memory -- so a miss is answered in the same call,
   from the source of truth) and the combiner; then the dense network and, beside it on a side stream
   (a parallel branch of the graph), per table ``infer_insert``, the refresh, so the next call finds the
@@ -177,7 +176,7 @@ class _Bucket:
         self.rows = 0                         # samples staged by the last call
         self.net = s._network(batch)
         self.calls = {}   # one_hot -> the device work (a CapturedCall on CuPy), made on first use
-        if self.inputs.cuda:   # the refresh's stream and the events that fork and join it (_side_branch)
+        if self.inputs.cuda:   # the refresh's stream and the events that fork and join it (_branch)
             import cupy
             self._side = cupy.cuda.Stream(non_blocking=True)
             self._fork, self._join = (cupy.cuda.Event(disable_timing=True) for _ in range(2))
@@ -259,8 +258,8 @@ class _Bucket:
 
     def run(self, dense, parts, n, out):
         """Stage one chunk, launch, read back its predictions into ``out`` (n, L) float32 and update the
-        cache's statistics; False, with nothing written or looked up, where the device rejected the row
-        offsets (``infer_begin``)."""
+        cache's statistics; False, with nothing written or looked up, where the device rejected the call's
+        values (``infer_begin``)."""
         self.stage(dense, parts, n)
         self.launch()
         self.wait()
@@ -373,8 +372,9 @@ class GraphPredictor:
     def predict_chunk(self, dense, parts, n, out):
         """Write the (n, L) float32 predictions of a chunk that ``fits`` into ``out``: ``dense`` (n, D)
         float32, ``parts`` one (keys (K_t,), row offsets (n*S_t + 1,)) per table. False where the device
-        rejected the row offsets (outside [0, K_t] or descending): then nothing was written, looked up or
-        counted, and the caller says what is wrong."""
+        rejected the call's values (``infer_begin``: a non-finite dense feature, the reserved key, row offsets
+        outside [0, K_t] or descending): then nothing was written, looked up or counted, and the caller says
+        what is wrong."""
         return self.bucket(n).run(dense, parts, n, out)
 
     def bucket(self, n):

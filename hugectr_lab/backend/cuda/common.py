@@ -68,11 +68,13 @@ def row_view(xp, a):
     return a, layout
 
 
-def block_args(blocks, count):
-    """The kernel arguments of up to ``count`` column blocks side by side (``(x, row_layout(x))`` pairs; the
-    concat and GEMV kernels take five): per block its address, row stride and columns -- an unused one
-    (NULL, 0, 0)."""
+COLUMN_BLOCKS = 5   # column blocks per launch of the concat and GEMV kernels (HCTR_COLUMN_BLOCKS)
+
+
+def block_args(blocks):
+    """The kernel arguments of up to ``COLUMN_BLOCKS`` column blocks side by side (``(x, row_layout(x))``
+    pairs): per block its address, row stride and columns -- an unused one (NULL, 0, 0)."""
     args = []
-    for x, (_, cols, ld) in blocks + [(None, (0, 0, 0))] * (count - len(blocks)):
+    for x, (_, cols, ld) in blocks + [(None, (0, 0, 0))] * (COLUMN_BLOCKS - len(blocks)):
         args += [np.uint64(0 if x is None else x.data.ptr), np.int64(ld), np.int32(cols)]
     return args

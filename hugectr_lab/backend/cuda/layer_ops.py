@@ -12,7 +12,7 @@ import numpy as np
 
 from ..ops import kernel_op
 from . import cublas, cublaslt
-from .common import block_args, ctype, floats, reference, row_layout, row_view, vector_width
+from .common import COLUMN_BLOCKS, block_args, ctype, floats, reference, row_layout, row_view, vector_width
 from .interaction_gemms import backward_product, forward_products, scratch_ld
 from .loader import MAX_BLOCKS, NULL, launch, launch_grid, multiprocessors, per_sample
 from .rows import contiguous, copy_parts
@@ -83,11 +83,8 @@ def skinny_product(xp, a, b, bias=None, relu=False):
     return out
 
 
-GEMV_PARTS = 5   # column blocks per launch of hctr_gemv_rows (HCTR_GEMV_PARTS)
-
-
 def gemv_rows(xp, parts, w, bias, relu):
-    """``act(x · w + bias)`` (m, 1) for x (m, k) given as ``parts`` -- at most ``GEMV_PARTS`` ``(x_p, layout)``
+    """``act(x · w + bias)`` (m, 1) for x (m, k) given as ``parts`` -- at most ``COLUMN_BLOCKS`` ``(x_p, layout)``
     pairs, ``layout`` = ``row_layout(x_p)`` (m rows of k_p elements, ld apart), side by side -- w (k,)
     contiguous and bias (1, 1) or None: one launch of ``hctr_gemv_rows``."""
     m, dtype = parts[0][1][0], parts[0][0].dtype
@@ -95,7 +92,7 @@ def gemv_rows(xp, parts, w, bias, relu):
     if m:
         bias = NULL if bias is None else xp.ascontiguousarray(bias).reshape(1)
         launch_grid("gemv.cu", f"hctr_gemv_rows<{ctype(dtype)}>", min(-(-m // 8), MAX_BLOCKS), 256,
-                    (*block_args(parts, GEMV_PARTS), w, bias, y, np.int64(m), np.int32(bool(relu))))
+                    (*block_args(parts), w, bias, y, np.int64(m), np.int32(bool(relu))))
     return y
 
 
@@ -103,7 +100,7 @@ def gemv_rows(xp, parts, w, bias, relu):
 def gemm_bias_act_concat(xp, w, b, relu, *xs):
     # One output (the fused step's case): one GEMV over the inputs, read where their rows lie (an input whose
     # rows do not lie ld apart is copied first: kernels only, so a CUDA graph can capture it); else the reference.
-    if (w.ndim == 2 and w.shape[1] == 1 and xs and len(xs) <= GEMV_PARTS and floats(w, b, *xs)
+    if (w.ndim == 2 and w.shape[1] == 1 and xs and len(xs) <= COLUMN_BLOCKS and floats(w, b, *xs)
             and all(x.ndim == 2 and x.dtype == w.dtype for x in xs) and len({x.shape[0] for x in xs}) == 1
             and b.size == 1 and sum(x.shape[1] for x in xs) == w.shape[0]):
         parts = [row_view(xp, x) for x in xs if x.shape[1]]

@@ -10,30 +10,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import block_args, ctype, floats, row_layout
+from .common import COLUMN_BLOCKS, block_args, ctype, floats, row_layout
 from .cublas_abi import ALIGN_BYTES
 from .loader import launch_grid, per_sample
-
-
-PARTS = 5   # inputs per launch of hctr_concat_columns (HCTR_CONCAT_PARTS: Concat's most)
 
 
 def copy_parts(parts, out, start=0, width=None):
     """Write ``parts`` -- ``(x, layout)`` pairs, ``layout`` = ``row_layout(x)``: m rows of w > 0 elements, ld
     apart, the same m for all -- side by side into columns ``start`` .. of the first m rows of the C-contiguous
-    ``out`` (>= m, n), ``PARTS`` of them per launch; with ``width``, the columns after them up to
+    ``out`` (>= m, n), ``COLUMN_BLOCKS`` of them per launch; with ``width``, the columns after them up to
     ``start + width`` get zeros."""
     m = parts[0][1][0]
     if not m:
         return
     width = sum(layout[1] for _, layout in parts) if width is None else width
-    for first in range(0, len(parts), PARTS):
-        group = parts[first:first + PARTS]
+    for first in range(0, len(parts), COLUMN_BLOCKS):
+        group = parts[first:first + COLUMN_BLOCKS]
         w = sum(layout[1] for _, layout in group)
-        end = width if first + PARTS >= len(parts) else w   # the zero columns go with the last group
+        end = width if first + COLUMN_BLOCKS >= len(parts) else w   # the zero columns go with the last group
         launch_grid("concat.cu", f"hctr_concat_columns<{ctype(out.dtype)}>", *per_sample(m, end),
-                    (*block_args(group, PARTS), np.uint64(out.data.ptr + start * out.itemsize), np.int64(out.shape[1]), np.int64(m),
-                     np.int32(end)))
+                    (*block_args(group), np.uint64(out.data.ptr + start * out.itemsize), np.int64(out.shape[1]),
+                     np.int64(m), np.int32(end)))
         start += w
         width -= w
 
